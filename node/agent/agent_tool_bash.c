@@ -1,0 +1,241 @@
+/*  agent_tool_bash — runs `/bin/bash -c <command>`, the one place where model
+    input becomes a command. posix_spawn (vfork semantics, safe in a threaded
+    process) starts it in its own process group, cwd = the worktree, stdin
+    /dev/null, no inherited descriptors, a minimal environment and default
+    signal dispositions; the group is killed at the timeout and once bash
+    exits, so nothing it started outlives the call. Worker threads only. */
+#include "common/util.h"
+#include "node/agent/agent_tool_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* How long output may still drain after bash exited and its group was killed. */
+#define AGENT_BASH_DRAIN_MS 500
+
+/* One captured stream. */
+typedef struct {
+    int fd;       /* read end of the pipe, -1 at EOF */
+    char *buf;    /* first cap bytes */
+    size_t len;   /* bytes kept */
+    size_t cap;   /* bash_max_output */
+    size_t total; /* bytes the command wrote */
+} agent_stream_t;
+
+/* The running command. */
+typedef struct {
+    pid_t pid;          /* bash, also the process group id */
+    agent_stream_t out; /* stdout */
+    agent_stream_t err; /* stderr */
+    int status;         /* wait status once exited */
+    bool exited;        /* bash has been reaped */
+    bool timed_out;     /* the timeout killed the group */
+    int64_t started_ms; /* monotonic start */
+} agent_bash_t;
+
+/* Builds the spawn attributes: a new process group, an empty signal mask
+   (workers block every signal) and default dispositions. */
+static void s_spawn_attr(posix_spawnattr_t *attr)
+{
+    sigset_t empty, all;
+    sigemptyset(&empty);
+    sigfillset(&all);
+    posix_spawnattr_init(attr);
+    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                       POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setpgroup(attr, 0);
+    posix_spawnattr_setsigmask(attr, &empty);
+    posix_spawnattr_setsigdefault(attr, &all);
+}
+
+static int s_spawn(agent_tool_ctx_t *ctx, const char *command, agent_bash_t *b, int pipes[2][2])
+{
+    char env_home[PATH_MAX + 8], env_pwd[PATH_MAX + 8];
+    snprintf(env_home, sizeof env_home, "HOME=%s", ctx->root_real);
+    snprintf(env_pwd, sizeof env_pwd, "PWD=%s", ctx->root_real);
+    char *envp[] = {
+        "PATH=/usr/local/bin:/usr/bin:/bin", env_home, env_pwd, "LANG=C.UTF-8", "TERM=dumb", NULL};
+    char *argv[] = {"/bin/bash", "-c", (char *)command, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, pipes[0][1], 1);
+    posix_spawn_file_actions_adddup2(&fa, pipes[1][1], 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    posix_spawn_file_actions_addchdir_np(&fa, ctx->root_real);
+    posix_spawnattr_t attr;
+    s_spawn_attr(&attr);
+    int rc = posix_spawn(&b->pid, "/bin/bash", &fa, &attr, argv, envp);
+    posix_spawnattr_destroy(&attr);
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) {
+        return agent_tool_fail(ctx, "cannot start /bin/bash: %s", strerror(rc));
+    }
+    return 0;
+}
+
+/* Reads what is available on s; keeps the first cap bytes, counts the rest. */
+static void s_stream_read(agent_stream_t *s)
+{
+    char chunk[16384];
+    ssize_t n = read(s->fd, chunk, sizeof chunk);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) {
+        return;
+    }
+    if (n <= 0) {
+        close(s->fd);
+        s->fd = -1;
+        return;
+    }
+    size_t keep = s->len < s->cap ? s->cap - s->len : 0;
+    if (keep > (size_t)n) {
+        keep = (size_t)n;
+    }
+    memcpy(s->buf + s->len, chunk, keep);
+    s->len += keep;
+    s->total += (size_t)n;
+}
+
+/* Reaps bash once it exited. The group is killed before the reap, while the
+   zombie still holds the group id, so the id cannot have been reused. */
+static void s_check_exit(agent_bash_t *b)
+{
+    siginfo_t info = {0};
+    if (waitid(P_PID, (id_t)b->pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0 || info.si_pid == 0) {
+        return;
+    }
+    kill(-b->pid, SIGKILL);
+    while (waitpid(b->pid, &b->status, 0) < 0 && errno == EINTR) {
+    }
+    b->exited = true;
+}
+
+/* Polls both pipes until bash exited and its output drained, killing the
+   group at the deadline. */
+static void s_supervise(agent_bash_t *b, int64_t timeout_ms)
+{
+    int64_t deadline = b->started_ms + timeout_ms;
+    int64_t drain_until = 0;
+    while (b->out.fd >= 0 || b->err.fd >= 0 || !b->exited) {
+        int64_t now = util_mono_ms();
+        if (!b->exited && now >= deadline && !b->timed_out) {
+            kill(-b->pid, SIGKILL);
+            b->timed_out = true;
+        }
+        if (b->exited && drain_until == 0) {
+            drain_until = now + AGENT_BASH_DRAIN_MS;
+        }
+        if (b->exited && now >= drain_until) {
+            break; /* something outside the group holds the pipe: stop waiting */
+        }
+        struct pollfd fds[2] = {{.fd = b->out.fd, .events = POLLIN},
+                                {.fd = b->err.fd, .events = POLLIN}};
+        if (poll(fds, 2, 50) > 0) {
+            if (fds[0].revents) {
+                s_stream_read(&b->out);
+            }
+            if (fds[1].revents) {
+                s_stream_read(&b->err);
+            }
+        }
+        if (!b->exited) {
+            s_check_exit(b);
+        }
+    }
+}
+
+static json_t *s_stream_json(const agent_stream_t *s)
+{
+    return agent_json_text(s->buf, s->len);
+}
+
+static json_t *s_bash_result(const agent_bash_t *b)
+{
+    json_t *res =
+        json_pack("{s:o, s:o, s:b, s:b, s:b, s:I}", "stdout", s_stream_json(&b->out), "stderr",
+                  s_stream_json(&b->err), "stdout_truncated", b->out.total > b->out.len,
+                  "stderr_truncated", b->err.total > b->err.len, "timed_out", b->timed_out,
+                  "duration_ms", (json_int_t)(util_mono_ms() - b->started_ms));
+    if (!res) {
+        return NULL;
+    }
+    if (WIFEXITED(b->status)) {
+        json_object_set_new(res, "exit_code", json_integer(WEXITSTATUS(b->status)));
+    } else {
+        json_object_set_new(res, "exit_code", json_null());
+        json_object_set_new(res, "signal", json_integer(WTERMSIG(b->status)));
+    }
+    return res;
+}
+
+static void s_close_pipes(int pipes[2][2])
+{
+    for (int i = 0; i < 2; i++) {
+        for (int j = 0; j < 2; j++) {
+            if (pipes[i][j] >= 0) {
+                close(pipes[i][j]);
+                pipes[i][j] = -1;
+            }
+        }
+    }
+}
+
+static int s_bash_args(agent_tool_ctx_t *ctx, const char **command, int64_t *timeout_s)
+{
+    const agent_tool_limits_t *l = ctx->limits;
+    size_t len;
+    if (agent_arg_string(ctx, "command", true, command, &len) != 0 ||
+        agent_arg_int(ctx, "timeout_s", l->bash_timeout_s, 1, l->bash_max_timeout_s, timeout_s) !=
+            0) {
+        return -1;
+    }
+    if (len == 0 || len > l->bash_max_command) {
+        return agent_tool_fail(ctx, "command must be 1 to %zu bytes", l->bash_max_command);
+    }
+    return 0;
+}
+
+int agent_tool_bash(agent_tool_ctx_t *ctx)
+{
+    const char *command;
+    int64_t timeout_s;
+    if (s_bash_args(ctx, &command, &timeout_s) != 0) {
+        return -1;
+    }
+    size_t cap = ctx->limits->bash_max_output;
+    agent_bash_t b = {.out = {.fd = -1, .cap = cap, .buf = malloc(cap + 1)},
+                      .err = {.fd = -1, .cap = cap, .buf = malloc(cap + 1)}};
+    int pipes[2][2] = {{-1, -1}, {-1, -1}};
+    int rc = -1;
+    if (!b.out.buf || !b.err.buf || pipe2(pipes[0], O_CLOEXEC) != 0 ||
+        pipe2(pipes[1], O_CLOEXEC) != 0) {
+        rc = agent_tool_fail(ctx, "cannot prepare the command: %s", strerror(errno));
+    } else if (s_spawn(ctx, command, &b, pipes) == 0) {
+        b.started_ms = util_mono_ms();
+        b.out.fd = pipes[0][0];
+        b.err.fd = pipes[1][0];
+        pipes[0][0] = pipes[1][0] = -1;
+        s_close_pipes(pipes); /* the child holds the write ends now */
+        s_supervise(&b, timeout_s * 1000);
+        *ctx->result = s_bash_result(&b);
+        rc = 0;
+    }
+    s_close_pipes(pipes);
+    if (b.out.fd >= 0) {
+        close(b.out.fd);
+    }
+    if (b.err.fd >= 0) {
+        close(b.err.fd);
+    }
+    free(b.out.buf);
+    free(b.err.buf);
+    return rc;
+}

@@ -3,9 +3,9 @@
 #include "common/wire.h"
 
 #include "common/log.h"
+#include "common/util.h"
 
-static int s_send_frames(zsock_t *sock, const void *first, size_t first_len,
-                         const proto_msg_t *msg)
+static int s_send_frames(zsock_t *sock, const void *first, size_t first_len, const proto_msg_t *msg)
 {
     uint8_t *data = NULL;
     size_t size = 0;
@@ -37,6 +37,33 @@ int wire_publish(zsock_t *pub, const void *topic, size_t topic_len, const proto_
     return s_send_frames(pub, topic, topic_len, msg);
 }
 
+/* Dropped-frame warnings are rate limited so a flood of garbage cannot
+   flood the log: at most WIRE_LOG_BURST lines a second per thread, then one
+   line counting what was suppressed. Thread-local, the one mutable static
+   state here, because the sockets of a thread share one log. */
+#define WIRE_LOG_BURST 10
+static _Thread_local int64_t s_log_second;
+static _Thread_local unsigned s_log_count, s_log_suppressed;
+
+static bool s_log_allowed(void)
+{
+    int64_t now = util_mono_ms() / 1000;
+    if (now != s_log_second) {
+        if (s_log_suppressed) {
+            LOG_W("suppressed %u further bad-frame warnings", s_log_suppressed);
+        }
+        s_log_second = now;
+        s_log_count = 0;
+        s_log_suppressed = 0;
+    }
+    if (s_log_count < WIRE_LOG_BURST) {
+        s_log_count++;
+        return true;
+    }
+    s_log_suppressed++;
+    return false;
+}
+
 /* Takes the frames of one message; the first `lead` frames are returned
    separately. Any frame count other than lead + 1 is malformed. */
 static zmsg_t *s_recv_msg(zsock_t *sock, size_t lead, const char *what)
@@ -46,8 +73,10 @@ static zmsg_t *s_recv_msg(zsock_t *sock, size_t lead, const char *what)
         return NULL;
     }
     if (zmsg_size(zm) != lead + 1) {
-        LOG_W("dropped malformed message socket=%s frames=%zu expected=%zu", what, zmsg_size(zm),
-              lead + 1);
+        if (s_log_allowed()) {
+            LOG_W("dropped malformed message socket=%s frames=%zu expected=%zu", what,
+                  zmsg_size(zm), lead + 1);
+        }
         zmsg_destroy(&zm);
     }
     return zm;
@@ -59,7 +88,9 @@ static int s_decode_last(zmsg_t *zm, proto_msg_t *out, const char *what)
     char err[96];
     int rc = proto_decode(zframe_data(f), zframe_size(f), out, err, sizeof err);
     if (rc != PROTO_OK) {
-        LOG_W("dropped bad frame socket=%s bytes=%zu error=\"%s\"", what, zframe_size(f), err);
+        if (s_log_allowed()) {
+            LOG_W("dropped bad frame socket=%s bytes=%zu error=\"%s\"", what, zframe_size(f), err);
+        }
         return -1;
     }
     return 0;
@@ -79,8 +110,12 @@ int wire_recv(zsock_t *sock, zframe_t **identity_p, proto_msg_t *out, const char
     return rc;
 }
 
-int wire_recv_sub(zsock_t *sub, uint8_t *topic, size_t topic_cap, size_t *topic_len,
-                  proto_msg_t *out, const char *what)
+int wire_recv_sub(zsock_t *sub,
+                  uint8_t *topic,
+                  size_t topic_cap,
+                  size_t *topic_len,
+                  proto_msg_t *out,
+                  const char *what)
 {
     zmsg_t *zm = s_recv_msg(sub, 1, what);
     if (!zm) {
@@ -88,7 +123,9 @@ int wire_recv_sub(zsock_t *sub, uint8_t *topic, size_t topic_cap, size_t *topic_
     }
     zframe_t *t = zmsg_first(zm);
     if (zframe_size(t) > topic_cap) {
-        LOG_W("dropped message with oversized topic socket=%s bytes=%zu", what, zframe_size(t));
+        if (s_log_allowed()) {
+            LOG_W("dropped message with oversized topic socket=%s bytes=%zu", what, zframe_size(t));
+        }
         zmsg_destroy(&zm);
         return -1;
     }

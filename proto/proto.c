@@ -2,6 +2,7 @@
     message type so that every message has exactly one encoder and decoder.
     Pure functions; any thread. */
 #include "proto/proto.h"
+#include "proto/proto_internal.h"
 
 #include <msgpack.h>
 #include <stdio.h>
@@ -18,9 +19,18 @@ typedef struct {
     size_t max;      /* max string length, or max value for F_U64 */
 } s_field_t;
 
-#define STR(k, req, mx) {#k, F_STR, offsetof(proto_msg_t, k), req, mx}
-#define U64(k, req, mx) {#k, F_U64, offsetof(proto_msg_t, k), req, mx}
-#define END             {NULL, F_STR, 0, false, 0}
+#define STR(k, req, mx)                                                                            \
+    {                                                                                              \
+#k, F_STR, offsetof(proto_msg_t, k), req, mx                                               \
+    }
+#define U64(k, req, mx)                                                                            \
+    {                                                                                              \
+#k, F_U64, offsetof(proto_msg_t, k), req, mx                                               \
+    }
+#define END                                                                                        \
+    {                                                                                              \
+        NULL, F_STR, 0, false, 0                                                                   \
+    }
 
 static const s_field_t s_register[] = {STR(node_id, true, 63), STR(router, true, 255),
                                        STR(pub, true, 255), U64(weight, true, 64), END};
@@ -30,7 +40,8 @@ static const s_field_t s_reg_ack[] = {STR(state, true, 15), STR(pub, false, 255)
                                       STR(error, false, 1024), END};
 static const s_field_t s_empty[] = {END};
 static const s_field_t s_ring[] = {
-    STR(pub, false, 255), {"nodes", F_NODES, offsetof(proto_msg_t, nodes), true, PROTO_MAX_NODES},
+    STR(pub, false, 255),
+    {"nodes", F_NODES, offsetof(proto_msg_t, nodes), true, PROTO_MAX_NODES},
     END};
 static const s_field_t s_admin[] = {STR(action, true, 15), STR(node_id, true, 63), END};
 static const s_field_t s_admin_rep[] = {U64(status, true, 999), STR(error, false, 1024), END};
@@ -46,11 +57,16 @@ typedef struct {
 } s_type_t;
 
 static const s_type_t s_types[PROTO_TYPE_END] = {
-    [PROTO_REGISTER] = {"register", s_register},     [PROTO_HEARTBEAT] = {"heartbeat", s_heartbeat},
-    [PROTO_REG_ACK] = {"reg_ack", s_reg_ack},        [PROTO_RING_GET] = {"ring_get", s_empty},
-    [PROTO_RING] = {"ring", s_ring},                 [PROTO_ADMIN] = {"admin", s_admin},
-    [PROTO_ADMIN_REP] = {"admin_rep", s_admin_rep},  [PROTO_API_REQ] = {"api_req", s_api_req},
-    [PROTO_API_REP] = {"api_rep", s_api_rep},        [PROTO_MOVED] = {"moved", s_empty},
+    [PROTO_REGISTER] = {"register", s_register},
+    [PROTO_HEARTBEAT] = {"heartbeat", s_heartbeat},
+    [PROTO_REG_ACK] = {"reg_ack", s_reg_ack},
+    [PROTO_RING_GET] = {"ring_get", s_empty},
+    [PROTO_RING] = {"ring", s_ring},
+    [PROTO_ADMIN] = {"admin", s_admin},
+    [PROTO_ADMIN_REP] = {"admin_rep", s_admin_rep},
+    [PROTO_API_REQ] = {"api_req", s_api_req},
+    [PROTO_API_REP] = {"api_rep", s_api_rep},
+    [PROTO_MOVED] = {"moved", s_empty},
     [PROTO_EVENT] = {"event", s_event},
 };
 
@@ -122,8 +138,8 @@ static int s_count_payload(const proto_msg_t *msg, const s_field_t *fields, uint
     return PROTO_OK;
 }
 
-static void s_pack_payload(msgpack_packer *pk, const proto_msg_t *msg, const s_field_t *fields,
-                           uint32_t count)
+static void
+s_pack_payload(msgpack_packer *pk, const proto_msg_t *msg, const s_field_t *fields, uint32_t count)
 {
     msgpack_pack_map(pk, count);
     for (const s_field_t *f = fields; f->key; f++) {
@@ -449,6 +465,9 @@ int proto_decode(const void *data, size_t size, proto_msg_t *out, char *err, siz
 {
     memset(out, 0, sizeof *out);
     if (!data || size == 0 || size > PROTO_MAX_FRAME) {
+        return s_fail(err, errlen, PROTO_ERR_TRUNCATED, s_err_name(PROTO_ERR_TRUNCATED), NULL);
+    }
+    if (!proto_prescan(data, size)) {
         return s_fail(err, errlen, PROTO_ERR_TRUNCATED, s_err_name(PROTO_ERR_TRUNCATED), NULL);
     }
     msgpack_unpacked u;

@@ -24,10 +24,11 @@ typedef enum {
     /* Registry: DEALER (node, gateway, bickyctl) → registry ROUTER, reply on the same pair. */
     PROTO_REGISTER = 1,  /* node → reg: node_id, router, pub, weight */
     PROTO_HEARTBEAT = 2, /* node → reg: node_id, actors */
-    PROTO_REG_ACK = 3,   /* reg → node: state, pub (registry PUB endpoint), error; epoch in envelope */
-    PROTO_RING_GET = 4,  /* any → reg: (empty payload) */
-    PROTO_RING = 5,      /* reg → any, reply and PUB topic "ring": pub, nodes[]; epoch in envelope */
-    PROTO_ADMIN = 6,     /* bickyctl → reg: action (drain|undrain|remove), node_id */
+    PROTO_REG_ACK =
+        3, /* reg → node: state, pub (registry PUB endpoint), error; epoch in envelope */
+    PROTO_RING_GET = 4, /* any → reg: (empty payload) */
+    PROTO_RING = 5,  /* reg → any, reply and PUB topic "ring": pub, nodes[]; epoch in envelope */
+    PROTO_ADMIN = 6, /* bickyctl → reg: action (drain|undrain|remove), node_id */
     PROTO_ADMIN_REP = 7, /* reg → bickyctl: status (HTTP-like code), error */
     /* API: gateway DEALER → node ROUTER, reply on the same pair. */
     PROTO_API_REQ = 10, /* op, body (JSON text) */
@@ -70,22 +71,22 @@ typedef struct {
     uint8_t team_id[16]; /* team id */
     uint64_t ring_epoch; /* sender's ring epoch */
     /* payload; owned heap strings (NULL when absent), see the table in proto.c */
-    char *node_id;       /* REGISTER, HEARTBEAT, ADMIN */
-    char *router;        /* REGISTER */
-    char *pub;           /* REGISTER, REG_ACK, RING */
-    char *state;         /* REG_ACK */
-    char *action;        /* ADMIN */
-    char *op;            /* API_REQ */
-    char *body;          /* API_REQ, API_REP, EVENT (JSON text) */
-    char *error;         /* REG_ACK, ADMIN_REP */
-    char *event_type;    /* EVENT */
-    uint64_t weight;     /* REGISTER */
-    uint64_t actors;     /* HEARTBEAT */
-    uint64_t status;     /* ADMIN_REP, API_REP */
+    char *node_id;        /* REGISTER, HEARTBEAT, ADMIN */
+    char *router;         /* REGISTER */
+    char *pub;            /* REGISTER, REG_ACK, RING */
+    char *state;          /* REG_ACK */
+    char *action;         /* ADMIN */
+    char *op;             /* API_REQ */
+    char *body;           /* API_REQ, API_REP, EVENT (JSON text) */
+    char *error;          /* REG_ACK, ADMIN_REP */
+    char *event_type;     /* EVENT */
+    uint64_t weight;      /* REGISTER */
+    uint64_t actors;      /* HEARTBEAT */
+    uint64_t status;      /* ADMIN_REP, API_REP */
     uint64_t retry_after; /* API_REP: seconds, 0 when none */
-    uint64_t event_id;   /* EVENT */
-    proto_node_t *nodes; /* RING: owned array */
-    size_t nnodes;       /* RING: count */
+    uint64_t event_id;    /* EVENT */
+    proto_node_t *nodes;  /* RING: owned array */
+    size_t nnodes;        /* RING: count */
 } proto_msg_t;
 
 /* Encodes msg into a new heap buffer (*data, freed by the caller with free)

@@ -314,6 +314,23 @@ Test(proto, trailing_bytes_and_empty)
     free(data);
 }
 
+Test(proto, huge_declared_lengths_are_refused_before_allocating)
+{
+    /* array32, map32, str32 and bin32 headers claiming 4 G entries/bytes. */
+    static const uint8_t bombs[][5] = {{0xdd, 0xff, 0xff, 0xff, 0xff},
+                                       {0xdf, 0xff, 0xff, 0xff, 0xff},
+                                       {0xdb, 0xff, 0xff, 0xff, 0xff},
+                                       {0xc6, 0xff, 0xff, 0xff, 0xff}};
+    for (size_t i = 0; i < sizeof bombs / sizeof bombs[0]; i++) {
+        proto_msg_t out;
+        cr_assert_eq(proto_decode(bombs[i], 5, &out, NULL, 0), PROTO_ERR_TRUNCATED);
+    }
+    /* A nested bomb inside an otherwise plausible map. */
+    static const uint8_t nested[] = {0x81, 0xa1, 'v', 0xdd, 0x7f, 0xff, 0xff, 0xff, 0x01};
+    proto_msg_t out;
+    cr_assert_eq(proto_decode(nested, sizeof nested, &out, NULL, 0), PROTO_ERR_TRUNCATED);
+}
+
 Test(proto, random_bytes_never_crash)
 {
     srand(12345);

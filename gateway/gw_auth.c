@@ -1,0 +1,232 @@
+/*  gw_auth — bearer-token authentication: a bounded cache token-SHA-256 →
+    team (clock eviction, positive and negative TTLs) and the check that asks
+    a node (`auth` op) on a miss. Loop thread only. */
+#define LOG_MODULE "gw_auth"
+#include "gateway/gateway_internal.h"
+
+#include "common/log.h"
+#include "common/util.h"
+
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+typedef struct {
+    char key[65];       /* token SHA-256 hex */
+    bool used;          /* slot holds an entry */
+    bool allow;         /* known token (else refused) */
+    bool ref;           /* clock bit: looked up since the hand last passed */
+    uint8_t team[16];   /* team of an allowed token */
+    int64_t expires_ms; /* monotonic expiry */
+} s_entry_t;
+
+struct gw_auth_cache_t {
+    s_entry_t *entries; /* fixed array of capacity slots */
+    size_t capacity;    /* slots */
+    size_t count;       /* used slots */
+    size_t hand;        /* clock hand */
+    zhashx_t *index;    /* key → s_entry_t * (not owned) */
+    int64_t pos_ttl_ms; /* allowed entries live this long */
+    int64_t neg_ttl_ms; /* refused entries live this long */
+};
+
+gw_auth_cache_t *gw_auth_cache_new(size_t capacity, int64_t pos_ttl_ms, int64_t neg_ttl_ms)
+{
+    gw_auth_cache_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->capacity = capacity ? capacity : 1;
+    self->entries = calloc(self->capacity, sizeof *self->entries);
+    self->index = zhashx_new();
+    self->pos_ttl_ms = pos_ttl_ms;
+    self->neg_ttl_ms = neg_ttl_ms;
+    if (!self->entries || !self->index) {
+        gw_auth_cache_destroy(&self);
+    }
+    return self;
+}
+
+void gw_auth_cache_destroy(gw_auth_cache_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return;
+    }
+    gw_auth_cache_t *self = *self_p;
+    zhashx_destroy(&self->index);
+    free(self->entries);
+    free(self);
+    *self_p = NULL;
+}
+
+static void s_evict(gw_auth_cache_t *self, s_entry_t *e)
+{
+    zhashx_delete(self->index, e->key);
+    e->used = false;
+    self->count--;
+}
+
+gw_auth_hit_t
+gw_auth_cache_get(gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, uint8_t team[16])
+{
+    s_entry_t *e = zhashx_lookup(self->index, sha_hex);
+    if (!e) {
+        return GW_AUTH_MISS;
+    }
+    if (now_ms >= e->expires_ms) {
+        s_evict(self, e);
+        return GW_AUTH_MISS;
+    }
+    e->ref = true;
+    if (!e->allow) {
+        return GW_AUTH_DENY;
+    }
+    memcpy(team, e->team, 16);
+    return GW_AUTH_ALLOW;
+}
+
+/* Finds a slot with the clock: a free or expired slot is taken at once; a
+   referenced one gets a second chance. Bounded by two turns of the hand. */
+static s_entry_t *s_take_slot(gw_auth_cache_t *self, int64_t now_ms)
+{
+    for (size_t step = 0; step < 2 * self->capacity + 1; step++) {
+        s_entry_t *e = &self->entries[self->hand];
+        self->hand = (self->hand + 1) % self->capacity;
+        if (!e->used) {
+            return e;
+        }
+        if (now_ms >= e->expires_ms || !e->ref) {
+            s_evict(self, e);
+            return e;
+        }
+        e->ref = false;
+    }
+    s_entry_t *e = &self->entries[self->hand];
+    s_evict(self, e);
+    return e;
+}
+
+void gw_auth_cache_put(gw_auth_cache_t *self,
+                       const char *sha_hex,
+                       const uint8_t *team,
+                       int64_t now_ms)
+{
+    s_entry_t *e = zhashx_lookup(self->index, sha_hex);
+    if (!e) {
+        e = s_take_slot(self, now_ms);
+        snprintf(e->key, sizeof e->key, "%s", sha_hex);
+        e->used = true;
+        self->count++;
+        zhashx_insert(self->index, e->key, e);
+    }
+    e->allow = team != NULL;
+    e->ref = false;
+    if (team) {
+        memcpy(e->team, team, 16);
+    }
+    e->expires_ms = now_ms + (team ? self->pos_ttl_ms : self->neg_ttl_ms);
+}
+
+size_t gw_auth_cache_size(const gw_auth_cache_t *self)
+{
+    return self->count;
+}
+
+/* ---- the check ---------------------------------------------------------- */
+
+static void s_unauthorized(gw_req_t *req, const char *why)
+{
+    gw_error_t err;
+    gw_error_set(&err, 401, "unauthorized", NULL, "%s", why);
+    char *body = gw_error_body(&err);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(body ? strlen(body) : 0, body ? body : (char *)"",
+                                        body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+    if (resp) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    }
+    gw_req_respond(req, 401, resp);
+}
+
+/* Extracts the token of "Authorization: Bearer <token>"; NULL when absent or
+   malformed. Returns a pointer into header, *len set. */
+static const char *s_bearer(const char *header, size_t *len)
+{
+    if (!header || strncasecmp(header, "Bearer ", 7) != 0) {
+        return NULL;
+    }
+    const char *t = header + 7;
+    while (*t == ' ') {
+        t++;
+    }
+    size_t n = strlen(t);
+    while (n > 0 && t[n - 1] == ' ') {
+        n--;
+    }
+    if (n == 0 || n > GW_TOKEN_MAX) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!isgraph((unsigned char)t[i])) {
+            return NULL;
+        }
+    }
+    *len = n;
+    return t;
+}
+
+static void s_auth_reply(void *owner, const gw_reply_t *reply)
+{
+    gw_req_t *req = owner;
+    int64_t now = util_mono_ms();
+    if (reply->status == 401 || reply->status == 403 || reply->status == 404) {
+        gw_auth_cache_put(req->srv->auth, req->token_sha, NULL, now);
+        s_unauthorized(req, "invalid or revoked token");
+        return;
+    }
+    if (reply->status != 200) {
+        gw_req_respond_json(req, (unsigned)reply->status, reply->body, reply->retry_after);
+        return;
+    }
+    json_t *o = reply->body ? json_loads(reply->body, 0, NULL) : NULL;
+    const char *team = o ? json_string_value(json_object_get(o, "team_id")) : NULL;
+    uint8_t id[16];
+    if (!team || util_uuid_parse(team, id) < 0) {
+        LOG_W("auth reply without a valid team_id; answering 503");
+        json_decref(o);
+        gw_req_fail(req, 503, "unavailable", "authentication is unavailable right now");
+        return;
+    }
+    json_decref(o);
+    gw_auth_cache_put(req->srv->auth, req->token_sha, id, now);
+    memcpy(req->team_id, id, 16);
+    req->has_team = true;
+    req->next(req);
+}
+
+void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
+{
+    size_t len = 0;
+    const char *token = s_bearer(gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION), &len);
+    if (!token) {
+        s_unauthorized(req, "missing or malformed bearer token");
+        return;
+    }
+    util_sha256_hex(token, len, req->token_sha);
+    switch (gw_auth_cache_get(req->srv->auth, req->token_sha, util_mono_ms(), req->team_id)) {
+        case GW_AUTH_ALLOW:
+            req->has_team = true;
+            next(req);
+            return;
+        case GW_AUTH_DENY:
+            s_unauthorized(req, "invalid or revoked token");
+            return;
+        case GW_AUTH_MISS:
+            break;
+    }
+    req->next = next;
+    gw_req_call(req, "auth", false, json_pack("{s:s}", "token_sha256", req->token_sha),
+                s_auth_reply);
+}

@@ -1,0 +1,75 @@
+/*  bicky-gateway — the stateless HTTP/SSE front of a Bicky cluster: routes API
+    calls over ZeroMQ to the node that owns each conversation. Main thread:
+    options, logging, signals, then the server's single event loop. */
+#define LOG_MODULE "gw_main"
+#include "gateway/gateway_internal.h"
+
+#include "common/cfg.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#include <stdio.h>
+#include <sys/resource.h>
+
+/* Lets the process hold --max-connections sockets plus the ZMQ ones. */
+static void s_raise_fd_limit(long want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    rlim_t need = (rlim_t)want + 256;
+    if (rl.rlim_cur < need) {
+        rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < need) {
+            LOG_W("open file limit %llu is below max_connections + 256",
+                  (unsigned long long)rl.rlim_cur);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    gw_config_t cfg;
+    gw_config_defaults(&cfg);
+    const char *level_name = "notice";
+    const cfg_opt_t opts[] = {
+        {"--listen", "BICKY_HTTP_ADDR", CFG_STR, &cfg.listen, 0, 0, "HTTP listen address"},
+        {"--port", "BICKY_HTTP_PORT", CFG_INT, &cfg.port, 1, 65535, "HTTP port"},
+        {"--registry", "BICKY_REGISTRY", CFG_STR, &cfg.registry, 0, 0,
+         "comma list of registry ROUTER endpoints"},
+        {"--request-timeout-ms", "BICKY_REQUEST_TIMEOUT_MS", CFG_INT, &cfg.request_timeout_ms, 50,
+         600000, "answer 504 when a node is silent this long"},
+        {"--max-body", "BICKY_MAX_BODY", CFG_INT, &cfg.max_body, 1024, 64L * 1024 * 1024,
+         "largest request body in bytes (413 above)"},
+        {"--max-connections", "BICKY_MAX_CONNECTIONS", CFG_INT, &cfg.max_connections, 1, 1000000,
+         "open HTTP connections at most"},
+        {"--idle-timeout-s", "BICKY_HTTP_IDLE_TIMEOUT_S", CFG_INT, &cfg.conn_timeout_s, 1, 3600,
+         "close an idle HTTP connection after this many seconds"},
+        {"--sse-keepalive-ms", "BICKY_SSE_KEEPALIVE_MS", CFG_INT, &cfg.keepalive_ms, 100, 15000,
+         "SSE keep-alive comment interval"},
+        {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
+         "error|warn|notice|info|debug"},
+        {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
+    };
+    int rc = cfg_parse("bicky-gateway", "[options]", opts, argc, argv, NULL, NULL);
+    if (rc != 0) {
+        return rc > 0 ? 0 : 2;
+    }
+    log_level_t level;
+    if (log_level_parse(level_name, &level) < 0) {
+        fprintf(stderr, "bicky-gateway: invalid --log-level '%s'\n", level_name);
+        return 2;
+    }
+    log_init("gw", level);
+    util_signals_install();
+    s_raise_fd_limit(cfg.max_connections);
+    gw_server_t *server = gw_server_new(&cfg);
+    if (!server) {
+        return 1;
+    }
+    LOG_N("started version=%s registry=%s", BICKY_VERSION, cfg.registry);
+    rc = gw_server_run(server);
+    gw_server_destroy(&server);
+    return rc == 0 ? 0 : 1;
+}

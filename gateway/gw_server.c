@@ -1,0 +1,274 @@
+/*  gw_server — the gateway process object: one zloop that owns the MHD
+    daemon (external epoll: its epoll fd is a loop poller, MHD_run runs when
+    it is readable, after resumes and on the tick), the registry link, the
+    node sockets and the event SUB. Graceful stop on util_interrupted.
+    Everything runs on the thread that calls gw_server_run. */
+#define LOG_MODULE "gw_server"
+#include "gateway/gateway_internal.h"
+
+#include "common/log.h"
+#include "common/util.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_STOP_GRACE_MS 2500        /* wait this long for answers to flush at stop */
+#define S_MHD_MEMORY    (32 * 1024) /* per-connection memory pool */
+
+void gw_config_defaults(gw_config_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->listen = "127.0.0.1";
+    cfg->port = 8080;
+    cfg->registry = "tcp://127.0.0.1:7100";
+    cfg->request_timeout_ms = 10000;
+    cfg->max_body = 1048576;
+    cfg->max_connections = 4096;
+    cfg->conn_timeout_s = 60;
+    cfg->registry_refresh_ms = 2000;
+    cfg->keepalive_ms = 10000;
+    cfg->sse_buffer = GW_SSE_BUFFER;
+}
+
+static void s_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+    LOG_E("libmicrohttpd panic file=%s line=%u reason=\"%s\"; aborting", file ? file : "?", line,
+          reason ? reason : "?");
+    abort();
+}
+
+static void s_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char line[512];
+    vsnprintf(line, sizeof line, fmt, ap);
+    line[strcspn(line, "\r\n")] = 0;
+    LOG_I("mhd: %s", line);
+}
+
+/* Parses --listen (numeric, or "localhost") into addr; -1 when invalid. */
+static int s_listen_addr(const gw_config_t *cfg, struct sockaddr_storage *addr, bool *v6)
+{
+    memset(addr, 0, sizeof *addr);
+    const char *host = strcmp(cfg->listen, "localhost") == 0 ? "127.0.0.1" : cfg->listen;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+    *v6 = false;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)cfg->port);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)cfg->port);
+        *v6 = true;
+        return 0;
+    }
+    return -1;
+}
+
+static int s_on_mhd(zloop_t *loop, zmq_pollitem_t *item, void *arg);
+static int s_on_kick(zloop_t *loop, int timer_id, void *arg);
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg);
+
+static int s_mhd_start(gw_server_t *self)
+{
+    struct sockaddr_storage addr;
+    bool v6;
+    if (s_listen_addr(self->cfg, &addr, &v6) < 0) {
+        LOG_E("invalid listen address '%s' (numeric IPv4/IPv6 or localhost)", self->cfg->listen);
+        return -1;
+    }
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    flags |= v6 ? MHD_USE_IPv6 : 0;
+    self->mhd = MHD_start_daemon(
+        flags, (uint16_t)self->cfg->port, NULL, NULL, gw_http_access, self,
+        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned int)self->cfg->max_connections,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)self->cfg->conn_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_MHD_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
+        gw_http_completed, self, MHD_OPTION_END);
+    if (!self->mhd) {
+        LOG_E("cannot start HTTP listener address=%s port=%ld", self->cfg->listen, self->cfg->port);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+    const union MHD_DaemonInfo *port = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    if (!info || info->epoll_fd < 0) {
+        LOG_E("libmicrohttpd gave no epoll fd");
+        return -1;
+    }
+    self->http_port = port ? port->port : (uint16_t)self->cfg->port;
+    self->mhd_item = (zmq_pollitem_t){.socket = NULL, .fd = info->epoll_fd, .events = ZMQ_POLLIN};
+    zloop_poller(self->loop, &self->mhd_item, s_on_mhd, self);
+    zloop_poller_set_tolerant(self->loop, &self->mhd_item);
+    LOG_N("listening address=%s port=%u max_connections=%ld", self->cfg->listen, self->http_port,
+          self->cfg->max_connections);
+    return 0;
+}
+
+gw_server_t *gw_server_new(const gw_config_t *cfg)
+{
+    gw_server_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->cfg = cfg;
+    self->kick_timer = -1;
+    self->quiesced = MHD_INVALID_SOCKET;
+    self->started_ms = util_wall_ms();
+    MHD_set_panic_func(s_panic, NULL);
+    self->loop = zloop_new();
+    self->metrics = gw_metrics_new();
+    self->auth = gw_auth_cache_new(GW_AUTH_CACHE_SIZE, GW_AUTH_POS_TTL_MS, GW_AUTH_NEG_TTL_MS);
+    self->reqs = zlistx_new();
+    self->sse = zlistx_new();
+    if (!self->loop || !self->metrics || !self->auth || !self->reqs || !self->sse) {
+        gw_server_destroy(&self);
+        return NULL;
+    }
+    self->fanout = gw_fanout_new(self);
+    self->upstream = self->fanout ? gw_upstream_new(self) : NULL;
+    self->registry = self->upstream ? gw_registry_new(self, cfg->registry) : NULL;
+    if (!self->registry || s_mhd_start(self) < 0) {
+        gw_server_destroy(&self);
+        return NULL;
+    }
+    zloop_timer(self->loop, GW_TICK_MS, 0, s_on_tick, self);
+    return self;
+}
+
+/* Resumes every connection we suspended: MHD_stop_daemon must not see any. */
+static void s_resume_all(gw_server_t *self)
+{
+    for (gw_req_t *req = zlistx_first(self->reqs); req; req = zlistx_next(self->reqs)) {
+        if (req->suspended) {
+            req->suspended = false;
+            MHD_resume_connection(req->conn);
+        }
+    }
+    gw_sse_close_all(self);
+}
+
+void gw_server_destroy(gw_server_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return;
+    }
+    gw_server_t *self = *self_p;
+    if (self->mhd) {
+        self->stopping = true;
+        s_resume_all(self);
+        MHD_run(self->mhd);
+        MHD_stop_daemon(self->mhd);
+        self->mhd = NULL;
+    }
+    if (self->quiesced != MHD_INVALID_SOCKET) {
+        close(self->quiesced);
+    }
+    gw_registry_destroy(&self->registry);
+    gw_upstream_destroy(&self->upstream);
+    gw_fanout_destroy(&self->fanout);
+    zlistx_destroy(&self->reqs);
+    zlistx_destroy(&self->sse);
+    gw_auth_cache_destroy(&self->auth);
+    gw_metrics_destroy(&self->metrics);
+    zloop_destroy(&self->loop);
+    free(self);
+    *self_p = NULL;
+}
+
+unsigned gw_server_connections(gw_server_t *self)
+{
+    const union MHD_DaemonInfo *info =
+        self->mhd ? MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+    return info ? info->num_connections : 0;
+}
+
+/* ---- MHD inside the loop ---------------------------------------------------- */
+
+static void s_mhd_run(gw_server_t *self)
+{
+    MHD_run(self->mhd);
+    MHD_UNSIGNED_LONG_LONG timeout = 0;
+    /* MHD may still hold work (more ready connections, resumed ones): come
+       back before the next tick when it says so. */
+    if (MHD_get_timeout(self->mhd, &timeout) == MHD_YES && timeout < GW_TICK_MS) {
+        gw_server_kick(self);
+    }
+}
+
+void gw_server_kick(gw_server_t *self)
+{
+    if (self->kick_timer < 0) {
+        self->kick_timer = zloop_timer(self->loop, 0, 1, s_on_kick, self);
+    }
+}
+
+static int s_on_kick(zloop_t *loop, int timer_id, void *arg)
+{
+    gw_server_t *self = arg;
+    self->kick_timer = -1;
+    s_mhd_run(self);
+    return 0;
+}
+
+static int s_on_mhd(zloop_t *loop, zmq_pollitem_t *item, void *arg)
+{
+    s_mhd_run(arg);
+    return 0;
+}
+
+/* ---- stopping ------------------------------------------------------------------ */
+
+static void s_begin_stop(gw_server_t *self, int64_t now)
+{
+    LOG_N("stopping: no new connections, open requests=%zu streams=%zu", zlistx_size(self->reqs),
+          zlistx_size(self->sse));
+    self->stopping = true;
+    self->stop_deadline_ms = now + S_STOP_GRACE_MS;
+    self->quiesced = MHD_quiesce_daemon(self->mhd);
+    gw_sse_close_all(self);
+    gw_upstream_fail_all(self->upstream);
+    gw_http_fail_all(self);
+    gw_server_kick(self);
+}
+
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    gw_server_t *self = arg;
+    int64_t now = util_mono_ms();
+    if (util_interrupted && !self->stopping) {
+        s_begin_stop(self, now);
+    }
+    if (self->stopping) {
+        bool drained = zlistx_size(self->reqs) == 0 && zlistx_size(self->sse) == 0;
+        if (drained || now >= self->stop_deadline_ms) {
+            self->finished = true;
+            return -1;
+        }
+    }
+    gw_registry_tick(self->registry, now);
+    gw_upstream_tick(self->upstream, now);
+    gw_sse_tick(self, now);
+    s_mhd_run(self);
+    return 0;
+}
+
+int gw_server_run(gw_server_t *self)
+{
+    while (!self->finished) {
+        /* zloop_start also returns when a signal interrupts its poll; the
+           tick then sees util_interrupted and stops gracefully. */
+        int rc = zloop_start(self->loop);
+        if (rc == -1 && !self->finished) {
+            LOG_E("event loop ended by a failing handler");
+            return -1;
+        }
+    }
+    LOG_N("stopped");
+    return 0;
+}

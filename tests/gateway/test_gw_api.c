@@ -1,0 +1,198 @@
+/*  test_gw_api — component tests of the API handlers (gw_api_*): the real
+    gateway loop against the fake node of gw_fake.h. Checks what reaches the
+    node (op, args, conversation, team), what the client gets back, the auth
+    cache, MOVED retries and SSE replay + live without gap or duplicate. */
+#include "gw_fake.h"
+
+TestSuite(gw_api, .timeout = 30);
+
+static void s_ready(gwt_t *t)
+{
+    gwt_start(t, true, NULL);
+    cr_assert_eq(gwt_wait_ready(t, 5000), 200);
+}
+
+Test(gw_api, create_get_post_list_delete)
+{
+    gwt_t t;
+    s_ready(&t);
+    http_t *r = http_do(&t, "POST", "/api/conversations", s_auth_json,
+                        "{\"title\":\"hello\",\"metadata\":{\"k\":1},\"on_busy\":\"reject\"}", 0);
+    cr_assert_eq(r->status, 201, "%ld %s", r->status, r->body);
+    fake_stats_t s = fake_stats(&t);
+    cr_assert_str_eq(s.op, "conv.create");
+    cr_assert(strstr(s.args, "\"title\":\"hello\"") && strstr(s.args, "\"on_busy\":\"reject\""),
+              "%s", s.args);
+    json_t *conv = json_loads(r->body, 0, NULL);
+    char id[40];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(conv, "id")));
+    json_decref(conv);
+    uint8_t raw[16];
+    cr_assert_eq(util_uuid_parse(id, raw), 0, "gateway must pick a UUID: %s", id);
+    free(r);
+
+    char path[128];
+    snprintf(path, sizeof path, "/api/conversations/%s", id);
+    r = http_do(&t, "GET", path, s_auth_json, NULL, 0);
+    cr_assert_eq(r->status, 200, "%ld %s", r->status, r->body);
+    cr_assert(strstr(r->body, "conv.get") && strstr(r->body, id), "%s", r->body);
+    free(r);
+
+    snprintf(path, sizeof path, "/api/conversations/%s/messages", id);
+    r = http_do(&t, "POST", path, s_auth_json, "{\"content\":\"hi there\"}", 0);
+    cr_assert_eq(r->status, 202, "%ld %s", r->status, r->body);
+    cr_assert(strstr(r->body, "\"message\""));
+    free(r);
+
+    r = http_do(&t, "GET", "/api/conversations?limit=10&status=idle&cursor=abc", s_auth_json, NULL,
+                0);
+    cr_assert_eq(r->status, 200);
+    s = fake_stats(&t);
+    cr_assert_str_eq(s.op, "conv.list");
+    cr_assert(strstr(s.args, "\"limit\":10") && strstr(s.args, "\"cursor\":\"abc\"") &&
+                  strstr(s.args, "\"status\":\"idle\""),
+              "%s", s.args);
+    free(r);
+
+    snprintf(path, sizeof path, "/api/conversations/%s", id);
+    r = http_do(&t, "DELETE", path, s_auth_json, NULL, 0);
+    cr_assert_eq(r->status, 204, "%ld %s", r->status, r->body);
+    cr_assert_eq(r->len, 0);
+    free(r);
+    gwt_stop(&t);
+}
+
+Test(gw_api, validation_errors_name_the_field)
+{
+    gwt_t t;
+    s_ready(&t);
+    struct {
+        const char *method, *path, *body, *code, *needle;
+        long status;
+    } cases[] = {
+        {"POST", "/api/message", "{\"content\":", "invalid_json", "\"line\":1", 400},
+        {"POST", "/api/message", "{\"content\":\"   \"}", "invalid_field", "\"field\":\"content\"",
+         400},
+        {"POST", "/api/message", "{\"content\":5}", "invalid_field", "\"field\":\"content\"", 400},
+        {"POST", "/api/message", "{\"content\":\"x\",\"conversation_id\":\"nope\"}",
+         "invalid_field", "\"field\":\"conversation_id\"", 400},
+        {"POST", "/api/message", "{\"content\":\"x\",\"bogus\":1}", "invalid_field",
+         "\"field\":\"bogus\"", 400},
+        {"POST", "/api/message", "{\"content\":\"a\",\"content\":\"b\"}", "invalid_json", "line",
+         400},
+        {"POST", "/api/conversations", "{\"on_busy\":\"later\"}", "invalid_field",
+         "\"field\":\"on_busy\"", 400},
+        {"GET", "/api/conversations?limit=0", NULL, "invalid_field", "\"field\":\"limit\"", 400},
+        {"GET", "/api/conversations?limit=501", NULL, "invalid_field", "limit", 400},
+        {"GET", "/api/conversations/not-a-uuid", NULL, "invalid_field", "\"field\":\"id\"", 400},
+        {"GET", "/api/events?after=-1", NULL, "invalid_field", "after", 400},
+    };
+    int ops_before = fake_stats(&t).ops;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        http_t *r = http_do(&t, cases[i].method, cases[i].path, s_auth_json, cases[i].body, 0);
+        cr_expect_eq(r->status, cases[i].status, "case %zu: %ld %s", i, r->status, r->body);
+        cr_expect(strstr(r->body, cases[i].code) && strstr(r->body, cases[i].needle),
+                  "case %zu: %s", i, r->body);
+        free(r);
+    }
+    cr_assert_eq(fake_stats(&t).ops, ops_before, "invalid requests must not reach a node");
+    gwt_stop(&t);
+}
+
+Test(gw_api, auth_is_cached_and_bad_tokens_refused)
+{
+    gwt_t t;
+    s_ready(&t);
+    for (int i = 0; i < 3; i++) {
+        http_t *r = http_do(&t, "GET", "/api/events", s_auth_json, NULL, 0);
+        cr_assert_eq(r->status, 200, "%ld %s", r->status, r->body);
+        free(r);
+    }
+    cr_assert_eq(fake_stats(&t).auths, 1, "positive answers are cached");
+    const char *bad[] = {"Authorization: Bearer nope", NULL};
+    for (int i = 0; i < 2; i++) {
+        http_t *r = http_do(&t, "GET", "/api/events", bad, NULL, 0);
+        cr_assert_eq(r->status, 401);
+        cr_assert(strcasestr(r->headers, "WWW-Authenticate: Bearer"));
+        cr_assert(strstr(r->body, "\"code\":\"unauthorized\""));
+        free(r);
+    }
+    cr_assert_eq(fake_stats(&t).auths, 2, "negative answers are cached too");
+    fake_stats_t s = fake_stats(&t);
+    cr_assert_str_eq(s.op, "events.list");
+    gwt_stop(&t);
+}
+
+Test(gw_api, moved_is_retried_then_gives_up)
+{
+    gwt_t t;
+    s_ready(&t);
+    fake_mode(&t, FAKE_MOVED_ONCE);
+    http_t *r = http_do(&t, "GET", "/api/conversations/33333333-3333-4333-8333-333333333333",
+                        s_auth_json, NULL, 0);
+    cr_assert_eq(r->status, 200, "%ld %s", r->status, r->body);
+    free(r);
+    fake_stats_t s = fake_stats(&t);
+    cr_assert_eq(s.ops, 2);
+    cr_assert_eq(s.moved, 1);
+    fake_mode(&t, FAKE_MOVED_ALWAYS);
+    r = http_do(&t, "GET", "/api/conversations/33333333-3333-4333-8333-333333333333", s_auth_json,
+                NULL, 0);
+    cr_assert_eq(r->status, 503, "%ld %s", r->status, r->body);
+    cr_assert(strcasestr(r->headers, "Retry-After:"));
+    free(r);
+    cr_assert_eq(fake_stats(&t).moved, GW_MOVED_MAX + 1);
+    gwt_stop(&t);
+}
+
+Test(gw_api, message_shortcut_and_idempotency)
+{
+    gwt_t t;
+    s_ready(&t);
+    const char *hdrs[] = {"Authorization: Bearer " FAKE_GOOD_TOKEN,
+                          "Content-Type: application/json", "Idempotency-Key: abc-1", NULL};
+    const char *body = "{\"content\":\"hello\",\"source\":\"cli\",\"metadata\":{\"a\":1}}";
+    http_t *r = http_do(&t, "POST", "/api/message", hdrs, body, 0);
+    cr_assert_eq(r->status, 202, "%ld %s", r->status, r->body);
+    json_t *o = json_loads(r->body, 0, NULL);
+    const char *conv = json_string_value(json_object_get(o, "conversation_id"));
+    cr_assert_not_null(conv);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "message_id")),
+                     "22222222-2222-4222-8222-222222222222");
+    cr_assert(json_is_true(json_object_get(o, "created")));
+    fake_stats_t s = fake_stats(&t);
+    cr_assert_str_eq(s.op, "msg.post");
+    json_t *args = json_loads(s.args, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(args, "content")), "hello");
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(args, "create"), "source")),
+                     "cli");
+    cr_assert_str_eq(json_string_value(json_object_get(args, "idempotency_key")), "abc-1");
+    cr_assert_eq(strlen(json_string_value(json_object_get(args, "request_hash"))), 64);
+    json_decref(args);
+    /* A retry with the same key lands on the same conversation id. */
+    http_t *r2 = http_do(&t, "POST", "/api/message", hdrs, body, 0);
+    json_t *o2 = json_loads(r2->body, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(o2, "conversation_id")), conv);
+    json_decref(o2);
+    json_decref(o);
+    free(r2);
+    free(r);
+    gwt_stop(&t);
+}
+
+Test(gw_api, status_merges_ring_and_counts)
+{
+    gwt_t t;
+    s_ready(&t);
+    http_t *r = http_do(&t, "GET", "/api/status", s_auth_json, NULL, 0);
+    cr_assert_eq(r->status, 200, "%ld %s", r->status, r->body);
+    json_t *o = json_loads(r->body, 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(o, "ring_epoch")), 1);
+    cr_assert_eq(json_array_size(json_object_get(o, "nodes")), 1);
+    cr_assert_eq(
+        json_integer_value(json_object_get(json_object_get(o, "conversations_by_status"), "idle")),
+        2);
+    json_decref(o);
+    free(r);
+    gwt_stop(&t);
+}

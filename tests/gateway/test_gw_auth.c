@@ -1,0 +1,105 @@
+/*  test_gw_auth — the bounded token cache (gw_auth_cache): hits, misses,
+    positive and negative TTLs, the capacity bound and clock eviction. */
+#include "gateway/gateway_internal.h"
+
+#include "common/util.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+TestSuite(gw_auth, .timeout = 10);
+
+static void s_key(int i, char out[65])
+{
+    char text[32];
+    snprintf(text, sizeof text, "token-%d", i);
+    util_sha256_hex(text, strlen(text), out);
+}
+
+Test(gw_auth, lifecycle)
+{
+    gw_auth_cache_t *c = gw_auth_cache_new(16, 60000, 5000);
+    cr_assert_not_null(c);
+    gw_auth_cache_destroy(&c);
+    cr_assert_null(c);
+    gw_auth_cache_destroy(&c);
+}
+
+Test(gw_auth, positive_and_negative_ttl)
+{
+    gw_auth_cache_t *c = gw_auth_cache_new(16, 60000, 5000);
+    char a[65], b[65];
+    s_key(1, a);
+    s_key(2, b);
+    uint8_t team[16], got[16];
+    memset(team, 0xab, sizeof team);
+    cr_assert_eq(gw_auth_cache_get(c, a, 0, got), GW_AUTH_MISS);
+    gw_auth_cache_put(c, a, team, 1000);
+    gw_auth_cache_put(c, b, NULL, 1000);
+    cr_assert_eq(gw_auth_cache_get(c, a, 2000, got), GW_AUTH_ALLOW);
+    cr_assert_eq(memcmp(got, team, 16), 0);
+    cr_assert_eq(gw_auth_cache_get(c, b, 2000, got), GW_AUTH_DENY);
+    cr_assert_eq(gw_auth_cache_get(c, b, 5999, got), GW_AUTH_DENY);
+    cr_assert_eq(gw_auth_cache_get(c, b, 6000, got), GW_AUTH_MISS, "negative TTL 5 s");
+    cr_assert_eq(gw_auth_cache_get(c, a, 60999, got), GW_AUTH_ALLOW);
+    cr_assert_eq(gw_auth_cache_get(c, a, 61000, got), GW_AUTH_MISS, "positive TTL 60 s");
+    cr_assert_eq(gw_auth_cache_size(c), 0, "expired entries are dropped on lookup");
+    /* A refused token that becomes valid is overwritten. */
+    gw_auth_cache_put(c, b, NULL, 0);
+    gw_auth_cache_put(c, b, team, 1);
+    cr_assert_eq(gw_auth_cache_get(c, b, 2, got), GW_AUTH_ALLOW);
+    cr_assert_eq(gw_auth_cache_size(c), 1);
+    gw_auth_cache_destroy(&c);
+}
+
+Test(gw_auth, capacity_is_a_hard_bound)
+{
+    gw_auth_cache_t *c = gw_auth_cache_new(64, 60000, 5000);
+    uint8_t team[16] = {1};
+    char k[65];
+    for (int i = 0; i < 1000; i++) {
+        s_key(i, k);
+        gw_auth_cache_put(c, k, team, i);
+        cr_assert_leq(gw_auth_cache_size(c), 64);
+    }
+    cr_assert_eq(gw_auth_cache_size(c), 64);
+    /* The newest entries are there. */
+    uint8_t got[16];
+    s_key(999, k);
+    cr_assert_eq(gw_auth_cache_get(c, k, 1000, got), GW_AUTH_ALLOW);
+    gw_auth_cache_destroy(&c);
+}
+
+Test(gw_auth, clock_keeps_recently_used_entries)
+{
+    gw_auth_cache_t *c = gw_auth_cache_new(8, 60000, 5000);
+    uint8_t team[16] = {2}, got[16];
+    char k[65], hot[65];
+    s_key(0, hot);
+    gw_auth_cache_put(c, hot, team, 0);
+    for (int i = 1; i < 200; i++) {
+        /* The hot token is used between every insertion. */
+        cr_assert_eq(gw_auth_cache_get(c, hot, i, got), GW_AUTH_ALLOW, "evicted at %d", i);
+        s_key(i, k);
+        gw_auth_cache_put(c, k, team, i);
+    }
+    gw_auth_cache_destroy(&c);
+}
+
+Test(gw_auth, expired_entries_are_evicted_first)
+{
+    gw_auth_cache_t *c = gw_auth_cache_new(4, 100, 50);
+    uint8_t team[16] = {3}, got[16];
+    char k[65];
+    for (int i = 0; i < 4; i++) {
+        s_key(i, k);
+        gw_auth_cache_put(c, k, team, 0);
+        cr_assert_eq(gw_auth_cache_get(c, k, 1, got), GW_AUTH_ALLOW);
+    }
+    s_key(10, k);
+    gw_auth_cache_put(c, k, team, 500);
+    cr_assert_eq(gw_auth_cache_size(c), 4);
+    cr_assert_eq(gw_auth_cache_get(c, k, 501, got), GW_AUTH_ALLOW);
+    gw_auth_cache_destroy(&c);
+}

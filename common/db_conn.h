@@ -35,14 +35,20 @@ typedef enum {
 typedef void(db_stmt_fn)(void *arg, db_status_t status, const db_result_t *res);
 /* Called once per batch after its sync: DB_OK when every statement (and the
    COMMIT) succeeded; otherwise the first failure, with its message and
-   SQLSTATE (borrowed strings, valid during the call). */
+   SQLSTATE (borrowed strings, valid during the call). error and sqlstate are
+   NULL on DB_OK and never NULL otherwise; sqlstate is "" when the failure did
+   not come from the server (DB_ERR_CONN: not connected, queue full, lost). */
 typedef void(db_batch_fn)(void *arg, db_status_t status, const char *error, const char *sqlstate);
 
 /* Creates the connection and starts connecting on loop. conninfo is copied.
    Prepared statements registered with db_conn_prepare are (re)prepared after
    every (re)connect. Returns NULL on OOM. */
 db_conn_t *db_conn_new(zloop_t *loop, const char *conninfo);
-/* Fails everything pending with DB_ERR_CONN, closes, frees, nulls *self_p. */
+/* Fails everything pending with DB_ERR_CONN (callbacks run inside this call),
+   closes, removes its poller and timers from the loop, frees, nulls *self_p.
+   Call it after zloop_start returns or from a socket handler: not from one of
+   this connection's callbacks (asserted), nor from a zloop timer handler (czmq
+   may still run, in the same pass, a timer or poller just removed). */
 void db_conn_destroy(db_conn_t **self_p);
 /* Registers a named prepared statement (name and sql are copied). Call before
    or after connecting; returns 0 or -1 (duplicate name, OOM). */
@@ -57,9 +63,15 @@ size_t db_conn_in_flight(const db_conn_t *self);
 db_batch_t *db_batch_new(db_conn_t *conn, bool transactional);
 /* Appends a statement: the name of a prepared statement, or (when name is
    NULL) literal sql with $n parameters. params are copied (text format; a
-   NULL entry is SQL NULL). cb may be NULL. Returns 0 or -1 on OOM. */
-int db_batch_add(db_batch_t *batch, const char *name, const char *sql, int nparams,
-                 const char *const *params, db_stmt_fn *cb, void *arg);
+   NULL entry is SQL NULL). cb may be NULL. Returns 0 or -1 on OOM. Never add
+   BEGIN/COMMIT/ROLLBACK yourself: use a transactional batch (docs/db.md). */
+int db_batch_add(db_batch_t *batch,
+                 const char *name,
+                 const char *sql,
+                 int nparams,
+                 const char *const *params,
+                 db_stmt_fn *cb,
+                 void *arg);
 /* Statements in the batch so far. */
 size_t db_batch_size(const db_batch_t *batch);
 /* Sends the batch (takes ownership; nulls *batch_p). When the connection is

@@ -1,0 +1,60 @@
+/*  node — a Bicky node: one zloop hosting one actor per active conversation,
+    answering API requests from gateways (ROUTER), publishing events (PUB),
+    registered with the registry (DEALER + SUB), writing to Postgres through
+    one async pipeline connection with group commit. See docs/node.md.
+    A node_t is owned by the thread that created it and runs on that thread. */
+#ifndef BICKY_NODE_H
+#define BICKY_NODE_H
+
+#include <czmq.h>
+#include <stdbool.h>
+
+typedef struct {
+    const char *id;           /* node id (1..63 chars), stable across restarts */
+    const char *registry;     /* comma list of registry ROUTER endpoints */
+    const char *bind;         /* ROUTER endpoint for API requests */
+    const char *pub_bind;     /* PUB endpoint for events */
+    const char *database_url; /* libpq conninfo */
+    long weight;              /* ring weight 1..64 */
+    long actor_idle_s;        /* passivate an actor after this many idle seconds */
+    long mailbox_max;         /* requests waiting per actor */
+    long max_actors;          /* resident actors; beyond it new activations get 503 */
+    long echo_delay_ms;       /* echo strategy: delay per streamed word */
+    long echo_fail_every;     /* echo strategy: every Nth turn fails (0 = never; tests) */
+    bool standalone;          /* test/dev only: no registry, own every conversation */
+} node_cfg_t;
+
+typedef struct node_t node_t;
+
+/* Fills cfg with the documented defaults (strings are static). */
+void node_cfg_defaults(node_cfg_t *cfg);
+
+/* Creates a node: binds its sockets, starts connecting to Postgres and to the
+   registry. cfg is borrowed and must outlive the node. Returns NULL (logged)
+   on a bad configuration or a bind failure. */
+node_t *node_new(const node_cfg_t *cfg);
+
+/* Destroys the node, nulls *self_p; accepts NULL. Pending database work is
+   failed and its requests answered 503 before the sockets close. */
+void node_destroy(node_t **self_p);
+
+/* The node's loop, to register extra readers (tests: a zactor pipe). */
+zloop_t *node_loop(node_t *self);
+
+/* Runs the loop until util_interrupted is set (graceful stop: new requests
+   get 503, in-flight commits finish, at most ~4.5 s) or node_stop is called.
+   Returns 0 on a clean stop. */
+int node_run(node_t *self);
+
+/* Asks a running node to stop gracefully (same path as SIGTERM). Loop thread only. */
+void node_stop(node_t *self);
+
+/* Endpoints actually bound (wildcard ports resolved); borrowed strings. */
+const char *node_router_endpoint(const node_t *self);
+const char *node_pub_endpoint(const node_t *self);
+
+/* zactor body running a node in a thread (tests): args is a node_cfg_t *.
+   Signals 0 on the pipe when ready (-1 on failure); stops on "$TERM". */
+void node_zactor(zsock_t *pipe, void *args);
+
+#endif

@@ -1,0 +1,87 @@
+/*  bicky-node — main: flags and BICKY_* environment, logging, signals, the
+    schema check, then one node on this thread until SIGTERM/SIGINT. */
+#define LOG_MODULE "node_main"
+#include "common/cfg.h"
+#include "common/db_schema.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "node/node.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define USAGE                                                                                      \
+    "--id ID --database-url URL [options]\n\n"                                                     \
+    "Runs one Bicky node: actors for conversations, group commit to Postgres,\n"                   \
+    "events on PUB. See docs/node.md."
+
+/* Parses flags and environment into cfg and *level; returns cfg_parse's result, or -1 on
+   a bad log level or a missing required value (message printed). */
+static int s_parse(node_cfg_t *cfg, log_level_t *level, int argc, char **argv)
+{
+    const char *level_name = "notice";
+    const cfg_opt_t opts[] = {
+        {"--id", "BICKY_NODE_ID", CFG_STR, &cfg->id, 0, 0, "node id (required, 1..63 chars)"},
+        {"--registry", "BICKY_REGISTRY", CFG_STR, &cfg->registry, 0, 0,
+         "comma list of registry ROUTER endpoints"},
+        {"--bind", "BICKY_NODE_BIND", CFG_STR, &cfg->bind, 0, 0, "ROUTER endpoint (API requests)"},
+        {"--pub-bind", "BICKY_NODE_PUB_BIND", CFG_STR, &cfg->pub_bind, 0, 0,
+         "PUB endpoint (events)"},
+        {"--database-url", "BICKY_DATABASE_URL", CFG_STR, &cfg->database_url, 0, 0,
+         "Postgres conninfo (required)"},
+        {"--weight", "BICKY_NODE_WEIGHT", CFG_INT, &cfg->weight, 1, 64, "ring weight"},
+        {"--actor-idle-s", "BICKY_ACTOR_IDLE_S", CFG_INT, &cfg->actor_idle_s, 1, 86400,
+         "passivate actors idle this long"},
+        {"--mailbox-max", "BICKY_MAILBOX_MAX", CFG_INT, &cfg->mailbox_max, 1, 65536,
+         "requests waiting per actor (full: 503)"},
+        {"--max-actors", "BICKY_MAX_ACTORS", CFG_INT, &cfg->max_actors, 1, 100000000,
+         "resident actors (full: 503)"},
+        {"--echo-delay-ms", "BICKY_ECHO_DELAY_MS", CFG_INT, &cfg->echo_delay_ms, 0, 60000,
+         "echo strategy: delay per streamed word"},
+        {"--echo-fail-every", "BICKY_ECHO_FAIL_EVERY", CFG_INT, &cfg->echo_fail_every, 0, 1000000,
+         "echo strategy: every Nth turn fails (tests; 0 = never)"},
+        {"--standalone", "BICKY_NODE_STANDALONE", CFG_BOOL, &cfg->standalone, 0, 0,
+         "test/dev only: no registry, own every conversation"},
+        {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
+         "error|warn|notice|info|debug"},
+        {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
+    };
+    int rc = cfg_parse("bicky-node", USAGE, opts, argc, argv, NULL, NULL);
+    if (rc != 0) {
+        return rc;
+    }
+    if (log_level_parse(level_name, level) < 0) {
+        fprintf(stderr, "bicky-node: invalid --log-level '%s'\n", level_name);
+        return -1;
+    }
+    if (!cfg->id || !*cfg->id || !cfg->database_url || !*cfg->database_url) {
+        fprintf(stderr, "bicky-node: --id and --database-url are required (see --help)\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    node_cfg_t cfg;
+    node_cfg_defaults(&cfg);
+    log_level_t level = LOG_LEVEL_NOTICE;
+    int rc = s_parse(&cfg, &level, argc, argv);
+    if (rc != 0) {
+        return rc > 0 ? 0 : 2;
+    }
+    log_init("node", level);
+    char err[512];
+    if (db_schema_check(cfg.database_url, err, sizeof err) < 0) {
+        LOG_E("%s", err);
+        return 1;
+    }
+    util_signals_install();
+    node_t *node = node_new(&cfg);
+    if (!node) {
+        return 1;
+    }
+    rc = node_run(node);
+    node_destroy(&node);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,281 @@
+/*  node_server — the node object: sockets (ROUTER for API requests, PUB for
+    events), the Postgres connection, the registry client, the loop and its
+    housekeeping timers, and the graceful stop (SIGTERM: new requests get 503,
+    the open group commit is sent, in-flight work gets up to NODE_STOP_MS).
+    Loop thread only. */
+#define LOG_MODULE "node_server"
+#include "common/log.h"
+#include "common/util.h"
+#include "common/wire.h"
+#include "node/node_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void node_cfg_defaults(node_cfg_t *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->registry = "tcp://127.0.0.1:7100";
+    cfg->bind = "tcp://127.0.0.1:7110";
+    cfg->pub_bind = "tcp://127.0.0.1:7111";
+    cfg->weight = 1;
+    cfg->actor_idle_s = 300;
+    cfg->mailbox_max = 256;
+    cfg->max_actors = 2000000;
+    cfg->echo_delay_ms = 0;
+    cfg->echo_fail_every = 0;
+}
+
+void node_publish(node_t *node,
+                  const uint8_t team[16],
+                  const uint8_t conv[16],
+                  uint64_t event_id,
+                  const char *type,
+                  const char *body)
+{
+    proto_msg_t m = {.v = PROTO_VERSION, .type = PROTO_EVENT, .ring_epoch = node->epoch};
+    m.has_team = m.has_conv = true;
+    memcpy(m.team_id, team, 16);
+    memcpy(m.conv_id, conv, 16);
+    m.event_id = event_id;
+    m.event_type = (char *)type;
+    m.body = (char *)body;
+    uint8_t topic[PROTO_TOPIC_LEN];
+    proto_topic(team, conv, topic);
+    if (wire_publish(node->pub, topic, sizeof topic, &m) < 0) {
+        LOG_W("event not published type=%s id=%llu", type, (unsigned long long)event_id);
+    }
+}
+
+static int s_on_router(zloop_t *loop, zsock_t *sock, void *arg)
+{
+    node_t *self = arg;
+    for (int i = 0; i < NODE_RECV_BURST; i++) {
+        zframe_t *identity = NULL;
+        proto_msg_t msg;
+        if (wire_recv(sock, &identity, &msg, "api") < 0) {
+            zframe_destroy(&identity);
+            /* A malformed message was dropped (logged); stop when nothing is left. */
+            if (!(zsock_events(sock) & ZMQ_POLLIN)) {
+                break;
+            }
+            continue;
+        }
+        node_dispatch(self, &identity, &msg);
+        proto_msg_reset(&msg);
+        zframe_destroy(&identity);
+    }
+    return 0;
+}
+
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    node_t *self = arg;
+    if (util_interrupted && !self->stopping) {
+        LOG_N("stopping: refusing new requests, finishing in-flight writes");
+        node_stop(self);
+    }
+    if (!self->stopping) {
+        return 0;
+    }
+    bool drained = node_commit_idle(self->commit) && db_conn_in_flight(self->db) == 0;
+    if (drained || util_mono_ms() >= self->stop_deadline) {
+        if (!drained) {
+            LOG_W("stop deadline reached with writes in flight; they will fail");
+        }
+        return -1;
+    }
+    return 0;
+}
+
+static int s_on_sweep(zloop_t *loop, int timer_id, void *arg)
+{
+    node_actors_sweep(arg);
+    return 0;
+}
+
+void node_stop(node_t *self)
+{
+    if (self->stopping) {
+        return;
+    }
+    self->stopping = true;
+    self->stop_deadline = util_mono_ms() + NODE_STOP_MS;
+    node_commit_flush(self->commit);
+}
+
+static int s_bind(zsock_t *sock, const char *endpoint, char *out, size_t outlen)
+{
+    if (zsock_bind(sock, "%s", endpoint) < 0) {
+        LOG_E("cannot bind endpoint=%s error=\"%s\"", endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    char *ep = zsock_last_endpoint(sock); /* resolves wildcard ports; caller frees */
+    snprintf(out, outlen, "%s", ep ? ep : endpoint);
+    free(ep);
+    return 0;
+}
+
+static int s_sockets(node_t *self)
+{
+    self->router = zsock_new(ZMQ_ROUTER);
+    self->pub = zsock_new(ZMQ_PUB);
+    if (!self->router || !self->pub) {
+        LOG_E("cannot create sockets");
+        return -1;
+    }
+    zsock_set_linger(self->router, 0);
+    zsock_set_linger(self->pub, 0);
+    zsock_set_sndhwm(self->router, NODE_ROUTER_HWM);
+    zsock_set_rcvhwm(self->router, NODE_ROUTER_HWM);
+    zsock_set_sndhwm(self->pub, NODE_ROUTER_HWM);
+    if (s_bind(self->router, self->cfg->bind, self->router_ep, sizeof self->router_ep) < 0 ||
+        s_bind(self->pub, self->cfg->pub_bind, self->pub_ep, sizeof self->pub_ep) < 0) {
+        return -1;
+    }
+    return zloop_reader(self->loop, self->router, s_on_router, self);
+}
+
+static int s_check_cfg(const node_cfg_t *cfg)
+{
+    if (!cfg->id || !*cfg->id || strlen(cfg->id) >= RING_ID_MAX) {
+        LOG_E("--id is required (1..63 characters)");
+        return -1;
+    }
+    if (!cfg->database_url || !*cfg->database_url) {
+        LOG_E("--database-url is required");
+        return -1;
+    }
+    return 0;
+}
+
+static int s_start(node_t *self)
+{
+    self->loop = zloop_new();
+    self->actors = node_actors_new();
+    self->ring = ring_new(0);
+    if (!self->loop || !self->actors || !self->ring) {
+        return -1;
+    }
+    self->sched = node_sched_new(self);
+    self->commit = node_commit_new(self, node_actor_committed);
+    self->db = db_conn_new(self->loop, self->cfg->database_url);
+    if (!self->sched || !self->commit || !self->db || node_sql_prepare(self->db) < 0) {
+        return -1;
+    }
+    if (s_sockets(self) < 0) {
+        return -1;
+    }
+    self->tick_timer = zloop_timer(self->loop, NODE_TICK_MS, 0, s_on_tick, self);
+    self->sweep_timer = zloop_timer(self->loop, NODE_SWEEP_MS, 0, s_on_sweep, self);
+    if (self->cfg->standalone) {
+        proto_node_t me = {.weight = 1};
+        snprintf(me.id, sizeof me.id, "%s", self->cfg->id);
+        snprintf(me.state, sizeof me.state, "alive");
+        return node_ring_apply(self, &me, 1, 0);
+    }
+    self->reg = node_reg_new(self);
+    return self->reg ? 0 : -1;
+}
+
+node_t *node_new(const node_cfg_t *cfg)
+{
+    if (s_check_cfg(cfg) < 0) {
+        return NULL;
+    }
+    node_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        return NULL;
+    }
+    self->cfg = cfg;
+    if (s_start(self) < 0) {
+        LOG_E("node start failed id=%s", cfg->id);
+        node_destroy(&self);
+        return NULL;
+    }
+    LOG_N("node started id=%s router=%s pub=%s mode=%s", cfg->id, self->router_ep, self->pub_ep,
+          cfg->standalone ? "standalone" : "registry");
+    return self;
+}
+
+void node_destroy(node_t **self_p)
+{
+    if (!self_p || !*self_p) {
+        return;
+    }
+    node_t *self = *self_p;
+    self->stopping = true;
+    /* Fail the open group and everything in flight while the ROUTER can still answer. */
+    if (self->commit) {
+        node_commit_flush(self->commit);
+    }
+    self->closing = true;
+    db_conn_destroy(&self->db);
+    node_commit_destroy(&self->commit);
+    node_reg_destroy(&self->reg);
+    node_sched_destroy(&self->sched);
+    node_actors_destroy(&self->actors);
+    ring_destroy(&self->ring);
+    free(self->members);
+    zsock_destroy(&self->router);
+    zsock_destroy(&self->pub);
+    zloop_destroy(&self->loop);
+    free(self);
+    *self_p = NULL;
+}
+
+zloop_t *node_loop(node_t *self)
+{
+    return self->loop;
+}
+
+int node_run(node_t *self)
+{
+    /* zloop_start returns 0 when a signal interrupts its poll (EINTR): the loop is
+       re-entered and the tick timer runs the graceful stop; it returns -1 only when
+       the tick timer says the stop is complete. zsys_interrupted (czmq's own
+       handler, when util_signals_install was not called) ends at once. */
+    while (zloop_start(self->loop) == 0 && !zsys_interrupted) {
+        if (util_interrupted && !self->stopping) {
+            LOG_N("stopping: refusing new requests, finishing in-flight writes");
+            node_stop(self);
+        }
+    }
+    LOG_N("node stopped id=%s actors=%zu", self->cfg->id, node_actors_count(self->actors));
+    return 0;
+}
+
+const char *node_router_endpoint(const node_t *self)
+{
+    return self->router_ep;
+}
+
+const char *node_pub_endpoint(const node_t *self)
+{
+    return self->pub_ep;
+}
+
+static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)
+{
+    char *cmd = zstr_recv(pipe);
+    bool term = !cmd || strcmp(cmd, "$TERM") == 0;
+    zstr_free(&cmd);
+    if (term) {
+        node_stop(arg);
+    }
+    return 0;
+}
+
+void node_zactor(zsock_t *pipe, void *args)
+{
+    node_t *node = node_new(args);
+    if (!node) {
+        zsock_signal(pipe, 1);
+        return;
+    }
+    zloop_reader(node->loop, pipe, s_on_pipe, node);
+    zsock_signal(pipe, 0);
+    node_run(node);
+    zloop_reader_end(node->loop, pipe);
+    node_destroy(&node);
+}

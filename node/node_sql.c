@@ -1,0 +1,177 @@
+/*  node_sql — every SQL statement the node runs, as named prepared statements.
+    Postgres builds the JSON of rows (API.md shapes, RFC 3339 UTC times with
+    milliseconds), so the node forwards text without re-encoding it. Every
+    statement is parameterised and scoped by team_id. Loop thread only. */
+#include "node/node_internal.h"
+
+#define TS(x)        "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define TS_CURSOR(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+#define CONV_JSON(c)                                                                               \
+    "json_build_object('id', " c ".id, 'source', " c ".source, 'type', " c ".type, 'title', " c    \
+    ".title, 'strategy', " c ".strategy, 'worktree_id', " c ".worktree_id, 'status', " c           \
+    ".status, 'on_busy', " c ".on_busy, 'metadata', " c ".metadata, 'message_count', " c           \
+    ".message_count, 'last_event_id', " c ".last_event_id, 'created_at', " TS(                     \
+        c ".created_at") ", 'updated_at', " TS(c ".updated_at") ")"
+
+#define MSG_JSON(m)                                                                                \
+    "json_build_object('id', " m ".id, 'conversation_id', " m ".conversation_id, 'seq', " m        \
+    ".seq, 'role', " m ".role, 'content', " m ".content, 'status', " m ".status, 'metadata', " m   \
+    ".metadata, 'created_at', " TS(m ".created_at") ", 'updated_at', " TS(m ".updated_at") ")"
+
+#define EVT_JSON(e)                                                                                \
+    "json_build_object('id', " e ".id, 'conversation_id', " e ".conversation_id, 'seq', " e        \
+    ".seq, 'type', " e ".type, 'source', " e ".source, 'action', " e ".action, 'reversible', " e   \
+    ".reversible, 'created_at', " TS(e ".created_at") ")"
+
+#define EVT_COLS "INSERT INTO events AS e (team_id, conversation_id, seq, type, source, action) "
+
+typedef struct {
+    const char *name;
+    int nparams;
+    const char *sql;
+} s_stmt_t;
+
+static const s_stmt_t s_stmts[] = {
+    /* Activation: the actor's state; $1 conv, $2 team. */
+    {NODE_Q_CONV_LOAD, 2,
+     "SELECT status, on_busy, last_msg_seq, last_event_seq, metadata->'echo'->>'delay_ms', "
+     "metadata->'echo'->>'fail_every' FROM conversations WHERE id = $1::uuid AND team_id = "
+     "$2::uuid"},
+    /* $1 id $2 team $3 source $4 type $5 title $6 strategy $7 worktree $8 on_busy $9 metadata */
+    {NODE_Q_CONV_INSERT, 9,
+     "INSERT INTO conversations (id, team_id, source, type, title, strategy, worktree_id, "
+     "on_busy, metadata) VALUES ($1::uuid, $2::uuid, coalesce($3::text, 'api'), "
+     "coalesce($4::text, 'chat'), $5::text, coalesce($6::text, 'echo'), $7::uuid, "
+     "coalesce($8::text, 'enqueue'), coalesce($9::jsonb, '{}'::jsonb))"},
+    /* Division by zero when the worktree is not the team's: fails the write set. */
+    {NODE_Q_WT_CHECK, 2,
+     "SELECT 1 / (SELECT count(*)::int FROM worktrees WHERE id = $1::uuid AND team_id = $2::uuid "
+     "AND removed_at IS NULL)"},
+    /* $3 title given? $4 title $5 metadata patch $6 strategy $7 worktree given? $8 worktree
+       $9 on_busy */
+    {NODE_Q_CONV_PATCH, 9,
+     "UPDATE conversations SET title = CASE WHEN $3::bool THEN $4::text ELSE title END, "
+     "metadata = metadata || coalesce($5::jsonb, '{}'::jsonb), strategy = coalesce($6::text, "
+     "strategy), worktree_id = CASE WHEN $7::bool THEN $8::uuid ELSE worktree_id END, on_busy = "
+     "coalesce($9::text, on_busy) WHERE id = $1::uuid AND team_id = $2::uuid"},
+    /* Last statement of every write: counters, status; returns the row and the actor's
+       cached settings. $3 last msg seq $4 last event seq $5 added messages $6 status */
+    {NODE_Q_CONV_TOUCH, 6,
+     "UPDATE conversations AS c SET last_msg_seq = $3::bigint, last_event_seq = $4::bigint, "
+     "message_count = c.message_count + $5::int, status = coalesce($6::text, c.status), "
+     "last_event_id = coalesce((SELECT e.id FROM events e WHERE e.conversation_id = $1::uuid AND "
+     "e.team_id = $2::uuid AND e.seq = $4::bigint), c.last_event_id), updated_at = now() WHERE "
+     "c.id = $1::uuid AND "
+     "c.team_id = $2::uuid RETURNING " CONV_JSON(
+         "c") "::text, c.status, c.on_busy, "
+              "c.metadata->'echo'->>'delay_ms', c.metadata->'echo'->>'fail_every'"},
+    {NODE_Q_CONV_GET, 2,
+     "SELECT " CONV_JSON("c") "::text FROM conversations c WHERE c.id = $1::uuid AND c.team_id = "
+                              "$2::uuid"},
+    {NODE_Q_CONV_EXISTS, 2,
+     "SELECT 1 FROM conversations WHERE id = $1::uuid AND team_id = $2::uuid"},
+    /* $1 team $2 cursor ts $3 cursor id $4 source $5 type $6 status $7 limit (+1 fetched) */
+    {NODE_Q_CONV_LIST, 7,
+     "SELECT " CONV_JSON("c") "::text, " TS_CURSOR(
+         "c.created_at") " || '|' || c.id FROM "
+                         "conversations c WHERE c.team_id = $1::uuid AND ($2::timestamptz IS NULL "
+                         "OR (c.created_at, "
+                         "c.id) < ($2::timestamptz, $3::uuid)) AND ($4::text IS NULL OR c.source = "
+                         "$4::text) AND "
+                         "($5::text IS NULL OR c.type = $5::text) AND ($6::text IS NULL OR "
+                         "c.status = $6::text) "
+                         "ORDER BY c.created_at DESC, c.id DESC LIMIT $7::int"},
+    /* $1 id $2 conv $3 team $4 seq $5 role $6 content $7 status $8 metadata */
+    {NODE_Q_MSG_INSERT, 8,
+     "INSERT INTO messages AS m (id, conversation_id, team_id, seq, role, content, status, "
+     "metadata) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, $5::text, $6::text, $7::text, "
+     "coalesce($8::jsonb, '{}'::jsonb)) RETURNING " MSG_JSON("m") "::text"},
+    /* $1 id $2 conv $3 content $4 status $5 metadata (merged) $6 team */
+    {NODE_Q_MSG_FINISH, 6,
+     "UPDATE messages AS m SET content = $3::text, status = $4::text, metadata = m.metadata || "
+     "coalesce($5::jsonb, '{}'::jsonb), updated_at = now() WHERE m.id = $1::uuid AND "
+     "m.conversation_id = $2::uuid AND m.team_id = $6::uuid"},
+    /* $1 id $2 conv $3 team */
+    {NODE_Q_MSG_START, 3,
+     "UPDATE messages SET status = 'completed', updated_at = now() WHERE id = $1::uuid AND "
+     "conversation_id = $2::uuid AND team_id = $3::uuid AND status = 'pending'"},
+    {NODE_Q_MSG_CANCEL, 2,
+     "UPDATE messages SET status = 'cancelled', updated_at = now() WHERE conversation_id = "
+     "$1::uuid AND team_id = $2::uuid AND status = 'pending'"},
+    /* $1 conv $2 team $3 after seq $4 limit */
+    {NODE_Q_MSG_LIST, 4,
+     "SELECT " MSG_JSON(
+         "m") "::text, m.seq FROM messages m WHERE m.conversation_id = $1::uuid "
+              "AND m.team_id = $2::uuid AND m.seq > $3::bigint ORDER BY m.seq LIMIT $4::int"},
+    /* $1 team $2 conv $3 seq $4 type $5 source $6 action */
+    {NODE_Q_EVT, 6,
+     EVT_COLS "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
+              "'{}'::jsonb)) RETURNING e.id, " EVT_JSON("e") "::text"},
+    /* Same, with the message $7 embedded as action.message. */
+    {NODE_Q_EVT_MSG, 7,
+     EVT_COLS
+     "SELECT $1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
+     "'{}'::jsonb) || jsonb_build_object('message', " MSG_JSON(
+         "m") ") FROM messages m "
+              "WHERE m.id = $7::uuid AND m.conversation_id = $2::uuid AND m.team_id = $1::uuid "
+              "RETURNING e.id, " EVT_JSON("e") "::text"},
+    /* Same, with the conversation embedded as action.conversation. */
+    {NODE_Q_EVT_CONV, 6,
+     EVT_COLS "SELECT $1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
+              "'{}'::jsonb) || jsonb_build_object('conversation', " CONV_JSON(
+                  "c") ") FROM "
+                       "conversations c WHERE c.id = $2::uuid AND c.team_id = $1::uuid RETURNING "
+                       "e.id, " EVT_JSON("e") "::text"},
+    /* $1 conv $2 team $3 after id $4 limit */
+    {NODE_Q_EVT_LIST, 4,
+     "SELECT " EVT_JSON(
+         "e") "::text, e.id FROM events e WHERE e.conversation_id = $1::uuid AND "
+              "e.team_id = $2::uuid AND e.id > $3::bigint ORDER BY e.id LIMIT $4::int"},
+    /* $1 team $2 after id $3 limit */
+    {NODE_Q_EVT_TEAM, 3,
+     "SELECT " EVT_JSON("e") "::text, e.id FROM events e WHERE e.team_id = $1::uuid AND e.id > "
+                             "$2::bigint ORDER BY e.id LIMIT $3::int"},
+    {NODE_Q_IDEM_GET, 2,
+     "SELECT request_hash, status, response FROM idempotency_keys WHERE team_id = $1::uuid AND "
+     "key = $2::text AND created_at > now() - interval '24 hours'"},
+    {NODE_Q_IDEM_DEL, 2,
+     "DELETE FROM idempotency_keys WHERE team_id = $1::uuid AND key = $2::text AND created_at <= "
+     "now() - interval '24 hours'"},
+    /* $1 team $2 key $3 hash $4 status $5 conv: the response is the conversation */
+    {NODE_Q_IDEM_CONV, 5,
+     "INSERT INTO idempotency_keys (team_id, key, request_hash, status, response) SELECT "
+     "$1::uuid, $2::text, $3::text, $4::int, " CONV_JSON(
+         "c") "::text FROM conversations c WHERE "
+              "c.id = $5::uuid AND c.team_id = $1::uuid RETURNING response"},
+    /* $5 message id, $6 created (NULL = not a create) */
+    {NODE_Q_IDEM_MSG, 6,
+     "INSERT INTO idempotency_keys (team_id, key, request_hash, status, response) SELECT "
+     "$1::uuid, $2::text, $3::text, $4::int, (CASE WHEN $6::bool IS NULL THEN "
+     "json_build_object('message', " MSG_JSON("m") ") ELSE json_build_object('message', " MSG_JSON(
+         "m") ", 'created', $6::bool) END)::text FROM messages m WHERE m.id = $5::uuid AND "
+              "m.team_id = $1::uuid RETURNING response"},
+    {NODE_Q_IDEM_TEXT, 5,
+     "INSERT INTO idempotency_keys (team_id, key, request_hash, status, response) VALUES "
+     "($1::uuid, $2::text, $3::text, $4::int, $5::text) RETURNING response"},
+    /* Token check; last_used_at refreshed at most once a minute. */
+    {NODE_Q_AUTH, 1,
+     "WITH t AS (SELECT a.id AS token_id, a.last_used_at, tm.id, tm.name FROM api_tokens a JOIN "
+     "teams tm ON tm.id = a.team_id WHERE a.token_sha256 = $1::text AND a.revoked_at IS NULL), "
+     "u AS (UPDATE api_tokens SET last_used_at = now() WHERE id IN (SELECT token_id FROM t WHERE "
+     "last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')) SELECT id, name "
+     "FROM t"},
+    {NODE_Q_STATUS, 1,
+     "SELECT coalesce(json_object_agg(status, n), '{}'::json)::text FROM (SELECT status, "
+     "count(*) AS n FROM conversations WHERE team_id = $1::uuid GROUP BY status) s"},
+};
+
+int node_sql_prepare(db_conn_t *db)
+{
+    for (size_t i = 0; i < sizeof s_stmts / sizeof s_stmts[0]; i++) {
+        if (db_conn_prepare(db, s_stmts[i].name, s_stmts[i].sql, s_stmts[i].nparams) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}

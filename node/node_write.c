@@ -1,0 +1,141 @@
+/*  node_write — building an actor's write set: message and event inserts
+    with the next per-conversation seqs (assigned here, in order, by the one
+    actor that owns the conversation), the closing conversation update, the
+    idempotency record, and handing the set to the group commit.
+    Loop thread only. */
+#define LOG_MODULE "node_write"
+#include "common/log.h"
+#include "common/util.h"
+#include "node/node_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
+
+int node_ws_message(node_ws_t *ws,
+                    const uint8_t id[16],
+                    const char *role,
+                    const char *content,
+                    const char *status,
+                    const char *metadata)
+{
+    node_actor_t *a = ws->actor;
+    s_uuid_t mid, conv, team;
+    char seq[24];
+    util_uuid_format(id, mid);
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)++a->last_msg_seq);
+    const char *params[] = {mid, conv, team, seq, role, content, status, metadata};
+    return node_ws_add(ws, NODE_Q_MSG_INSERT, NODE_SK_SEQ, 8, params);
+}
+
+int node_ws_event(node_ws_t *ws,
+                  const char *type,
+                  const char *source,
+                  const char *action,
+                  const uint8_t *msg_id,
+                  bool with_conv)
+{
+    node_actor_t *a = ws->actor;
+    s_uuid_t conv, team, mid;
+    char seq[24];
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)++a->last_evt_seq);
+    const char *params[] = {team, conv, seq, type, source, action, mid};
+    if (msg_id) {
+        util_uuid_format(msg_id, mid);
+        return node_ws_add(ws, NODE_Q_EVT_MSG, NODE_SK_EVENT, 7, params);
+    }
+    return node_ws_add(ws, with_conv ? NODE_Q_EVT_CONV : NODE_Q_EVT, NODE_SK_EVENT, 6, params);
+}
+
+int node_ws_touch(node_ws_t *ws, int status)
+{
+    node_actor_t *a = ws->actor;
+    s_uuid_t conv, team;
+    char msg_seq[24], evt_seq[24], added[24];
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    snprintf(msg_seq, sizeof msg_seq, "%llu", (unsigned long long)a->last_msg_seq);
+    snprintf(evt_seq, sizeof evt_seq, "%llu", (unsigned long long)a->last_evt_seq);
+    snprintf(added, sizeof added, "%llu",
+             (unsigned long long)(a->last_msg_seq - ws->saved_msg_seq));
+    const char *params[] = {conv,    team,  msg_seq,
+                            evt_seq, added, status < 0 ? NULL : node_status_name(status)};
+    ws->touch_stmt = node_ws_add(ws, NODE_Q_CONV_TOUCH, NODE_SK_PLAIN, 6, params);
+    return ws->touch_stmt;
+}
+
+void node_user_source(const node_actor_t *actor, char out[96])
+{
+    s_uuid_t team;
+    util_uuid_format(actor->team_id, team);
+    snprintf(out, 96, "{\"kind\":\"user\",\"id\":\"%s\"}", team);
+}
+
+void node_ws_abort(
+    node_t *node, node_ws_t **ws_p, int status, const char *code, const char *message)
+{
+    node_ws_t *ws = *ws_p;
+    ws->actor->last_msg_seq = ws->saved_msg_seq;
+    ws->actor->last_evt_seq = ws->saved_evt_seq;
+    if (ws->plan.end != NODE_END_NONE || ws->plan.start) {
+        /* The running turn was paused for this write: its state is now unknown. */
+        ws->actor->flags |= NODE_AF_RELOAD;
+    }
+    if (!code) {
+        node_reply_field(node, &ws->req, message);
+    } else {
+        node_reply_error(node, &ws->req, status, code, message);
+    }
+    node_ws_destroy(ws_p);
+}
+
+/* The idempotency record: its response is computed by Postgres from the rows just
+   written, so the first answer and every replay are the same text. */
+static int s_add_idem(node_ws_t *ws, const char *key, const char *hash)
+{
+    node_actor_t *a = ws->actor;
+    s_uuid_t team, id;
+    char status[8];
+    util_uuid_format(a->team_id, team);
+    snprintf(status, sizeof status, "%d", ws->reply_status);
+    const char *del[] = {team, key};
+    if (node_ws_add(ws, NODE_Q_IDEM_DEL, NODE_SK_PLAIN, 2, del) < 0) {
+        return -1;
+    }
+    const char *created = NULL;
+    if (json_object_get(ws->req->args, "create")) {
+        created = ws->plan.created ? "true" : "false";
+    }
+    const char *params[] = {team, key, hash, status, id, created};
+    if (ws->reply_kind == NODE_REPLY_CONV) {
+        util_uuid_format(a->conv_id, id);
+        ws->idem_stmt = node_ws_add(ws, NODE_Q_IDEM_CONV, NODE_SK_IDEM, 5, params);
+    } else if (ws->reply_kind == NODE_REPLY_MSG) {
+        util_uuid_format(ws->plan.user_id, id);
+        ws->idem_stmt = node_ws_add(ws, NODE_Q_IDEM_MSG, NODE_SK_IDEM, 6, params);
+    } else {
+        params[4] = ws->reply_status == 204 ? "" : "{}";
+        ws->idem_stmt = node_ws_add(ws, NODE_Q_IDEM_TEXT, NODE_SK_IDEM, 5, params);
+    }
+    return ws->idem_stmt;
+}
+
+void node_ws_finish(node_t *node, node_ws_t **ws_p)
+{
+    node_ws_t *ws = *ws_p;
+    const char *key = NULL, *hash = NULL;
+    bool keyed = ws->req && ws->req->op->write &&
+                 node_arg_str(ws->req->args, "idempotency_key", 1, 255, &key) == 1 &&
+                 node_arg_str(ws->req->args, "request_hash", 1, 128, &hash) == 1;
+    if (ws->oom || (keyed && s_add_idem(ws, key, hash) < 0)) {
+        node_ws_abort(node, ws_p, 503, "unavailable", "out of memory");
+        return;
+    }
+    ws->actor->flags |= NODE_AF_COMMITTING;
+    node_commit_submit(node->commit, ws_p);
+}

@@ -1,0 +1,361 @@
+/*  test_node_turn — turns, one at a time per conversation: the state machine's
+    decisions (unit), and against a real node and Postgres: on_busy enqueue /
+    reject / interrupt, cancel (and 409 when idle), fail_every with back-off
+    and recovery, per-conversation echo delay, archive, and passivation then
+    reactivation keeping seqs gapless. */
+#include "node/node_internal.h"
+#include "node_test.h"
+
+/* ---- unit: decisions on a bare actor ----------------------------------------------------- */
+
+Test(node_turn, status_after_plan)
+{
+    node_actor_t a;
+    memset(&a, 0, sizeof a);
+    node_plan_t p;
+    memset(&p, 0, sizeof p);
+    cr_assert_eq(node_turn_status_after(&a, &p), NODE_ST_IDLE);
+    p.enqueue = true;
+    cr_assert_eq(node_turn_status_after(&a, &p), NODE_ST_QUEUED);
+    p.start = true;
+    cr_assert_eq(node_turn_status_after(&a, &p), NODE_ST_PROCESSING);
+    memset(&p, 0, sizeof p);
+    node_turns_t *t = node_turns_get(&a);
+    t->running = true;
+    cr_assert_eq(node_turn_status_after(&a, &p), NODE_ST_PROCESSING);
+    cr_assert(node_turn_running(&a));
+    p.end = NODE_END_FAILED;
+    cr_assert_eq(node_turn_status_after(&a, &p), NODE_ST_ERROR);
+    p.end = NODE_END_COMPLETED;
+    cr_assert_eq(node_turn_status_after(&a, &p), NODE_ST_IDLE);
+    node_turns_free(a.turns);
+}
+
+Test(node_turn, posted_message_starts_only_when_free)
+{
+    node_cfg_t cfg;
+    node_cfg_defaults(&cfg);
+    node_t node;
+    memset(&node, 0, sizeof node);
+    node.cfg = &cfg;
+    node_actor_t a;
+    memset(&a, 0, sizeof a);
+    cr_assert(node_turn_posted_starts(&node, &a, NODE_END_NONE));
+    node_turns_t *t = node_turns_get(&a);
+    t->running = true;
+    cr_assert(!node_turn_posted_starts(&node, &a, NODE_END_NONE), "starts while running");
+    cr_assert(node_turn_posted_starts(&node, &a, NODE_END_CANCELLED), "interrupt must start");
+    cr_assert(!node_turn_posted_starts(&node, &a, NODE_END_FAILED), "no start during back-off");
+    t->running = false;
+    t->backoff = true;
+    cr_assert(!node_turn_posted_starts(&node, &a, NODE_END_NONE));
+    t->backoff = false;
+    a.status = NODE_ST_ARCHIVED;
+    cr_assert(!node_turn_posted_starts(&node, &a, NODE_END_NONE));
+    a.status = NODE_ST_IDLE;
+    node.stopping = true;
+    cr_assert(!node_turn_posted_starts(&node, &a, NODE_END_NONE));
+    node_turns_free(a.turns);
+}
+
+Test(node_turn, echo_word_count)
+{
+    cr_assert_eq(node_echo_words(""), 0);
+    cr_assert_eq(node_echo_words("   "), 0);
+    cr_assert_eq(node_echo_words("a"), 1);
+    cr_assert_eq(node_echo_words("  a  b\tc\n"), 3);
+}
+
+/* ---- component --------------------------------------------------------------------------- */
+
+static const char *s_post(nt_t *t, const uint8_t conv[16], const char *content, int want)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"content\":\"%s\"}", content);
+    nt_rep_t r = nt_call(t, "msg.post", conv, body);
+    cr_assert_eq(r.status, want, "msg.post '%s' status=%d want=%d", content, r.status, want);
+    static char status[32];
+    snprintf(status, sizeof status, "%s", r.body ? nt_str(r.body, "message", "status") ?: "" : "");
+    nt_rep_free(&r);
+    return status;
+}
+
+/* Waits until the conversation has n events of type. */
+static void s_wait_events(nt_t *t, const uint8_t conv[16], const char *type, int n)
+{
+    char c[37];
+    util_uuid_format(conv, c);
+    long long got = 0;
+    for (int i = 0; i < 200; i++) {
+        got = nt_sql_ll(t,
+                        "SELECT count(*) FROM events WHERE conversation_id = '%s' AND type = "
+                        "'%s'",
+                        c, type);
+        if (got >= n) {
+            return;
+        }
+        zclock_sleep(25);
+    }
+    cr_assert_fail("%s: %lld events, want %d", type, got, n);
+}
+
+Test(node_turn, enqueue_runs_turns_in_order, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"metadata\":{\"echo\":{\"delay_ms\":30}}}");
+    cr_assert_str_eq(s_post(&t, conv, "first turn here", 202), "completed");
+    cr_assert_str_eq(s_post(&t, conv, "second", 202), "pending");
+    cr_assert_str_eq(s_post(&t, conv, "third", 202), "pending");
+    s_wait_events(&t, conv, "turn.completed", 3);
+    char c[37];
+    util_uuid_format(conv, c);
+    /* Seqs follow accept order: the queued user messages were stored while turn 1 ran;
+       each assistant row is stored when its turn starts. */
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT role, content, status FROM messages WHERE conversation_id = '%s' ORDER BY "
+             "seq",
+             c);
+    PGresult *r = PQexec(t.pg, sql);
+    cr_assert_eq(PQntuples(r), 6);
+    const char *want[6][3] = {{"user", "first turn here", "completed"},
+                              {"assistant", "echo: first turn here", "completed"},
+                              {"user", "second", "completed"},
+                              {"user", "third", "completed"},
+                              {"assistant", "echo: second", "completed"},
+                              {"assistant", "echo: third", "completed"}};
+    for (int i = 0; i < 6; i++) {
+        for (int k = 0; k < 3; k++) {
+            cr_assert_str_eq(PQgetvalue(r, i, k), want[i][k], "row %d col %d", i, k);
+        }
+    }
+    PQclear(r);
+    nt_assert_gapless(&t, conv);
+    nt_rep_t g = nt_call(&t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(g.body, "status", NULL), "idle");
+    cr_assert_eq(nt_int(g.body, "message_count", NULL), 6);
+    nt_rep_free(&g);
+    nt_stop(&t);
+}
+
+Test(node_turn, queue_is_bounded, .timeout = 30)
+{
+    nt_t t;
+    if (!nt_open(&t)) {
+        cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
+    }
+    t.cfg.mailbox_max = 2;
+    nt_start_node(&t);
+    nt_connect(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"metadata\":{\"echo\":{\"delay_ms\":100}}}");
+    s_post(&t, conv, "runs now", 202);
+    s_post(&t, conv, "queued one", 202);
+    s_post(&t, conv, "queued two", 202);
+    nt_rep_t r = nt_call(&t, "msg.post", conv, "{\"content\":\"one too many\"}");
+    cr_assert_eq(r.status, 429);
+    cr_assert_eq(r.retry_after, 1);
+    cr_assert_str_eq(nt_str(r.body, "code", NULL), "rate_limited");
+    nt_rep_free(&r);
+    s_wait_events(&t, conv, "turn.completed", 3);
+    nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+Test(node_turn, reject_while_busy, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"on_busy\":\"reject\",\"metadata\":{\"echo\":{\"delay_ms\":50}}}");
+    s_post(&t, conv, "a b c d e f", 202);
+    nt_rep_t r = nt_call(&t, "msg.post", conv, "{\"content\":\"too soon\"}");
+    cr_assert_eq(r.status, 409);
+    cr_assert_str_eq(nt_str(r.body, "code", NULL), "conflict");
+    nt_rep_free(&r);
+    s_wait_events(&t, conv, "turn.completed", 1);
+    s_post(&t, conv, "now fine", 202);
+    s_wait_events(&t, conv, "turn.completed", 2);
+    nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+Test(node_turn, interrupt_cancels_running_turn, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"on_busy\":\"interrupt\",\"metadata\":{\"echo\":{\"delay_ms\":100}}}");
+    s_post(&t, conv, "w1 w2 w3 w4 w5 w6 w7 w8 w9", 202);
+    zclock_sleep(250);
+    cr_assert_str_eq(s_post(&t, conv, "new one", 202), "completed");
+    s_wait_events(&t, conv, "turn.cancelled", 1);
+    s_wait_events(&t, conv, "turn.completed", 1);
+    char c[37];
+    util_uuid_format(conv, c);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM messages WHERE conversation_id = '%s' AND "
+                           "role = 'assistant' AND status = 'cancelled' AND content <> '' "
+                           "AND content <> 'echo: w1 w2 w3 w4 w5 w6 w7 w8 w9'",
+                           c),
+                 1);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM messages WHERE conversation_id = '%s' AND "
+                           "content = 'echo: new one' AND status = 'completed'",
+                           c),
+                 1);
+    nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+Test(node_turn, cancel_stores_partial_and_409_when_idle, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"metadata\":{\"echo\":{\"delay_ms\":100}}}");
+    nt_rep_t r = nt_call(&t, "conv.cancel", conv, "{}");
+    cr_assert_eq(r.status, 409);
+    nt_rep_free(&r);
+    s_post(&t, conv, "x1 x2 x3 x4 x5 x6 x7 x8", 202);
+    json_t *b = NULL;
+    int deltas = 0;
+    cr_assert_gt(nt_event_of(&t, "turn.started", NULL, NULL), 0);
+    zclock_sleep(220);
+    r = nt_call(&t, "conv.cancel", conv, "{}");
+    cr_assert_eq(r.status, 202);
+    nt_rep_free(&r);
+    cr_assert_gt(nt_event_of(&t, "turn.cancelled", &b, &deltas), 0);
+    const json_t *msg = json_object_get(json_object_get(b, "action"), "message");
+    cr_assert_str_eq(nt_str(msg, "status", NULL), "cancelled");
+    const char *content = nt_str(msg, "content", NULL);
+    cr_assert(strncmp(content, "echo:", 5) == 0, "partial content '%s'", content);
+    cr_assert_lt(strlen(content), strlen("echo: x1 x2 x3 x4 x5 x6 x7 x8"));
+    json_decref(b);
+    /* No more deltas or completion for the cancelled turn. */
+    char type[64];
+    cr_assert_eq(nt_event(&t, type, NULL, 400), -1, "unexpected %s after cancel", type);
+    r = nt_call(&t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(r.body, "status", NULL), "idle");
+    nt_rep_free(&r);
+    nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+Test(node_turn, fail_every_fails_then_recovers, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"metadata\":{\"echo\":{\"fail_every\":2}}}");
+    s_post(&t, conv, "ok one", 202);
+    cr_assert_gt(nt_event_of(&t, "turn.completed", NULL, NULL), 0);
+    s_post(&t, conv, "this one fails half way", 202);
+    json_t *b = NULL;
+    cr_assert_gt(nt_event_of(&t, "turn.failed", &b, NULL), 0);
+    cr_assert_not_null(nt_str(b, "action", "error"));
+    json_decref(b);
+    nt_rep_t r = nt_call(&t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(r.body, "status", NULL), "error");
+    nt_rep_free(&r);
+    /* Posted during the back-off: queued, then runs once the strategy restarted. */
+    cr_assert_str_eq(s_post(&t, conv, "after failure", 202), "pending");
+    cr_assert_gt(nt_event_of(&t, "turn.completed", NULL, NULL), 0);
+    char c[37];
+    util_uuid_format(conv, c);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM messages WHERE conversation_id = '%s' AND "
+                           "status = 'error' AND metadata ? 'error'",
+                           c),
+                 1);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM events WHERE conversation_id = '%s' AND "
+                           "type = 'message.failed'",
+                           c),
+                 1);
+    r = nt_call(&t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(r.body, "status", NULL), "idle");
+    nt_rep_free(&r);
+    nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+Test(node_turn, archive_refuses_new_messages, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"metadata\":{\"echo\":{\"delay_ms\":100}}}");
+    s_post(&t, conv, "long running turn here", 202);
+    s_post(&t, conv, "queued", 202);
+    nt_rep_t r = nt_call(&t, "conv.delete", conv, "{}");
+    cr_assert_eq(r.status, 204);
+    nt_rep_free(&r);
+    s_post(&t, conv, "after archive", 409);
+    r = nt_call(&t, "conv.delete", conv, "{}");
+    cr_assert_eq(r.status, 204);
+    nt_rep_free(&r);
+    char c[37];
+    util_uuid_format(conv, c);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM events WHERE conversation_id = '%s' AND "
+                           "type = 'conversation.archived'",
+                           c),
+                 1);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM messages WHERE conversation_id = '%s' AND "
+                           "content = 'queued' AND status = 'cancelled'",
+                           c),
+                 1);
+    zclock_sleep(300);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM events WHERE conversation_id = '%s' AND "
+                           "type IN ('turn.completed', 'turn.started')",
+                           c),
+                 1);
+    r = nt_call(&t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(r.body, "status", NULL), "archived");
+    nt_rep_free(&r);
+    nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+Test(node_turn, passivation_then_reactivation_keeps_seqs, .timeout = 30)
+{
+    nt_t t;
+    if (!nt_open(&t)) {
+        cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
+    }
+    t.cfg.actor_idle_s = 1;
+    nt_start_node(&t);
+    nt_connect(&t);
+    zclock_sleep(100);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{}");
+    s_post(&t, conv, "before", 202);
+    s_wait_events(&t, conv, "turn.completed", 1);
+    nt_rep_t r = nt_call(&t, "status", NULL, "{}");
+    cr_assert_eq(nt_int(r.body, "actors", NULL), 1);
+    nt_rep_free(&r);
+    for (int i = 0; i < 60; i++) {
+        r = nt_call(&t, "status", NULL, "{}");
+        long long actors = nt_int(r.body, "actors", NULL);
+        nt_rep_free(&r);
+        if (actors == 0) {
+            break;
+        }
+        zclock_sleep(100);
+    }
+    r = nt_call(&t, "status", NULL, "{}");
+    cr_assert_eq(nt_int(r.body, "actors", NULL), 0, "actor not passivated");
+    nt_rep_free(&r);
+    s_post(&t, conv, "after", 202);
+    s_wait_events(&t, conv, "turn.completed", 2);
+    nt_assert_gapless(&t, conv);
+    char c[37];
+    util_uuid_format(conv, c);
+    cr_assert_eq(nt_sql_ll(&t, "SELECT max(seq) FROM messages WHERE conversation_id = '%s'", c), 4);
+    nt_stop(&t);
+}

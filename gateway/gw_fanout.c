@@ -64,6 +64,8 @@ gw_fanout_t *gw_fanout_new(gw_server_t *srv)
     }
     zhashx_set_destructor(self->topics, s_topic_free);
     zsock_set_linger(self->sub, 0);
+    /* A peer must not make libzmq allocate more than one frame may hold. */
+    zsock_set_maxmsgsize(self->sub, (int64_t)PROTO_MAX_FRAME);
     zsock_set_rcvhwm(self->sub, 100000);
     zloop_reader(srv->loop, self->sub, s_on_event, self);
     zloop_reader_set_tolerant(srv->loop, self->sub);

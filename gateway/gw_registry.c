@@ -60,6 +60,8 @@ static int s_connect(gw_registry_t *self)
         return -1;
     }
     zsock_set_linger(self->dealer, 0);
+    /* A peer must not make libzmq allocate more than one frame may hold. */
+    zsock_set_maxmsgsize(self->dealer, (int64_t)PROTO_MAX_FRAME);
     zsock_set_sndhwm(self->dealer, 16);
     if (zsock_connect(self->dealer, "%s", self->endpoints[self->cur]) < 0) {
         LOG_E("cannot connect to registry endpoint=%s", self->endpoints[self->cur]);
@@ -96,6 +98,8 @@ gw_registry_t *gw_registry_new(gw_server_t *srv, const char *endpoints)
         return NULL;
     }
     zsock_set_linger(self->sub, 0);
+    /* A peer must not make libzmq allocate more than one frame may hold. */
+    zsock_set_maxmsgsize(self->sub, (int64_t)PROTO_MAX_FRAME);
     zsock_set_subscribe(self->sub, "ring");
     zloop_reader(srv->loop, self->sub, s_on_sub, self);
     zloop_reader_set_tolerant(srv->loop, self->sub);

@@ -36,6 +36,8 @@ static int s_node_connect(gw_node_t *n)
         return -1;
     }
     zsock_set_linger(n->dealer, 0);
+    /* A peer must not make libzmq allocate more than one frame may hold. */
+    zsock_set_maxmsgsize(n->dealer, (int64_t)PROTO_MAX_FRAME);
     zsock_set_sndhwm(n->dealer, 10000);
     if (zsock_connect(n->dealer, "%s", n->router) < 0) {
         LOG_W("cannot connect to node=%s router=%s", n->id, n->router);

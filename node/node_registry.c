@@ -146,6 +146,8 @@ static int s_connect(node_reg_t *self)
         return -1;
     }
     zsock_set_linger(self->dealer, 0);
+    /* A peer must not make libzmq allocate more than one frame may hold. */
+    zsock_set_maxmsgsize(self->dealer, (int64_t)PROTO_MAX_FRAME);
     zsock_set_sndhwm(self->dealer, 64);
     const char *ep = self->endpoints[self->cur];
     if (zsock_connect(self->dealer, "%s", ep) < 0) {
@@ -171,6 +173,8 @@ static void s_follow_pub(node_reg_t *self, const char *pub)
         return;
     }
     zsock_set_linger(self->sub, 0);
+    /* A peer must not make libzmq allocate more than one frame may hold. */
+    zsock_set_maxmsgsize(self->sub, (int64_t)PROTO_MAX_FRAME);
     zsock_set_subscribe(self->sub, RING_TOPIC);
     if (zsock_connect(self->sub, "%s", pub) < 0) {
         LOG_W("cannot subscribe to registry pub=%s", pub);

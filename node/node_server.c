@@ -125,6 +125,8 @@ static int s_sockets(node_t *self)
         return -1;
     }
     zsock_set_linger(self->router, 0);
+    /* A peer must not make libzmq allocate more than one frame may hold. */
+    zsock_set_maxmsgsize(self->router, (int64_t)PROTO_MAX_FRAME);
     zsock_set_linger(self->pub, 0);
     zsock_set_sndhwm(self->router, NODE_ROUTER_HWM);
     zsock_set_rcvhwm(self->router, NODE_ROUTER_HWM);

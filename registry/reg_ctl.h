@@ -20,6 +20,7 @@
 #define REG_CTL_EXIT_USAGE 2    /* bad command line */
 #define REG_CTL_TIMEOUT_MS 1000 /* per registry of the list */
 #define REG_CTL_MAX_COLS   8
+#define REG_CTL_STANDBY    "standby" /* reg_ack state of a standby registry (= REG_STATE_STANDBY) */
 
 /* Global options, shared by every command. */
 typedef struct {
@@ -52,7 +53,9 @@ int reg_ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 uint64_t reg_ctl_req_id(void);
 /* Sends req (borrowed; req_id set by the caller) to one registry and waits
    up to REG_CTL_TIMEOUT_MS for a reply of type want with the same req_id.
-   0 with *rep filled (release with proto_msg_reset), or -1. */
+   0 with *rep filled (release with proto_msg_reset); 1 when the registry
+   is a standby (it answered reg_ack state "standby"; nothing to release);
+   -1 when it did not answer. */
 int reg_ctl_request_one(const char *endpoint,
                         const proto_msg_t *req,
                         proto_type_t want,

@@ -1,6 +1,7 @@
 /*  reg_ctl_reg — bickyctl commands answered by the registry: nodes, ring,
     locate, drain/undrain/remove, status. Each request goes to the registries
-    of the --registry list in turn (blocking DEALER, 1 s per registry). */
+    of the --registry list in turn (blocking DEALER, 1 s per registry; a
+    standby registry's reg_ack state "standby" moves on at once). */
 #include "common/ring.h"
 #include "common/util.h"
 #include "common/wire.h"
@@ -17,6 +18,22 @@ uint64_t reg_ctl_req_id(void)
 {
     int64_t seed[2] = {util_mono_us(), (int64_t)getpid()};
     return util_hash64(seed, sizeof seed) | 1;
+}
+
+/* 0 for the wanted reply, 1 for a standby registry's reg_ack (rep reset),
+   -1 for anything else (rep reset: keep waiting). */
+static int s_classify(const proto_msg_t *req, proto_type_t want, proto_msg_t *rep)
+{
+    if (rep->req_id == req->req_id && rep->type == want) {
+        return 0;
+    }
+    int rc = -1;
+    if (rep->req_id == req->req_id && rep->type == PROTO_REG_ACK && rep->state &&
+        !strcmp(rep->state, REG_CTL_STANDBY)) {
+        rc = 1;
+    }
+    proto_msg_reset(rep);
+    return rc;
 }
 
 int reg_ctl_request_one(const char *endpoint,
@@ -40,11 +57,7 @@ int reg_ctl_request_one(const char *endpoint,
                 break;
             }
             if (wire_recv(dealer, NULL, rep, endpoint) == 0) {
-                if (rep->type == want && rep->req_id == req->req_id) {
-                    rc = 0;
-                } else {
-                    proto_msg_reset(rep);
-                }
+                rc = s_classify(req, want, rep);
             }
         }
         zpoller_destroy(&poller);
@@ -69,17 +82,24 @@ static int s_request(const reg_ctl_t *ctl,
     }
     req->req_id = reg_ctl_req_id();
     int rc = -1;
+    int standbys = 0;
     char *save = NULL;
-    for (char *ep = strtok_r(list, ", ", &save); ep && rc < 0; ep = strtok_r(NULL, ", ", &save)) {
+    for (char *ep = strtok_r(list, ", ", &save); ep && rc != 0; ep = strtok_r(NULL, ", ", &save)) {
+        /* A standby says so at once: ask the next registry of the list. */
         rc = reg_ctl_request_one(ep, req, want, rep);
+        standbys += rc == 1;
         if (rc == 0 && answered) {
             snprintf(answered, len, "%s", ep);
         }
     }
-    if (rc < 0) {
+    if (rc != 0 && standbys) {
+        reg_ctl_fail("no active registry: %d standby, the others silent for %d ms (tried: %s)",
+                     standbys, REG_CTL_TIMEOUT_MS, ctl->registry ? ctl->registry : "");
+    } else if (rc != 0) {
         reg_ctl_fail("no registry answered within %d ms (tried: %s)", REG_CTL_TIMEOUT_MS,
                      ctl->registry ? ctl->registry : "");
     }
+    rc = rc == 0 ? 0 : -1;
     free(list);
     return rc;
 }

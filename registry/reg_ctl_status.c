@@ -1,7 +1,7 @@
 /*  reg_ctl_status — `bickyctl status`: asks every registry of the list
-    (not just the first that answers), reports the epoch and node counts by
-    state from the first reachable one, and the database schema when
-    --database-url is given. */
+    (not just the first that answers) whether it is active or standby,
+    reports the epoch and node counts by state from the first active one,
+    and the database schema when --database-url is given. */
 #include "common/db_schema.h"
 #include "registry/reg_ctl.h"
 
@@ -14,15 +14,16 @@
 typedef struct {
     char endpoint[256]; /* registry ROUTER endpoint */
     bool reachable;     /* answered RING_GET in time */
-    uint64_t epoch;     /* its ring epoch */
+    bool standby;       /* it answered as a standby */
+    uint64_t epoch;     /* its ring epoch (active only) */
 } s_probe_t;
 
 typedef struct {
     s_probe_t probes[S_MAX_REGISTRIES]; /* one per registry of the list */
     size_t nprobes;                     /* registries asked */
-    bool any;                           /* some registry answered */
-    uint64_t epoch;                     /* epoch of the first that answered */
-    size_t counts[3];                   /* nodes alive, draining, dead (first answer) */
+    bool any;                           /* some registry answered as active */
+    uint64_t epoch;                     /* epoch of the first active one */
+    size_t counts[3];                   /* nodes alive, draining, dead (first active) */
     bool db_checked;                    /* --database-url was given */
     bool db_ok;                         /* schema is exactly at this binary's version */
     char db_error[768];                 /* why not, when checked and not ok */
@@ -49,10 +50,12 @@ static void s_probe_all(const reg_ctl_t *ctl, s_status_t *st)
         s_probe_t *p = &st->probes[st->nprobes++];
         snprintf(p->endpoint, sizeof p->endpoint, "%s", ep);
         proto_msg_t req = {.type = PROTO_RING_GET, .req_id = reg_ctl_req_id()}, rep;
-        if (reg_ctl_request_one(ep, &req, PROTO_RING, &rep) < 0) {
+        int rc = reg_ctl_request_one(ep, &req, PROTO_RING, &rep);
+        p->reachable = rc >= 0;
+        p->standby = rc == 1;
+        if (rc != 0) {
             continue;
         }
-        p->reachable = true;
         p->epoch = rep.ring_epoch;
         if (!st->any) {
             st->any = true;
@@ -72,6 +75,9 @@ static void s_print_json(const s_status_t *st)
         reg_ctl_json_str(stdout, st->probes[i].endpoint);
         printf(",\"reachable\":%s", st->probes[i].reachable ? "true" : "false");
         if (st->probes[i].reachable) {
+            printf(",\"role\":\"%s\"", st->probes[i].standby ? "standby" : "active");
+        }
+        if (st->probes[i].reachable && !st->probes[i].standby) {
             printf(",\"epoch\":%" PRIu64, st->probes[i].epoch);
         }
         printf("}");
@@ -94,8 +100,10 @@ static void s_print_text(const s_status_t *st)
 {
     for (size_t i = 0; i < st->nprobes; i++) {
         const s_probe_t *p = &st->probes[i];
-        if (p->reachable) {
-            printf("registry  %s  reachable, ring epoch %" PRIu64 "\n", p->endpoint, p->epoch);
+        if (p->standby) {
+            printf("registry  %s  standby\n", p->endpoint);
+        } else if (p->reachable) {
+            printf("registry  %s  active, ring epoch %" PRIu64 "\n", p->endpoint, p->epoch);
         } else {
             printf("registry  %s  UNREACHABLE\n", p->endpoint);
         }
@@ -134,7 +142,8 @@ int reg_ctl_status(reg_ctl_t *ctl, int argc, char **argv)
     }
     rc = st->any && (!st->db_checked || st->db_ok) ? REG_CTL_EXIT_OK : REG_CTL_EXIT_FAIL;
     if (!st->any) {
-        reg_ctl_fail("no registry reachable (tried: %s)", ctl->registry ? ctl->registry : "");
+        reg_ctl_fail("no active registry reachable (tried: %s)",
+                     ctl->registry ? ctl->registry : "");
     }
     free(st);
     return rc;

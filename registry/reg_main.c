@@ -22,7 +22,9 @@ static int s_run(const reg_config_t *cfg)
     if (loop && reg_server_attach(server, loop) == 0 &&
         zloop_timer(loop, 100, 0, s_on_interrupt_check, NULL) >= 0) {
         zloop_start(loop);
-        LOG_N("registry stopping epoch=%llu", (unsigned long long)reg_server_epoch(server));
+        LOG_N("registry stopping role=%s epoch=%llu",
+              reg_server_active(server) ? "active" : "standby",
+              (unsigned long long)reg_server_epoch(server));
         rc = util_interrupted ? 0 : 1;
     }
     zloop_destroy(&loop);

@@ -16,11 +16,19 @@ struct reg_members_t {
     reg_node_t *nodes;     /* sorted by id */
     size_t count;          /* nodes in use */
     size_t cap;            /* nodes allocated */
-    uint64_t epoch;        /* ring epoch, bumped on every membership change */
+    uint64_t version;      /* bumped on every membership change */
     int64_t dead_after_ms; /* silence after which a node is dead */
 };
 
 static const char *const s_state_names[] = {"alive", "draining", "dead"};
+
+const char *reg_node_stored_state(const reg_node_t *node)
+{
+    if (node->state == REG_NODE_DEAD && node->drained) {
+        return s_state_names[REG_NODE_DRAINING];
+    }
+    return reg_node_state_name(node->state);
+}
 
 const char *reg_node_state_name(reg_node_state_t state)
 {
@@ -90,14 +98,9 @@ void reg_members_destroy(reg_members_t **self_p)
     }
 }
 
-uint64_t reg_members_epoch(const reg_members_t *self)
+uint64_t reg_members_version(const reg_members_t *self)
 {
-    return self->epoch;
-}
-
-void reg_members_set_epoch(reg_members_t *self, uint64_t epoch)
-{
-    self->epoch = epoch;
+    return self->version;
 }
 
 size_t reg_members_size(const reg_members_t *self)
@@ -194,7 +197,7 @@ int reg_members_restore(reg_members_t *self, const reg_node_t *node, int64_t now
 
 static reg_change_t s_bump(reg_members_t *self)
 {
-    self->epoch++;
+    self->version++;
     return REG_CHANGED;
 }
 
@@ -268,10 +271,14 @@ static reg_change_t s_remove(reg_members_t *self, reg_node_t *n)
 
 static reg_change_t s_set_drained(reg_members_t *self, reg_node_t *n, bool drained)
 {
+    if (n->drained == drained) {
+        return REG_UNCHANGED;
+    }
     n->drained = drained;
     if (n->state == REG_NODE_DEAD) {
-        /* Remembered for when it comes back; the ring does not change now. */
-        return REG_UNCHANGED;
+        /* Remembered for when it comes back. The ring does not change now,
+           but the mark must reach Postgres (reg_node_stored_state). */
+        return s_bump(self);
     }
     reg_node_state_t to = s_live_state(n);
     if (to == n->state) {

@@ -1,8 +1,9 @@
 /*  reg_members — the registry's membership table: nodes by id with their
     state (alive, draining, dead), endpoints, weight and last heartbeat, and
-    the ring epoch that every membership change bumps. Pure logic, no I/O:
-    times are passed in, so tests drive it directly. Owner thread only (the
-    registry loop). */
+    a version that every membership change bumps (the ring epoch itself is
+    Postgres's: reg_store). Pure logic, no I/O: times are passed in, so tests
+    drive it directly. One owner thread at a time (the registry loop; the
+    store thread builds a table at takeover and hands it over). */
 #ifndef BICKY_REG_MEMBERS_H
 #define BICKY_REG_MEMBERS_H
 
@@ -36,9 +37,10 @@ reg_members_t *reg_members_new(int64_t dead_after_ms);
 /* Frees the table and nulls *self_p; accepts NULL. */
 void reg_members_destroy(reg_members_t **self_p);
 
-/* Current ring epoch; set_epoch is for restoring a persisted value. */
-uint64_t reg_members_epoch(const reg_members_t *self);
-void reg_members_set_epoch(reg_members_t *self, uint64_t epoch);
+/* Local change counter: 0 for a new table, +1 for every REG_CHANGED result
+   (and one per sweep that found deaths). The server maps a stored version
+   to the ring epoch Postgres handed out for it. */
+uint64_t reg_members_version(const reg_members_t *self);
 
 /* Number of nodes and the node at index i in id order (borrowed, valid until
    the next change), or NULL when out of range. */
@@ -49,9 +51,10 @@ const reg_node_t *reg_members_find(const reg_members_t *self, const char *id);
 /* Nodes in each state, indexed by reg_node_state_t (counts[3]). */
 void reg_members_counts(const reg_members_t *self, size_t counts[3]);
 
-/* Adds a node read back from storage (copied) without bumping the epoch.
+/* Adds a node read back from storage (copied) without bumping the version.
    Its heartbeat clock restarts at now_ms, so it gets a full dead-after
-   period to beat before it is declared dead. -1 on a bad or duplicate row. */
+   period to beat before it is declared dead. A node stored as draining is
+   drained (see reg_node_stored_state). -1 on a bad or duplicate row. */
 int reg_members_restore(reg_members_t *self, const reg_node_t *node, int64_t now_ms);
 
 /* The clocks of one event: monotonic ms for liveness, wall ms for storage. */
@@ -72,7 +75,7 @@ typedef struct {
 typedef enum {
     REG_REJECTED = -1, /* bad input or table full; see *why */
     REG_UNCHANGED = 0, /* accepted, nothing visible changed */
-    REG_CHANGED = 1    /* membership changed and the epoch was bumped */
+    REG_CHANGED = 1    /* membership (or a stored mark) changed; the version was bumped */
 } reg_change_t;
 
 /* A node registers (first start, or a restart re-joining as itself): a new
@@ -87,13 +90,19 @@ reg_change_t
 reg_members_heartbeat(reg_members_t *self, const char *id, uint64_t actors, reg_now_t now);
 /* An operator action (drain | undrain | remove) on id. *status is 200 on
    success, 404 for an unknown id, 400 for an unknown action; *why (static
-   text) explains a non-200 status. */
+   text) explains a non-200 status. Draining or undraining a dead node
+   changes no ring but is REG_CHANGED all the same: the mark must be stored. */
 reg_change_t reg_members_admin(
     reg_members_t *self, const char *action, const char *id, int *status, const char **why);
 /* Declares dead every alive or draining node silent for more than
-   dead_after_ms at now_ms. Returns how many died (one epoch bump for all). */
+   dead_after_ms at now_ms. Returns how many died (one version bump for all). */
 size_t reg_members_sweep(reg_members_t *self, int64_t now_ms);
 
+/* The state written to table nodes: the state itself, except that a dead
+   node that is drained is stored as "draining" so that the operator's mark
+   survives a registry restart or takeover (restored, it is draining with a
+   fresh grace period, and dead again if it stays silent). */
+const char *reg_node_stored_state(const reg_node_t *node);
 /* "alive" | "draining" | "dead". */
 const char *reg_node_state_name(reg_node_state_t state);
 /* Parses a state name; -1 when it is none of the three. */

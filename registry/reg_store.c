@@ -1,317 +1,232 @@
-/*  reg_store — registry membership persistence: blocking load at startup and
-    a writer zactor owning a blocking libpq connection. The loop thread sends
-    "SAVE" + a heap snapshot pointer over the actor pipe (ownership moves to
-    the thread); the thread keeps only the newest snapshot. */
+/*  reg_store — the election and persistence thread (a zactor). Messages on
+    the actor pipe carry copies of node arrays as byte frames, never
+    pointers, so nothing leaks when one is left unread at shutdown.
+      loop → thread: "SAVE" generation version bump nodes
+      thread → loop: "ACTIVE"|"STANDBY"|"SAVED" generation epoch version ok nodes
+    The loop keeps at most one save in flight; the thread merges any that
+    queue up (newest nodes, bump if any asked for one). */
 #define LOG_MODULE "reg_store"
 #include "registry/reg_store.h"
 
-#include "common/db_schema.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "registry/reg_server.h"
+#include "registry/registry_internal.h"
 
-#include <czmq.h>
 #include <inttypes.h>
-#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define S_CONNECT_TIMEOUT_S    2    /* s: bounds how long $TERM can wait on a connect */
-#define S_STATEMENT_TIMEOUT_MS 2000 /* bounds how long $TERM can wait on a query */
-#define S_RETRY_MS             1000 /* delay between failed writes */
-
-typedef struct {
-    uint64_t epoch;     /* ring epoch */
-    size_t count;       /* nodes */
-    reg_node_t nodes[]; /* copies, id order */
-} s_snapshot_t;
+#define S_PICTURE "s8881b" /* cmd, generation, epoch, version, ok, nodes */
 
 struct reg_store_t {
-    zactor_t *actor; /* the writer thread */
-    char *conninfo;  /* owned copy, read by the thread until it stops */
+    zactor_t *actor;       /* the thread */
+    char *conninfo;        /* owned copy, read by the thread until it stops */
+    int64_t dead_after_ms; /* grace period of restored nodes */
 };
 
-/* Writer-thread state. */
+/* A queued save (thread side). */
+typedef struct {
+    uint64_t generation; /* activation it was made for */
+    uint64_t version;    /* members version */
+    bool bump;           /* ask for a new epoch */
+    reg_node_t *nodes;   /* heap copy */
+    size_t count;        /* nodes */
+} s_save_t;
+
+/* Thread state. */
 typedef struct {
     const char *conninfo;  /* borrowed from reg_store_t */
-    PGconn *conn;          /* NULL while disconnected */
-    s_snapshot_t *pending; /* newest unwritten snapshot, owned */
-    int64_t next_try_ms;   /* earliest retry after a failure */
-    bool failing;          /* the last attempt failed (log once per streak) */
-} s_writer_t;
+    zsock_t *pipe;         /* to the loop */
+    reg_db_t *db;          /* NULL while disconnected */
+    bool active;           /* db holds the lock */
+    uint64_t generation;   /* activations so far */
+    int64_t next_check_ms; /* next lock attempt or session check */
+    s_save_t save;         /* the queued save (nodes NULL when none) */
+    bool unreachable;      /* the database could not be reached (log once per streak) */
+    bool failing;          /* the last save failed (log once per streak) */
+} s_elector_t;
 
-static const char *const s_upsert_node =
-    "INSERT INTO nodes (id, state, router, pub, weight, last_heartbeat, updated_at)"
-    " VALUES ($1, $2, $3, $4, $5::int, COALESCE(to_timestamp($6::bigint / 1000.0), now()), now())"
-    " ON CONFLICT (id) DO UPDATE SET"
-    " updated_at = CASE WHEN (nodes.state, nodes.router, nodes.pub, nodes.weight)"
-    "   IS DISTINCT FROM (EXCLUDED.state, EXCLUDED.router, EXCLUDED.pub, EXCLUDED.weight)"
-    "   THEN now() ELSE nodes.updated_at END,"
-    " state = EXCLUDED.state, router = EXCLUDED.router, pub = EXCLUDED.pub,"
-    " weight = EXCLUDED.weight,"
-    " last_heartbeat = GREATEST(nodes.last_heartbeat, EXCLUDED.last_heartbeat)";
-static const char *const s_delete_others = "DELETE FROM nodes WHERE id <> ALL ($1::text[])";
-static const char *const s_set_epoch =
-    "INSERT INTO ring_state (singleton, epoch, updated_at) VALUES (true, $1::bigint, now())"
-    " ON CONFLICT (singleton) DO UPDATE SET epoch = GREATEST(ring_state.epoch, EXCLUDED.epoch),"
-    " updated_at = now()";
+/* ---- thread ------------------------------------------------------------- */
 
-/* ---- libpq helpers ------------------------------------------------------ */
-
-static PGconn *s_connect(const char *conninfo, char *err, size_t errlen)
+static void s_emit(s_elector_t *e, const char *cmd, uint64_t epoch, uint64_t version, bool ok)
 {
-    PGconn *conn = db_schema_connect(conninfo, "bicky-registry", S_CONNECT_TIMEOUT_S, err, errlen);
-    if (conn) {
-        char sql[64];
-        snprintf(sql, sizeof sql, "SET statement_timeout = %d", S_STATEMENT_TIMEOUT_MS);
-        PQclear(PQexec(conn, sql));
-    }
-    return conn;
+    zsock_send(e->pipe, S_PICTURE, cmd, e->generation, epoch, version, (uint8_t)ok, NULL,
+               (size_t)0);
 }
 
-/* Runs one parameterised statement expecting want; -1 with err otherwise. */
-static int s_exec(PGconn *conn,
-                  const char *sql,
-                  int nparams,
-                  const char *const *params,
-                  ExecStatusType want,
-                  PGresult **res_p,
-                  char *err,
-                  size_t errlen)
+static void s_drop_save(s_elector_t *e)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != want) {
-        db_schema_error_line(res ? PQresultErrorMessage(res) : PQerrorMessage(conn), err, errlen);
-        PQclear(res);
-        return -1;
-    }
-    if (res_p) {
-        *res_p = res;
-    } else {
-        PQclear(res);
-    }
-    return 0;
+    free(e->save.nodes);
+    memset(&e->save, 0, sizeof e->save);
 }
 
-/* ---- load (blocking, before the loop) ----------------------------------- */
-
-/* Converts one row of the nodes query into a node. -1 on an unknown state. */
-static int s_row_to_node(PGresult *res, int row, reg_node_t *n)
+/* The session (and with it the lock) is gone or unusable: close it. */
+static void s_lose(s_elector_t *e, const char *why)
 {
-    memset(n, 0, sizeof *n);
-    snprintf(n->id, sizeof n->id, "%s", PQgetvalue(res, row, 0));
-    snprintf(n->router, sizeof n->router, "%s", PQgetvalue(res, row, 2));
-    snprintf(n->pub, sizeof n->pub, "%s", PQgetvalue(res, row, 3));
-    n->weight = (uint32_t)strtoul(PQgetvalue(res, row, 4), NULL, 10);
-    n->beat_wall_ms = strtoll(PQgetvalue(res, row, 5), NULL, 10);
-    return reg_node_state_parse(PQgetvalue(res, row, 1), &n->state);
+    reg_db_close(&e->db);
+    if (e->active) {
+        LOG_W("lost the registry lock; standing by generation=%" PRIu64 " reason=\"%s\"",
+              e->generation, why);
+        e->active = false;
+        s_drop_save(e);
+        s_emit(e, "STANDBY", 0, 0, false);
+    }
 }
 
-static int
-s_load_nodes(PGconn *conn, reg_members_t *members, int64_t now_ms, char *err, size_t errlen)
+static void s_acquired(s_elector_t *e)
 {
-    PGresult *res = NULL;
-    if (s_exec(conn,
-               "SELECT id, state, router, pub, weight,"
-               " (extract(epoch FROM last_heartbeat) * 1000)::bigint FROM nodes ORDER BY id",
-               0, NULL, PGRES_TUPLES_OK, &res, err, errlen) < 0) {
-        return -1;
-    }
-    for (int i = 0; i < PQntuples(res); i++) {
-        reg_node_t n;
-        if (s_row_to_node(res, i, &n) < 0 || reg_members_restore(members, &n, now_ms) < 0) {
-            LOG_W("ignored a bad row of table nodes id=%s", PQgetvalue(res, i, 0));
-            continue;
-        }
-        LOG_I("restored node id=%s state=%s", n.id, reg_node_state_name(n.state));
-    }
-    PQclear(res);
-    return 0;
-}
-
-static int s_load_epoch(PGconn *conn, reg_members_t *members, char *err, size_t errlen)
-{
-    PGresult *res = NULL;
-    if (s_exec(conn, "SELECT epoch FROM ring_state WHERE singleton", 0, NULL, PGRES_TUPLES_OK, &res,
-               err, errlen) < 0) {
-        return -1;
-    }
-    uint64_t stored = PQntuples(res) ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-    PQclear(res);
-    char epoch[32];
-    snprintf(epoch, sizeof epoch, "%" PRIu64, stored + 1);
-    const char *params[] = {epoch};
-    if (s_exec(conn, s_set_epoch, 1, params, PGRES_COMMAND_OK, NULL, err, errlen) < 0) {
-        return -1;
-    }
-    reg_members_set_epoch(members, stored + 1);
-    return 0;
-}
-
-int reg_store_load(
-    const char *conninfo, reg_members_t *members, int64_t now_ms, char *err, size_t errlen)
-{
-    PGconn *conn = s_connect(conninfo, err, errlen);
-    if (!conn) {
-        return -1;
-    }
-    int rc = s_load_nodes(conn, members, now_ms, err, errlen);
-    if (rc == 0) {
-        rc = s_load_epoch(conn, members, err, errlen);
-    }
-    PQfinish(conn);
-    return rc;
-}
-
-/* ---- writer thread ------------------------------------------------------ */
-
-/* Builds the text[] literal {"a","b"} of the snapshot's ids (heap, freed by
-   the caller). Ids are validated to plain characters; quote anyway. */
-static char *s_id_array(const s_snapshot_t *snap)
-{
-    size_t cap = 3 + snap->count * (2 * REG_ID_MAX + 3);
-    char *out = malloc(cap);
-    if (!out) {
-        return NULL;
-    }
-    size_t k = 0;
-    out[k++] = '{';
-    for (size_t i = 0; i < snap->count; i++) {
-        if (i) {
-            out[k++] = ',';
-        }
-        out[k++] = '"';
-        for (const char *p = snap->nodes[i].id; *p; p++) {
-            if (*p == '"' || *p == '\\') {
-                out[k++] = '\\';
-            }
-            out[k++] = *p;
-        }
-        out[k++] = '"';
-    }
-    out[k++] = '}';
-    out[k] = 0;
-    return out;
-}
-
-static int s_write_node(PGconn *conn, const reg_node_t *n, char *err, size_t errlen)
-{
-    char weight[16], beat[32];
-    snprintf(weight, sizeof weight, "%u", n->weight);
-    snprintf(beat, sizeof beat, "%" PRId64, n->beat_wall_ms);
-    const char *params[] = {n->id,  reg_node_state_name(n->state),    n->router, n->pub,
-                            weight, n->beat_wall_ms > 0 ? beat : NULL};
-    return s_exec(conn, s_upsert_node, 6, params, PGRES_COMMAND_OK, NULL, err, errlen);
-}
-
-/* Writes the snapshot in one transaction. 0 or -1 with err. */
-static int s_write(PGconn *conn, const s_snapshot_t *snap, char *err, size_t errlen)
-{
-    char *ids = s_id_array(snap);
-    if (!ids) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    char epoch[32];
-    snprintf(epoch, sizeof epoch, "%" PRIu64, snap->epoch);
-    const char *ids_param[] = {ids}, *epoch_param[] = {epoch};
-    int rc = s_exec(conn, "BEGIN", 0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
-    for (size_t i = 0; rc == 0 && i < snap->count; i++) {
-        rc = s_write_node(conn, &snap->nodes[i], err, errlen);
-    }
-    if (rc == 0) {
-        rc = s_exec(conn, s_delete_others, 1, ids_param, PGRES_COMMAND_OK, NULL, err, errlen);
-    }
-    if (rc == 0) {
-        rc = s_exec(conn, s_set_epoch, 1, epoch_param, PGRES_COMMAND_OK, NULL, err, errlen);
-    }
-    if (rc == 0) {
-        rc = s_exec(conn, "COMMIT", 0, NULL, PGRES_COMMAND_OK, NULL, err, errlen);
-    } else if (PQstatus(conn) == CONNECTION_OK) {
-        PQclear(PQexec(conn, "ROLLBACK"));
-    }
-    free(ids);
-    return rc;
-}
-
-/* One attempt at writing the pending snapshot. */
-static void s_flush(s_writer_t *w)
-{
-    char err[512] = "";
-    if (!w->conn) {
-        w->conn = s_connect(w->conninfo, err, sizeof err);
-    }
-    if (w->conn && s_write(w->conn, w->pending, err, sizeof err) == 0) {
-        if (w->failing) {
-            LOG_N("membership is being persisted again epoch=%" PRIu64, w->pending->epoch);
-        }
-        LOG_D("persisted membership epoch=%" PRIu64 " nodes=%zu", w->pending->epoch,
-              w->pending->count);
-        free(w->pending);
-        w->pending = NULL;
-        w->failing = false;
+    char err[512];
+    reg_node_t *nodes = NULL;
+    size_t count = 0;
+    uint64_t epoch = 0;
+    if (reg_db_take_over(e->db, &nodes, &count, &epoch, err, sizeof err) < 0) {
+        /* Closing the session gives the lock back; the next attempt retries. */
+        LOG_W("cannot take over membership (retrying): %s", err);
+        reg_db_close(&e->db);
         return;
     }
-    if (!w->failing) {
-        LOG_W("cannot persist membership (retrying every %d ms): %s", S_RETRY_MS, err);
+    e->active = true;
+    e->generation++;
+    LOG_N("holding the registry lock: active generation=%" PRIu64 " epoch=%" PRIu64 " nodes=%zu",
+          e->generation, epoch, count);
+    zsock_send(e->pipe, S_PICTURE, "ACTIVE", e->generation, epoch, (uint64_t)0, (uint8_t)1,
+               (void *)nodes, count * sizeof *nodes);
+    free(nodes);
+}
+
+/* Standby: (re)connect when needed and try the lock once. */
+static void s_attempt(s_elector_t *e)
+{
+    char err[512];
+    if (!e->db && !(e->db = reg_db_connect(e->conninfo, err, sizeof err))) {
+        if (!e->unreachable) {
+            LOG_W("standby cannot reach the database (retrying every %d ms): %s",
+                  REG_STORE_RETRY_MS, err);
+        }
+        e->unreachable = true;
+        return;
     }
-    w->failing = true;
-    w->next_try_ms = util_mono_ms() + S_RETRY_MS;
-    if (w->conn && PQstatus(w->conn) != CONNECTION_OK) {
-        PQfinish(w->conn);
-        w->conn = NULL;
+    if (e->unreachable) {
+        LOG_N("database reachable again");
+        e->unreachable = false;
     }
+    int got = reg_db_try_lock(e->db, err, sizeof err);
+    if (got < 0) {
+        LOG_W("lock attempt failed: %s", err);
+        reg_db_close(&e->db);
+    } else if (got > 0) {
+        s_acquired(e);
+    }
+}
+
+static void s_check(s_elector_t *e)
+{
+    char err[512];
+    if (reg_db_check_lock(e->db, err, sizeof err) < 0) {
+        s_lose(e, err);
+    }
+}
+
+static void s_write(s_elector_t *e)
+{
+    char err[512];
+    uint64_t epoch = 0;
+    s_save_t *s = &e->save;
+    if (!e->active || s->generation != e->generation) {
+        s_drop_save(e); /* made for an activation that is over */
+        return;
+    }
+    int rc = reg_db_write(e->db, s->nodes, s->count, s->bump, &epoch, err, sizeof err);
+    uint64_t version = s->version;
+    s_drop_save(e);
+    if (rc < 0 && !reg_db_usable(e->db)) {
+        s_lose(e, err);
+        return;
+    }
+    if (rc < 0 && !e->failing) {
+        LOG_W("cannot store membership (retrying every %d ms): %s", REG_SAVE_RETRY_MS, err);
+    } else if (rc == 0 && e->failing) {
+        LOG_N("membership is being stored again epoch=%" PRIu64, epoch);
+    }
+    LOG_D("stored membership version=%" PRIu64 " epoch=%" PRIu64 " ok=%d", version, epoch, rc == 0);
+    e->failing = rc < 0;
+    s_emit(e, "SAVED", epoch, version, rc == 0);
 }
 
 /* Reads every queued command; true when $TERM was among them. */
-static bool s_drain(zsock_t *pipe, s_writer_t *w)
+static bool s_read(s_elector_t *e)
 {
     bool term = false;
     do {
         char *cmd = NULL;
-        void *ptr = NULL;
-        if (zsock_recv(pipe, "sp", &cmd, &ptr) < 0) {
+        uint64_t generation = 0, version = 0;
+        uint8_t bump = 0;
+        byte *data = NULL;
+        size_t size = 0;
+        if (zsock_recv(e->pipe, "s881b", &cmd, &generation, &version, &bump, &data, &size) < 0) {
             return true;
         }
-        if (cmd && !strcmp(cmd, "SAVE") && ptr) {
-            /* Newer supersedes older: only the latest membership matters. */
-            free(w->pending);
-            w->pending = ptr;
+        if (cmd && !strcmp(cmd, "SAVE") && size % sizeof(reg_node_t) == 0) {
+            bool bumped = e->save.nodes && e->save.bump;
+            s_drop_save(e);
+            e->save = (s_save_t){generation, version, bump || bumped, (reg_node_t *)data,
+                                 size / sizeof(reg_node_t)};
+            data = NULL;
+            if (!e->save.nodes) {
+                /* An empty table travels as no bytes; keep "a save is queued" visible. */
+                e->save.nodes = calloc(1, sizeof(reg_node_t));
+            }
         } else if (cmd && !strcmp(cmd, "$TERM")) {
             term = true;
         }
+        free(data);
         zstr_free(&cmd);
-    } while (zsock_events(pipe) & ZMQ_POLLIN);
+    } while (zsock_events(e->pipe) & ZMQ_POLLIN);
     return term;
 }
 
-static void s_writer_actor(zsock_t *pipe, void *args)
+static void s_elector_actor(zsock_t *pipe, void *args)
 {
-    s_writer_t w = {.conninfo = args};
+    s_elector_t e = {.conninfo = args, .pipe = pipe};
     zpoller_t *poller = zpoller_new(pipe, NULL);
+    zpoller_set_nonstop(poller, true);
     zsock_signal(pipe, 0);
+    s_attempt(&e);
+    if (!e.active) {
+        s_emit(&e, "STANDBY", 0, 0, false);
+    }
+    e.next_check_ms = util_mono_ms() + REG_STORE_RETRY_MS;
     bool term = false;
     while (!term) {
-        int64_t wait = w.pending ? w.next_try_ms - util_mono_ms() : -1;
-        void *which = zpoller_wait(poller, w.pending ? (int)(wait < 0 ? 0 : wait) : -1);
-        if (which == pipe) {
-            term = s_drain(pipe, &w);
-        } else if (zpoller_terminated(poller)) {
-            break;
+        int64_t wait = e.save.nodes ? 0 : e.next_check_ms - util_mono_ms();
+        if (zpoller_wait(poller, (int)(wait < 0 ? 0 : wait)) == pipe) {
+            term = s_read(&e);
         }
-        if (!term && w.pending && util_mono_ms() >= w.next_try_ms) {
-            s_flush(&w);
+        if (!term && e.save.nodes) {
+            s_write(&e);
+        }
+        if (!term && util_mono_ms() >= e.next_check_ms) {
+            if (e.active) {
+                s_check(&e);
+            } else {
+                s_attempt(&e);
+            }
+            e.next_check_ms = util_mono_ms() + REG_STORE_RETRY_MS;
         }
     }
-    /* A last write only when already connected, so stopping stays quick. */
-    if (w.pending && w.conn) {
-        s_flush(&w);
+    /* The last snapshot the loop handed over, while the lock is still ours. */
+    if (e.save.nodes) {
+        s_write(&e);
     }
-    free(w.pending);
-    PQfinish(w.conn);
+    s_drop_save(&e);
+    reg_db_close(&e.db);
     zpoller_destroy(&poller);
 }
 
-reg_store_t *reg_store_new(const char *conninfo)
+/* ---- loop side ---------------------------------------------------------- */
+
+reg_store_t *reg_store_new(const char *conninfo, int64_t dead_after_ms)
 {
     reg_store_t *self = calloc(1, sizeof *self);
     if (!self || !(self->conninfo = strdup(conninfo))) {
@@ -319,13 +234,14 @@ reg_store_t *reg_store_new(const char *conninfo)
         reg_store_destroy(&self);
         return NULL;
     }
-    self->actor = zactor_new(s_writer_actor, self->conninfo);
+    self->dead_after_ms = dead_after_ms;
+    self->actor = zactor_new(s_elector_actor, self->conninfo);
     if (!self->actor) {
-        LOG_E("cannot start the membership writer thread");
+        LOG_E("cannot start the registry store thread");
         reg_store_destroy(&self);
         return NULL;
     }
-    /* The loop must never wait on the writer: a full pipe fails the send. */
+    /* The loop must never wait on the thread: a full pipe fails the send. */
     zsock_set_sndtimeo(zactor_sock(self->actor), 0);
     return self;
 }
@@ -345,21 +261,74 @@ void reg_store_destroy(reg_store_t **self_p)
     }
 }
 
-int reg_store_save(reg_store_t *self, const reg_members_t *members)
+zsock_t *reg_store_sock(reg_store_t *self)
+{
+    return zactor_sock(self->actor);
+}
+
+/* A members table from the takeover's rows, each with a fresh grace period. */
+static reg_members_t *s_restore(const reg_store_t *self, const byte *data, size_t size)
+{
+    reg_members_t *members = reg_members_new(self->dead_after_ms);
+    int64_t now = util_mono_ms();
+    size_t count = size / sizeof(reg_node_t);
+    for (size_t i = 0; members && i < count; i++) {
+        reg_node_t n;
+        memcpy(&n, data + i * sizeof n, sizeof n);
+        if (reg_members_restore(members, &n, now) < 0) {
+            LOG_W("ignored a bad row of table nodes id=%.63s", n.id);
+        } else {
+            LOG_I("restored node id=%s state=%s", n.id, reg_node_stored_state(&n));
+        }
+    }
+    return members;
+}
+
+int reg_store_recv(reg_store_t *self, reg_store_event_t *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    zsock_t *sock = zactor_sock(self->actor);
+    if (!(zsock_events(sock) & ZMQ_POLLIN)) {
+        return -1;
+    }
+    char *cmd = NULL;
+    uint8_t ok = 0;
+    byte *data = NULL;
+    size_t size = 0;
+    if (zsock_recv(sock, S_PICTURE, &cmd, &ev->generation, &ev->epoch, &ev->version, &ok, &data,
+                   &size) < 0) {
+        return -1;
+    }
+    int rc = 0;
+    ev->ok = ok != 0;
+    if (cmd && !strcmp(cmd, "ACTIVE")) {
+        ev->type = REG_STORE_ACTIVE;
+        ev->members = s_restore(self, data, size);
+    } else if (cmd && !strcmp(cmd, "STANDBY")) {
+        ev->type = REG_STORE_STANDBY;
+    } else if (cmd && !strcmp(cmd, "SAVED")) {
+        ev->type = REG_STORE_SAVED;
+    } else {
+        rc = -1;
+    }
+    free(data);
+    zstr_free(&cmd);
+    return rc;
+}
+
+int reg_store_save(reg_store_t *self, const reg_members_t *members, uint64_t generation, bool bump)
 {
     size_t n = reg_members_size(members);
-    s_snapshot_t *snap = malloc(sizeof *snap + n * sizeof(reg_node_t));
-    if (!snap) {
+    reg_node_t *nodes = malloc((n ? n : 1) * sizeof *nodes);
+    if (!nodes) {
         return -1;
     }
-    snap->epoch = reg_members_epoch(members);
-    snap->count = n;
     for (size_t i = 0; i < n; i++) {
-        snap->nodes[i] = *reg_members_at(members, i);
+        nodes[i] = *reg_members_at(members, i);
     }
-    if (zsock_send(self->actor, "sp", "SAVE", snap) < 0) {
-        free(snap);
-        return -1;
-    }
-    return 0;
+    int rc =
+        zsock_send(zactor_sock(self->actor), "s881b", "SAVE", generation,
+                   reg_members_version(members), (uint8_t)bump, (void *)nodes, n * sizeof *nodes);
+    free(nodes);
+    return rc < 0 ? -1 : 0;
 }

@@ -1,37 +1,75 @@
-/*  reg_store — persistence of the registry's membership (tables nodes and
-    ring_state). reg_store_load is a blocking read used once before the loop
-    starts. After that a reg_store_t owns a zactor thread with its own
-    blocking libpq connection (statement_timeout 2 s): the loop hands it
-    snapshots of the table without ever waiting; the thread writes only the
-    newest one, retries a failed write every second, and honours $TERM
-    within a few seconds. new/destroy/save: the loop thread only.
-    (The registry's only libpq code lives here, as db_ code does elsewhere.) */
+/*  reg_store — the registry's Postgres side: leader election and the
+    persistence of membership (tables nodes and ring_state). A reg_store_t
+    owns a zactor thread with one libpq session. While that session does not
+    hold the advisory lock REG_STORE_LOCK_KEY the registry is a standby: the
+    thread tries pg_try_advisory_lock every REG_STORE_RETRY_MS. Once it holds
+    the lock it loads membership, bumps the epoch and reports ACTIVE; from
+    then on it checks the session every REG_STORE_RETRY_MS and reports
+    STANDBY as soon as the session (hence the lock) is lost. Every epoch bump
+    runs on that same session, so only the lock holder can bump: two
+    registries never hand out epochs at once.
+    The loop thread calls new/destroy/sock/recv/save; it never waits on the
+    database (save never blocks, events arrive on reg_store_sock). */
 #ifndef BICKY_REG_STORE_H
 #define BICKY_REG_STORE_H
 
 #include "registry/reg_members.h"
 
+#include <czmq.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#define REG_STORE_LOCK_KEY INT64_C(0x6269636b79526567) /* "bickyReg": held by the active */
+#define REG_STORE_RETRY_MS 500  /* lock attempt (standby) / session check (active) period */
+#define REG_STORE_QUERY_MS 2000 /* client-side deadline of every query */
+/* Server-side idle_session_timeout of the lock session. An active registry
+   talks to Postgres at least every RETRY_MS and demotes itself when a query
+   gets no answer within QUERY_MS, i.e. at most RETRY_MS + QUERY_MS after it
+   last heard from the server; the server ends a silent session (frozen or
+   cut-off registry) after IDLE_KILL_MS, later than that, and only then can
+   a standby get the lock. */
+#define REG_STORE_IDLE_KILL_MS 5000
+
+typedef enum {
+    REG_STORE_ACTIVE = 1, /* the lock is ours: members and epoch are loaded */
+    REG_STORE_STANDBY,    /* the lock is not ours (first attempt failed, or it was lost) */
+    REG_STORE_SAVED,      /* a save finished, well or not */
+} reg_store_event_type_t;
+
+typedef struct {
+    reg_store_event_type_t type; /* what happened */
+    uint64_t generation;         /* activation it belongs to (1, 2, …; 0 before the first) */
+    reg_members_t *members;      /* ACTIVE: the restored table (owned by the receiver) */
+    uint64_t epoch;              /* ACTIVE: the epoch after the takeover bump;
+                                    SAVED: the bumped epoch, 0 when not bumped */
+    uint64_t version;            /* SAVED: members version that was written */
+    bool ok;                     /* SAVED: written and committed */
+} reg_store_event_t;
+
 typedef struct reg_store_t reg_store_t;
 
-/* Blocking: reads nodes and the epoch into members (which should be empty).
-   Every node restarts its heartbeat clock at now_ms (a full grace period).
-   Because a crash can lose the last epoch written, the epoch resumes one
-   above the stored value, and that value is written before returning, so
-   no epoch is ever published twice. 0, or -1 with a reason in err. */
-int reg_store_load(
-    const char *conninfo, reg_members_t *members, int64_t now_ms, char *err, size_t errlen);
-
-/* Starts the writer thread (conninfo is copied; it connects lazily).
-   NULL on failure (logged). */
-reg_store_t *reg_store_new(const char *conninfo);
-/* Stops the thread (after one last write of a pending snapshot when it is
-   connected), frees everything and nulls *self_p; accepts NULL. */
+/* Starts the thread (conninfo is copied). Restored nodes are given a grace
+   period of dead_after_ms. The thread connects and makes its first lock
+   attempt at once; its first event is ACTIVE or STANDBY. NULL on failure
+   (logged). */
+reg_store_t *reg_store_new(const char *conninfo, int64_t dead_after_ms);
+/* Stops the thread (it writes a queued save first when it still holds the
+   lock; closing its session releases the lock), frees everything and nulls
+   *self_p; accepts NULL. Returns within about REG_STORE_QUERY_MS. */
 void reg_store_destroy(reg_store_t **self_p);
-/* Queues a copy of members (every node and the epoch) for writing. Never
-   blocks: returns -1 when the thread's queue is full (try again later). */
-int reg_store_save(reg_store_t *self, const reg_members_t *members);
+/* The socket to watch for events (borrowed; readable when one waits). */
+zsock_t *reg_store_sock(reg_store_t *self);
+/* Reads one waiting event without blocking. 0 with *ev filled, -1 when none.
+   An ACTIVE event's members belong to the caller; they are NULL when
+   memory ran out (the caller cannot serve: it should exit, which gives the
+   lock back). */
+int reg_store_recv(reg_store_t *self, reg_store_event_t *ev);
+/* Queues a copy of members for writing in one statement: every node (state
+   per reg_node_stored_state), deletion of the others, and with bump also
+   ring_state.epoch + 1, whose new value comes back in the SAVED event.
+   Ignored by the thread unless generation is its current activation. Never
+   blocks: -1 when the queue is full or memory ran out (try again later). */
+int reg_store_save(reg_store_t *self, const reg_members_t *members, uint64_t generation, bool bump);
 
 #endif

@@ -22,11 +22,11 @@ Test(reg_members, lifecycle_and_sorted_order)
 {
     reg_members_t *m = reg_members_new(3000);
     cr_assert_not_null(m);
-    cr_assert_eq(reg_members_epoch(m), 0);
+    cr_assert_eq(reg_members_version(m), 0);
     cr_assert_eq(s_join(m, "n2", 1, 0), REG_CHANGED);
     cr_assert_eq(s_join(m, "n1", 2, 0), REG_CHANGED);
     cr_assert_eq(s_join(m, "n3", 1, 0), REG_CHANGED);
-    cr_assert_eq(reg_members_epoch(m), 3);
+    cr_assert_eq(reg_members_version(m), 3);
     cr_assert_eq(reg_members_size(m), 3);
     cr_assert_str_eq(reg_members_at(m, 0)->id, "n1");
     cr_assert_str_eq(reg_members_at(m, 1)->id, "n2");
@@ -34,9 +34,9 @@ Test(reg_members, lifecycle_and_sorted_order)
     cr_assert_null(reg_members_at(m, 3));
     cr_assert_eq(reg_members_find(m, "n1")->weight, 2);
     cr_assert_null(reg_members_find(m, "n9"));
-    /* Same registration again: nothing visible changes, no epoch bump. */
+    /* Same registration again: nothing visible changes, no version bump. */
     cr_assert_eq(s_join(m, "n1", 2, 10), REG_UNCHANGED);
-    cr_assert_eq(reg_members_epoch(m), 3);
+    cr_assert_eq(reg_members_version(m), 3);
     /* A restarted node with another weight re-joins as itself. */
     cr_assert_eq(s_join(m, "n1", 3, 20), REG_CHANGED);
     cr_assert_eq(reg_members_size(m), 3);
@@ -50,7 +50,7 @@ Test(reg_members, heartbeats_deaths_and_return)
     reg_members_t *m = reg_members_new(1000);
     s_join(m, "a", 1, 0);
     s_join(m, "b", 1, 0);
-    uint64_t e = reg_members_epoch(m);
+    uint64_t e = reg_members_version(m);
     cr_assert_eq(reg_members_heartbeat(m, "a", 5, s_at(900)), REG_UNCHANGED);
     cr_assert_eq(reg_members_find(m, "a")->actors, 5);
     cr_assert_eq(reg_members_heartbeat(m, "zz", 0, s_at(900)), REG_REJECTED);
@@ -58,7 +58,7 @@ Test(reg_members, heartbeats_deaths_and_return)
     cr_assert_eq(reg_members_sweep(m, 1001), 1);
     cr_assert_eq(reg_members_find(m, "b")->state, REG_NODE_DEAD);
     cr_assert_eq(reg_members_find(m, "a")->state, REG_NODE_ALIVE);
-    cr_assert_eq(reg_members_epoch(m), e + 1);
+    cr_assert_eq(reg_members_version(m), e + 1);
     cr_assert_eq(reg_members_sweep(m, 1500), 0, "a dead node dies once");
     size_t counts[3];
     reg_members_counts(m, counts);
@@ -67,10 +67,10 @@ Test(reg_members, heartbeats_deaths_and_return)
     /* A dead node beating again comes back. */
     cr_assert_eq(reg_members_heartbeat(m, "b", 0, s_at(1600)), REG_CHANGED);
     cr_assert_eq(reg_members_find(m, "b")->state, REG_NODE_ALIVE);
-    /* Two deaths in one sweep bump the epoch once. */
-    e = reg_members_epoch(m);
+    /* Two deaths in one sweep bump the version once. */
+    e = reg_members_version(m);
     cr_assert_eq(reg_members_sweep(m, 5000), 2);
-    cr_assert_eq(reg_members_epoch(m), e + 1);
+    cr_assert_eq(reg_members_version(m), e + 1);
     /* Re-registering revives with the same id. */
     cr_assert_eq(s_join(m, "a", 1, 5100), REG_CHANGED);
     cr_assert_eq(reg_members_find(m, "a")->state, REG_NODE_ALIVE);
@@ -83,12 +83,12 @@ Test(reg_members, drain_undrain_remove)
     s_join(m, "a", 1, 0);
     int status = 0;
     const char *why = NULL;
-    uint64_t e = reg_members_epoch(m);
+    uint64_t e = reg_members_version(m);
     cr_assert_eq(reg_members_admin(m, "drain", "a", &status, &why), REG_CHANGED);
     cr_assert_eq(status, 200);
     cr_assert_eq(reg_members_find(m, "a")->state, REG_NODE_DRAINING);
     cr_assert_eq(reg_members_admin(m, "drain", "a", &status, &why), REG_UNCHANGED);
-    cr_assert_eq(reg_members_epoch(m), e + 1);
+    cr_assert_eq(reg_members_version(m), e + 1);
     /* A draining node that restarts stays draining. */
     cr_assert_eq(s_join(m, "a", 1, 10), REG_UNCHANGED);
     cr_assert_eq(reg_members_find(m, "a")->state, REG_NODE_DRAINING);
@@ -105,9 +105,9 @@ Test(reg_members, drain_undrain_remove)
     cr_assert_eq(status, 400);
     cr_assert_eq(reg_members_admin(m, "drain", "nobody", &status, &why), REG_REJECTED);
     cr_assert_eq(status, 404);
-    e = reg_members_epoch(m);
+    e = reg_members_version(m);
     cr_assert_eq(reg_members_admin(m, "remove", "a", &status, &why), REG_CHANGED);
-    cr_assert_eq(reg_members_epoch(m), e + 1);
+    cr_assert_eq(reg_members_version(m), e + 1);
     cr_assert_eq(reg_members_size(m), 0);
     cr_assert_eq(reg_members_heartbeat(m, "a", 0, s_at(3000)), REG_REJECTED);
     reg_members_destroy(&m);
@@ -136,7 +136,7 @@ Test(reg_members, rejects_bad_registrations)
     longid[63] = 0;
     cr_assert(reg_node_id_valid(longid));
     cr_assert_eq(reg_members_size(m), 0);
-    cr_assert_eq(reg_members_epoch(m), 0);
+    cr_assert_eq(reg_members_version(m), 0);
     reg_members_destroy(&m);
 }
 
@@ -167,8 +167,7 @@ Test(reg_members, restore_gives_a_fresh_grace_period)
     reg_node_t bad = n;
     snprintf(bad.id, sizeof bad.id, "bad id");
     cr_assert_eq(reg_members_restore(m, &bad, 50000), -1);
-    reg_members_set_epoch(m, 41);
-    cr_assert_eq(reg_members_epoch(m), 41);
+    cr_assert_eq(reg_members_version(m), 0, "restoring is not a change");
     cr_assert_eq(reg_members_sweep(m, 50900), 0, "still within the grace period");
     cr_assert_eq(reg_members_sweep(m, 51001), 2);
     /* The restored draining node keeps its drain across death. */
@@ -179,5 +178,46 @@ Test(reg_members, restore_gives_a_fresh_grace_period)
     cr_assert_eq(st, REG_NODE_DRAINING);
     cr_assert_eq(reg_node_state_parse("zombie", &st), -1);
     cr_assert_str_eq(reg_node_state_name(REG_NODE_DEAD), "dead");
+    reg_members_destroy(&m);
+}
+
+Test(reg_members, drain_of_a_dead_node_is_stored)
+{
+    reg_members_t *m = reg_members_new(1000);
+    s_join(m, "a", 1, 0);
+    s_join(m, "b", 1, 0);
+    reg_members_heartbeat(m, "a", 0, s_at(900));
+    cr_assert_eq(reg_members_sweep(m, 1500), 1);
+    const reg_node_t *b = reg_members_find(m, "b");
+    cr_assert_eq(b->state, REG_NODE_DEAD);
+    cr_assert_str_eq(reg_node_stored_state(b), "dead");
+    int status = 0;
+    const char *why = NULL;
+    uint64_t v = reg_members_version(m);
+    /* Nothing changes on the ring, but the mark must be written: a change. */
+    cr_assert_eq(reg_members_admin(m, "drain", "b", &status, &why), REG_CHANGED);
+    cr_assert_eq(status, 200);
+    cr_assert_eq(reg_members_version(m), v + 1);
+    cr_assert_eq(b->state, REG_NODE_DEAD);
+    cr_assert_str_eq(reg_node_stored_state(b), "draining", "the mark travels in the state column");
+    cr_assert_eq(reg_members_admin(m, "drain", "b", &status, &why), REG_UNCHANGED);
+    cr_assert_str_eq(reg_node_stored_state(reg_members_find(m, "a")), "alive");
+
+    /* What a restarted registry reads back: draining, with a grace period. */
+    reg_members_t *back = reg_members_new(1000);
+    reg_node_t row = *b;
+    cr_assert_eq(reg_node_state_parse(reg_node_stored_state(b), &row.state), 0);
+    row.drained = false;
+    cr_assert_eq(reg_members_restore(back, &row, 10000), 0);
+    cr_assert_eq(reg_members_find(back, "b")->state, REG_NODE_DRAINING);
+    cr_assert_eq(reg_members_sweep(back, 11001), 1, "still silent: dead again");
+    cr_assert_str_eq(reg_node_stored_state(reg_members_find(back, "b")), "draining");
+    cr_assert_eq(s_join(back, "b", 1, 11100), REG_CHANGED);
+    cr_assert_eq(reg_members_find(back, "b")->state, REG_NODE_DRAINING, "comes back drained");
+
+    /* Undraining the dead node is stored as well. */
+    cr_assert_eq(reg_members_admin(m, "undrain", "b", &status, &why), REG_CHANGED);
+    cr_assert_str_eq(reg_node_stored_state(b), "dead");
+    reg_members_destroy(&back);
     reg_members_destroy(&m);
 }

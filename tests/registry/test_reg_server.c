@@ -1,8 +1,10 @@
 /*  test_reg_server — the registry running in-process (reg_server_actor) on
     ipc endpoints against a throwaway migrated database: registration,
     heartbeats, death detection with PUB updates, revival, admin actions,
-    garbage on the ROUTER, and restart from Postgres. */
+    garbage on the ROUTER, restart from Postgres, a second registry standing
+    by and taking over, and demotion when the database session is lost. */
 #include "registry/reg_server.h"
+#include "registry/reg_store.h"
 #include "tests/registry/reg_testutil.h"
 
 #include <arpa/inet.h>
@@ -413,7 +415,8 @@ Test(reg_server, restart_resumes_from_postgres)
     cr_assert_str_eq(rt_state_of(&ring, "n1"), "dead");
     cr_assert_str_eq(rt_state_of(&ring, "n2"), "dead");
     proto_msg_reset(&ring);
-    s_wait_db("SELECT string_agg(state, ',' ORDER BY id) FROM nodes", "dead,dead");
+    /* n2 is dead but drained: its row keeps "draining" so the mark survives. */
+    s_wait_db("SELECT string_agg(state, ',' ORDER BY id) FROM nodes", "dead,draining");
     /* They come back as themselves; n2 is still drained. */
     rt_beat(d, "n1", 0, &ack);
     cr_assert_str_eq(ack.state, "alive");
@@ -424,29 +427,149 @@ Test(reg_server, restart_resumes_from_postgres)
     zsock_destroy(&d);
 }
 
-Test(reg_server, keeps_serving_when_the_database_goes_away)
+/* Terminates the Postgres session holding the registry lock of this test's
+   database (advisory locks of other databases look alike); returns how many. */
+static int s_kill_lock_session(void)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory'"
+             " AND granted AND objid = (%lld & 4294967295)::oid AND database ="
+             " (SELECT oid FROM pg_database WHERE datname = current_database())",
+             (long long)REG_STORE_LOCK_KEY);
+    return atoi(rt_db_value(&s_env.db, sql));
+}
+
+/* Sends RING_GET; true when the answer is a ring (active), false for a standby ack. */
+static bool s_is_active(zsock_t *d, uint64_t *epoch)
+{
+    proto_msg_t m = {.type = PROTO_RING_GET, .req_id = (uint64_t)util_mono_us()}, rep;
+    cr_assert_eq(wire_send(d, NULL, &m), 0);
+    for (;;) {
+        cr_assert_eq(rt_recv(d, &rep, 3000), 0, "no answer to ring_get");
+        if (rep.req_id == m.req_id) {
+            break;
+        }
+        proto_msg_reset(&rep);
+    }
+    bool active = rep.type == PROTO_RING;
+    if (!active) {
+        cr_assert_eq(rep.type, PROTO_REG_ACK);
+        cr_assert_str_eq(rep.state, REG_STATE_STANDBY);
+        cr_assert_eq(rep.ring_epoch, 0);
+        cr_assert_null(rep.pub, "a standby advertises no PUB");
+    }
+    if (epoch) {
+        *epoch = rep.ring_epoch;
+    }
+    proto_msg_reset(&rep);
+    return active;
+}
+
+Test(reg_server, second_registry_stands_by_and_says_so)
+{
+    s_start(NULL);
+    reg_config_t cfg2 = s_env.cfg;
+    char router2[128], pub2[128];
+    snprintf(router2, sizeof router2, "ipc://@/bicky-reg-%d-second-r", (int)getpid());
+    snprintf(pub2, sizeof pub2, "ipc://@/bicky-reg-%d-second-p", (int)getpid());
+    cfg2.bind = router2;
+    cfg2.pub_bind = pub2;
+    zactor_t *second = zactor_new(reg_server_actor, &cfg2);
+    cr_assert_not_null(second);
+    zsock_t *d1 = rt_dealer(s_env.router), *d2 = rt_dealer(router2);
+    cr_assert(s_is_active(d1, NULL));
+    cr_assert_not(s_is_active(d2, NULL));
+    /* Every request type gets the same standby signal, and nothing changes. */
+    proto_msg_t ack;
+    rt_register(d2, "n1", 1, &ack);
+    cr_assert_str_eq(ack.state, REG_STATE_STANDBY);
+    cr_assert_not_null(ack.error);
+    proto_msg_reset(&ack);
+    rt_beat(d2, "n1", 0, &ack);
+    cr_assert_str_eq(ack.state, REG_STATE_STANDBY);
+    proto_msg_reset(&ack);
+    proto_msg_t adm = {.type = PROTO_ADMIN, .action = "drain", .node_id = "n1"};
+    rt_call(d2, &adm, PROTO_REG_ACK, &ack);
+    cr_assert_str_eq(ack.state, REG_STATE_STANDBY);
+    proto_msg_reset(&ack);
+    cr_assert_str_eq(rt_db_value(&s_env.db, "SELECT count(*) FROM nodes"), "0");
+
+    /* The active one goes away cleanly: the standby takes over. */
+    uint64_t before = 0;
+    rt_register(d1, "n1", 1, &ack);
+    before = ack.ring_epoch;
+    proto_msg_reset(&ack);
+    zactor_destroy(&s_env.registry);
+    int64_t t0 = util_mono_ms();
+    uint64_t after = 0;
+    while (!s_is_active(d2, &after) && util_mono_ms() - t0 < 3000) {
+        zclock_sleep(50);
+    }
+    cr_assert_gt(after, before, "the takeover bumps the epoch");
+    cr_assert_lt(util_mono_ms() - t0, 3000, "no takeover within 3 s");
+    proto_msg_t ring;
+    rt_ring_get(d2, &ring);
+    cr_assert_str_eq(rt_state_of(&ring, "n1"), "alive", "membership came from Postgres");
+    proto_msg_reset(&ring);
+    zsock_destroy(&d1);
+    zsock_destroy(&d2);
+    zactor_destroy(&second);
+}
+
+Test(reg_server, demotes_when_its_session_dies_and_takes_over_again)
 {
     s_start(NULL);
     zsock_t *d = rt_dealer(s_env.router);
-    proto_msg_t ack, ring;
+    proto_msg_t ack;
+    rt_register(d, "n1", 1, &ack);
+    uint64_t before = ack.ring_epoch;
+    proto_msg_reset(&ack);
+    cr_assert_eq(s_kill_lock_session(), 1);
+    /* Within a session check it notices, stands by, and (the lock being
+       free) takes over again with a new epoch. Standby answers may show up
+       in between; what must never happen is an old or repeated epoch. */
+    uint64_t epoch = 0;
+    int64_t t0 = util_mono_ms();
+    while (util_mono_ms() - t0 < 4000) {
+        if (s_is_active(d, &epoch) && epoch > before) {
+            break;
+        }
+        cr_assert_eq(epoch == 0 || epoch == before, true, "epoch=%llu", (unsigned long long)epoch);
+        zclock_sleep(50);
+    }
+    cr_assert_gt(epoch, before, "not active again with a newer epoch within 4 s");
+    rt_beat(d, "n1", 0, &ack);
+    cr_assert_str_eq(ack.state, "alive", "membership reloaded from Postgres");
+    proto_msg_reset(&ack);
+    zsock_destroy(&d);
+}
+
+Test(reg_server, stands_by_when_the_database_goes_away)
+{
+    s_start(NULL);
+    zsock_t *d = rt_dealer(s_env.router);
+    proto_msg_t ack;
     rt_register(d, "n1", 1, &ack);
     proto_msg_reset(&ack);
-    /* Kill its connections and the database itself: writes now fail. */
+    /* Kill its connections and the database itself: the lock is gone. */
     rt_db_drop(&s_env.db);
     int64_t t0 = util_mono_ms();
-    rt_register(d, "n2", 1, &ack);
-    cr_assert_str_eq(ack.state, "alive");
-    proto_msg_reset(&ack);
+    bool standby = false;
+    while (!standby && util_mono_ms() - t0 < 3000) {
+        standby = !s_is_active(d, NULL);
+        zclock_sleep(100);
+    }
+    cr_assert(standby, "still active 3 s after its database went away");
+    /* It keeps answering at once (the loop never waits on the database). */
     for (int i = 0; i < 8; i++) {
+        int64_t t1 = util_mono_ms();
         rt_beat(d, "n1", 0, &ack);
-        cr_assert_str_eq(ack.state, "alive");
+        cr_assert_str_eq(ack.state, REG_STATE_STANDBY);
         proto_msg_reset(&ack);
-        rt_ring_get(d, &ring);
-        cr_assert_eq(ring.nnodes, 2);
-        proto_msg_reset(&ring);
+        cr_assert_lt(util_mono_ms() - t1, 500, "the loop waited on the database");
         zclock_sleep(200);
     }
-    cr_assert_lt(util_mono_ms() - t0, 4000, "the loop waited on the database");
     zsock_destroy(&d);
     t0 = util_mono_ms();
     zactor_destroy(&s_env.registry);

@@ -115,7 +115,8 @@ Test(ring, golden_placement_is_stable_across_processes)
     }
     cr_assert_eq(util_hash64("n1#0", 4), 0x888af6a8b08899c2ULL, "hash changed: %#llx",
                  (unsigned long long)util_hash64("n1#0", 4));
-    cr_assert_eq(digest, 0xe7baaec7fa64d945ULL, "placement digest %#llx", (unsigned long long)digest);
+    cr_assert_eq(digest, 0xe7baaec7fa64d945ULL, "placement digest %#llx",
+                 (unsigned long long)digest);
     ring_destroy(&r);
 }
 

@@ -41,6 +41,7 @@ typedef struct {
     long timeout_s;           /* overall bound on one model call (default 300) */
     long stall_timeout_s;     /* abort a call that receives no byte for this long (default 60) */
     long max_turns;           /* bound on model calls per user turn (default 16) */
+    long permission_timeout_s; /* a pending permission request expires after this; 0 = never */
     char *command;            /* claude-code: the CLI to run (default "claude") */
     int line;                 /* line of the section header; 0 for the built-in default */
 } cfg_strategy_t;

@@ -38,6 +38,7 @@ static const s_key_t s_keys[] = {
     {"timeout_s", K_LONG, offsetof(cfg_strategy_t, timeout_s), 1, 86400},
     {"stall_timeout_s", K_LONG, offsetof(cfg_strategy_t, stall_timeout_s), 1, 86400},
     {"max_turns", K_LONG, offsetof(cfg_strategy_t, max_turns), 1, 1000},
+    {"permission_timeout_s", K_LONG, offsetof(cfg_strategy_t, permission_timeout_s), 1, 31536000},
     {"command", K_STR, offsetof(cfg_strategy_t, command), 0, 0},
 };
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])

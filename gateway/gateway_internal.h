@@ -55,6 +55,7 @@ typedef struct {
     long registry_refresh_ms; /* periodic RING_GET */
     long keepalive_ms;        /* SSE comment interval (≤ 15000) */
     long sse_buffer;          /* per-client SSE buffer bytes */
+    const struct cfg_file_t *strategies; /* --config (GET /api/strategies); NULL = built-in */
 } gw_config_t;
 
 /* Fills cfg with the defaults of the brief. */
@@ -431,6 +432,31 @@ void gw_h_message(gw_req_t *req);
 void gw_h_conv_events(gw_req_t *req);
 void gw_h_team_events(gw_req_t *req);
 void gw_h_stream(gw_req_t *req);
+
+/* Permissions, rules, worktrees, strategies (gw_api_perm.c, gw_api_wt.c, gw_api_strat.c). */
+typedef enum { GW_F_STR, GW_F_UUID, GW_F_OBJECT, GW_F_BOOL } gw_ftype_t;
+typedef struct {
+    const char *name;          /* JSON key */
+    gw_ftype_t type;           /* accepted type */
+    size_t max;                /* GW_F_STR: longest value in characters */
+    const char *const *values; /* GW_F_STR: allowed values (NULL-terminated) or NULL */
+} gw_field_t;
+/* Parses the body and checks it against fields (NULL-terminated by name): unknown
+   keys, types, lengths, enums; UUIDs are lowercased. Returns a new object, or NULL
+   after answering 400. */
+json_t *gw_api_fields(gw_req_t *req, const gw_field_t *fields);
+void gw_h_perm_list(gw_req_t *req);
+void gw_h_perm_get(gw_req_t *req);
+void gw_h_perm_approve(gw_req_t *req);
+void gw_h_perm_deny(gw_req_t *req);
+void gw_h_rule_list(gw_req_t *req);
+void gw_h_rule_create(gw_req_t *req);
+void gw_h_rule_delete(gw_req_t *req);
+void gw_h_wt_list(gw_req_t *req);
+void gw_h_wt_create(gw_req_t *req);
+void gw_h_wt_get(gw_req_t *req);
+void gw_h_wt_delete(gw_req_t *req);
+void gw_h_strategies(gw_req_t *req);
 
 /* ---- server (gw_server.c) ------------------------------------------------ */
 

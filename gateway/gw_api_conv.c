@@ -23,6 +23,11 @@ int gw_api_conv_param(gw_req_t *req)
         gw_req_respond_error(req, &err);
         return -1;
     }
+    if (util_uuid_is_nil(req->conv_id)) {
+        /* A well-formed id that no conversation can have (nodes refuse it). */
+        gw_req_fail(req, 404, "not_found", "conversation not found");
+        return -1;
+    }
     return 0;
 }
 
@@ -67,7 +72,9 @@ int gw_api_uint_arg(gw_req_t *req, json_t *args, const char *name)
         return 0;
     }
     if (gw_parse_int(text, 0, INT64_MAX, &v) < 0) {
-        gw_req_fail(req, 400, "invalid_field", "%s must be a non-negative integer", name);
+        gw_error_t err;
+        gw_error_set(&err, 400, "invalid_field", name, "%s must be a non-negative integer", name);
+        gw_req_respond_error(req, &err);
         return -1;
     }
     json_object_set_new(args, name, json_integer((json_int_t)v));
@@ -124,7 +131,9 @@ static int s_filter(gw_req_t *req, json_t *args, const char *name, const char **
         }
     }
     if (!ok) {
-        gw_req_fail(req, 400, "invalid_field", "%s is not a valid filter value", name);
+        gw_error_t err;
+        gw_error_set(&err, 400, "invalid_field", name, "%s is not a valid filter value", name);
+        gw_req_respond_error(req, &err);
         return -1;
     }
     json_object_set_new(args, name, json_string(v));

@@ -26,8 +26,11 @@ static int s_resume_point(gw_req_t *req, gw_sse_spec_t *spec)
         return 0;
     }
     if (gw_parse_int(text, 0, INT64_MAX, &v) < 0) {
-        gw_req_fail(req, 400, "invalid_field", "%s must be a non-negative event id",
-                    h ? "Last-Event-ID" : "after");
+        const char *field = h ? "Last-Event-ID" : "after";
+        gw_error_t err;
+        gw_error_set(&err, 400, "invalid_field", field, "%s must be a non-negative event id",
+                     field);
+        gw_req_respond_error(req, &err);
         return -1;
     }
     spec->resume = true;

@@ -5,6 +5,7 @@
 #include "gateway/gateway_internal.h"
 
 #include "common/cfg.h"
+#include "common/cfg_file.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -33,6 +34,7 @@ int main(int argc, char **argv)
     gw_config_t cfg;
     gw_config_defaults(&cfg);
     const char *level_name = "notice";
+    const char *config = NULL;
     const cfg_opt_t opts[] = {
         {"--listen", "BICKY_HTTP_ADDR", CFG_STR, &cfg.listen, 0, 0, "HTTP listen address"},
         {"--port", "BICKY_HTTP_PORT", CFG_INT, &cfg.port, 1, 65535, "HTTP port"},
@@ -48,6 +50,8 @@ int main(int argc, char **argv)
          "close an idle HTTP connection after this many seconds"},
         {"--sse-keepalive-ms", "BICKY_SSE_KEEPALIVE_MS", CFG_INT, &cfg.keepalive_ms, 100, 15000,
          "SSE keep-alive comment interval"},
+        {"--config", "BICKY_CONFIG", CFG_STR, &config, 0, 0,
+         "strategies config file, listed by GET /api/strategies (the nodes' file)"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
@@ -61,15 +65,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "bicky-gateway: invalid --log-level '%s'\n", level_name);
         return 2;
     }
+    char err[512];
+    cfg_file_t *strategies = cfg_file_load(config, err, sizeof err);
+    if (!strategies) {
+        fprintf(stderr, "bicky-gateway: %s\n", err);
+        return 2;
+    }
+    cfg.strategies = strategies;
     log_init("gw", level);
     util_signals_install();
     s_raise_fd_limit(cfg.max_connections);
     gw_server_t *server = gw_server_new(&cfg);
     if (!server) {
+        cfg_file_destroy(&strategies);
         return 1;
     }
     LOG_N("started version=%s registry=%s", BICKY_VERSION, cfg.registry);
     rc = gw_server_run(server);
     gw_server_destroy(&server);
+    cfg_file_destroy(&strategies);
     return rc == 0 ? 0 : 1;
 }

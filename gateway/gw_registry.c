@@ -1,7 +1,9 @@
 /*  gw_registry — the gateway's link to the registry: a DEALER to the first
-    registry of the comma list that answers (moving on after 1 s of silence),
-    RING_GET at start and every few seconds, and a SUB on the registry's PUB
-    (topic "ring"). Every RING goes to gw_upstream. Loop thread only. */
+    registry of the comma list that answers (moving on after 1 s of silence,
+    or at the next tick when it answers as a standby: reg_ack state
+    "standby"), RING_GET at start and every few seconds, and a SUB on the
+    registry's PUB (topic "ring"). Every RING goes to gw_upstream.
+    Loop thread only. */
 #define LOG_MODULE "gw_registry"
 #include "gateway/gateway_internal.h"
 
@@ -12,8 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_SILENCE_MS 1000 /* an unanswered RING_GET moves to the next registry */
-#define S_MAX_BATCH  64   /* messages handled per reader wake-up */
+#define S_SILENCE_MS 1000      /* an unanswered RING_GET moves to the next registry */
+#define S_STANDBY_MS 200       /* a standby's answer moves to the next one after this */
+#define S_MAX_BATCH  64        /* messages handled per reader wake-up */
+#define S_STANDBY    "standby" /* reg_ack state of a registry that is not active */
 
 struct gw_registry_t {
     gw_server_t *srv;       /* owner */
@@ -26,6 +30,8 @@ struct gw_registry_t {
     int64_t asked_ms;       /* send time of the unanswered RING_GET, 0 when none */
     int64_t next_ms;        /* next periodic RING_GET */
     bool silent;            /* the current registry stopped answering (logged once) */
+    bool standby;           /* the current registry answered as a standby */
+    bool standby_logged;    /* a standby was logged since the last RING */
 };
 
 static int s_on_dealer(zloop_t *loop, zsock_t *sock, void *arg);
@@ -146,7 +152,11 @@ void gw_registry_tick(gw_registry_t *self, int64_t now_ms)
     if (self->asked_ms && now_ms - self->asked_ms >= S_SILENCE_MS) {
         size_t from = self->cur;
         self->cur = (self->cur + 1) % self->count;
-        if (!self->silent || self->count > 1) {
+        bool was_standby = self->standby;
+        self->standby = false;
+        if (was_standby) {
+            /* Moving on from a standby (its answer set asked_ms back): logged already. */
+        } else if (!self->silent || self->count > 1) {
             LOG_W("registry silent for %d ms endpoint=%s next=%s", S_SILENCE_MS,
                   self->endpoints[from], self->endpoints[self->cur]);
         }
@@ -202,8 +212,23 @@ static void s_follow_pub(gw_registry_t *self, const char *pub)
     LOG_I("following registry pub endpoint=%s", ep);
 }
 
+/* A standby answered our RING_GET: ask the next endpoint shortly (not at once, so that
+   a list of nothing but standbys during a takeover is not spun through). */
+static void s_on_standby(gw_registry_t *self)
+{
+    if (!self->standby_logged) {
+        LOG_N("registry endpoint=%s is a standby; trying the next one", self->endpoints[self->cur]);
+    }
+    self->standby = self->standby_logged = true;
+    self->asked_ms = util_mono_ms() - S_SILENCE_MS + S_STANDBY_MS;
+}
+
 static void s_on_reply(gw_registry_t *self, proto_msg_t *m)
 {
+    if (m->type == PROTO_REG_ACK && m->state && strcmp(m->state, S_STANDBY) == 0) {
+        s_on_standby(self);
+        return;
+    }
     if (m->type != PROTO_RING) {
         LOG_D("ignored registry reply type=%s", proto_type_name(m->type));
         return;
@@ -213,6 +238,7 @@ static void s_on_reply(gw_registry_t *self, proto_msg_t *m)
               (unsigned long long)m->ring_epoch);
     }
     self->silent = false;
+    self->standby = self->standby_logged = false;
     self->asked_ms = 0;
     self->next_ms = util_mono_ms() + self->srv->cfg->registry_refresh_ms;
     s_follow_pub(self, m->pub);

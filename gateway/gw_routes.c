@@ -26,6 +26,18 @@ static const gw_route_t s_routes[] = {
     {"POST", "/api/message", gw_h_message, A | B},
     {"GET", "/api/stream", gw_h_stream, A},
     {"GET", "/api/events", gw_h_team_events, A},
+    {"GET", "/api/permissions", gw_h_perm_list, A},
+    {"GET", "/api/permissions/:id", gw_h_perm_get, A},
+    {"POST", "/api/permissions/:id/approve", gw_h_perm_approve, A | B},
+    {"POST", "/api/permissions/:id/deny", gw_h_perm_deny, A | B},
+    {"GET", "/api/permission-rules", gw_h_rule_list, A},
+    {"POST", "/api/permission-rules", gw_h_rule_create, A | B},
+    {"DELETE", "/api/permission-rules/:id", gw_h_rule_delete, A},
+    {"GET", "/api/worktrees", gw_h_wt_list, A},
+    {"POST", "/api/worktrees", gw_h_wt_create, A | B},
+    {"GET", "/api/worktrees/:id", gw_h_wt_get, A},
+    {"DELETE", "/api/worktrees/:id", gw_h_wt_delete, A},
+    {"GET", "/api/strategies", gw_h_strategies, A},
 };
 
 #undef A

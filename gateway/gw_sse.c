@@ -5,7 +5,13 @@
     gap and no duplicate. Output goes through a bounded buffer drained by an
     MHD content reader that suspends the connection when the buffer is empty
     and is resumed when data arrives. A client that falls behind is
-    disconnected (it can resume). Loop thread only. */
+    disconnected (it can resume) — except behind big events (over half the
+    buffer, e.g. a long message): a stored event that does not fit then is not
+    queued, the client catches up from the store page by page as it drains,
+    exactly like a resume (a delta that does not fit is dropped: deltas are
+    live only). A client that takes no byte for two keep-alive intervals (at
+    least S_STALL_MIN_MS) while output waits is disconnected too.
+    Loop thread only. */
 #define LOG_MODULE "gw_sse"
 #include "gateway/gateway_internal.h"
 
@@ -18,6 +24,8 @@
 #include <sys/socket.h>
 
 static const char s_hello[] = ": connected\n\n";
+
+#define S_STALL_MIN_MS 500 /* least time a client may take no byte while output waits */
 
 typedef enum {
     S_SETUP,     /* waiting for the first page or the conversation check */
@@ -50,8 +58,11 @@ struct gw_sse_t {
     json_t *page;                   /* current replay page (array) */
     size_t page_idx;                /* next event of page */
     bool page_more;                 /* more pages after this one */
+    bool again;                     /* stored events were dropped: replay once more */
+    bool held_big;                  /* a big frame is among the held events */
     uint64_t call_id;               /* pending upstream call */
     int64_t last_write_ms;          /* last time bytes went out (keep-alive) */
+    int64_t last_drain_ms;          /* last time the client took bytes (stall check) */
     void *handle;                   /* position in srv->sse */
 };
 
@@ -201,6 +212,7 @@ static void s_flush_held(gw_sse_t *c)
         c->held_bytes -= f->len;
         zlistx_delete(c->held, zlistx_cursor(c->held));
     }
+    c->held_big = false;
 }
 
 /* Moves one stored event of the page into the buffer; false when full. */
@@ -231,20 +243,24 @@ static bool s_replay_one(gw_sse_t *c, const json_t *ev)
    the replay is over releases the held live events. */
 static void s_pump(gw_sse_t *c)
 {
-    if (c->replaying && c->page) {
-        size_t n = json_array_size(c->page);
+    /* Nothing to do while a page is on its way (the current one is consumed). */
+    if (c->replaying && !c->call_id) {
+        size_t n = c->page ? json_array_size(c->page) : 0;
         while (c->page_idx < n && c->out.len < c->out.max / 2) {
             if (!s_replay_one(c, json_array_get(c->page, c->page_idx))) {
                 break;
             }
             c->page_idx++;
         }
-        if (c->page_idx >= n && !c->page_more) {
+        if (c->page_idx >= n && !c->page_more && !c->again) {
             c->replaying = false;
             json_decref(c->page);
             c->page = NULL;
-        } else if (c->page_idx >= n && !c->call_id && s_request_page(c) < 0) {
-            s_stream_error(c, 503, "{\"error\":\"no live node\",\"code\":\"unavailable\"}");
+        } else if (c->page_idx >= n) {
+            c->again = false; /* the next page reads from last_id: it covers the drops */
+            if (s_request_page(c) < 0) {
+                s_stream_error(c, 503, "{\"error\":\"no live node\",\"code\":\"unavailable\"}");
+            }
         }
     }
     if (!c->replaying && c->state == S_STREAMING) {
@@ -263,7 +279,7 @@ static ssize_t s_reader(void *cls, uint64_t pos, char *buf, size_t max)
     s_pump(c);
     size_t n = gw_sse_buf_read(&c->out, buf, max);
     if (n > 0) {
-        c->last_write_ms = util_mono_ms();
+        c->last_write_ms = c->last_drain_ms = util_mono_ms();
         return (ssize_t)n;
     }
     if (c->state == S_CLOSING) {
@@ -302,7 +318,7 @@ static void s_begin_stream(gw_sse_t *c)
     req->sse = NULL;
     c->started = true;
     c->state = c->overflow ? S_CLOSING : S_STREAMING;
-    c->last_write_ms = util_mono_ms();
+    c->last_write_ms = c->last_drain_ms = util_mono_ms();
     LOG_I("SSE stream started topic_len=%zu resume=%d after=%" PRIu64, c->topic_len,
           (int)c->spec.resume, c->spec.after);
     gw_req_respond(req, 200, resp);
@@ -381,18 +397,58 @@ void gw_sse_start(gw_req_t *req, const gw_sse_spec_t *spec)
 
 /* ---- live events ---------------------------------------------------------------- */
 
+/* More than half the output buffer: cannot queue behind others. */
+static bool s_big(const gw_sse_t *c, size_t len)
+{
+    return len > c->out.max / 2;
+}
+
+/* A stored event was not queued: catch up from the store (after last_id) once the
+   client drains, as a resume does. Held events are dropped too (the replay covers
+   the stored ones; held deltas are lost, as on any resume). */
+static void s_fall_behind(gw_sse_t *c, uint64_t id)
+{
+    if (c->last_id == 0 && !c->spec.resume) {
+        /* Nothing stored sent yet and no resume point: catch up from the oldest
+           event dropped (the ones before it were never this client's). */
+        uint64_t floor = id;
+        for (s_frame_t *f = zlistx_first(c->held); f; f = zlistx_next(c->held)) {
+            floor = f->id && f->id < floor ? f->id : floor;
+        }
+        c->last_id = floor - 1;
+    }
+    if (!c->replaying) {
+        LOG_I("SSE client behind: catching up from the store last_id=%" PRIu64, c->last_id);
+        c->replaying = true;
+        c->page_more = true;
+        json_decref(c->page);
+        c->page = NULL;
+        c->page_idx = 0;
+    }
+    c->again = true;
+    zlistx_purge(c->held);
+    c->held_bytes = 0;
+    c->held_big = false;
+}
+
 static void s_hold(gw_sse_t *c, uint64_t id, char *frame, size_t len)
 {
     s_frame_t *f = malloc(sizeof *f);
     if (!f || c->held_bytes + len > GW_SSE_HELD_MAX) {
+        bool big = f && (s_big(c, len) || c->held_big);
         free(f);
         free(frame);
-        s_overflow(c);
+        if (!big) {
+            s_overflow(c);
+        } else if (id) {
+            s_fall_behind(c, id);
+        }
         return;
     }
     *f = (s_frame_t){.id = id, .data = frame, .len = len};
     zlistx_add_end(c->held, f);
     c->held_bytes += len;
+    c->held_big = c->held_big || s_big(c, len);
     if (!c->replaying && c->state == S_STREAMING) {
         s_flush_held(c);
         s_wake(c);
@@ -417,8 +473,14 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
     }
     int rc = gw_sse_buf_append(&c->out, frame, len);
     free(frame);
+    if (rc < 0 && !s_big(c, len) && c->out.len <= c->out.max) {
+        s_overflow(c); /* behind on ordinary events: too slow */
+        return;
+    }
     if (rc < 0) {
-        s_overflow(c);
+        if (id) {
+            s_fall_behind(c, id); /* behind a big event; a delta is dropped */
+        }
         return;
     }
     c->last_id = id ? id : c->last_id;
@@ -429,7 +491,14 @@ void gw_sse_tick(gw_server_t *srv, int64_t now_ms)
 {
     size_t len;
     const char *ka = gw_sse_keepalive(&len);
+    int64_t stall_ms = 2 * srv->cfg->keepalive_ms;
+    stall_ms = stall_ms < S_STALL_MIN_MS ? S_STALL_MIN_MS : stall_ms;
     for (gw_sse_t *c = zlistx_first(srv->sse); c; c = zlistx_next(srv->sse)) {
+        if (c->started && c->state == S_STREAMING && c->out.len > 0 &&
+            now_ms - c->last_drain_ms >= stall_ms) {
+            s_overflow(c); /* stalled: takes nothing while output waits */
+            continue;
+        }
         if (c->started && c->state == S_STREAMING &&
             now_ms - c->last_write_ms >= srv->cfg->keepalive_ms) {
             gw_sse_buf_append(&c->out, ka, len);

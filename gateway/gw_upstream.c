@@ -16,6 +16,7 @@
 #include <string.h>
 
 #define S_MAX_BATCH 256 /* replies handled per reader wake-up */
+#define S_BEHIND_MS 100 /* a node behind our ring gets this long to catch up (MOVED) */
 
 typedef struct {
     uint64_t id;          /* req_id */
@@ -306,8 +307,20 @@ static void s_on_moved(gw_upstream_t *self, s_call_t *c, const proto_msg_t *m)
     LOG_I("moved req=%016" PRIx64 " node=%s node_epoch=%" PRIu64 " epoch=%" PRIu64, c->id, c->node,
           m->ring_epoch, self->epoch);
     c->moved_epoch = m->ring_epoch;
-    c->park_until = util_mono_ms() + GW_MOVED_PARK_MS;
-    gw_registry_refresh(self->srv->registry);
+    if (m->ring_epoch > self->epoch) {
+        /* The node knows a newer ring: wait for it (resent as soon as it arrives). */
+        c->park_until = util_mono_ms() + GW_MOVED_PARK_MS;
+        gw_registry_refresh(self->srv->registry);
+        return;
+    }
+    gw_node_t *owner = s_pick(self, c);
+    if (owner && strcmp(owner->id, c->node) != 0) {
+        /* Our ring is newer and names another owner (hand-off, fence): go there now. */
+        s_resend(self, c);
+        return;
+    }
+    /* The node is behind our ring (our epoch in the request makes it ask): retry soon. */
+    c->park_until = util_mono_ms() + S_BEHIND_MS;
 }
 
 static void s_on_reply(gw_upstream_t *self, gw_node_t *n, const proto_msg_t *m)

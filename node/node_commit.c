@@ -6,15 +6,20 @@
     failed and the others are sent again as a new group; when the failure
     cannot be attributed (e.g. COMMIT), each write set is re-run in its own
     transaction. So one bad request never fails its neighbours.
+    Each write set is preceded, in the same transaction, by its ownership guard
+    (node_fence.c): a write set whose guard fails is answered MOVED and its
+    actor dropped, like any failed write set it never fails its neighbours.
     Loop thread only. */
 #define LOG_MODULE "node_commit"
 #include "common/log.h"
 #include "node/node_internal.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STMT_COLS_MAX 6 /* row-0 columns kept per statement */
+#define STMT_COLS_MAX  6       /* row-0 columns kept per statement */
+#define S_FENCE_FAILED INT_MAX /* ws->failed: the ownership guard (sent first) failed */
 
 typedef struct node_stmt_t {
     const char *name;          /* prepared statement (static string) */
@@ -40,7 +45,13 @@ struct node_commit_t {
     s_group_t *open;       /* group collecting this loop turn's writes, or NULL */
     int flush_timer;       /* zero-delay timer sending the open group, -1 none */
     size_t in_flight;      /* groups sent and not completed */
+    node_fence_t *fence;   /* ownership claims and guards (owned) */
 };
+
+node_fence_t *node_fence_of(node_t *node)
+{
+    return node->commit ? node->commit->fence : NULL;
+}
 
 /* ---- write sets -------------------------------------------------------------------------- */
 
@@ -140,6 +151,24 @@ const char *node_ws_value(const node_ws_t *ws, int stmt, int col)
     return ws->stmts[stmt].cols[col];
 }
 
+int node_ws_find(const node_ws_t *ws, const char *stmt)
+{
+    for (size_t i = 0; i < ws->n; i++) {
+        if (strcmp(ws->stmts[i].name, stmt) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+const char *node_ws_param(const node_ws_t *ws, int stmt, int p)
+{
+    if (stmt < 0 || (size_t)stmt >= ws->n || p < 0 || p >= ws->stmts[stmt].nparams) {
+        return NULL;
+    }
+    return ws->stmts[stmt].params[p];
+}
+
 int node_ws_rows(const node_ws_t *ws, int stmt)
 {
     if (stmt < 0 || (size_t)stmt >= ws->n) {
@@ -188,8 +217,21 @@ static void s_on_stmt(void *arg, db_status_t status, const db_result_t *res)
     }
 }
 
+/* The guard's result: a failure marks the write set (its statements are then aborted). */
+static void s_on_fence(void *arg, db_status_t status, const db_result_t *res)
+{
+    node_ws_t *ws = arg;
+    if (status == DB_ERR_QUERY && ws->failed < 0) {
+        ws->failed = S_FENCE_FAILED;
+    }
+}
+
 static node_ws_outcome_t s_classify(node_ws_t *ws, const char *sqlstate)
 {
+    if (ws->failed == S_FENCE_FAILED) {
+        /* 22012 is the guard's "not ours"; anything else (a timeout...) is a plain 503. */
+        return sqlstate && strcmp(sqlstate, "22012") == 0 ? NODE_WS_STALE : NODE_WS_FAILED;
+    }
     bool unique = sqlstate && strcmp(sqlstate, "23505") == 0;
     const node_stmt_t *s = ws->failed >= 0 ? &ws->stmts[ws->failed] : NULL;
     if (!s) {
@@ -259,6 +301,12 @@ static node_ws_t *s_group_pop(s_group_t *g)
 
 static void s_finish(node_commit_t *self, node_ws_t *ws, node_ws_outcome_t outcome)
 {
+    if (outcome == NODE_WS_OK) {
+        node_fence_committed(self->node, ws);
+    } else if (outcome == NODE_WS_STALE && ws->failed == S_FENCE_FAILED) {
+        /* Answers MOVED now; the STALE outcome then drops the actor. */
+        node_fence_lost(self->node, ws);
+    }
     self->done(self->node, ws, outcome);
 }
 
@@ -320,9 +368,12 @@ static void s_on_group(void *arg, db_status_t status, const char *error, const c
 static void s_group_send(node_commit_t *self, s_group_t *g)
 {
     node_t *node = self->node;
+    /* Claims released earlier in this loop turn are deleted before this group's claims. */
+    node_fence_flush(node);
     db_batch_t *batch = node->closing ? NULL : db_batch_new(node->db, true);
     bool ok = batch != NULL;
     for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
+        ok = node_fence_add_guard(node, batch, ws, s_on_fence, ws) >= 0;
         for (size_t i = 0; i < ws->n && ok; i++) {
             node_stmt_t *s = &ws->stmts[i];
             s->ws = ws;
@@ -348,10 +399,16 @@ static void s_group_send(node_commit_t *self, s_group_t *g)
 node_commit_t *node_commit_new(node_t *node, node_ws_done_fn *done)
 {
     node_commit_t *self = calloc(1, sizeof *self);
-    if (self) {
-        self->node = node;
-        self->done = done;
-        self->flush_timer = -1;
+    if (!self) {
+        return NULL;
+    }
+    self->node = node;
+    self->done = done;
+    self->flush_timer = -1;
+    self->fence = node_fence_new(node);
+    if (!self->fence) {
+        free(self);
+        return NULL;
     }
     return self;
 }
@@ -372,6 +429,7 @@ void node_commit_destroy(node_commit_t **self_p)
         }
         free(self->open);
     }
+    node_fence_destroy(&self->fence);
     free(self);
     *self_p = NULL;
 }

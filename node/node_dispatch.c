@@ -7,6 +7,7 @@
 #include "common/util.h"
 #include "common/wire.h"
 #include "node/node_internal.h"
+#include "node/node_strategy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,18 @@ static const node_op_t s_ops[] = {
     OP_ACTOR("conv.delete", node_op_conv_delete),
     OP_ACTOR("conv.cancel", node_op_conv_cancel),
     OP_ACTOR("msg.post", node_op_msg_post),
+    /* Permissions, rules, worktrees, strategies (node_ops_perm.c, node_ops_wt.c). */
+    OP_TEAM("perm.list", node_op_perm_list),
+    OP_TEAM("perm.get", node_op_perm_get),
+    {"perm.decide", NODE_OP_ACTOR, true, false, NULL, node_op_perm_decide},
+    OP_TEAM("rule.list", node_op_rule_list),
+    OP_TEAM("rule.create", node_op_rule_create),
+    OP_TEAM("rule.delete", node_op_rule_delete),
+    OP_TEAM("wt.list", node_op_wt_list),
+    OP_TEAM("wt.get", node_op_wt_get),
+    OP_TEAM("wt.create", node_op_wt_create),
+    OP_TEAM("wt.delete", node_op_wt_delete),
+    OP_TEAM("strategies", node_op_strategies),
 };
 
 const node_op_t *node_op_find(const char *name)
@@ -119,8 +132,11 @@ void node_reply_busy(node_t *node, node_req_t **req_p, const char *why)
     node_reply_error(node, req_p, 503, "unavailable", why);
 }
 
-static void s_moved(node_t *node, node_req_t **req_p)
+void node_reply_moved(node_t *node, node_req_t **req_p)
 {
+    if (!*req_p) {
+        return;
+    }
     proto_msg_t m = {.type = PROTO_MOVED};
     s_send(node, *req_p, &m);
     LOG_D("moved req=%llu epoch=%llu", (unsigned long long)(*req_p)->req_id,
@@ -195,7 +211,7 @@ static int s_admit(node_t *node, node_req_t **req_p, const proto_msg_t *msg)
     node_reg_epoch_hint(node, msg->ring_epoch);
     node_owner_t owner = node_ring_owner(node, req->conv_id);
     if (owner == NODE_OWNER_OTHER) {
-        s_moved(node, req_p);
+        node_reply_moved(node, req_p);
         return -1;
     }
     if (owner == NODE_OWNER_NONE) {

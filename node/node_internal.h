@@ -40,6 +40,8 @@ typedef struct node_commit_t node_commit_t;
 typedef struct node_ws_t node_ws_t;
 typedef struct node_reg_t node_reg_t;
 typedef struct node_op_t node_op_t;
+typedef struct node_agents_t node_agents_t; /* strategies, tools, permissions (node_strategy.h) */
+typedef struct node_run_t node_run_t;       /* a running non-echo turn (node_strategy.h) */
 
 /* ---- the node ---------------------------------------------------------------------------- */
 
@@ -66,6 +68,7 @@ struct node_t {
     int tick_timer;         /* NODE_TICK_MS timer */
     int sweep_timer;        /* passivation sweep timer */
     uint64_t requests;      /* API requests received (stats) */
+    node_agents_t *agents;  /* strategies, agent pool, HTTP client, worktrees */
 };
 
 /* Owner of a conversation according to the current ring. */
@@ -89,6 +92,12 @@ node_owner_t node_ring_owner(node_t *node, const uint8_t conv[16]);
 int node_ring_apply(node_t *node, const proto_node_t *nodes, size_t n, uint64_t epoch);
 /* A request carried a newer epoch than ours: ask the registry for the ring. */
 void node_reg_epoch_hint(node_t *node, uint64_t epoch);
+/* Our ring is probably stale (a fence refused us): ask the registry for the ring now
+   (at most every 200 ms). No-op when standalone. */
+void node_reg_refresh(node_t *node);
+/* Nodes that may still hold conversations (state alive or draining in our ring), as a
+   Postgres text[] literal; "{}" when standalone or before the first ring. Borrowed. */
+const char *node_reg_live(const node_t *node);
 
 /* ---- requests and replies (node_dispatch.c) ---------------------------------------------- */
 
@@ -102,6 +111,7 @@ typedef struct node_req_t {
     bool has_team;       /* team_id present */
     bool has_conv;       /* conv_id present */
     bool idem_checked;   /* idempotency key looked up (or none) */
+    bool idem_pending;   /* its idempotency lookup is in flight */
 } node_req_t;
 
 typedef enum {
@@ -136,6 +146,8 @@ void node_reply_error(
 void node_reply_field(node_t *node, node_req_t **req_p, const char *field);
 /* 503 unavailable with retry_after NODE_RETRY_AFTER. */
 void node_reply_busy(node_t *node, node_req_t **req_p, const char *why);
+/* PROTO_MOVED with the node's epoch: the gateway refreshes its ring and retries. */
+void node_reply_moved(node_t *node, node_req_t **req_p);
 
 /* ---- actors (node_actor.c: table, LRU, mailbox) ------------------------------------------ */
 
@@ -151,7 +163,8 @@ typedef enum {
 typedef enum { NODE_BUSY_ENQUEUE, NODE_BUSY_REJECT, NODE_BUSY_INTERRUPT } node_on_busy_t;
 
 #define NODE_AF_COMMITTING 0x01 /* a write set of this actor is in flight */
-#define NODE_AF_IDEM       0x02 /* an idempotency lookup is in flight */
+#define NODE_AF_IDEM       0x02 /* a pinning read is in flight: idempotency lookup,
+                                   permission decision or turn recovery (node_strategy.h) */
 #define NODE_AF_DOOMED     0x04 /* not ours any more: free when quiescent */
 #define NODE_AF_RELOAD     0x08 /* state unknown (connection lost mid-commit): reload */
 
@@ -172,6 +185,7 @@ struct node_actor_t {
     int64_t last_used_ms;    /* mono ms of the last activity */
     int32_t echo_delay_ms;   /* per-conversation override, -1 = node default */
     int32_t echo_fail_every; /* per-conversation override, -1 = node default */
+    uint64_t fence_epoch;    /* claim held (node_fence.c): its epoch + 1; 0 = none */
     uint32_t turn_count;     /* turns started since activation */
     uint8_t state;           /* node_actor_state_t */
     uint8_t status;          /* node_status_t (stored status) */
@@ -232,8 +246,68 @@ void node_actor_drop(node_t *node, node_actor_t *actor, const char *why);
 bool node_actor_quiescent(const node_actor_t *actor);
 /* Passivation sweep: frees actors idle for --actor-idle-s. */
 void node_actors_sweep(node_t *node);
-/* Ring changed: drops (or dooms) actors the node no longer owns. */
-void node_actors_rehome(node_t *node);
+
+/* ---- single activation (node_fence.c) and hand-off (node_handoff.c) ---------------------
+   docs/placement.md. A conversation's actor may write only while this node holds its row
+   (conversation_owners: node_id, epoch) claimed at activation; every group-commit write set
+   re-checks it (FOR SHARE) in the same transaction. */
+
+typedef struct node_fence_t node_fence_t;
+#define NODE_CLAIM_RETRY_MS 100  /* a claim waiting for the previous owner's release */
+#define NODE_CLAIM_WAIT_MS  5000 /* ... gives up (503) after this long */
+
+node_fence_t *node_fence_new(node_t *node);
+void node_fence_destroy(node_fence_t **self_p);
+/* The fence of the node (owned by the group commit, node_commit.c). */
+node_fence_t *node_fence_of(node_t *node);
+/* Activation: adds the claim (lock NOWAIT + upsert) to the actor's load batch, before the
+   load statement, so the state loaded is the one left by the previous owner. */
+void node_fence_claim(node_t *node, db_batch_t *batch, node_actor_t *actor);
+/* Activation done (first thing in the load callback). Returns true when the fence took
+   the actor over: its claim must wait for the previous owner (state LOADING, retried) or
+   our ring is stale (mailbox answered MOVED, actor freed). The caller must then not
+   touch the actor. */
+bool node_fence_loaded(node_t *node, node_actor_t *actor, db_status_t status, const char *sqlstate);
+/* The actor is being freed: its claim row is deleted (batched, at the end of the loop
+   turn, before any later claim). */
+void node_fence_release(node_t *node, node_actor_t *actor);
+/* Sends the pending releases now (called before claims and group commits). */
+void node_fence_flush(node_t *node);
+/* Group commit: adds the ownership guard of ws to batch (before ws's statements); cb(arg)
+   gets its result. Returns 1 when added, 0 when ws needs none (it creates the
+   conversation and claims it itself), -1 on OOM. */
+int node_fence_add_guard(
+    node_t *node, db_batch_t *batch, const node_ws_t *ws, db_stmt_fn *cb, void *arg);
+/* A write set creating the conversation: appends the claim insert. -1 on OOM. */
+int node_fence_add_own(node_t *node, node_ws_t *ws);
+/* ws committed: a create's claim is now held. */
+void node_fence_committed(node_t *node, const node_ws_t *ws);
+/* ws failed its guard (another node holds the conversation): answers its request and
+   the actor's mailbox MOVED and asks for the ring; the caller then drops the actor. */
+void node_fence_lost(node_t *node, node_ws_t *ws);
+/* Hand-off progress, kept by the fence for node_handoff.c. */
+typedef struct {
+    int timer;        /* progress timer while actors finish, -1 none */
+    int64_t since_ms; /* mono ms of the ring change that started it */
+    size_t released;  /* actors given up so far */
+} node_handoff_t;
+node_handoff_t *node_fence_handoff(node_t *node);
+/* Ring changed: actors we no longer own answer their waiting requests MOVED; idle ones
+   are freed now (claims released), busy ones after their in-flight commit / running
+   turn. Logs the hand-off's progress until no such actor is left. */
+void node_handoff_rehome(node_t *node);
+/* A conversation-bound read: activates the conversation's actor when none is
+   resident (so a conversation left mid-turn by a lost node is recovered). */
+void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16]);
+
+/* ---- recovery on activation (node_recover.c) --------------------------------------------- */
+
+/* True when the freshly loaded actor's stored status says a turn was running or
+   waiting (processing/queued): its previous owner was lost mid-turn. */
+bool node_recover_needed(const node_actor_t *actor);
+/* Reads the lost turn and pending messages (the actor stays LOADING meanwhile),
+   then fails the lost turn (reason node_lost) and starts the pending messages. */
+void node_recover_start(node_t *node, node_actor_t *actor);
 
 /* ---- scheduler (node_sched.c): one wake-up per actor, one zloop timer ------------------- */
 
@@ -280,6 +354,10 @@ typedef struct {
     uint8_t user_id[16];   /* posted user message id */
     uint8_t asst_id[16];   /* started turn's assistant message id */
     char *content;         /* posted content (owned), moved into the turn/queue */
+    node_ws_t *ws;         /* the write set holding this plan (strategy hooks), or NULL */
+    int strat_ctx;         /* 1 + index of the turn-context statement, 0 = none */
+    uint8_t strat_op;      /* strategy write (node_strategy.h node_sop_t), 0 = none */
+    int32_t strat_arg;     /* its argument (a tool call index, -1 = none) */
 } node_plan_t;
 
 typedef enum {
@@ -321,6 +399,10 @@ int node_ws_add(
 const char *node_ws_value(const node_ws_t *ws, int stmt, int col);
 /* Rows returned by a committed statement (-1 when unknown). */
 int node_ws_rows(const node_ws_t *ws, int stmt);
+/* Index of the first statement named stmt, or -1. */
+int node_ws_find(const node_ws_t *ws, const char *stmt);
+/* Parameter p of statement stmt as sent (borrowed), or NULL. */
+const char *node_ws_param(const node_ws_t *ws, int stmt, int p);
 /* Publishes the events the write set stored, in order; returns the highest id. */
 uint64_t node_ws_publish(node_t *node, const node_ws_t *ws);
 
@@ -369,6 +451,13 @@ int node_sql_prepare(db_conn_t *db);
 #define NODE_Q_IDEM_TEXT   "node_idem_text"
 #define NODE_Q_AUTH        "node_auth"
 #define NODE_Q_STATUS      "node_status"
+#define NODE_Q_OWN_TIMEOUT "node_own_timeout" /* claim: lock_timeout of its transaction */
+#define NODE_Q_OWN_LOCK    "node_own_lock"    /* claim: lock the row, NOWAIT */
+#define NODE_Q_OWN_CLAIM   "node_own_claim"   /* claim: upsert, returns (granted, epoch) */
+#define NODE_Q_OWN_CHECK   "node_own_check"   /* guard: 22012 unless the claim is ours */
+#define NODE_Q_OWN_CREATE  "node_own_create"  /* claim of a conversation created by us */
+#define NODE_Q_OWN_RELEASE "node_own_release" /* passivation: delete our claims */
+#define NODE_Q_OWN_CLEANUP "node_own_cleanup" /* start: delete claims of an earlier run */
 
 /* ---- turns (node_turn.c) and echo (node_echo.c) ------------------------------------------ */
 
@@ -392,6 +481,7 @@ struct node_turns_t {
     node_pending_t *head;  /* queued user messages, oldest first */
     node_pending_t *tail;
     uint32_t nqueued; /* length of the queue */
+    node_run_t *run;  /* state of a non-echo strategy's running turn, or NULL */
 };
 
 /* Turn state of actor, allocated on demand (NULL on OOM). */
@@ -455,6 +545,8 @@ void node_turn_apply(node_t *node, node_actor_t *actor, node_plan_t *plan);
 bool node_turn_pending_write(node_t *node, node_actor_t *actor);
 /* Status after a write given the plan (for the touch statement). */
 int node_turn_status_after(const node_actor_t *actor, const node_plan_t *plan);
+/* Appends a stored pending user message to the actor's queue (turn recovery). 0 or -1. */
+int node_turn_enqueue(node_actor_t *actor, const uint8_t user_id[16], const char *content);
 
 /* Echo strategy: one scheduler step of the running turn (stream deltas, detect end). */
 void node_echo_step(node_t *node, node_actor_t *actor);

@@ -2,6 +2,7 @@
     schema check, then one node on this thread until SIGTERM/SIGINT. */
 #define LOG_MODULE "node_main"
 #include "common/cfg.h"
+#include "common/cfg_file.h"
 #include "common/db_schema.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -17,7 +18,7 @@
 
 /* Parses flags and environment into cfg and *level; returns cfg_parse's result, or -1 on
    a bad log level or a missing required value (message printed). */
-static int s_parse(node_cfg_t *cfg, log_level_t *level, int argc, char **argv)
+static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int argc, char **argv)
 {
     const char *level_name = "notice";
     const cfg_opt_t opts[] = {
@@ -42,6 +43,14 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, int argc, char **argv)
          "echo strategy: every Nth turn fails (tests; 0 = never)"},
         {"--standalone", "BICKY_NODE_STANDALONE", CFG_BOOL, &cfg->standalone, 0, 0,
          "test/dev only: no registry, own every conversation"},
+        {"--config", "BICKY_CONFIG", CFG_STR, config, 0, 0,
+         "strategies config file (docs/configuration.md); default: echo only"},
+        {"--work-dir", "BICKY_WORK_DIR", CFG_STR, &cfg->work_dir, 0, 0,
+         "tools' per-conversation dirs and worktrees"},
+        {"--repo", "BICKY_REPO", CFG_STR, &cfg->repo, 0, 0,
+         "git repository of /api/worktrees (none by default)"},
+        {"--tool-workers", "BICKY_TOOL_WORKERS", CFG_INT, &cfg->tool_workers, 1, 64,
+         "threads running tools and git"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
@@ -66,22 +75,32 @@ int main(int argc, char **argv)
     node_cfg_t cfg;
     node_cfg_defaults(&cfg);
     log_level_t level = LOG_LEVEL_NOTICE;
-    int rc = s_parse(&cfg, &level, argc, argv);
+    const char *config = NULL;
+    int rc = s_parse(&cfg, &level, &config, argc, argv);
     if (rc != 0) {
         return rc > 0 ? 0 : 2;
     }
-    log_init("node", level);
     char err[512];
+    cfg_file_t *strategies = cfg_file_load(config, err, sizeof err);
+    if (!strategies) {
+        fprintf(stderr, "bicky-node: %s\n", err);
+        return 2;
+    }
+    cfg.strategies = strategies;
+    log_init("node", level);
     if (db_schema_check(cfg.database_url, err, sizeof err) < 0) {
         LOG_E("%s", err);
+        cfg_file_destroy(&strategies);
         return 1;
     }
     util_signals_install();
     node_t *node = node_new(&cfg);
     if (!node) {
+        cfg_file_destroy(&strategies);
         return 1;
     }
     rc = node_run(node);
     node_destroy(&node);
+    cfg_file_destroy(&strategies);
     return rc == 0 ? 0 : 1;
 }

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "node/node_internal.h"
+#include "node/node_strategy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,7 @@ typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 /* Strategies this node can run. */
 static bool s_strategy_known(const char *name)
 {
-    return strcmp(name, "echo") == 0;
+    return node_strategy_lookup(name) != NULL;
 }
 
 /* worktree_id: absent (0), null (0, *null_p), a UUID (1) or invalid (-1). */
@@ -93,6 +94,9 @@ int node_conv_add_create(node_ws_t *ws, const json_t *obj)
     node_arg_str(obj, "type", 1, 64, &type);
     node_arg_str(obj, "title", 0, 1000, &title);
     node_arg_str(obj, "strategy", 1, 64, &strategy);
+    if (!strategy) {
+        strategy = node_strategy_default_name();
+    }
     node_arg_str(obj, "on_busy", 1, 16, &on_busy);
     node_arg_object(obj, "metadata", &meta);
     bool has_wt = s_worktree(obj, wt, NULL) == 1;

@@ -223,6 +223,7 @@ void node_op_status(node_t *node, node_req_t *req)
 
 void node_op_conv_get(node_t *node, node_req_t *req)
 {
+    node_actor_warm(node, req->team_id, req->conv_id);
     s_read_t *r = s_read_new(node, req, READ_ONE);
     if (r) {
         s_uuid_t conv, team;
@@ -313,6 +314,9 @@ s_list_num(node_t *node, node_req_t *req, const char *key, const char *stmt, boo
     }
     r->limit = limit;
     r->check_conv = by_conv;
+    if (by_conv) {
+        node_actor_warm(node, req->team_id, req->conv_id);
+    }
     s_uuid_t conv, team;
     char a[24], lim[24];
     util_uuid_format(req->conv_id, conv);

@@ -3,8 +3,12 @@
     know us, HEARTBEAT {actors} every second, RING_GET at start and when a
     newer epoch is seen), failover along the --registry list after 1 s
     without an answer, and a SUB on the registry's PUB (topic "ring") whose
-    endpoint is learnt from REG_ACK/RING. Also owns the node's ring: alive
-    nodes sorted by id → ring_set, and the ownership test. Loop thread only. */
+    endpoint is learnt from REG_ACK/RING. A registry that answers as a
+    standby (reg_ack state "standby") is skipped like a silent one, at the
+    next tick. Also owns the node's ring: alive nodes sorted by id →
+    ring_set, the ownership test, and the list of nodes that may still hold
+    conversations (alive or draining) that claims respect (node_fence.c).
+    Loop thread only. */
 #define LOG_MODULE "node_registry"
 #include "common/log.h"
 #include "common/util.h"
@@ -14,8 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RING_TOPIC   "ring"
-#define RING_GET_GAP 200 /* ms between two epoch-hint RING_GETs */
+#define RING_TOPIC    "ring"
+#define RING_GET_GAP  200       /* ms between two epoch-hint RING_GETs */
+#define STATE_STANDBY "standby" /* reg_ack state of a registry that is not active */
 
 struct node_reg_t {
     node_t *node;                  /* borrowed */
@@ -30,8 +35,49 @@ struct node_reg_t {
     int64_t last_beat;             /* mono ms of the last REGISTER/HEARTBEAT */
     int64_t last_ring_get;         /* mono ms of the last RING_GET */
     bool registered;               /* the registry acknowledged us alive/draining */
+    bool skip;                     /* the current registry is a standby: next one at the tick */
+    bool standby_logged;           /* "standby" logged since the last real answer */
+    char *live;                    /* text[] literal of alive + draining node ids, or NULL */
     int timer;                     /* NODE_REG_TICK_MS timer */
 };
+
+/* A Postgres text[] literal of the ids of nodes that may hold conversations. */
+static char *s_live_literal(const proto_node_t *nodes, size_t n)
+{
+    char *out = malloc(n * (2 * sizeof nodes[0].id + 3) + 3);
+    if (!out) {
+        return NULL;
+    }
+    size_t len = 0, k = 0;
+    out[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        const char *st = nodes[i].state;
+        size_t idlen = strnlen(nodes[i].id, sizeof nodes[i].id);
+        if (idlen == 0 || idlen == sizeof nodes[i].id ||
+            (strcmp(st, "alive") != 0 && strcmp(st, "draining") != 0)) {
+            continue;
+        }
+        if (k++ > 0) {
+            out[len++] = ',';
+        }
+        out[len++] = '"';
+        for (size_t c = 0; c < idlen; c++) {
+            if (nodes[i].id[c] == '"' || nodes[i].id[c] == '\\') {
+                out[len++] = '\\';
+            }
+            out[len++] = nodes[i].id[c];
+        }
+        out[len++] = '"';
+    }
+    out[len++] = '}';
+    out[len] = 0;
+    return out;
+}
+
+const char *node_reg_live(const node_t *node)
+{
+    return node->reg && node->reg->live ? node->reg->live : "{}";
+}
 
 /* ---- the ring ---------------------------------------------------------------------------- */
 
@@ -86,11 +132,18 @@ int node_ring_apply(node_t *node, const proto_node_t *nodes, size_t n, uint64_t 
     bool changed = !same || epoch != node->epoch;
     node->epoch = epoch;
     node->have_ring = true;
+    if (node->reg) {
+        char *live = s_live_literal(nodes, n);
+        if (live) {
+            free(node->reg->live);
+            node->reg->live = live;
+        }
+    }
     if (changed) {
         LOG_N("ring epoch=%llu members=%zu", (unsigned long long)epoch, k);
     }
     if (!same) {
-        node_actors_rehome(node);
+        node_handoff_rehome(node);
     }
     return 0;
 }
@@ -187,6 +240,17 @@ static void s_follow_pub(node_reg_t *self, const char *pub)
 static void s_on_ack(node_reg_t *self, const proto_msg_t *m)
 {
     node_t *node = self->node;
+    if (strcmp(m->state, STATE_STANDBY) == 0) {
+        /* Not the active registry: nothing in its answer is the cluster's view. */
+        if (!self->standby_logged) {
+            LOG_N("registry endpoint=%s is a standby; trying the next one",
+                  self->endpoints[self->cur]);
+        }
+        self->standby_logged = true;
+        self->skip = true;
+        return;
+    }
+    self->standby_logged = false;
     bool known = strcmp(m->state, "alive") == 0 || strcmp(m->state, "draining") == 0;
     if (!known) {
         /* unknown (registry restarted without us) or dead (we were too slow): rejoin. */
@@ -275,12 +339,16 @@ static int s_on_timer(zloop_t *loop, int timer_id, void *arg)
 {
     node_reg_t *self = arg;
     int64_t now = util_mono_ms();
-    if (self->awaiting_since && now - self->awaiting_since >= NODE_REG_TIMEOUT) {
+    bool silent = self->awaiting_since && now - self->awaiting_since >= NODE_REG_TIMEOUT;
+    if (silent || self->skip) {
         size_t from = self->cur;
         self->cur = (self->cur + 1) % self->n;
-        LOG_W("registry silent for %lld ms endpoint=%s; trying endpoint=%s",
-              (long long)(now - self->awaiting_since), self->endpoints[from],
-              self->endpoints[self->cur]);
+        if (silent) {
+            LOG_W("registry silent for %lld ms endpoint=%s; trying endpoint=%s",
+                  (long long)(now - self->awaiting_since), self->endpoints[from],
+                  self->endpoints[self->cur]);
+        }
+        self->skip = false;
         if (s_connect(self) < 0) {
             return 0;
         }
@@ -355,8 +423,17 @@ void node_reg_destroy(node_reg_t **self_p)
         zsock_destroy(&self->sub);
     }
     free(self->list);
+    free(self->live);
     free(self);
     *self_p = NULL;
+}
+
+void node_reg_refresh(node_t *node)
+{
+    node_reg_t *self = node->reg;
+    if (self && util_mono_ms() - self->last_ring_get >= RING_GET_GAP) {
+        s_send(self, PROTO_RING_GET);
+    }
 }
 
 void node_reg_epoch_hint(node_t *node, uint64_t epoch)

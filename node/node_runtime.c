@@ -2,7 +2,7 @@
     loaded asynchronously while requests wait in the mailbox), the mailbox
     pump (one write set in flight per actor, so sequence numbers are assigned
     in order and a failed write is rolled back without gaps), idempotency
-    lookups, commit outcomes, passivation and re-homing on ring changes.
+    lookups, commit outcomes and passivation (ring changes: node_handoff.c).
     An actor with database work in flight is "pinned": it is never freed
     until that work calls back. Loop thread only. */
 #define LOG_MODULE "node_runtime"
@@ -42,6 +42,7 @@ static bool s_pinned(const node_actor_t *actor)
 static void s_release(node_t *node, node_actor_t *actor)
 {
     node_turns_release(node, actor);
+    node_fence_release(node, actor); /* single activation: the claim goes (node_fence.c) */
     node_actors_remove(node->actors, actor);
 }
 
@@ -107,6 +108,9 @@ static void s_on_loaded(void *arg, db_status_t status, const char *error, const 
     node_t *node = ctx->node;
     node_actor_t *a = ctx->actor;
     s_ctx_free(ctx);
+    if (node_fence_loaded(node, a, status, sqlstate)) {
+        return; /* not claimed: waiting for the previous owner, or moved (node_fence.c) */
+    }
     if (status != DB_OK) {
         a->state = NODE_ACTOR_ABSENT;
         LOG_I("activation failed status=%d error=\"%s\"", (int)status, error ? error : "");
@@ -115,6 +119,9 @@ static void s_on_loaded(void *arg, db_status_t status, const char *error, const 
     }
     if (a->state == NODE_ACTOR_LOADING) {
         a->state = NODE_ACTOR_ABSENT;
+    } else if (node_recover_needed(a) && !node->stopping && !(a->flags & NODE_AF_DOOMED)) {
+        node_recover_start(node, a);
+        return;
     }
     node_actor_pump(node, a);
 }
@@ -133,6 +140,9 @@ static void s_load(node_t *node, node_actor_t *actor)
     const char *params[] = {conv, team};
     s_ctx_t *ctx = s_ctx_new(node, actor);
     db_batch_t *b = ctx && !node->closing ? db_batch_new(node->db, false) : NULL;
+    if (b) {
+        node_fence_claim(node, b, actor); /* claimed before loading (node_fence.c) */
+    }
     if (!b || db_batch_add(b, NODE_Q_CONV_LOAD, NULL, 2, params, s_on_load_row, ctx) < 0) {
         db_batch_destroy(&b);
         free(ctx);
@@ -173,6 +183,18 @@ void node_actor_deliver(node_t *node, node_req_t *req)
     node_actor_pump(node, a);
 }
 
+void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16])
+{
+    if (node->stopping || node->closing || node_actors_find(node->actors, conv) ||
+        node_actors_count(node->actors) >= (size_t)node->cfg->max_actors) {
+        return;
+    }
+    node_actor_t *a = node_actors_add(node->actors, conv, team, util_mono_ms());
+    if (a) {
+        s_load(node, a);
+    }
+}
+
 /* ---- idempotency ------------------------------------------------------------------------- */
 
 static void s_on_idem_row(void *arg, db_status_t status, const db_result_t *res)
@@ -197,13 +219,15 @@ static void s_on_idem(void *arg, db_status_t status, const char *error, const ch
     a->flags &= (uint8_t)~NODE_AF_IDEM;
     node_req_t *req = node_mbox_peek(a);
     const char *hash = NULL;
-    if (!req) {
-        /* The mailbox was answered meanwhile (drop). */
+    if (!req || !req->idem_pending) {
+        /* The request looked up was answered meanwhile (drop, hand-off): whatever is at
+           the head now is another request, which gets its own lookup. */
     } else if (status != DB_OK) {
         req = node_mbox_pop(a);
         node_reply_busy(node, &req, "database unavailable");
     } else if (!ctx->found || !ctx->hash || !ctx->response) {
         req->idem_checked = true;
+        req->idem_pending = false;
     } else if (node_arg_str(req->args, "request_hash", 1, 128, &hash) == 1 &&
                strcmp(hash, ctx->hash) == 0) {
         req = node_mbox_pop(a);
@@ -244,6 +268,7 @@ static void s_idem_lookup(node_t *node, node_actor_t *a, node_req_t *req)
         return;
     }
     a->flags |= NODE_AF_IDEM;
+    req->idem_pending = true;
     db_batch_submit(&b, s_on_idem, ctx);
 }
 
@@ -382,6 +407,12 @@ static bool s_commit_failed(node_t *node, node_actor_t *a, node_ws_t *ws, node_w
                              "a request with this Idempotency-Key is in progress");
             break;
         case NODE_WS_EXISTS:
+            if (ws->req && strcmp(ws->req->op->name, "msg.post") == 0) {
+                /* msg.post with "create" names its id: taken by another team (this
+                   team's row would have loaded). No existence leak: 404. */
+                node_reply_error(node, &ws->req, 404, "not_found", "conversation not found");
+                break;
+            }
             node_reply_error(node, &ws->req, 409, "conflict", "conversation already exists");
             break;
         case NODE_WS_FIELD:
@@ -421,7 +452,7 @@ void node_actor_committed(node_t *node, node_ws_t *ws, node_ws_outcome_t outcome
     node_actor_pump(node, a);
 }
 
-/* ---- passivation and re-homing ----------------------------------------------------------- */
+/* ---- passivation (ring changes: node_handoff.c) ------------------------------------------ */
 
 void node_actors_sweep(node_t *node)
 {
@@ -443,35 +474,4 @@ void node_actors_sweep(node_t *node)
     if (passivated) {
         LOG_I("passivated actors=%zu resident=%zu", passivated, node_actors_count(node->actors));
     }
-}
-
-static bool s_not_ours(node_actor_t *a, void *arg)
-{
-    return node_ring_owner(arg, a->conv_id) != NODE_OWNER_SELF;
-}
-
-void node_actors_rehome(node_t *node)
-{
-    size_t n = node_actors_count(node->actors);
-    node_actor_t **moved = n ? malloc(n * sizeof *moved) : NULL;
-    if (!moved) {
-        return;
-    }
-    n = node_actors_select(node->actors, s_not_ours, node, moved, n);
-    for (size_t i = 0; i < n; i++) {
-        node_actor_t *a = moved[i];
-        for (node_req_t *r; (r = node_mbox_pop(a));) {
-            node_reply_busy(node, &r, "conversation moved");
-        }
-        /* A running turn finishes and stores its end (fenced by the seq constraints);
-           then the actor goes. Idle actors go now. */
-        a->flags |= NODE_AF_DOOMED;
-        if (node_actor_quiescent(a)) {
-            s_release(node, a);
-        }
-    }
-    if (n) {
-        LOG_N("ring change: released or doomed actors=%zu", n);
-    }
-    free(moved);
 }

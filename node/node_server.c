@@ -8,6 +8,7 @@
 #include "common/util.h"
 #include "common/wire.h"
 #include "node/node_internal.h"
+#include "node/node_strategy.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,8 @@ void node_cfg_defaults(node_cfg_t *cfg)
     cfg->max_actors = 2000000;
     cfg->echo_delay_ms = 0;
     cfg->echo_fail_every = 0;
+    cfg->work_dir = "./var/work";
+    cfg->tool_workers = 4;
 }
 
 void node_publish(node_t *node,
@@ -165,6 +168,10 @@ static int s_start(node_t *self)
     if (!self->sched || !self->commit || !self->db || node_sql_prepare(self->db) < 0) {
         return -1;
     }
+    self->agents = node_agents_new(self);
+    if (!self->agents || node_agents_sql_prepare(self->db) < 0) {
+        return -1;
+    }
     if (s_sockets(self) < 0) {
         return -1;
     }
@@ -217,6 +224,8 @@ void node_destroy(node_t **self_p)
     node_reg_destroy(&self->reg);
     node_sched_destroy(&self->sched);
     node_actors_destroy(&self->actors);
+    /* After the actors: their turns release their runs into it. */
+    node_agents_destroy(&self->agents);
     ring_destroy(&self->ring);
     free(self->members);
     zsock_destroy(&self->router);

@@ -161,6 +161,47 @@ static const s_stmt_t s_stmts[] = {
      "u AS (UPDATE api_tokens SET last_used_at = now() WHERE id IN (SELECT token_id FROM t WHERE "
      "last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')) SELECT id, name "
      "FROM t"},
+    /* ---- single activation (node_fence.c, docs/placement.md) ---- */
+    /* Claim, step 0: whatever the claim would still wait for (an uncommitted insert of
+       the same row by a stopped node) stops it after 200 ms (55P03 → retry later) instead
+       of stalling this node's pipeline. Local to the claim's implicit transaction. */
+    {NODE_Q_OWN_TIMEOUT, 0, "SELECT set_config('lock_timeout', '200ms', true)"},
+    /* Claim, step 1: the claimant locks the row without waiting, so a claim never queues
+       behind an open transaction of the holder (55P03 → retry later). */
+    {NODE_Q_OWN_LOCK, 1,
+     "SELECT node_id, epoch FROM conversation_owners WHERE conversation_id = $1::uuid FOR UPDATE "
+     "NOWAIT"},
+    /* Claim, step 2 (same implicit transaction): $1 conv $2 node $3 epoch $4 team $5 nodes
+       that may still hold conversations (text[]). Granted when the row is ours already (at
+       an epoch not newer than ours) or when its holder's epoch is older than ours and the
+       holder is not alive/draining in our ring (crashed, removed). Returns (granted, the
+       holder's epoch before the claim). Nothing is claimed for another team's or a missing
+       conversation. */
+    {NODE_Q_OWN_CLAIM, 5,
+     "WITH cur AS (SELECT epoch FROM conversation_owners WHERE conversation_id = $1::uuid), "
+     "ins AS (INSERT INTO conversation_owners AS o (conversation_id, node_id, epoch) SELECT "
+     "c.id, $2::text, $3::bigint FROM conversations c WHERE c.id = $1::uuid AND c.team_id = "
+     "$4::uuid ON CONFLICT (conversation_id) DO UPDATE SET node_id = excluded.node_id, epoch = "
+     "excluded.epoch, claimed_at = now() WHERE (o.node_id = excluded.node_id AND o.epoch <= "
+     "excluded.epoch) OR (o.epoch < excluded.epoch AND o.node_id <> ALL ($5::text[])) "
+     "RETURNING o.epoch) SELECT EXISTS (SELECT 1 FROM ins), (SELECT max(epoch) FROM cur)"},
+    /* The guard sent before every write set of a conversation we did not just create:
+       division by zero (22012) unless the row still names us at our claim's epoch, which
+       fails the write set (never its neighbours: see node_commit.c). FOR SHARE keeps a
+       claimant out until our transaction ends. $1 conv $2 node $3 epoch */
+    {NODE_Q_OWN_CHECK, 3,
+     "SELECT 1 / count(*)::int FROM (SELECT 1 FROM conversation_owners WHERE conversation_id = "
+     "$1::uuid AND node_id = $2::text AND epoch = $3::bigint FOR SHARE) o"},
+    /* A conversation created by this write set is claimed in the same transaction. */
+    {NODE_Q_OWN_CREATE, 3,
+     "INSERT INTO conversation_owners (conversation_id, node_id, epoch) VALUES ($1::uuid, "
+     "$2::text, $3::bigint)"},
+    /* Passivation: $1 node $2 conversations (uuid[]). */
+    {NODE_Q_OWN_RELEASE, 2,
+     "DELETE FROM conversation_owners WHERE node_id = $1::text AND conversation_id = ANY "
+     "($2::uuid[])"},
+    /* A (re)started node holds no actor: claims left under its id by an earlier run go. */
+    {NODE_Q_OWN_CLEANUP, 1, "DELETE FROM conversation_owners WHERE node_id = $1::text"},
     {NODE_Q_STATUS, 1,
      "SELECT coalesce(json_object_agg(status, n), '{}'::json)::text FROM (SELECT status, "
      "count(*) AS n FROM conversations WHERE team_id = $1::uuid GROUP BY status) s"},

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "node/node_internal.h"
+#include "node/node_strategy.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,6 +50,7 @@ static void s_queue_clear(node_turns_t *t)
 void node_turns_free(node_turns_t *turns)
 {
     if (turns) {
+        node_strategy_release(turns->run);
         s_queue_clear(turns);
         free(turns->reply);
         free(turns);
@@ -102,7 +104,7 @@ int node_turn_status_after(const node_actor_t *actor, const node_plan_t *plan)
 {
     bool running = node_turn_running(actor) && plan->end == NODE_END_NONE;
     if (plan->start || running) {
-        return NODE_ST_PROCESSING;
+        return running && node_strategy_waiting(actor) ? NODE_ST_WAITING : NODE_ST_PROCESSING;
     }
     if (plan->end == NODE_END_FAILED) {
         return NODE_ST_ERROR;
@@ -133,9 +135,12 @@ static void s_add_start(node_ws_t *ws, const uint8_t user_id[16], bool from_queu
         node_ws_add(ws, NODE_Q_MSG_START, NODE_SK_PLAIN, 3, params);
     }
     util_uuid_generate(p->asst_id);
-    node_ws_message(ws, p->asst_id, "assistant", "", "streaming", "{\"model\":\"echo\"}");
     s_uuid_t uid, aid;
     util_uuid_format(user_id, uid);
+    /* The model is known (and merged in) when the message completes. */
+    char meta[80];
+    snprintf(meta, sizeof meta, "{\"user_message_id\":\"%s\"}", uid);
+    node_ws_message(ws, p->asst_id, "assistant", "", "streaming", meta);
     util_uuid_format(p->asst_id, aid);
     char *action = s_json(json_pack("{s:s, s:s}", "user_message_id", uid, "message_id", aid));
     if (!action) {
@@ -143,6 +148,7 @@ static void s_add_start(node_ws_t *ws, const uint8_t user_id[16], bool from_queu
     }
     node_ws_event(ws, "turn.started", NODE_ACTOR_SOURCE, action, NULL, false);
     free(action);
+    node_strategy_add_start(ws);
     p->start = true;
     p->start_from_queue = from_queue;
 }
@@ -171,6 +177,10 @@ static const char *s_end_status(node_end_t how)
 static void s_end_json(const node_actor_t *a, node_end_t how, char **meta, char **action)
 {
     const node_turns_t *t = a->turns;
+    if (t->run) {
+        node_strategy_end_json(a, how, meta, action);
+        return;
+    }
     s_uuid_t uid, aid;
     util_uuid_format(t->user_id, uid);
     util_uuid_format(t->asst_id, aid);
@@ -196,6 +206,9 @@ int node_turn_add_end(node_t *node, node_ws_t *ws, node_end_t how)
     node_turns_t *t = a->turns;
     /* Pause streaming: what is stored must be what was sent. */
     node_sched_cancel(node->sched, a);
+    if (node_strategy_add_end(node, ws, how) < 0) {
+        ws->oom = true;
+    }
     char *meta = NULL, *action = NULL;
     s_end_json(a, how, &meta, &action);
     const char *reply = t->reply ? t->reply : "";
@@ -210,14 +223,15 @@ int node_turn_add_end(node_t *node, node_ws_t *ws, node_end_t how)
     } else {
         node_ws_add(ws, NODE_Q_MSG_FINISH, NODE_SK_PLAIN, 6, params);
     }
+    const char *src = t->run ? t->run->source : NODE_ACTOR_SOURCE;
     if (how == NODE_END_COMPLETED) {
-        node_ws_event(ws, "message.completed", NODE_ACTOR_SOURCE, NULL, t->asst_id, false);
-        node_ws_event(ws, "turn.completed", NODE_ACTOR_SOURCE, action, NULL, false);
+        node_ws_event(ws, "message.completed", src, NULL, t->asst_id, false);
+        node_ws_event(ws, "turn.completed", src, action, NULL, false);
     } else if (how == NODE_END_FAILED) {
-        node_ws_event(ws, "message.failed", NODE_ACTOR_SOURCE, NULL, t->asst_id, false);
-        node_ws_event(ws, "turn.failed", NODE_ACTOR_SOURCE, action, NULL, false);
+        node_ws_event(ws, "message.failed", src, NULL, t->asst_id, false);
+        node_ws_event(ws, "turn.failed", src, action, NULL, false);
     } else {
-        node_ws_event(ws, "turn.cancelled", NODE_ACTOR_SOURCE, action, t->asst_id, false);
+        node_ws_event(ws, "turn.cancelled", src, action, t->asst_id, false);
     }
     free(meta);
     free(action);
@@ -232,6 +246,7 @@ static void s_apply_end(node_t *node, node_actor_t *a, node_end_t how)
 {
     node_turns_t *t = a->turns;
     node_sched_cancel(node->sched, a);
+    node_strategy_release(t->run);
     free(t->reply);
     t->reply = NULL;
     t->running = false;
@@ -294,12 +309,15 @@ static void s_apply_start(node_t *node, node_actor_t *a, node_plan_t *p)
     memcpy(t->asst_id, p->asst_id, 16);
     t->start_ready = false;
     a->turn_count++;
-    node_echo_begin(node, a, content ? content : "");
+    node_strategy_begin(node, a, p, content ? content : "");
     free(content);
 }
 
 void node_turn_apply(node_t *node, node_actor_t *actor, node_plan_t *plan)
 {
+    if (plan->strat_op != 0) {
+        node_strategy_committed(node, actor, plan);
+    }
     node_turns_t *t = actor->turns;
     if (plan->end != NODE_END_NONE && t) {
         s_apply_end(node, actor, plan->end);
@@ -341,6 +359,9 @@ static bool s_submit_internal(node_t *node, node_actor_t *a, node_end_t end)
 
 bool node_turn_pending_write(node_t *node, node_actor_t *a)
 {
+    if (node_strategy_pending_write(node, a)) {
+        return true;
+    }
     node_turns_t *t = a->turns;
     if (!t) {
         return false;
@@ -363,4 +384,18 @@ bool node_turn_pending_write(node_t *node, node_actor_t *a)
     }
     s_maybe_free(node, a);
     return false;
+}
+
+int node_turn_enqueue(node_actor_t *actor, const uint8_t user_id[16], const char *content)
+{
+    node_plan_t p;
+    memset(&p, 0, sizeof p);
+    memcpy(p.user_id, user_id, 16);
+    p.content = strdup(content);
+    if (!p.content) {
+        return -1;
+    }
+    s_enqueue(actor, &p);
+    free(p.content);
+    return 0;
 }

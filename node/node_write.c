@@ -1,8 +1,9 @@
 /*  node_write — building an actor's write set: message and event inserts
     with the next per-conversation seqs (assigned here, in order, by the one
     actor that owns the conversation), the closing conversation update, the
-    idempotency record, and handing the set to the group commit.
-    Loop thread only. */
+    idempotency record, the claim of a conversation the set creates (its
+    ownership guard is added by the group commit), and handing the set to the
+    group commit. Loop thread only. */
 #define LOG_MODULE "node_write"
 #include "common/log.h"
 #include "common/util.h"
@@ -132,7 +133,9 @@ void node_ws_finish(node_t *node, node_ws_t **ws_p)
     bool keyed = ws->req && ws->req->op->write &&
                  node_arg_str(ws->req->args, "idempotency_key", 1, 255, &key) == 1 &&
                  node_arg_str(ws->req->args, "request_hash", 1, 128, &hash) == 1;
-    if (ws->oom || (keyed && s_add_idem(ws, key, hash) < 0)) {
+    /* A conversation created by this write set is claimed in the same transaction. */
+    bool own_failed = ws->plan.created && node_fence_add_own(node, ws) < 0;
+    if (ws->oom || own_failed || (keyed && s_add_idem(ws, key, hash) < 0)) {
         node_ws_abort(node, ws_p, 503, "unavailable", "out of memory");
         return;
     }

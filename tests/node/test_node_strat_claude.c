@@ -1,0 +1,246 @@
+/*  test_node_strat_claude — the claude-code strategy in a real node
+    (standalone, in a thread of the test) with the real Claude Code CLI
+    ($BICKY_CLAUDE, else `claude` on PATH; skipped without it) talking to
+    tests/fixtures/fake_llm.py: a streamed turn whose session id and files
+    are kept in Postgres; a Bash tool call through the durable permission
+    flow (approved: it runs in the conversation's directory; denied: it does
+    not); a second turn resuming the session, also after the node's copy of
+    the session was lost (imported back from Postgres); and a node restart
+    while a request is pending (the turn fails, the request is denied). */
+#include "../agent/claude_cli.h"
+#include "node/node_strategy.h"
+#include "node_test.h"
+
+#include <ftw.h>
+
+static nt_t s_t;
+static llm_fake_t s_fake;
+static cfg_file_t *s_cfg;
+static char s_work[128];
+
+static int s_rm(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void s_cleanup(void)
+{
+    nt_stop(&s_t);
+    llm_fake_stop(&s_fake);
+    cfg_file_destroy(&s_cfg);
+    if (s_work[0]) {
+        nftw(s_work, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+        s_work[0] = '\0';
+    }
+}
+
+static void s_nothing(void)
+{
+}
+
+/* A node whose only strategy "cc" runs the CLI against the fake. */
+static void s_setup(const char *cli)
+{
+    if (!nt_open(&s_t)) {
+        cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
+    }
+    setenv("BICKY_FAKE_LLM_PORTS", "7700-7799", 0);
+    setenv("BICKY_TEST_CLAUDE_KEY", "sk-test-claude", 1);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    llm_fake_start(&s_fake);
+    char text[1024], err[256];
+    snprintf(text, sizeof text,
+             "[strategy.cc]\nkind = claude-code\ncommand = %s\nbase_url = http://127.0.0.1:%d\n"
+             "model = fake-model\napi_key_env = BICKY_TEST_CLAUDE_KEY\ntools = Bash, Read\n"
+             "timeout_s = 60\n",
+             cli, s_fake.port);
+    s_cfg = cfg_file_load_string(text, "test.ini", err, sizeof err);
+    cr_assert_not_null(s_cfg, "%s", err);
+    snprintf(s_work, sizeof s_work, "/tmp/bicky-cc-test-XXXXXX");
+    cr_assert_not_null(mkdtemp(s_work));
+    s_t.cfg.strategies = s_cfg;
+    s_t.cfg.work_dir = s_work;
+    nt_start_node(&s_t);
+    nt_connect(&s_t);
+    zclock_sleep(100);
+}
+
+TestSuite(node_strat_claude, .fini = s_cleanup, .timeout = 120);
+
+static void s_post(uint8_t conv[16], const char *content, bool create)
+{
+    if (create) {
+        nt_create(&s_t, conv, "{\"strategy\":\"cc\"}");
+    }
+    char body[256];
+    snprintf(body, sizeof body, "{\"content\":\"%s\"}", content);
+    nt_rep_t r = nt_call(&s_t, "msg.post", conv, body);
+    cr_assert_eq(r.status, 202);
+    nt_rep_free(&r);
+}
+
+static json_t *s_event(const char *type, int *deltas)
+{
+    json_t *b = NULL;
+    for (int i = 0; i < 4; i++) {
+        /* The CLI takes a few seconds: wait in NT_TIMEOUT slices. */
+        if (nt_event_of(&s_t, type, &b, deltas) > 0) {
+            return b;
+        }
+    }
+    cr_assert_fail("no %s event", type);
+    return NULL;
+}
+
+static const char *s_msg_content(const json_t *ev)
+{
+    return nt_str(json_object_get(json_object_get(ev, "action"), "message"), "content", NULL);
+}
+
+static char *s_session(const uint8_t conv[16])
+{
+    nt_rep_t r = nt_call(&s_t, "conv.get", conv, "{}");
+    const char *sid = nt_str(json_object_get(r.body, "metadata"), "claude_code", "session_id");
+    char *out = sid ? strdup(sid) : NULL;
+    nt_rep_free(&r);
+    return out;
+}
+
+Test(node_strat_claude, a_turn_and_its_session_kept_in_postgres)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    s_setup(cli);
+    llm_fake_script(&s_fake, "[{\"kind\":\"text\",\"text\":\"Hello from the fake model.\"}]");
+    uint8_t conv[16];
+    s_post(conv, "say hi", true);
+    int deltas = 0;
+    json_t *ev = s_event("message.completed", &deltas);
+    cr_assert_str_eq(s_msg_content(ev), "Hello from the fake model.");
+    cr_assert_geq(deltas, 2);
+    json_decref(ev);
+    json_decref(s_event("turn.completed", NULL));
+    char *sid = s_session(conv);
+    cr_assert_not_null(sid, "no session id in the metadata");
+    char c[37];
+    util_uuid_format(conv, c);
+    cr_assert_eq(nt_sql_ll(&s_t,
+                           "SELECT count(*) FROM claude_sessions WHERE conversation_id = '%s' "
+                           "AND session_id = '%s' AND length(bundle) > 0",
+                           c, sid),
+                 1);
+    /* The node loses its copy of the session: the next turn imports it and resumes. */
+    char home[512];
+    snprintf(home, sizeof home, "%s/claude/%s", s_work, c);
+    nftw(home, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    llm_fake_script(&s_fake, "[{\"kind\":\"text\",\"text\":\"Second answer.\"}]");
+    s_post(conv, "again please", false);
+    ev = s_event("message.completed", NULL);
+    cr_assert_str_eq(s_msg_content(ev), "Second answer.");
+    json_decref(ev);
+    json_decref(s_event("turn.completed", NULL));
+    json_t *reqs = llm_fake_requests(&s_fake);
+    char *text = json_dumps(json_array_get(reqs, json_array_size(reqs) - 1), JSON_COMPACT);
+    cr_assert(strstr(text, "say hi") && strstr(text, "again please"),
+              "the resumed session carries the first turn: %.300s", text);
+    free(text);
+    json_decref(reqs);
+    char *sid2 = s_session(conv);
+    cr_assert_str_eq(sid2, sid, "the same session goes on");
+    free(sid);
+    free(sid2);
+    nt_assert_gapless(&s_t, conv);
+}
+
+static const char s_bash_script[] =
+    "[{\"kind\":\"tool_call\",\"name\":\"Bash\",\"id\":\"toolu_n1\",\"text\":\"Writing.\","
+    "\"arguments\":{\"command\":\"echo hi > out.txt\",\"description\":\"write\"}},"
+    "{\"kind\":\"text\",\"text\":\"All done now.\"}]";
+
+static char *s_requested(void)
+{
+    json_t *ev = s_event("permission.requested", NULL);
+    const json_t *req = json_object_get(json_object_get(ev, "action"), "request");
+    cr_assert_str_eq(nt_str(req, "tool_name", NULL), "Bash");
+    char *id = strdup(nt_str(req, "id", NULL));
+    json_decref(ev);
+    return id;
+}
+
+static void s_decide(const uint8_t conv[16], const char *perm, const char *decision, int want)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"id\":\"%s\",\"decision\":\"%s\"}", perm, decision);
+    nt_rep_t r = nt_call(&s_t, "perm.decide", conv, body);
+    cr_assert_eq(r.status, want, "perm.decide: %d", r.status);
+    nt_rep_free(&r);
+}
+
+Test(node_strat_claude, a_tool_call_waits_for_its_permission)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    s_setup(cli);
+    llm_fake_script(&s_fake, s_bash_script);
+    uint8_t conv[16];
+    s_post(conv, "write a file", true);
+    /* The CLI reports the model's tool_use (tool.started), then asks. */
+    json_decref(s_event("tool.started", NULL));
+    char *perm = s_requested();
+    nt_rep_t r = nt_call(&s_t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(r.body, "status", NULL), "waiting_for_permission");
+    nt_rep_free(&r);
+    s_decide(conv, perm, "approve", 200);
+    json_t *ev = s_event("tool.completed", NULL);
+    cr_assert(!json_is_true(json_object_get(json_object_get(ev, "action"), "is_error")));
+    json_decref(ev);
+    json_decref(s_event("turn.completed", NULL));
+    char c[37], path[512];
+    util_uuid_format(conv, c);
+    snprintf(path, sizeof path, "%s/conversations/%s/out.txt", s_work, c);
+    cr_assert_eq(access(path, R_OK), 0, "%s missing", path);
+    free(perm);
+
+    /* Denied: the CLI is told, the command does not run. */
+    unlink(path);
+    llm_fake_script(&s_fake, s_bash_script);
+    s_post(conv, "once more", false);
+    perm = s_requested();
+    s_decide(conv, perm, "deny", 200);
+    ev = s_event("tool.completed", NULL);
+    cr_assert(json_is_true(json_object_get(json_object_get(ev, "action"), "is_error")));
+    json_decref(ev);
+    json_decref(s_event("turn.completed", NULL));
+    cr_assert_neq(access(path, R_OK), 0, "denied, yet it ran");
+    free(perm);
+    nt_assert_gapless(&s_t, conv);
+}
+
+Test(node_strat_claude, a_restart_while_waiting_ends_the_turn)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    s_setup(cli);
+    llm_fake_script(&s_fake, s_bash_script);
+    uint8_t conv[16];
+    s_post(conv, "write a file", true);
+    char *perm = s_requested();
+    zactor_destroy(&s_t.node);
+    zsock_destroy(&s_t.gw);
+    zsock_destroy(&s_t.sub);
+    nt_start_node(&s_t);
+    nt_connect(&s_t);
+    zclock_sleep(200);
+    s_decide(conv, perm, "approve", 409);
+    cr_assert_eq(nt_sql_ll(&s_t,
+                           "SELECT count(*) FROM tool_permissions WHERE id = '%s' AND "
+                           "status = 'denied'",
+                           perm),
+                 1);
+    char c[37];
+    util_uuid_format(conv, c);
+    cr_assert_eq(nt_sql_ll(&s_t,
+                           "SELECT count(*) FROM events WHERE conversation_id = '%s' AND "
+                           "type = 'turn.failed'",
+                           c),
+                 1);
+    free(perm);
+    nt_assert_gapless(&s_t, conv);
+}

@@ -69,8 +69,13 @@ static const cfg_opt_t *s_find(const cfg_opt_t *opts, const char *flag, size_t l
     return NULL;
 }
 
-int cfg_parse(const char *prog, const char *usage, const cfg_opt_t *opts, int argc, char **argv,
-              int *rest_argc, char ***rest_argv)
+int cfg_parse(const char *prog,
+              const char *usage,
+              const cfg_opt_t *opts,
+              int argc,
+              char **argv,
+              int *rest_argc,
+              char ***rest_argv)
 {
     for (const cfg_opt_t *o = opts; o->flag; o++) {
         const char *v = o->env ? getenv(o->env) : NULL;

@@ -9,12 +9,12 @@
 typedef enum { CFG_STR, CFG_INT, CFG_BOOL } cfg_kind_t;
 
 typedef struct {
-    const char *flag;  /* long flag, e.g. "--http-port" */
-    const char *env;   /* environment variable or NULL */
-    cfg_kind_t kind;   /* type of *target */
-    void *target;      /* const char ** (CFG_STR), long * (CFG_INT), bool * (CFG_BOOL) */
-    long min, max;     /* accepted range for CFG_INT */
-    const char *help;  /* one line for --help */
+    const char *flag; /* long flag, e.g. "--http-port" */
+    const char *env;  /* environment variable or NULL */
+    cfg_kind_t kind;  /* type of *target */
+    void *target;     /* const char ** (CFG_STR), long * (CFG_INT), bool * (CFG_BOOL) */
+    long min, max;    /* accepted range for CFG_INT */
+    const char *help; /* one line for --help */
 } cfg_opt_t;
 
 /* Parses env then argv into the targets of opts (terminated by flag == NULL).
@@ -23,8 +23,13 @@ typedef struct {
    left in *rest (argv order) when rest is not NULL, else they are an error.
    Returns 0 on success, 1 when --help was printed (caller exits 0) and -1 on
    a bad flag or value (a message is printed on stderr; caller exits 2). */
-int cfg_parse(const char *prog, const char *usage, const cfg_opt_t *opts, int argc, char **argv,
-              int *rest_argc, char ***rest_argv);
+int cfg_parse(const char *prog,
+              const char *usage,
+              const cfg_opt_t *opts,
+              int argc,
+              char **argv,
+              int *rest_argc,
+              char ***rest_argv);
 
 /* Prints the usage text and the option table on stdout. */
 void cfg_usage(const char *prog, const char *usage, const cfg_opt_t *opts);

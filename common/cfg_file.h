@@ -27,23 +27,23 @@ typedef enum {
 /* One [strategy.NAME] section. Strings are NUL-terminated and owned by the
    cfg_file_t; NULL means "not set". */
 typedef struct {
-    char *name;               /* NAME from the section header */
-    cfg_strategy_kind_t kind; /* kind = echo|openai|anthropic|claude-code */
-    char *base_url;           /* http(s) URL without trailing '/' (required: openai, anthropic) */
-    char *model;              /* model id (required: openai, anthropic) */
-    char *api_key_env;        /* name of the environment variable holding the key */
-    char *system_prompt;      /* system prompt (continuation lines joined with '\n') */
-    char **tools;             /* tool names, in file order */
-    size_t tools_count;       /* entries in tools */
-    long max_tokens;          /* output token limit per model call (default 4096) */
-    double temperature;       /* sampling temperature; < 0 when unset (provider default) */
-    bool temperature_set;     /* true when temperature was given */
-    long timeout_s;           /* overall bound on one model call (default 300) */
-    long stall_timeout_s;     /* abort a call that receives no byte for this long (default 60) */
-    long max_turns;           /* bound on model calls per user turn (default 16) */
+    char *name;                /* NAME from the section header */
+    cfg_strategy_kind_t kind;  /* kind = echo|openai|anthropic|claude-code */
+    char *base_url;            /* http(s) URL without trailing '/' (required: openai, anthropic) */
+    char *model;               /* model id (required: openai, anthropic) */
+    char *api_key_env;         /* name of the environment variable holding the key */
+    char *system_prompt;       /* system prompt (continuation lines joined with '\n') */
+    char **tools;              /* tool names, in file order */
+    size_t tools_count;        /* entries in tools */
+    long max_tokens;           /* output token limit per model call (default 4096) */
+    double temperature;        /* sampling temperature; < 0 when unset (provider default) */
+    bool temperature_set;      /* true when temperature was given */
+    long timeout_s;            /* overall bound on one model call (default 300) */
+    long stall_timeout_s;      /* abort a call that receives no byte for this long (default 60) */
+    long max_turns;            /* bound on model calls per user turn (default 16) */
     long permission_timeout_s; /* a pending permission request expires after this; 0 = never */
-    char *command;            /* claude-code: the CLI to run (default "claude") */
-    int line;                 /* line of the section header; 0 for the built-in default */
+    char *command;             /* claude-code: the CLI to run (default "claude") */
+    int line;                  /* line of the section header; 0 for the built-in default */
 } cfg_strategy_t;
 
 typedef struct cfg_file_t cfg_file_t;

@@ -7,7 +7,13 @@
 
 #include <stdarg.h>
 
-typedef enum { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_NOTICE, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG } log_level_t;
+typedef enum {
+    LOG_LEVEL_ERROR = 0,
+    LOG_LEVEL_WARN,
+    LOG_LEVEL_NOTICE,
+    LOG_LEVEL_INFO,
+    LOG_LEVEL_DEBUG
+} log_level_t;
 
 /* Sets the component name ("gw", "node", …) and the level; call once in main. */
 void log_init(const char *component, log_level_t level);

@@ -16,11 +16,11 @@ typedef struct {
 } s_point_t;
 
 struct ring_t {
-    uint32_t vnodes;          /* points per weight unit */
-    ring_member_t *members;   /* copy of the members */
-    size_t nmembers;          /* count of members */
-    s_point_t *points;        /* sorted by pos */
-    size_t npoints;           /* count of points */
+    uint32_t vnodes;        /* points per weight unit */
+    ring_member_t *members; /* copy of the members */
+    size_t nmembers;        /* count of members */
+    s_point_t *points;      /* sorted by pos */
+    size_t npoints;         /* count of points */
 };
 
 ring_t *ring_new(uint32_t vnodes)

@@ -23,8 +23,12 @@ int wire_recv(zsock_t *sock, zframe_t **identity_p, proto_msg_t *out, const char
 int wire_publish(zsock_t *pub, const void *topic, size_t topic_len, const proto_msg_t *msg);
 
 /* Receives on a SUB socket: topic copied into topic (up to topic_cap bytes,
-   *topic_len set), envelope decoded into *out. -1 on a malformed message. */
-int wire_recv_sub(zsock_t *sub, uint8_t *topic, size_t topic_cap, size_t *topic_len,
-                  proto_msg_t *out, const char *what);
+ *topic_len set), envelope decoded into *out. -1 on a malformed message. */
+int wire_recv_sub(zsock_t *sub,
+                  uint8_t *topic,
+                  size_t topic_cap,
+                  size_t *topic_len,
+                  proto_msg_t *out,
+                  const char *what);
 
 #endif

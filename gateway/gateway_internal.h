@@ -45,16 +45,16 @@ typedef struct gw_auth_cache_t gw_auth_cache_t;
 /* ---- configuration (read-only after gw_server_new) ---------------------- */
 
 typedef struct {
-    const char *listen;       /* numeric IPv4/IPv6 address, or "localhost" */
-    long port;                /* HTTP port */
-    const char *registry;     /* comma list of registry ROUTER endpoints */
-    long request_timeout_ms;  /* upstream deadline → 504 */
-    long max_body;            /* request body bound → 413 */
-    long max_connections;     /* MHD connection limit */
-    long conn_timeout_s;      /* idle HTTP connection timeout */
-    long registry_refresh_ms; /* periodic RING_GET */
-    long keepalive_ms;        /* SSE comment interval (≤ 15000) */
-    long sse_buffer;          /* per-client SSE buffer bytes */
+    const char *listen;                  /* numeric IPv4/IPv6 address, or "localhost" */
+    long port;                           /* HTTP port */
+    const char *registry;                /* comma list of registry ROUTER endpoints */
+    long request_timeout_ms;             /* upstream deadline → 504 */
+    long max_body;                       /* request body bound → 413 */
+    long max_connections;                /* MHD connection limit */
+    long conn_timeout_s;                 /* idle HTTP connection timeout */
+    long registry_refresh_ms;            /* periodic RING_GET */
+    long keepalive_ms;                   /* SSE comment interval (≤ 15000) */
+    long sse_buffer;                     /* per-client SSE buffer bytes */
     const struct cfg_file_t *strategies; /* --config (GET /api/strategies); NULL = built-in */
 } gw_config_t;
 

@@ -568,6 +568,10 @@ int node_arg_int(const json_t *obj, const char *key, long long min, long long ma
 int node_arg_object(const json_t *obj, const char *key, const json_t **out);
 /* The list limit (default 50, 1..500); -1 on a bad value. */
 int node_arg_limit(const json_t *args, long long *out);
+/* Replies 200 {"data":[<rows>],"next_cursor":…} where rows is the
+   comma-joined JSON of the page and cursor (borrowed, NULL when this is the
+   last page) is the raw cursor text, encoded here. 503 on OOM. */
+void node_reply_list(node_t *node, node_req_t **req_p, const node_buf_t *rows, const char *cursor);
 /* Serialises a JSON value compactly (malloc'd). */
 char *node_json_text(const json_t *value);
 /* Parses an optional decimal string (NULL/garbage → dflt, clamped to [min, max]). */

@@ -149,3 +149,26 @@ long long node_parse_ll(const char *text, long long dflt, long long min, long lo
     }
     return n < min ? min : n > max ? max : n;
 }
+
+void node_reply_list(node_t *node, node_req_t **req_p, const node_buf_t *rows, const char *cursor)
+{
+    node_buf_t out;
+    node_buf_init(&out);
+    node_buf_str(&out, "{\"data\":[");
+    node_buf_add(&out, rows->data ? rows->data : "", rows->len);
+    node_buf_str(&out, "],\"next_cursor\":");
+    char *encoded = cursor ? node_cursor_encode(cursor) : NULL;
+    if (encoded) {
+        node_buf_json_str(&out, encoded);
+    } else {
+        node_buf_str(&out, "null");
+    }
+    node_buf_str(&out, "}");
+    free(encoded);
+    if (out.oom) {
+        node_reply_busy(node, req_p, "out of memory");
+    } else {
+        node_reply(node, req_p, 200, out.data, 0);
+    }
+    node_buf_free(&out);
+}

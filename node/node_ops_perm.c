@@ -79,25 +79,7 @@ static void s_reply(s_read_t *r)
         }
         return;
     }
-    node_buf_t out;
-    node_buf_init(&out);
-    node_buf_str(&out, "{\"data\":[");
-    node_buf_add(&out, r->body.data ? r->body.data : "", r->body.len);
-    node_buf_str(&out, "],\"next_cursor\":");
-    char *cursor = r->more && r->cursor ? node_cursor_encode(r->cursor) : NULL;
-    if (cursor) {
-        node_buf_json_str(&out, cursor);
-    } else {
-        node_buf_str(&out, "null");
-    }
-    node_buf_str(&out, "}");
-    free(cursor);
-    if (out.oom) {
-        node_reply_busy(r->node, &r->req, "out of memory");
-    } else {
-        node_reply(r->node, &r->req, 200, out.data, 0);
-    }
-    node_buf_free(&out);
+    node_reply_list(r->node, &r->req, &r->body, r->more ? r->cursor : NULL);
 }
 
 static void s_on_done(void *arg, db_status_t status, const char *error, const char *sqlstate)

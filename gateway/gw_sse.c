@@ -34,9 +34,10 @@ typedef enum {
 } s_state_t;
 
 typedef struct {
-    uint64_t id; /* stored event id, 0 for live-only deltas */
-    char *data;  /* SSE frame (owned) */
-    size_t len;  /* bytes */
+    uint64_t id;  /* stored event id, 0 for live-only deltas */
+    uint64_t seq; /* per-conversation seq of a stored event, 0 when unknown */
+    char *data;   /* SSE frame (owned) */
+    size_t len;   /* bytes */
 } s_frame_t;
 
 struct gw_sse_t {
@@ -55,6 +56,7 @@ struct gw_sse_t {
     zlistx_t *held;                 /* s_frame_t live events held during replay */
     size_t held_bytes;              /* bytes in held */
     uint64_t last_id;               /* last stored event id sent (or replay position) */
+    uint64_t last_seq;              /* conversation streams: seq of that event, 0 unknown */
     json_t *page;                   /* current replay page (array) */
     size_t page_idx;                /* next event of page */
     bool page_more;                 /* more pages after this one */
@@ -198,16 +200,31 @@ static void s_stream_error(gw_sse_t *c, int status, const char *body)
     s_wake(c);
 }
 
+static void s_fall_behind(gw_sse_t *c, uint64_t id);
+
+/* True when a stored event of a conversation stream is not the one after the
+   last sent: the stream missed one (a subscription still on its way to the
+   node while the replay's query ran), so it must catch up from the store. */
+static bool s_gap(const gw_sse_t *c, uint64_t seq)
+{
+    return c->topic_len == PROTO_TOPIC_LEN && seq && c->last_seq && seq > c->last_seq + 1;
+}
+
 /* Sends held live events that the replay did not already cover. */
 static void s_flush_held(gw_sse_t *c)
 {
     s_frame_t *f;
     while ((f = zlistx_first(c->held)) != NULL) {
         if (f->id == 0 || f->id > c->last_id) {
+            if (s_gap(c, f->seq)) {
+                s_fall_behind(c, f->id); /* purges held, f included */
+                return;
+            }
             if (gw_sse_buf_append(&c->out, f->data, f->len) < 0) {
                 return;
             }
             c->last_id = f->id ? f->id : c->last_id;
+            c->last_seq = f->seq ? f->seq : c->last_seq;
         }
         c->held_bytes -= f->len;
         zlistx_delete(c->held, zlistx_cursor(c->held));
@@ -236,12 +253,13 @@ static bool s_replay_one(gw_sse_t *c, const json_t *ev)
         return false;
     }
     c->last_id = (uint64_t)id;
+    json_int_t seq = json_integer_value(json_object_get(ev, "seq"));
+    c->last_seq = seq > 0 ? (uint64_t)seq : c->last_seq;
     return true;
 }
 
-/* Fills the buffer from the replay page, asks for the next page, and once
-   the replay is over releases the held live events. */
-static void s_pump(gw_sse_t *c)
+/* Fills the buffer from the replay page and asks for the next page. */
+static void s_pump_replay(gw_sse_t *c)
 {
     /* Nothing to do while a page is on its way (the current one is consumed). */
     if (c->replaying && !c->call_id) {
@@ -263,8 +281,18 @@ static void s_pump(gw_sse_t *c)
             }
         }
     }
+}
+
+/* Replays what is due, then, once the replay is over, releases the held live
+   events; a gap among them starts another catch-up at once. */
+static void s_pump(gw_sse_t *c)
+{
+    s_pump_replay(c);
     if (!c->replaying && c->state == S_STREAMING) {
         s_flush_held(c);
+        if (c->replaying) {
+            s_pump_replay(c);
+        }
     }
 }
 
@@ -431,7 +459,7 @@ static void s_fall_behind(gw_sse_t *c, uint64_t id)
     c->held_big = false;
 }
 
-static void s_hold(gw_sse_t *c, uint64_t id, char *frame, size_t len)
+static void s_hold(gw_sse_t *c, uint64_t id, uint64_t seq, char *frame, size_t len)
 {
     s_frame_t *f = malloc(sizeof *f);
     if (!f || c->held_bytes + len > GW_SSE_HELD_MAX) {
@@ -445,7 +473,7 @@ static void s_hold(gw_sse_t *c, uint64_t id, char *frame, size_t len)
         }
         return;
     }
-    *f = (s_frame_t){.id = id, .data = frame, .len = len};
+    *f = (s_frame_t){.id = id, .seq = seq, .data = frame, .len = len};
     zlistx_add_end(c->held, f);
     c->held_bytes += len;
     c->held_big = c->held_big || s_big(c, len);
@@ -468,7 +496,16 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
         return;
     }
     if (c->replaying || c->state == S_SETUP || zlistx_size(c->held) > 0) {
-        s_hold(c, id, frame, len);
+        s_hold(c, id, event->seq, frame, len);
+        return;
+    }
+    if (id && s_gap(c, event->seq)) {
+        LOG_I("SSE stream missed seq=%" PRIu64 " after seq=%" PRIu64 ": catching up",
+              c->last_seq + 1, c->last_seq);
+        free(frame);
+        s_fall_behind(c, id); /* the catch-up replays this event too */
+        s_pump(c);
+        s_wake(c);
         return;
     }
     int rc = gw_sse_buf_append(&c->out, frame, len);
@@ -484,6 +521,7 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
         return;
     }
     c->last_id = id ? id : c->last_id;
+    c->last_seq = event->seq ? event->seq : c->last_seq;
     s_wake(c);
 }
 

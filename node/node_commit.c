@@ -186,8 +186,12 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
             continue;
         }
         uint64_t id = (uint64_t)node_parse_ll(s->cols[0], 0, 0, INT64_MAX);
-        /* The type is parameter 3 of every event insert. */
-        node_publish(node, ws->actor->team_id, ws->actor->conv_id, id, s->params[3], s->cols[1]);
+        /* Seq and type are parameters 2 and 3 of every event insert. */
+        node_event_out_t ev = {.id = id,
+                               .seq = (uint64_t)node_parse_ll(s->params[2], 0, 0, INT64_MAX),
+                               .type = s->params[3],
+                               .body = s->cols[1]};
+        node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
         last = id > last ? id : last;
     }
     return last;

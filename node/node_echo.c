@@ -94,7 +94,8 @@ static void s_delta(node_t *node, node_actor_t *a, size_t from, size_t to)
     node_buf_json_str(&b, text ? text : "");
     node_buf_str(&b, "}");
     if (!b.oom && text) {
-        node_publish(node, a->team_id, a->conv_id, 0, "message.delta", b.data);
+        node_event_out_t ev = {.type = "message.delta", .body = b.data};
+        node_publish(node, a->team_id, a->conv_id, &ev);
     }
     node_buf_free(&b);
     free(text);

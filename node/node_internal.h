@@ -76,13 +76,19 @@ struct node_t {
 typedef enum { NODE_OWNER_SELF, NODE_OWNER_OTHER, NODE_OWNER_NONE } node_owner_t;
 
 /* node_server.c */
-/* Publishes one event (event_id 0 = live-only delta) under team+conv. */
+/* One event to publish: a stored event (id and its per-conversation seq) or
+   a live-only delta (id 0, seq 0). Strings are borrowed. */
+typedef struct {
+    uint64_t id;      /* events.id, 0 for a delta */
+    uint64_t seq;     /* events.seq, 0 when none */
+    const char *type; /* event type */
+    const char *body; /* event JSON */
+} node_event_out_t;
+/* Publishes one event under team+conv. */
 void node_publish(node_t *node,
                   const uint8_t team[16],
                   const uint8_t conv[16],
-                  uint64_t event_id,
-                  const char *type,
-                  const char *body);
+                  const node_event_out_t *ev);
 
 /* node_registry.c — registry client and ring. */
 node_reg_t *node_reg_new(node_t *node);

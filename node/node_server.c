@@ -32,21 +32,20 @@ void node_cfg_defaults(node_cfg_t *cfg)
 void node_publish(node_t *node,
                   const uint8_t team[16],
                   const uint8_t conv[16],
-                  uint64_t event_id,
-                  const char *type,
-                  const char *body)
+                  const node_event_out_t *ev)
 {
     proto_msg_t m = {.v = PROTO_VERSION, .type = PROTO_EVENT, .ring_epoch = node->epoch};
     m.has_team = m.has_conv = true;
     memcpy(m.team_id, team, 16);
     memcpy(m.conv_id, conv, 16);
-    m.event_id = event_id;
-    m.event_type = (char *)type;
-    m.body = (char *)body;
+    m.event_id = ev->id;
+    m.seq = ev->seq;
+    m.event_type = (char *)ev->type;
+    m.body = (char *)ev->body;
     uint8_t topic[PROTO_TOPIC_LEN];
     proto_topic(team, conv, topic);
     if (wire_publish(node->pub, topic, sizeof topic, &m) < 0) {
-        LOG_W("event not published type=%s id=%llu", type, (unsigned long long)event_id);
+        LOG_W("event not published type=%s id=%llu", ev->type, (unsigned long long)ev->id);
     }
 }
 

@@ -377,7 +377,8 @@ void node_run_delta(node_run_t *run, const char *text, size_t len)
                           "index", (json_int_t)t->index++, "text", text, len);
     char *body = j ? node_json_text(j) : NULL;
     if (body) {
-        node_publish(run->agents->node, a->team_id, a->conv_id, 0, "message.delta", body);
+        node_event_out_t ev = {.type = "message.delta", .body = body};
+        node_publish(run->agents->node, a->team_id, a->conv_id, &ev);
     }
     free(body);
     json_decref(j);

@@ -212,9 +212,11 @@ static void s_on_recorded(void *arg, db_status_t status, const char *error, cons
                dup ? "a worktree with this branch exists" : "database unavailable");
     } else {
         if (r->evt_json) {
-            node_publish(node, team, zero, r->evt_id,
-                         op->kind == OP_CREATE ? "worktree.created" : "worktree.removed",
-                         r->evt_json);
+            node_event_out_t ev = {.id = r->evt_id,
+                                   .type = op->kind == OP_CREATE ? "worktree.created"
+                                                                 : "worktree.removed",
+                                   .body = r->evt_json};
+            node_publish(node, team, zero, &ev);
         }
         char *body = op->kind == OP_CREATE ? s_wt_json(&op->info, op->id, r->created) : NULL;
         if (op->kind == OP_CREATE) {

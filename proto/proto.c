@@ -49,7 +49,8 @@ static const s_field_t s_api_req[] = {STR(op, true, 63), STR(body, false, PROTO_
 static const s_field_t s_api_rep[] = {U64(status, true, 999), STR(body, false, PROTO_MAX_BODY),
                                       U64(retry_after, false, 86400), END};
 static const s_field_t s_event[] = {U64(event_id, true, UINT64_MAX), STR(event_type, true, 63),
-                                    STR(body, true, PROTO_MAX_BODY), END};
+                                    STR(body, true, PROTO_MAX_BODY), U64(seq, false, UINT64_MAX),
+                                    END};
 
 typedef struct {
     const char *name;

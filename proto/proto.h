@@ -85,6 +85,7 @@ typedef struct {
     uint64_t status;      /* ADMIN_REP, API_REP */
     uint64_t retry_after; /* API_REP: seconds, 0 when none */
     uint64_t event_id;    /* EVENT */
+    uint64_t seq;         /* EVENT: per-conversation seq of a stored event, 0 when none */
     proto_node_t *nodes;  /* RING: owned array */
     size_t nnodes;        /* RING: count */
 } proto_msg_t;

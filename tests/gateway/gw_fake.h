@@ -42,6 +42,8 @@ typedef struct {
     char last_conv[40];                  /* its conversation id or "" */
     bool last_team;                      /* it carried a team id */
     bool live_on_sub;                    /* publish live events 4..7 + a delta on subscription */
+    bool gap;                            /* events carry seqs; see fake_gap_publish */
+    bool gap_done;                       /* the gap's live event went out */
     uint8_t last_topic[PROTO_TOPIC_LEN]; /* topic of the last subscription (padded) */
     zsock_t *node;                       /* node ROUTER */
     zsock_t *npub;                       /* node XPUB */
@@ -61,6 +63,26 @@ fake_reply(fake_t *f, zframe_t *id, const proto_msg_t *req, int status, const ch
     wire_send(f->node, id, &r);
 }
 
+static inline void fake_on_sub(fake_t *f);
+
+/* GAP mode: the replay has read events up to 5 when events 6 and 7 commit;
+   6 is published before the stream's subscription counts, so the stream
+   only sees 7 live and must notice the missing seq (both are stored now). */
+static inline void fake_gap_publish(fake_t *f, const proto_msg_t *req)
+{
+    while (zsock_events(f->npub) & ZMQ_POLLIN) {
+        fake_on_sub(f); /* the stream's subscription, if still unread */
+    }
+    uint8_t topic[PROTO_TOPIC_LEN], team[16];
+    util_uuid_parse(FAKE_TEAM, team);
+    proto_topic(team, req->conv_id, topic);
+    proto_msg_t e = {.v = PROTO_VERSION, .type = PROTO_EVENT, .event_id = 7, .seq = 7};
+    e.event_type = "message.created";
+    e.body = "{\"id\":7,\"seq\":7,\"type\":\"message.created\"}";
+    f->gap_done = true;
+    wire_publish(f->npub, topic, PROTO_TOPIC_LEN, &e);
+}
+
 static inline void fake_events_page(fake_t *f, zframe_t *id, const proto_msg_t *req)
 {
     json_t *args = json_loads(req->body ? req->body : "{}", 0, NULL);
@@ -69,17 +91,24 @@ static inline void fake_events_page(fake_t *f, zframe_t *id, const proto_msg_t *
     json_decref(args);
     limit = limit > 0 && limit < 2 ? limit : 2; /* small pages exercise paging */
     json_t *data = json_array();
-    json_int_t i = after + 1;
-    for (; i <= FAKE_STORED && (json_int_t)json_array_size(data) < limit; i++) {
-        json_array_append_new(data, json_pack("{s:I, s:s, s:{s:I}}", "id", i, "type",
-                                              "message.created", "action", "n", i));
+    json_int_t i = after + 1, stored = f->gap ? (f->gap_done ? 7 : 5) : FAKE_STORED;
+    for (; i <= stored && (json_int_t)json_array_size(data) < limit; i++) {
+        json_t *ev =
+            json_pack("{s:I, s:s, s:{s:I}}", "id", i, "type", "message.created", "action", "n", i);
+        if (f->gap) {
+            json_object_set_new(ev, "seq", json_integer(i));
+        }
+        json_array_append_new(data, ev);
     }
     json_t *page =
-        json_pack("{s:o, s:s?}", "data", data, "next_cursor", i <= FAKE_STORED ? "more" : NULL);
+        json_pack("{s:o, s:s?}", "data", data, "next_cursor", i <= stored ? "more" : NULL);
     char *text = json_dumps(page, JSON_COMPACT);
     fake_reply(f, id, req, 200, text);
     free(text);
     json_decref(page);
+    if (f->gap && !f->gap_done && i > stored) {
+        fake_gap_publish(f, req);
+    }
 }
 
 static inline void fake_garbage(fake_t *f, zframe_t *id)
@@ -278,6 +307,9 @@ static inline void fake_command(fake_t *f, zsock_t *pipe, char *cmd)
         zstr_send(pipe, "OK");
     } else if (strcmp(cmd, "LIVE") == 0) {
         f->live_on_sub = true;
+        zstr_send(pipe, "OK");
+    } else if (strcmp(cmd, "GAP") == 0) {
+        f->gap = true;
         zstr_send(pipe, "OK");
     } else if (strcmp(cmd, "FLOOD") == 0) {
         /* Many large events on the last subscribed topic. */

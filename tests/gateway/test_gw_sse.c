@@ -80,6 +80,27 @@ Test(gw_sse, resume_replays_then_goes_live_without_duplicates)
     gwt_stop(&t);
 }
 
+Test(gw_sse, a_missed_seq_is_caught_up_from_the_store)
+{
+    gwt_t t;
+    s_ready(&t);
+    s_fake_cmd(&t, "GAP");
+    const char *hdrs[] = {"Authorization: Bearer " FAKE_GOOD_TOKEN, "Accept: text/event-stream",
+                          "Last-Event-ID: 2", NULL};
+    http_t *r = http_do(&t, "GET", "/api/conversations/44444444-4444-4444-8444-444444444444/events",
+                        hdrs, NULL, 1500);
+    cr_assert_eq(r->status, 200);
+    long ids[64];
+    size_t deltas;
+    size_t n = s_sse_ids(r->body, ids, 64, &deltas);
+    cr_assert_eq(n, 5, "expected ids 3..7 once each (6 only from the store):\n%s", r->body);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(ids[i], (long)(3 + i), "position %zu:\n%s", i, r->body);
+    }
+    free(r);
+    gwt_stop(&t);
+}
+
 Test(gw_sse, team_stream_live_only)
 {
     gwt_t t;

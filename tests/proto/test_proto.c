@@ -38,6 +38,7 @@ static proto_msg_t s_sample(proto_type_t type)
     m.status = 202;
     m.retry_after = 1;
     m.event_id = 123456789012ULL;
+    m.seq = 9;
     m.nodes = s_nodes;
     m.nnodes = 2;
     return m;
@@ -100,6 +101,7 @@ Test(proto, payload_fields_survive)
     cr_assert_eq(proto_decode(data, size, &out, NULL, 0), PROTO_OK);
     cr_assert_eq(out.event_id, 123456789012ULL);
     cr_assert_str_eq(out.event_type, "message.created");
+    cr_assert_eq(out.seq, 9);
     cr_assert_str_eq(out.body, "{\"content\":\"hi\"}");
     proto_msg_reset(&out);
     free(data);

@@ -236,6 +236,27 @@ int reg_ctl_nodes(reg_ctl_t *ctl, int argc, char **argv)
 
 /* ---- ring --------------------------------------------------------------- */
 
+/* Resident actors (active conversations) of a ring member at its last beat. */
+static uint32_t s_actors_of(const proto_msg_t *rep, const char *id)
+{
+    for (size_t i = 0; i < rep->nnodes; i++) {
+        if (strcmp(rep->nodes[i].id, id) == 0) {
+            return rep->nodes[i].actors;
+        }
+    }
+    return 0;
+}
+
+/* Member m's share of the active conversations on the ring, in [0, 1]. */
+static double s_active_share(const proto_msg_t *rep, const s_ring_view_t *v, size_t m)
+{
+    uint64_t total = 0;
+    for (size_t k = 0; k < v->count; k++) {
+        total += s_actors_of(rep, v->members[k].id);
+    }
+    return total ? (double)s_actors_of(rep, v->members[m].id) / (double)total : 0.0;
+}
+
 static void s_ring_json(const proto_msg_t *rep, const s_ring_view_t *v)
 {
     printf("{\"epoch\":%" PRIu64 ",\"vnodes_per_weight\":%d,\"members\":[", rep->ring_epoch,
@@ -243,8 +264,11 @@ static void s_ring_json(const proto_msg_t *rep, const s_ring_view_t *v)
     for (size_t m = 0; m < v->count; m++) {
         printf("%s{\"id\":", m ? "," : "");
         reg_ctl_json_str(stdout, v->members[m].id);
-        printf(",\"weight\":%u,\"vnodes\":%u,\"share\":%.6f}", v->members[m].weight,
-               v->members[m].weight * RING_DEFAULT_VNODES, ring_share(v->ring, m));
+        printf(",\"weight\":%u,\"vnodes\":%u,\"share\":%.6f,\"actors\":%u,"
+               "\"active_share\":%.6f}",
+               v->members[m].weight, v->members[m].weight * RING_DEFAULT_VNODES,
+               ring_share(v->ring, m), s_actors_of(rep, v->members[m].id),
+               s_active_share(rep, v, m));
     }
     printf("],\"off_ring\":[");
     int k = 0;
@@ -262,14 +286,17 @@ static void s_ring_json(const proto_msg_t *rep, const s_ring_view_t *v)
 
 static int s_ring_table(const proto_msg_t *rep, const s_ring_view_t *v)
 {
-    static const char *const headers[] = {"NODE", "WEIGHT", "VNODES", "SHARE", NULL};
+    static const char *const headers[] = {"NODE",   "WEIGHT",       "VNODES", "SHARE",
+                                          "ACTORS", "ACTIVE SHARE", NULL};
     reg_ctl_table_t *t = reg_ctl_table_new(headers);
     for (size_t m = 0; t && m < v->count; m++) {
-        char weight[16], vnodes[16], share[16];
+        char weight[16], vnodes[16], share[16], actors[16], active[16];
         snprintf(weight, sizeof weight, "%u", v->members[m].weight);
         snprintf(vnodes, sizeof vnodes, "%u", v->members[m].weight * RING_DEFAULT_VNODES);
         snprintf(share, sizeof share, "%.2f%%", 100.0 * ring_share(v->ring, m));
-        const char *cells[] = {v->members[m].id, weight, vnodes, share};
+        snprintf(actors, sizeof actors, "%u", s_actors_of(rep, v->members[m].id));
+        snprintf(active, sizeof active, "%.2f%%", 100.0 * s_active_share(rep, v, m));
+        const char *cells[] = {v->members[m].id, weight, vnodes, share, actors, active};
         if (reg_ctl_table_add(t, cells) < 0) {
             reg_ctl_table_destroy(&t);
         }

@@ -24,6 +24,11 @@ typedef enum {
     CFG_STRATEGY_CLAUDE_CODE, /* the claude CLI as a subprocess */
 } cfg_strategy_kind_t;
 
+typedef enum {
+    CFG_PERM_STDIO = 0, /* claude-code: can_use_tool over the CLI's stdin/stdout */
+    CFG_PERM_MCP,       /* claude-code: the bicky-mcp-permission MCP server */
+} cfg_perm_channel_t;
+
 /* One [strategy.NAME] section. Strings are NUL-terminated and owned by the
    cfg_file_t; NULL means "not set". */
 typedef struct {
@@ -43,7 +48,8 @@ typedef struct {
     long max_turns;            /* bound on model calls per user turn (default 16) */
     long permission_timeout_s; /* a pending permission request expires after this; 0 = never */
     char *command;             /* claude-code: the CLI to run (default "claude") */
-    int line;                  /* line of the section header; 0 for the built-in default */
+    cfg_perm_channel_t permission_channel; /* claude-code: stdio (default) or mcp */
+    int line; /* line of the section header; 0 for the built-in default */
 } cfg_strategy_t;
 
 typedef struct cfg_file_t cfg_file_t;

@@ -17,7 +17,17 @@
 
 #define S_SECTION_PREFIX "strategy."
 
-typedef enum { K_KIND, K_STR, K_URL, K_ENVNAME, K_PROMPT, K_LIST, K_LONG, K_DOUBLE } s_ktype_t;
+typedef enum {
+    K_KIND,
+    K_STR,
+    K_URL,
+    K_ENVNAME,
+    K_PROMPT,
+    K_LIST,
+    K_LONG,
+    K_DOUBLE,
+    K_CHANNEL
+} s_ktype_t;
 
 typedef struct {
     const char *key; /* key name in the file */
@@ -40,6 +50,7 @@ static const s_key_t s_keys[] = {
     {"max_turns", K_LONG, offsetof(cfg_strategy_t, max_turns), 1, 1000},
     {"permission_timeout_s", K_LONG, offsetof(cfg_strategy_t, permission_timeout_s), 1, 31536000},
     {"command", K_STR, offsetof(cfg_strategy_t, command), 0, 0},
+    {"permission_channel", K_CHANNEL, offsetof(cfg_strategy_t, permission_channel), 0, 0},
 };
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])
 
@@ -308,6 +319,16 @@ static int s_set_number(s_parser_t *p, const s_key_t *k, void *field, const char
     return 0;
 }
 
+static int s_set_channel(s_parser_t *p, cfg_perm_channel_t *field, const char *value)
+{
+    if (strcmp(value, "stdio") != 0 && strcmp(value, "mcp") != 0) {
+        s_fail(p, "bad permission_channel '%.40s': expected stdio or mcp", value);
+        return -1;
+    }
+    *field = strcmp(value, "mcp") == 0 ? CFG_PERM_MCP : CFG_PERM_STDIO;
+    return 0;
+}
+
 static int s_set_value(s_parser_t *p, const s_key_t *k, const char *value)
 {
     void *field = (char *)&p->cur->pub + k->off;
@@ -329,6 +350,8 @@ static int s_set_value(s_parser_t *p, const s_key_t *k, const char *value)
             return s_append_prompt(p, field, value);
         case K_LIST:
             return s_set_list(p, &p->cur->pub, value);
+        case K_CHANNEL:
+            return s_set_channel(p, field, value);
         case K_LONG:
         case K_DOUBLE:
             if (s_set_number(p, k, field, value) != 0) {

@@ -23,9 +23,10 @@ typedef struct {
     long echo_fail_every;     /* echo strategy: every Nth turn fails (0 = never; tests) */
     bool standalone;          /* test/dev only: no registry, own every conversation */
     const struct cfg_file_t *strategies; /* loaded --config; NULL = built-in default (echo) */
-    const char *work_dir; /* tools' per-conversation dirs and worktrees (./var/work) */
-    const char *repo;     /* git repository of the worktrees; NULL/"" = none */
-    long tool_workers;    /* agent pool threads (tools, git) */
+    const char *work_dir;           /* tools' per-conversation dirs and worktrees (./var/work) */
+    const char *repo;               /* git repository of the worktrees; NULL/"" = none */
+    long tool_workers;              /* agent pool threads (tools, git) */
+    const char *mcp_permission_bin; /* bicky-mcp-permission; NULL = next to /proc/self/exe */
 } node_cfg_t;
 
 typedef struct node_t node_t;

@@ -185,6 +185,7 @@ static void s_on_got(void *arg, db_status_t status, const char *error, const cha
             LOG_N("claude session not found, starting a new one session=%s", run->cc->session);
             run->cc->resume = false;
             run->cc->session[0] = '\0';
+            node_claude_session_lost(run);
             node_claude_start(run);
         }
     }
@@ -213,23 +214,17 @@ static void s_import_read(node_run_t *run)
     db_batch_submit(&b, s_on_got, g);
 }
 
-void node_claude_begin(node_run_t *run,
-                       const char *content,
-                       const char *wt_path,
-                       const char *session)
+int node_claude_setup(node_run_t *run, const char *wt_path, const char *session)
 {
     node_cc_t *cc = calloc(1, sizeof *cc);
     s_uuid_t conv;
     util_uuid_format(run->actor->conv_id, conv);
     run->cc = cc;
     run->phase = NODE_RUN_CLAUDE;
-    if (!run->content) {
-        run->content = strdup(content);
-    }
-    if (!cc || !(cc->names = json_object()) || !run->content ||
-        node_llm_set_root(run, wt_path) < 0 || !run->agents->claude) {
-        node_run_fail(run, !cc || !run->content ? "out of memory" : "claude-code is unavailable");
-        return;
+    if (!cc || !(cc->names = json_object()) || node_llm_set_root(run, wt_path) < 0 ||
+        !run->agents->claude) {
+        node_run_fail(run, !cc ? "out of memory" : "claude-code is unavailable");
+        return -1;
     }
     snprintf(cc->home, sizeof cc->home, "%.*s/claude/%s", PATH_MAX - 48, run->agents->work_dir,
              conv);
@@ -237,12 +232,40 @@ void node_claude_begin(node_run_t *run,
         snprintf(cc->session, sizeof cc->session, "%s", session);
         cc->resume = true;
     }
+    return 0;
+}
+
+void node_claude_prepare(node_run_t *run)
+{
     s_job_t *j = calloc(1, sizeof *j);
     if (!j) {
         node_run_fail(run, "out of memory");
         return;
     }
     s_submit(run, j);
+}
+
+void node_claude_begin(node_run_t *run,
+                       const char *content,
+                       const char *wt_path,
+                       const char *session)
+{
+    if (!run->content && !(run->content = strdup(content))) {
+        node_run_fail(run, "out of memory");
+        return;
+    }
+    if (node_claude_setup(run, wt_path, session) == 0) {
+        node_claude_prepare(run);
+    }
+}
+
+void node_claude_add_session(node_ws_t *ws, const node_run_t *run)
+{
+    s_uuid_t conv, team;
+    util_uuid_format(run->actor->conv_id, conv);
+    util_uuid_format(run->actor->team_id, team);
+    const char *params[] = {conv, team, run->cc->session};
+    node_ws_add(ws, Q_CC_META, NODE_SK_PLAIN, 3, params);
 }
 
 void node_claude_export(node_run_t *run)

@@ -50,6 +50,8 @@ static const node_op_t s_ops[] = {
     OP_TEAM("wt.create", node_op_wt_create),
     OP_TEAM("wt.delete", node_op_wt_delete),
     OP_TEAM("strategies", node_op_strategies),
+    /* From bicky-mcp-permission (no team): the running claude-code turn on this node. */
+    {"permission.ask", NODE_OP_TEAM, false, false, node_op_perm_ask, NULL},
 };
 
 const node_op_t *node_op_find(const char *name)

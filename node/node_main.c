@@ -51,6 +51,8 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
          "git repository of /api/worktrees (none by default)"},
         {"--tool-workers", "BICKY_TOOL_WORKERS", CFG_INT, &cfg->tool_workers, 1, 64,
          "threads running tools and git"},
+        {"--mcp-permission-bin", "BICKY_MCP_PERMISSION_BIN", CFG_STR, &cfg->mcp_permission_bin, 0,
+         0, "bicky-mcp-permission (permission_channel = mcp); default: next to bicky-node"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},

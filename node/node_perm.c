@@ -565,8 +565,9 @@ static const struct {
      "SELECT m.id, m.content, m.metadata::text FROM messages m WHERE m.conversation_id = "
      "$1::uuid AND m.team_id = $2::uuid AND m.role = 'assistant' ORDER BY m.seq DESC LIMIT 1"},
     {NODE_Q_PERM_TURN, 2,
-     "SELECT p.id, p.status, p.tool_use_id, (extract(epoch FROM p.expires_at) * 1000)::bigint "
-     "FROM tool_permissions p WHERE p.conversation_id = $1::uuid AND p.team_id = $2::uuid AND "
+     "SELECT p.id, p.status, p.tool_use_id, (extract(epoch FROM p.expires_at) * 1000)::bigint, "
+     "p.tool_name, p.arguments::text FROM tool_permissions p WHERE p.conversation_id = $1::uuid "
+     "AND p.team_id = $2::uuid AND "
      "p.message_id = (SELECT m.id FROM messages m WHERE m.conversation_id = $1::uuid AND "
      "m.team_id = $2::uuid AND m.role = 'assistant' ORDER BY m.seq DESC LIMIT 1)"},
     /* $1 conv $2 team $3 limit: user messages waiting for their turn */

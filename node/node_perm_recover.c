@@ -24,6 +24,7 @@ typedef struct {
     bool ctx_found;      /* the conversation row was read */
     char *strategy;      /* its strategy */
     char *wt_path;       /* its live worktree, NULL none */
+    char *session;       /* claude-code: metadata.claude_code.session_id */
     char *asst_id;       /* the last assistant message */
     char *asst_content;  /* its text */
     json_t *asst_meta;   /* its metadata */
@@ -44,6 +45,7 @@ static void s_on_ctx(void *arg, db_status_t status, const db_result_t *res)
         r->ctx_found = true;
         r->strategy = s_dup(db_result_value(res, 0, 0));
         r->wt_path = s_dup(db_result_value(res, 0, 1));
+        r->session = s_dup(db_result_value(res, 0, 3));
     }
 }
 
@@ -64,11 +66,14 @@ static void s_on_perms(void *arg, db_status_t status, const db_result_t *res)
     r->perms = json_array();
     for (int i = 0; status == DB_OK && i < db_result_rows(res); i++) {
         const char *exp = db_result_value(res, i, 3);
-        json_array_append_new(r->perms,
-                              json_pack("{s:s?, s:s?, s:s?, s:I}", "id", db_result_value(res, i, 0),
-                                        "status", db_result_value(res, i, 1), "tool_use_id",
-                                        db_result_value(res, i, 2), "expires_ms",
-                                        (json_int_t)(exp ? atoll(exp) : 0)));
+        const char *args = db_result_value(res, i, 5);
+        json_array_append_new(r->perms, json_pack("{s:s?, s:s?, s:s?, s:I, s:s?, s:o?}", "id",
+                                                  db_result_value(res, i, 0), "status",
+                                                  db_result_value(res, i, 1), "tool_use_id",
+                                                  db_result_value(res, i, 2), "expires_ms",
+                                                  (json_int_t)(exp ? atoll(exp) : 0), "tool_name",
+                                                  db_result_value(res, i, 4), "arguments",
+                                                  args ? json_loads(args, 0, NULL) : NULL));
     }
 }
 
@@ -208,31 +213,46 @@ static void s_restore_history(node_run_t *run, const s_rec_t *r, const char *uid
     }
 }
 
-/* A claude-code run does not survive its node (the CLI died with it): the turn
-   ends failed, and its pending requests are denied by that end. */
+/* Queues the user messages waiting behind the turn. */
+static void s_enqueue(node_actor_t *a, const json_t *queued)
+{
+    size_t i;
+    const json_t *q;
+    json_array_foreach(queued, i, q)
+    {
+        uint8_t id[16];
+        const char *qid = json_string_value(json_object_get(q, "id"));
+        const char *content = json_string_value(json_object_get(q, "content"));
+        if (qid && content && util_uuid_parse(qid, id) == 0) {
+            node_turn_enqueue(a, id, content);
+        }
+    }
+}
+
+/* A claude-code turn: its pending requests wait again; the CLI died with the node and
+   the session is resumed once they are decided (node_claude_resume.c). */
 static const char *s_restore_claude(node_run_t *run, const s_rec_t *r)
 {
     node_turns_t *t = run->actor->turns;
     const char *uid = json_string_value(json_object_get(r->asst_meta, "user_message_id"));
-    if (r->asst_id && uid) {
-        util_uuid_parse(uid, t->user_id);
-        util_uuid_parse(r->asst_id, t->asst_id);
+    if (!r->asst_id || !uid || util_uuid_parse(uid, t->user_id) < 0 ||
+        util_uuid_parse(r->asst_id, t->asst_id) < 0) {
+        return "the claude-code run was lost with its node";
     }
-    size_t n = json_array_size(r->perms), i;
-    const json_t *p;
-    run->calls = n ? calloc(n, sizeof *run->calls) : NULL;
-    json_array_foreach(r->perms, i, p)
+    const char *task = NULL;
+    size_t i;
+    const json_t *row;
+    json_array_foreach(r->rows, i, row)
     {
-        const char *pid = json_string_value(json_object_get(p, "id"));
-        const char *st = json_string_value(json_object_get(p, "status"));
-        node_call_t *c = run->calls ? &run->calls[run->ncalls] : NULL;
-        if (c && pid && st && strcmp(st, "pending") == 0 && util_uuid_parse(pid, c->perm_id) == 0) {
-            c->state = NODE_CALL_PENDING;
-            c->has_perm = true;
-            run->ncalls++;
-        }
+        const char *id = json_string_value(json_object_get(row, "id"));
+        task =
+            id && strcmp(id, uid) == 0 ? json_string_value(json_object_get(row, "content")) : task;
     }
-    return "the claude-code run was lost with its node";
+    const char *why = node_claude_restore(run, r->perms, r->wt_path, r->session, task);
+    if (!why) {
+        s_enqueue(run->actor, r->queued);
+    }
+    return why;
 }
 
 /* Restores the turn; returns NULL or why it cannot be. */
@@ -266,17 +286,7 @@ static const char *s_restore(node_run_t *run, node_t *node, const s_rec_t *r)
         return "the interrupted model call has no tool calls";
     }
     s_restore_history(run, r, uid);
-    size_t i;
-    const json_t *q;
-    json_array_foreach(r->queued, i, q)
-    {
-        uint8_t id[16];
-        const char *qid = json_string_value(json_object_get(q, "id"));
-        const char *content = json_string_value(json_object_get(q, "content"));
-        if (qid && content && util_uuid_parse(qid, id) == 0) {
-            node_turn_enqueue(a, id, content);
-        }
-    }
+    s_enqueue(a, r->queued);
     run->phase = NODE_RUN_TOOLS;
     LOG_N("turn resumed after reactivation strategy=%s calls=%zu waiting=%d", s->name, run->ncalls,
           node_run_status(run) == NODE_ST_WAITING);
@@ -287,6 +297,7 @@ static void s_rec_free(s_rec_t *r)
 {
     free(r->strategy);
     free(r->wt_path);
+    free(r->session);
     free(r->asst_id);
     free(r->asst_content);
     json_decref(r->asst_meta);

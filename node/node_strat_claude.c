@@ -3,13 +3,13 @@
     directory under the work dir) with a HOME of its own under
     <work dir>/claude/<conversation>. Its text streams as message.delta; its
     tool_use / tool_result lines become tool.started / tool.completed (and
-    tool messages); its permission prompts (--permission-prompt-tool stdio)
-    go through the same durable flow as the other strategies (rules, then a
+    tool messages); its permission prompts (--permission-prompt-tool stdio,
+    or permission.ask from bicky-mcp-permission: node_claude_ask.c) go
+    through the same durable flow as the other strategies (rules, then a
     tool_permissions row and permission.requested), and the decision, when
     it comes, is the CLI's answer. Directories and the session's files are
-    node_claude_session.c. A run does not survive its node: a restarted
-    conversation that was waiting ends its turn failed and denies what was
-    pending. Loop thread only. */
+    node_claude_session.c; a turn left waiting by a dead node is resumed by
+    node_claude_resume.c. Loop thread only. */
 #define LOG_MODULE "node_claude"
 #include "common/log.h"
 #include "common/util.h"
@@ -60,6 +60,9 @@ void node_claude_stop(node_run_t *run)
         s_evt_free(e);
     }
     json_decref(cc->names);
+    json_decref(cc->grants);
+    free(cc->followup);
+    free(cc->task);
     free(cc->bundle);
     free(cc);
     run->cc = NULL;
@@ -199,32 +202,52 @@ static void s_rules_read(node_run_t *run)
     db_batch_submit(&b, s_on_rules, r);
 }
 
-static void s_on_permission(void *arg, const agent_claude_perm_t *req)
+int node_claude_add_call(node_run_t *run,
+                         const char *tool_use_id,
+                         const char *tool_name,
+                         const json_t *input,
+                         const char *cli_request,
+                         node_req_t *ask)
 {
-    node_run_t *run = arg;
     node_call_t *calls = realloc(run->calls, (run->ncalls + 1) * sizeof *calls);
     if (!calls) {
-        agent_claude_permission_reply(run->cc->proc, req->request_id, false, NULL, "out of memory");
-        return;
+        return -1;
     }
     run->calls = calls;
     node_call_t *c = &calls[run->ncalls];
     memset(c, 0, sizeof *c);
-    c->id = strdup(req->tool_use_id[0] ? req->tool_use_id : req->request_id);
-    c->name = strdup(req->tool_name);
-    c->cli_request = strdup(req->request_id);
-    c->args = json_is_object(req->input) ? json_deep_copy(req->input) : json_object();
+    s_uuid_t fresh;
+    uint8_t raw[16];
+    util_uuid_generate(raw);
+    util_uuid_format(raw, fresh);
+    c->id = strdup(tool_use_id && *tool_use_id ? tool_use_id : cli_request ? cli_request : fresh);
+    c->name = strdup(tool_name);
+    c->cli_request = cli_request ? strdup(cli_request) : NULL;
+    c->args = json_is_object(input) ? json_deep_copy(input) : json_object();
     c->state = NODE_CALL_NEW;
-    if (!c->id || !c->name || !c->cli_request || !c->args) {
+    if (!c->id || !c->name || (cli_request && !c->cli_request) || !c->args) {
         free(c->id);
         free(c->name);
         free(c->cli_request);
         json_decref(c->args);
-        agent_claude_permission_reply(run->cc->proc, req->request_id, false, NULL, "out of memory");
-        return;
+        return -1;
     }
+    c->ask = ask;
     run->ncalls++;
+    if (node_claude_granted(run, run->ncalls - 1)) {
+        return (int)run->ncalls - 1;
+    }
     s_rules_read(run);
+    return (int)run->ncalls - 1;
+}
+
+static void s_on_permission(void *arg, const agent_claude_perm_t *req)
+{
+    node_run_t *run = arg;
+    if (node_claude_add_call(run, req->tool_use_id, req->tool_name, req->input, req->request_id,
+                             NULL) < 0) {
+        agent_claude_permission_reply(run->cc->proc, req->request_id, false, NULL, "out of memory");
+    }
 }
 
 static void s_on_done(void *arg, const agent_claude_result_t *res)
@@ -304,6 +327,15 @@ void node_claude_start(node_run_t *run)
                                .session_id = cc->resume ? NULL : cc->session,
                                .base_url = s->base_url,
                                .api_key = cfg_strategy_api_key(s)};
+    s_uuid_t conv;
+    util_uuid_format(run->actor->conv_id, conv);
+    if (s->permission_channel == CFG_PERM_MCP) {
+        p.permission_channel = AGENT_CLAUDE_PERM_MCP;
+        p.mcp = (agent_claude_mcp_t){.command = run->agents->mcp_bin,
+                                     .endpoint = node_run_node(run)->router_ep,
+                                     .conversation_id = conv,
+                                     .timeout_s = s->timeout_s};
+    }
     char err[256] = "";
     cc->proc = agent_claude_start(run->agents->claude, &p, &cb, run, err, sizeof err);
     if (!cc->proc) {
@@ -316,6 +348,13 @@ void node_claude_start(node_run_t *run)
 void node_claude_answer(node_run_t *run, size_t i, bool allow, const json_t *input, const char *msg)
 {
     node_call_t *c = i < run->ncalls ? &run->calls[i] : NULL;
+    if (c && node_claude_decided_offline(run, i, allow, input, msg)) {
+        return;
+    }
+    if (c && c->ask && run->cc && run->cc->proc) {
+        node_claude_ask_reply(run, c, allow, input, msg);
+        return;
+    }
     if (!run->cc || !run->cc->proc || !c || !c->cli_request) {
         return;
     }
@@ -395,6 +434,9 @@ bool node_claude_pending_write(node_t *node, node_run_t *run)
         s_evt_free(e);
     }
     cc->tail = NULL;
+    if (cc->session[0]) {
+        node_claude_add_session(ws, run); /* a restart resumes this session */
+    }
     node_ws_touch(ws, waiting ? NODE_ST_WAITING : NODE_ST_PROCESSING);
     ws->plan.ws = ws;
     ws->plan.strat_op = NODE_SOP_CLAUDE;

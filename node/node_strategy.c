@@ -143,6 +143,7 @@ node_agents_t *node_agents_new(node_t *node)
     self->pool = agent_pool_new(node->loop, (int)workers, 256);
     self->http = agent_http_new(node->loop);
     self->claude = agent_claude_new(node->loop);
+    node_claude_mcp_init(self);
     self->timer = zloop_timer(node->loop, NODE_AGENT_TICK_MS, 0, s_on_tick, self);
     if (!self->pool || !self->http || !self->claude || self->timer < 0 || node_wt_init(self) < 0) {
         node_agents_destroy(&self);
@@ -248,6 +249,7 @@ void node_run_clear_calls(node_run_t *run)
         json_decref(c->args);
         free(c->result);
         free(c->cli_request);
+        node_req_destroy(&c->ask);
     }
     free(run->calls);
     run->calls = NULL;

@@ -70,6 +70,7 @@ typedef struct {
     long duration_ms;    /* how long the tool ran */
     char *cli_request;   /* claude-code: the CLI\'s can_use_tool request id */
     bool owed;           /* claude-code: its rule decision or request is not stored yet */
+    node_req_t *ask;     /* claude-code, channel mcp: the permission.ask to answer (owned) */
 } node_call_t;
 
 typedef enum {
@@ -134,6 +135,7 @@ struct node_agents_t {
     struct node_wtq_t *wtq;     /* worktree operations (node_ops_wt.c) */
     bool git_init;              /* agent_worktree_global_init was called */
     agent_claude_t *claude;     /* claude-code runs */
+    char mcp_bin[PATH_MAX];     /* bicky-mcp-permission (permission_channel = mcp) */
 };
 
 /* ---- node-wide (node_strategy.c) --------------------------------------------------------- */
@@ -237,6 +239,9 @@ struct node_cc_t {
     struct s_evt_t *tail;
     json_t *names;   /* tool_use id → tool name */
     bool rules_busy; /* a rules read is in flight */
+    json_t *grants;  /* resumed after a restart: approved [{name, input}] not asked again */
+    char *followup;  /* resumed after a restart: the decisions, told to the model */
+    char *task;      /* resumed after a restart: the user's message (if the session is lost) */
 };
 
 /* Starts the CLI for the prepared run (node_strat_claude.c). */
@@ -251,6 +256,13 @@ void node_claude_begin(node_run_t *run,
                        const char *content,
                        const char *wt_path,
                        const char *session);
+/* Allocates the claude state of run (phase CLAUDE): dirs, HOME, the session to resume
+   (or NULL). 0, or -1 after failing the run. */
+int node_claude_setup(node_run_t *run, const char *wt_path, const char *session);
+/* Prepares the dirs (importing the session when missing) on the pool, then starts. */
+void node_claude_prepare(node_run_t *run);
+/* Adds the session id to the conversation's metadata (claude_code.session_id). */
+void node_claude_add_session(node_ws_t *ws, const node_run_t *run);
 /* Builds the write of what the CLI reported (phase CLAUDE). True when submitted. */
 bool node_claude_pending_write(node_t *node, node_run_t *run);
 /* That write committed. */
@@ -266,6 +278,45 @@ void node_claude_cancel(node_run_t *run);
 void node_claude_stop(node_run_t *run);
 /* Registers the claude-code statements. */
 int node_claude_sql_prepare(db_conn_t *db);
+/* Adds a permission question of the CLI to the run (state NEW; the rules are read
+   next): cli_request (stdio) or ask (mcp, taken on success). Index, or -1 (OOM). */
+int node_claude_add_call(node_run_t *run,
+                         const char *tool_use_id,
+                         const char *tool_name,
+                         const json_t *input,
+                         const char *cli_request,
+                         node_req_t *ask);
+
+/* ---- claude-code after a restart (node_claude_resume.c) ---------------------------------- */
+
+/* Rebuilds a claude-code turn left waiting by a dead node: its pending requests (perms:
+   [{id, status, tool_use_id, tool_name, arguments, expires_ms}]) wait again, with no
+   CLI. task: the turn's user message. NULL, or why the turn cannot wait (it fails). */
+const char *node_claude_restore(node_run_t *run,
+                                const json_t *perms,
+                                const char *wt_path,
+                                const char *session,
+                                const char *task);
+/* The session to resume is not found anywhere: the follow-up of a restored turn gets
+   the user's message (task) in front, and a new session starts. */
+void node_claude_session_lost(node_run_t *run);
+/* Call i was decided while no CLI asks for it (restored): the decision is kept for the
+   resumed session, which starts once nothing is pending. True when it was such a call. */
+bool node_claude_decided_offline(
+    node_run_t *run, size_t i, bool allow, const json_t *input, const char *msg);
+/* Call i (just asked by the resumed CLI) is an approved one: answered allow. */
+bool node_claude_granted(node_run_t *run, size_t i);
+
+/* ---- claude-code, MCP channel (node_claude_ask.c) ----------------------------------------- */
+
+/* Finds bicky-mcp-permission: --mcp-permission-bin, else next to /proc/self/exe. */
+void node_claude_mcp_init(node_agents_t *agents);
+/* Op permission.ask from bicky-mcp-permission (envelope conv_id, no team): joins the
+   conversation's running claude-code turn; answered when the request is decided. */
+void node_op_perm_ask(node_t *node, node_req_t *req);
+/* Answers call c's permission.ask with the decision (200, the behavior JSON). */
+void node_claude_ask_reply(
+    node_run_t *run, node_call_t *c, bool allow, const json_t *input, const char *msg);
 
 /* ---- permissions (node_perm.c) ----------------------------------------------------------- */
 

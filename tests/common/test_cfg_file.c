@@ -187,7 +187,27 @@ static const s_bad_t s_bad[] = {
     {"[strategy.a]\nkind = echo\nmodel =\n", "t.ini:3: empty value for model"},
     {"[strategy.a]\nkind = echo\nmodel = x\n  more\n", "t.ini:4: continuation lines are only"},
     {"[strategy.a]\nkind = echo\n  [strategy.b]\n", "t.ini:3: continuation lines are only"},
+    {"[strategy.a]\nkind = claude-code\npermission_channel = zmq\n",
+     "t.ini:3: bad permission_channel 'zmq': expected stdio or mcp"},
+    {"[strategy.a]\nkind = claude-code\npermission_channel = mcp\npermission_channel = mcp\n",
+     "t.ini:4: duplicate key 'permission_channel'"},
 };
+
+Test(cfg_file, permission_channel_stdio_by_default_or_mcp)
+{
+    char err[256] = "";
+    cfg_file_t *cfg = cfg_file_load_string("[strategy.a]\nkind = claude-code\n"
+                                           "[strategy.b]\nkind = claude-code\n"
+                                           "permission_channel = mcp\n"
+                                           "[strategy.c]\nkind = claude-code\n"
+                                           "permission_channel = stdio\n",
+                                           "t.ini", err, sizeof err);
+    cr_assert_not_null(cfg, "%s", err);
+    cr_assert_eq(cfg_file_strategy(cfg, "a")->permission_channel, CFG_PERM_STDIO);
+    cr_assert_eq(cfg_file_strategy(cfg, "b")->permission_channel, CFG_PERM_MCP);
+    cr_assert_eq(cfg_file_strategy(cfg, "c")->permission_channel, CFG_PERM_STDIO);
+    cfg_file_destroy(&cfg);
+}
 
 Test(cfg_file, rejects_bad_files_with_line_numbers)
 {

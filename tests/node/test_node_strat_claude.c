@@ -4,9 +4,12 @@
     tests/fixtures/fake_llm.py: a streamed turn whose session id and files
     are kept in Postgres; a Bash tool call through the durable permission
     flow (approved: it runs in the conversation's directory; denied: it does
-    not); a second turn resuming the session, also after the node's copy of
-    the session was lost (imported back from Postgres); and a node restart
-    while a request is pending (the turn fails, the request is denied). */
+    not), over the stdio channel and over the MCP channel (bicky-mcp-permission
+    asking the node with permission.ask); a second turn resuming the session,
+    also after the node's copy of the session was lost (imported back from
+    Postgres); and a node restart while a request is pending (the request
+    waits again; approved, the session is resumed and the call runs; denied,
+    the resumed model goes on without it). */
 #include "../agent/claude_cli.h"
 #include "node/node_strategy.h"
 #include "node_test.h"
@@ -38,8 +41,9 @@ static void s_nothing(void)
 {
 }
 
-/* A node whose only strategy "cc" runs the CLI against the fake. */
-static void s_setup(const char *cli)
+/* A node whose only strategy "cc" runs the CLI against the fake (channel: the
+   permission_channel line, "" for the default). */
+static void s_setup_ch(const char *cli, const char *channel)
 {
     if (!nt_open(&s_t)) {
         cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
@@ -52,17 +56,23 @@ static void s_setup(const char *cli)
     snprintf(text, sizeof text,
              "[strategy.cc]\nkind = claude-code\ncommand = %s\nbase_url = http://127.0.0.1:%d\n"
              "model = fake-model\napi_key_env = BICKY_TEST_CLAUDE_KEY\ntools = Bash, Read\n"
-             "timeout_s = 60\n",
-             cli, s_fake.port);
+             "timeout_s = 60\n%s",
+             cli, s_fake.port, channel);
     s_cfg = cfg_file_load_string(text, "test.ini", err, sizeof err);
     cr_assert_not_null(s_cfg, "%s", err);
     snprintf(s_work, sizeof s_work, "/tmp/bicky-cc-test-XXXXXX");
     cr_assert_not_null(mkdtemp(s_work));
     s_t.cfg.strategies = s_cfg;
     s_t.cfg.work_dir = s_work;
+    s_t.cfg.mcp_permission_bin = cc_mcp_binary();
     nt_start_node(&s_t);
     nt_connect(&s_t);
     zclock_sleep(100);
+}
+
+static void s_setup(const char *cli)
+{
+    s_setup_ch(cli, "");
 }
 
 TestSuite(node_strat_claude, .fini = s_cleanup, .timeout = 120);
@@ -175,10 +185,9 @@ static void s_decide(const uint8_t conv[16], const char *perm, const char *decis
     nt_rep_free(&r);
 }
 
-Test(node_strat_claude, a_tool_call_waits_for_its_permission)
+/* Approve then deny one Bash call; the decision reaches the CLI over the channel. */
+static void s_approve_then_deny(void)
 {
-    CC_REQUIRE_CLI(cli, s_nothing);
-    s_setup(cli);
     llm_fake_script(&s_fake, s_bash_script);
     uint8_t conv[16];
     s_post(conv, "write a file", true);
@@ -214,33 +223,125 @@ Test(node_strat_claude, a_tool_call_waits_for_its_permission)
     nt_assert_gapless(&s_t, conv);
 }
 
-Test(node_strat_claude, a_restart_while_waiting_ends_the_turn)
+Test(node_strat_claude, a_tool_call_waits_for_its_permission)
 {
     CC_REQUIRE_CLI(cli, s_nothing);
     s_setup(cli);
-    llm_fake_script(&s_fake, s_bash_script);
+    s_approve_then_deny();
+}
+
+Test(node_strat_claude, the_mcp_channel_asks_the_node)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    if (!cc_mcp_binary()) {
+        cr_skip_test("bicky-mcp-permission not built next to the tests");
+    }
+    s_setup_ch(cli, "permission_channel = mcp\n");
+    s_approve_then_deny();
+    /* Nobody asks in a turn that is not running: 409; a bad question: 400. */
     uint8_t conv[16];
+    util_uuid_generate(conv);
+    nt_rep_t r = nt_call(&s_t, "permission.ask", conv,
+                         "{\"tool_name\":\"Bash\",\"input\":{\"command\":\"true\"}}");
+    cr_assert_eq(r.status, 409);
+    nt_rep_free(&r);
+    r = nt_call(&s_t, "permission.ask", conv, "{\"tool_name\":\"Bash\",\"input\":3}");
+    cr_assert_eq(r.status, 400);
+    nt_rep_free(&r);
+}
+
+/* True when one model request of the fake carries both a and b. */
+static bool s_asked_with(const char *a, const char *b)
+{
+    json_t *reqs = llm_fake_requests(&s_fake);
+    bool found = false;
+    for (size_t i = 0; i < json_array_size(reqs) && !found; i++) {
+        char *text = json_dumps(json_object_get(json_array_get(reqs, i), "body"), JSON_COMPACT);
+        found = text && strstr(text, a) && strstr(text, b);
+        free(text);
+    }
+    json_decref(reqs);
+    return found;
+}
+
+/* The node goes away while the Bash call waits for its permission, and comes back. */
+static char *s_restart_waiting(uint8_t conv[16], const char *script)
+{
+    llm_fake_script(&s_fake, script);
     s_post(conv, "write a file", true);
     char *perm = s_requested();
     zactor_destroy(&s_t.node);
     zsock_destroy(&s_t.gw);
     zsock_destroy(&s_t.sub);
+    zclock_sleep(300); /* the ZeroMQ I/O thread closes the old listeners */
     nt_start_node(&s_t);
     nt_connect(&s_t);
     zclock_sleep(200);
-    s_decide(conv, perm, "approve", 409);
-    cr_assert_eq(nt_sql_ll(&s_t,
-                           "SELECT count(*) FROM tool_permissions WHERE id = '%s' AND "
-                           "status = 'denied'",
-                           perm),
-                 1);
-    char c[37];
+    nt_rep_t r = nt_call(&s_t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(r.body, "status", NULL), "waiting_for_permission");
+    nt_rep_free(&r);
+    return perm;
+}
+
+static const char s_again_script[] =
+    "[{\"kind\":\"tool_call\",\"name\":\"Bash\",\"id\":\"toolu_r1\",\"text\":\"Writing.\","
+    "\"arguments\":{\"command\":\"echo hi > out.txt\",\"description\":\"write\"}},"
+    "{\"kind\":\"tool_call\",\"name\":\"Bash\",\"id\":\"toolu_r2\",\"text\":\"Again.\","
+    "\"arguments\":{\"command\":\"echo hi > out.txt\",\"description\":\"write\"}},"
+    "{\"kind\":\"text\",\"text\":\"Written after the restart.\"}]";
+
+Test(node_strat_claude, a_restart_while_waiting_then_approved_resumes)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    s_setup(cli);
+    uint8_t conv[16];
+    char *perm = s_restart_waiting(conv, s_again_script);
+    s_decide(conv, perm, "approve", 200);
+    /* The session is resumed; the same call is made again and runs without asking. */
+    json_t *ev = s_event("tool.completed", NULL);
+    cr_assert(!json_is_true(json_object_get(json_object_get(ev, "action"), "is_error")));
+    json_decref(ev);
+    ev = s_event("message.completed", NULL);
+    cr_assert(strstr(s_msg_content(ev), "Written after the restart."), "%s", s_msg_content(ev));
+    json_decref(ev);
+    json_decref(s_event("turn.completed", NULL));
+    char c[37], path[512];
     util_uuid_format(conv, c);
-    cr_assert_eq(nt_sql_ll(&s_t,
-                           "SELECT count(*) FROM events WHERE conversation_id = '%s' AND "
-                           "type = 'turn.failed'",
-                           c),
-                 1);
+    snprintf(path, sizeof path, "%s/conversations/%s/out.txt", s_work, c);
+    cr_assert_eq(access(path, R_OK), 0, "%s missing", path);
+    cr_assert_eq(
+        nt_sql_ll(&s_t, "SELECT count(*) FROM tool_permissions WHERE conversation_id = '%s'", c), 1,
+        "the approved call was not asked again");
+    cr_assert(s_asked_with("write a file", "APPROVED: Bash"), "the resumed session is told");
+    free(perm);
+    nt_assert_gapless(&s_t, conv);
+}
+
+Test(node_strat_claude, a_restart_while_waiting_then_denied_resumes)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    s_setup(cli);
+    uint8_t conv[16];
+    char *perm = s_restart_waiting(
+        conv, "[{\"kind\":\"tool_call\",\"name\":\"Bash\",\"id\":\"toolu_d1\",\"arguments\":"
+              "{\"command\":\"echo hi > out.txt\"}},{\"kind\":\"text\",\"text\":\"Fine, I "
+              "will not write it.\"}]");
+    char body[256];
+    snprintf(body, sizeof body, "{\"id\":\"%s\",\"decision\":\"deny\",\"reason\":\"no files\"}",
+             perm);
+    nt_rep_t r = nt_call(&s_t, "perm.decide", conv, body);
+    cr_assert_eq(r.status, 200);
+    nt_rep_free(&r);
+    json_t *ev = s_event("message.completed", NULL);
+    cr_assert_str_eq(s_msg_content(ev), "Fine, I will not write it.");
+    json_decref(ev);
+    json_decref(s_event("turn.completed", NULL));
+    char c[37], path[512];
+    util_uuid_format(conv, c);
+    snprintf(path, sizeof path, "%s/conversations/%s/out.txt", s_work, c);
+    cr_assert_neq(access(path, R_OK), 0, "denied, yet it ran");
+    cr_assert(s_asked_with("write a file", "DENIED: Bash"), "the resumed session is told");
+    cr_assert(s_asked_with("DENIED: Bash", "no files"), "with the reason");
     free(perm);
     nt_assert_gapless(&s_t, conv);
 }

@@ -127,18 +127,6 @@ static void s_on_tool_completed(void *arg, const char *id, const char *content, 
     s_evt_push(run, e);
 }
 
-typedef struct {
-    node_run_t *run; /* referenced */
-    json_t *rules;   /* rows */
-} s_rules_t;
-
-static void s_on_rules_row(void *arg, db_status_t status, const db_result_t *res)
-{
-    s_rules_t *r = arg;
-    const char *text = status == DB_OK ? db_result_value(res, 0, 0) : NULL;
-    r->rules = text ? json_loads(text, 0, NULL) : NULL;
-}
-
 /* Decides the calls the CLI asked about since the last rules read. */
 static void s_decide_new(node_run_t *run, const json_t *rules)
 {
@@ -156,50 +144,27 @@ static void s_decide_new(node_run_t *run, const json_t *rules)
     }
 }
 
-static void s_rules_read(node_run_t *run);
-
-static void s_on_rules(void *arg, db_status_t status, const char *error, const char *sqlstate)
+static void s_rules_loaded(node_run_t *run, const json_t *rules)
 {
-    s_rules_t *r = arg;
-    node_run_t *run = r->run;
-    if (run->actor && run->cc) {
-        run->cc->rules_busy = false;
-        if (status != DB_OK || !json_is_array(r->rules)) {
-            /* Without the rules, a human decides. */
-            s_decide_new(run, NULL);
-        } else {
-            s_decide_new(run, r->rules);
-        }
-        node_run_pump(run);
+    if (!run->cc) {
+        return;
     }
-    json_decref(r->rules);
-    node_run_unref(run);
-    free(r);
+    run->cc->rules_busy = false;
+    s_decide_new(run, rules); /* without the rules (NULL), a human decides */
+    node_run_pump(run);
 }
 
 static void s_rules_read(node_run_t *run)
 {
-    node_t *node = node_run_node(run);
     if (run->cc->rules_busy) {
         return; /* the read in flight decides the new calls too */
     }
-    s_uuid_t conv, team;
-    util_uuid_format(run->actor->conv_id, conv);
-    util_uuid_format(run->actor->team_id, team);
-    const char *params[] = {team, conv};
-    s_rules_t *r = calloc(1, sizeof *r);
-    db_batch_t *b = r && !node->closing ? db_batch_new(node->db, false) : NULL;
-    if (!b || db_batch_add(b, NODE_Q_RULES, NULL, 2, params, s_on_rules_row, r) < 0) {
-        db_batch_destroy(&b);
-        free(r);
+    if (node_perm_read_rules(run, s_rules_loaded) < 0) {
         s_decide_new(run, NULL);
         node_run_pump(run);
         return;
     }
-    r->run = run;
     run->cc->rules_busy = true;
-    node_run_ref(run);
-    db_batch_submit(&b, s_on_rules, r);
 }
 
 int node_claude_add_call(node_run_t *run,

@@ -331,6 +331,12 @@ bool node_perm_pattern_valid(const char *pattern);
 int node_perm_decide(const json_t *rules, const char *name, char rule_id[40]);
 /* Reads the rules and decides every call of the step (phase RULES → STEP). */
 void node_perm_load_rules(node_run_t *run);
+/* Called on the loop with the rules of run's conversation and team (an array,
+   borrowed), or NULL when they could not be read; only while run has an actor. */
+typedef void(node_rules_fn)(node_run_t *run, const json_t *rules);
+/* Starts reading the rules (run is referenced until done). -1 when the read
+   cannot start; done is then never called. */
+int node_perm_read_rules(node_run_t *run, node_rules_fn *done);
 /* Adds the permission request of call c (a row and permission.requested) to ws. */
 void node_perm_add_request(node_ws_t *ws, node_run_t *run, node_call_t *c);
 /* Adds permission.decided for call c, which a rule decided (no request row). */

@@ -31,7 +31,8 @@
 #define GW_SSE_BUFFER      (64 * 1024)  /* per-client output buffer */
 #define GW_SSE_HELD_MAX    (256 * 1024) /* live events held back during a replay */
 #define GW_SSE_REPLAY_PAGE 100          /* events per events.list page while replaying */
-#define GW_SSE_BLOCK       (8 * 1024)   /* MHD content reader block */
+#define GW_SSE_BLOCK       (4 * 1024)   /* MHD content reader block (taken from the 16 KiB pool) */
+#define GW_SSE_BUF_START   2048         /* first allocation of a client's output buffer */
 
 typedef struct gw_server_t gw_server_t;
 typedef struct gw_req_t gw_req_t;

@@ -76,7 +76,15 @@ int gw_sse_buf_append(gw_sse_buf_t *buf, const char *data, size_t len)
         }
         buf->off = 0;
         if (buf->len + len > buf->cap) {
-            size_t cap = buf->len + len > buf->max ? buf->len + len : buf->max;
+            /* Grow geometrically from a small start: most clients only ever
+               hold a few small frames, and a quiet SSE client should cost
+               little (issue 6, P7). A lone frame over max gets its own size. */
+            size_t need = buf->len + len;
+            size_t cap = buf->cap ? buf->cap * 2 : GW_SSE_BUF_START;
+            while (cap < need) {
+                cap *= 2;
+            }
+            cap = cap > buf->max ? (need > buf->max ? need : buf->max) : cap;
             char *grown = realloc(buf->data, cap);
             if (!grown) {
                 return -1;

@@ -16,9 +16,8 @@
 #include <unistd.h>
 
 #define S_STOP_GRACE_MS 2500 /* wait this long for answers to flush at stop */
-#define S_MHD_MEMORY                                                                               \
-    (16 * 1024) /* per-connection memory pool (headers, body chunks, SSE block)                    \
-                 */
+/* Per-connection memory pool: request headers, body chunks and the SSE block. */
+#define S_MHD_MEMORY (16 * 1024)
 
 void gw_config_defaults(gw_config_t *cfg)
 {

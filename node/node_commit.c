@@ -96,6 +96,7 @@ void node_ws_destroy(node_ws_t **ws_p)
     }
     free(ws->stmts);
     free(ws->plan.content);
+    free(ws->plan.fold_reply);
     node_req_destroy(&ws->req);
     free(ws);
     *ws_p = NULL;
@@ -193,6 +194,9 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
                                .body = s->cols[1]};
         node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
         last = id > last ? id : last;
+        if (ws->plan.folded && (int)i == ws->plan.fold_evt) {
+            node_echo_deltas(node, ws->actor, ws->plan.asst_id, ws->plan.fold_reply);
+        }
     }
     return last;
 }

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "node/node_internal.h"
+#include "node/node_strategy.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -73,15 +74,20 @@ int node_echo_begin(node_t *node, node_actor_t *a, const char *content)
     return 0;
 }
 
-/* Publishes the delta reply[from, to) as number index. */
-static void s_delta(node_t *node, node_actor_t *a, size_t from, size_t to)
+/* Publishes the delta reply[from, to) of message asst_id as number index. */
+static void s_delta(node_t *node,
+                    node_actor_t *a,
+                    const uint8_t asst_id[16],
+                    const char *reply,
+                    size_t from,
+                    size_t to,
+                    uint32_t index)
 {
-    node_turns_t *t = a->turns;
     char conv[UTIL_UUID_STR_LEN + 1], mid[UTIL_UUID_STR_LEN + 1], idx[24];
     util_uuid_format(a->conv_id, conv);
-    util_uuid_format(t->asst_id, mid);
-    snprintf(idx, sizeof idx, "%u", t->index);
-    char *text = strndup(t->reply + from, to - from);
+    util_uuid_format(asst_id, mid);
+    snprintf(idx, sizeof idx, "%u", index);
+    char *text = strndup(reply + from, to - from);
     node_buf_t b;
     node_buf_init(&b);
     node_buf_str(&b, "{\"conversation_id\":\"");
@@ -101,6 +107,46 @@ static void s_delta(node_t *node, node_actor_t *a, size_t from, size_t to)
     free(text);
 }
 
+/* End of the delta starting at pos: the whitespace before a word and the word, so that
+   deltas concatenate to the reply exactly. */
+static size_t s_delta_end(const char *reply, size_t pos, size_t len)
+{
+    size_t end = pos;
+    while (end < len && s_space(reply[end])) {
+        end++;
+    }
+    while (end < len && !s_space(reply[end])) {
+        end++;
+    }
+    return end;
+}
+
+void node_echo_deltas(node_t *node, node_actor_t *a, const uint8_t asst_id[16], const char *reply)
+{
+    size_t len = strlen(reply);
+    uint32_t index = 0;
+    for (size_t pos = 0; pos < len; index++) {
+        size_t end = s_delta_end(reply, pos, len);
+        s_delta(node, a, asst_id, reply, pos, end, index);
+        pos = end;
+    }
+}
+
+bool node_echo_is(const char *name)
+{
+    const cfg_strategy_t *s = node_strategy_lookup(name ? name : node_strategy_default_name());
+    return s && s->kind == CFG_STRATEGY_ECHO;
+}
+
+void node_actor_set_echo(node_actor_t *a, const char *strategy)
+{
+    if (strategy && node_echo_is(strategy)) {
+        a->flags |= NODE_AF_ECHO;
+    } else {
+        a->flags &= (uint8_t)~NODE_AF_ECHO;
+    }
+}
+
 void node_echo_step(node_t *node, node_actor_t *a)
 {
     node_turns_t *t = a->turns;
@@ -114,16 +160,8 @@ void node_echo_step(node_t *node, node_actor_t *a)
             node_actor_pump(node, a);
             return;
         }
-        /* A delta is the whitespace before a word and the word: deltas concatenate to
-           the reply exactly. */
-        size_t end = t->pos;
-        while (end < len && s_space(t->reply[end])) {
-            end++;
-        }
-        while (end < len && !s_space(t->reply[end])) {
-            end++;
-        }
-        s_delta(node, a, t->pos, end);
+        size_t end = s_delta_end(t->reply, t->pos, len);
+        s_delta(node, a, t->asst_id, t->reply, t->pos, end, t->index);
         t->pos = end;
         t->index++;
     }

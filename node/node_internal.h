@@ -175,6 +175,7 @@ typedef enum { NODE_BUSY_ENQUEUE, NODE_BUSY_REJECT, NODE_BUSY_INTERRUPT } node_o
                                permission decision or turn recovery (node_strategy.h) */
 #define NODE_AF_DOOMED 0x04 /* not ours any more: free when quiescent */
 #define NODE_AF_RELOAD 0x08 /* state unknown (connection lost mid-commit): reload */
+#define NODE_AF_ECHO   0x10 /* the stored strategy is an echo strategy on this node */
 
 typedef struct node_mbox_t node_mbox_t;
 typedef struct node_turns_t node_turns_t;
@@ -366,6 +367,9 @@ typedef struct {
     int strat_ctx;         /* 1 + index of the turn-context statement, 0 = none */
     uint8_t strat_op;      /* strategy write (node_strategy.h node_sop_t), 0 = none */
     int32_t strat_arg;     /* its argument (a tool call index, -1 = none) */
+    bool folded;           /* a whole echo turn is written by this set (node_turn.c) */
+    int fold_evt;          /* its turn.started statement: deltas are published after it */
+    char *fold_reply;      /* its reply text (owned), published as deltas */
 } node_plan_t;
 
 typedef enum {
@@ -524,6 +528,14 @@ void node_echo_step(node_t *node, node_actor_t *actor);
 int node_echo_begin(node_t *node, node_actor_t *actor, const char *content);
 /* Words (runs of non-space) in text. */
 uint32_t node_echo_words(const char *text);
+/* Publishes reply as the message.delta events of assistant message asst_id, numbered
+   from 0 (one per word with its leading whitespace), as node_echo_step does. */
+void node_echo_deltas(node_t *node, node_actor_t *actor, const uint8_t asst_id[16],
+                      const char *reply);
+/* Whether the strategy named name (NULL = the default, "echo") is an echo strategy. */
+bool node_echo_is(const char *name);
+/* Sets or clears NODE_AF_ECHO from the conversation's stored strategy (NULL: clears). */
+void node_actor_set_echo(node_actor_t *actor, const char *strategy);
 
 /* Scheduler callback: an actor's wake-up is due. */
 void node_actor_wake(node_t *node, node_actor_t *actor);

@@ -100,6 +100,9 @@ int node_conv_add_create(node_ws_t *ws, const json_t *obj)
     node_arg_str(obj, "on_busy", 1, 16, &on_busy);
     node_arg_object(obj, "metadata", &meta);
     bool has_wt = s_worktree(obj, wt, NULL) == 1;
+    /* The first message of the new conversation may fold its echo turn (node_turn.c)
+       unless its metadata sets echo options, which the actor learns at commit. */
+    node_actor_set_echo(a, meta && json_object_get(meta, "echo") ? NULL : strategy);
     char *meta_text = meta ? node_json_text(meta) : NULL;
     util_uuid_format(a->conv_id, conv);
     util_uuid_format(a->team_id, team);

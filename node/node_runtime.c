@@ -99,6 +99,7 @@ static void s_on_load_row(void *arg, db_status_t status, const db_result_t *res)
     a->last_evt_seq = (uint64_t)node_parse_ll(db_result_value(res, 0, 3), 0, 0, INT64_MAX);
     a->echo_delay_ms = (int32_t)node_parse_ll(db_result_value(res, 0, 4), -1, 0, 60000);
     a->echo_fail_every = (int32_t)node_parse_ll(db_result_value(res, 0, 5), -1, 0, 1000000);
+    node_actor_set_echo(a, db_result_value(res, 0, 6));
     a->state = NODE_ACTOR_READY;
 }
 
@@ -133,6 +134,7 @@ static void s_load(node_t *node, node_actor_t *actor)
     actor->status = NODE_ST_IDLE;
     actor->on_busy = NODE_BUSY_ENQUEUE;
     actor->echo_delay_ms = actor->echo_fail_every = -1;
+    actor->flags &= (uint8_t)~NODE_AF_ECHO;
     actor->turn_count = 0;
     char conv[UTIL_UUID_STR_LEN + 1], team[UTIL_UUID_STR_LEN + 1];
     util_uuid_format(actor->conv_id, conv);
@@ -380,6 +382,7 @@ static void s_commit_ok(node_t *node, node_actor_t *a, node_ws_t *ws)
     a->on_busy = (uint8_t)(busy < 0 ? a->on_busy : busy);
     a->echo_delay_ms = (int32_t)node_parse_ll(node_ws_value(ws, t, 3), -1, 0, 60000);
     a->echo_fail_every = (int32_t)node_parse_ll(node_ws_value(ws, t, 4), -1, 0, 1000000);
+    node_actor_set_echo(a, node_ws_value(ws, t, 5));
     a->state = NODE_ACTOR_READY;
     node_turn_apply(node, a, &ws->plan);
     s_reply_ok(node, ws);

@@ -36,7 +36,8 @@ static const s_stmt_t s_stmts[] = {
     /* Activation: the actor's state; $1 conv, $2 team. */
     {NODE_Q_CONV_LOAD, 2,
      "SELECT status, on_busy, last_msg_seq, last_event_seq, metadata->'echo'->>'delay_ms', "
-     "metadata->'echo'->>'fail_every' FROM conversations WHERE id = $1::uuid AND team_id = "
+     "metadata->'echo'->>'fail_every', strategy FROM conversations WHERE id = $1::uuid AND "
+     "team_id = "
      "$2::uuid"},
     /* $1 id $2 team $3 source $4 type $5 title $6 strategy $7 worktree $8 on_busy $9 metadata */
     {NODE_Q_CONV_INSERT, 9,
@@ -65,7 +66,8 @@ static const s_stmt_t s_stmts[] = {
      "c.id = $1::uuid AND "
      "c.team_id = $2::uuid RETURNING " CONV_JSON(
          "c") "::text, c.status, c.on_busy, "
-              "c.metadata->'echo'->>'delay_ms', c.metadata->'echo'->>'fail_every'"},
+              "c.metadata->'echo'->>'delay_ms', c.metadata->'echo'->>'fail_every', "
+              "c.strategy"},
     {NODE_Q_CONV_GET, 2,
      "SELECT " CONV_JSON("c") "::text FROM conversations c WHERE c.id = $1::uuid AND c.team_id = "
                               "$2::uuid"},

@@ -153,6 +153,59 @@ static void s_add_start(node_ws_t *ws, const uint8_t user_id[16], bool from_queu
     p->start_from_queue = from_queue;
 }
 
+/* A posted message to an echo conversation with no delay, whose reply fits one
+   scheduler step and whose turn does not fail: the whole turn is written with the
+   message, in one commit. The same rows, events and deltas as a streamed turn; the
+   assistant message is never stored as "streaming". */
+static bool s_fold_ok(const node_t *node, const node_ws_t *ws)
+{
+    const node_actor_t *a = ws->actor;
+    if (!(a->flags & NODE_AF_ECHO) || !ws->plan.content) {
+        return false;
+    }
+    long delay = a->echo_delay_ms >= 0 ? a->echo_delay_ms : node->cfg->echo_delay_ms;
+    long every = a->echo_fail_every >= 0 ? a->echo_fail_every : node->cfg->echo_fail_every;
+    if (delay != 0 || (every > 0 && (a->turn_count + 1) % (uint32_t)every == 0)) {
+        return false;
+    }
+    return node_echo_words(ws->plan.content) + 1 <= NODE_ECHO_BURST;
+}
+
+static void s_add_folded(node_ws_t *ws)
+{
+    node_plan_t *p = &ws->plan;
+    size_t n = strlen(p->content);
+    p->fold_reply = malloc(n + 7);
+    if (!p->fold_reply) {
+        ws->oom = true;
+        return;
+    }
+    memcpy(p->fold_reply, "echo: ", 6);
+    memcpy(p->fold_reply + 6, p->content, n + 1);
+    util_uuid_generate(p->asst_id);
+    s_uuid_t uid, aid;
+    util_uuid_format(p->user_id, uid);
+    util_uuid_format(p->asst_id, aid);
+    json_int_t in = node_echo_words(p->content), out = node_echo_words(p->fold_reply);
+    char *meta = s_json(json_pack("{s:s, s:s, s:{s:I, s:I}}", "user_message_id", uid, "model",
+                                  "echo", "usage", "input_tokens", in, "output_tokens", out));
+    char *started = s_json(json_pack("{s:s, s:s}", "user_message_id", uid, "message_id", aid));
+    char *done = s_json(json_pack("{s:s, s:s, s:{s:I, s:I}}", "message_id", aid, "user_message_id",
+                                  uid, "usage", "input_tokens", in, "output_tokens", out));
+    if (!meta || !started || !done) {
+        ws->oom = true;
+    } else {
+        node_ws_message(ws, p->asst_id, "assistant", p->fold_reply, "completed", meta);
+        p->fold_evt = node_ws_event(ws, "turn.started", NODE_ACTOR_SOURCE, started, NULL, false);
+        node_ws_event(ws, "message.completed", NODE_ACTOR_SOURCE, NULL, p->asst_id, false);
+        node_ws_event(ws, "turn.completed", NODE_ACTOR_SOURCE, done, NULL, false);
+        p->folded = true;
+    }
+    free(meta);
+    free(started);
+    free(done);
+}
+
 int node_turn_plan_next(node_t *node, node_ws_t *ws, bool posted)
 {
     node_actor_t *a = ws->actor;
@@ -162,6 +215,8 @@ int node_turn_plan_next(node_t *node, node_ws_t *ws, bool posted)
     } else if (node_turn_queued(a) > 0) {
         s_add_start(ws, a->turns->head->user_id, true);
         p->enqueue = posted;
+    } else if (posted && s_fold_ok(node, ws)) {
+        s_add_folded(ws);
     } else if (posted) {
         s_add_start(ws, p->user_id, false);
     }
@@ -335,6 +390,12 @@ void node_turn_apply(node_t *node, node_actor_t *actor, node_plan_t *plan)
     }
     if (plan->start && !plan->start_from_queue) {
         s_apply_start(node, actor, plan);
+    }
+    if (plan->folded) {
+        actor->turn_count++; /* started and completed by this commit */
+        if (actor->turns) {
+            actor->turns->backoff_ms = 0;
+        }
     }
     s_maybe_free(node, actor);
 }

@@ -359,3 +359,95 @@ Test(node_turn, passivation_then_reactivation_keeps_seqs, .timeout = 30)
     cr_assert_eq(nt_sql_ll(&t, "SELECT max(seq) FROM messages WHERE conversation_id = '%s'", c), 4);
     nt_stop(&t);
 }
+
+/* Published events of one turn until turn.completed: types in order ("delta" for each
+   message.delta) into types, the deltas' text concatenated into text. */
+static void s_turn_events(nt_t *t, char *types, size_t tcap, char *text, size_t xcap)
+{
+    types[0] = text[0] = '\0';
+    char type[64];
+    for (int i = 0; i < 200; i++) {
+        json_t *b = NULL;
+        cr_assert_geq(nt_event(t, type, &b, NT_TIMEOUT), 0, "no turn.completed published");
+        bool delta = strcmp(type, "message.delta") == 0;
+        if (delta) {
+            strncat(text, nt_str(b, "text", NULL), xcap - strlen(text) - 1);
+        }
+        strncat(types, delta ? "delta " : type, tcap - strlen(types) - 1);
+        strncat(types, delta ? "" : " ", tcap - strlen(types) - 1);
+        json_decref(b);
+        if (strcmp(type, "turn.completed") == 0) {
+            return;
+        }
+    }
+    cr_assert_fail("too many events");
+}
+
+/* A conversation's stored rows in a comparable form (ids left out). */
+static char *s_rows(nt_t *t, const uint8_t conv[16])
+{
+    char c[37], sql[600];
+    util_uuid_format(conv, c);
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT string_agg(format('%%s|%%s|%%s|%%s|%%s', seq, role, content, status, "
+             "metadata - 'user_message_id'), E'\\n' ORDER BY seq) FROM messages WHERE "
+             "conversation_id = '%s') || E'\\n' || (SELECT string_agg(format('%%s|%%s|%%s', seq, "
+             "type, action - 'message_id' - 'user_message_id' - 'message' - 'conversation'), "
+             "E'\\n' ORDER BY "
+             "seq) FROM events WHERE conversation_id = '%s')",
+             c, c);
+    PGresult *r = PQexec(t->pg, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s", PQerrorMessage(t->pg));
+    char *out = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return out;
+}
+
+/* With no delay, an echo turn is written with its message in one commit (node_turn.c
+   s_add_folded): the same rows, events and deltas as the streamed turn, and the same
+   transaction for both messages. */
+Test(node_turn, folded_echo_turn_matches_streamed_turn, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t streamed[16], folded[16];
+    nt_create(&t, streamed, "{\"metadata\":{\"echo\":{\"delay_ms\":1}}}");
+    nt_create(&t, folded, "{}");
+    char types[2][1024], text[2][256];
+    const uint8_t *convs[2] = {streamed, folded};
+    for (int k = 0; k < 2; k++) {
+        /* Drain what conv.create published. */
+        json_t *b = NULL;
+        char type[64];
+        while (nt_event(&t, type, &b, 50) >= 0) {
+            json_decref(b);
+            b = NULL;
+        }
+        s_post(&t, convs[k], "alpha beta  gamma", 202);
+        s_turn_events(&t, types[k], sizeof types[k], text[k], sizeof text[k]);
+    }
+    cr_assert_str_eq(types[1], types[0]);
+    cr_assert_str_eq(types[1], "message.created turn.started delta delta delta delta "
+                               "message.completed turn.completed ");
+    cr_assert_str_eq(text[1], "echo: alpha beta  gamma");
+    cr_assert_str_eq(text[0], text[1]);
+    char *rows[2] = {s_rows(&t, streamed), s_rows(&t, folded)};
+    cr_assert_str_eq(rows[1], rows[0]);
+    free(rows[0]);
+    free(rows[1]);
+    char c[2][37];
+    util_uuid_format(streamed, c[0]);
+    util_uuid_format(folded, c[1]);
+    const char *xmins =
+        "SELECT count(DISTINCT xmin::text) FROM messages WHERE conversation_id = '%s'";
+    cr_assert_eq(nt_sql_ll(&t, xmins, c[0]), 2, "the streamed turn commits twice");
+    cr_assert_eq(nt_sql_ll(&t, xmins, c[1]), 1, "the folded turn commits with its message");
+    for (int k = 0; k < 2; k++) {
+        nt_assert_gapless(&t, convs[k]);
+        nt_rep_t g = nt_call(&t, "conv.get", convs[k], "{}");
+        cr_assert_str_eq(nt_str(g.body, "status", NULL), "idle");
+        cr_assert_eq(nt_int(g.body, "message_count", NULL), 2);
+        nt_rep_free(&g);
+    }
+    nt_stop(&t);
+}

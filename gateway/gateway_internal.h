@@ -415,7 +415,9 @@ int gw_api_page_args(gw_req_t *req, json_t *args);
 int gw_api_uint_arg(gw_req_t *req, json_t *args, const char *name);
 /* A new conversation id: derived from team + Idempotency-Key when args
    carry one (so a retry lands on the same id and owner), else random. */
-void gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16]);
+/* The id of a conversation a request creates: derived from team and Idempotency-Key,
+   or random. Returns true when random (no row can have it yet: args get "fresh"). */
+bool gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16]);
 
 void gw_h_health(gw_req_t *req);
 void gw_h_ready(gw_req_t *req);

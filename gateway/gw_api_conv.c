@@ -81,12 +81,12 @@ int gw_api_uint_arg(gw_req_t *req, json_t *args, const char *name)
     return 0;
 }
 
-void gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16])
+bool gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16])
 {
     const char *key = json_string_value(json_object_get(args, "idempotency_key"));
     if (!key) {
         util_uuid_generate(out);
-        return;
+        return true;
     }
     /* A retried create with the same Idempotency-Key must land on the same
        conversation id (and so the same owner): derive it from team and key. */
@@ -103,6 +103,7 @@ void gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16])
     }
     out[6] = (uint8_t)((out[6] & 0x0f) | 0x40);
     out[8] = (uint8_t)((out[8] & 0x3f) | 0x80);
+    return false;
 }
 
 /* ---- handlers -------------------------------------------------------------- */
@@ -113,7 +114,9 @@ void gw_h_conv_create(gw_req_t *req)
     if (!args) {
         return;
     }
-    gw_api_new_conv_id(req, args, req->conv_id);
+    if (gw_api_new_conv_id(req, args, req->conv_id)) {
+        json_object_set_new(args, "fresh", json_true()); /* the node skips its lookup */
+    }
     gw_req_call(req, "conv.create", true, args, NULL);
 }
 

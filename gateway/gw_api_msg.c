@@ -91,8 +91,8 @@ void gw_h_message(gw_req_t *req)
     const char *cid = json_string_value(json_object_get(in, "conversation_id"));
     if (cid) {
         util_uuid_parse(cid, req->conv_id);
-    } else {
-        gw_api_new_conv_id(req, in, req->conv_id);
+    } else if (gw_api_new_conv_id(req, in, req->conv_id)) {
+        json_object_set_new(args, "fresh", json_true()); /* the node skips its lookup */
     }
     json_object_set_new(args, "create", create);
     json_decref(in);

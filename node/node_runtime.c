@@ -155,6 +155,18 @@ static void s_load(node_t *node, node_actor_t *actor)
     db_batch_submit(&b, s_on_loaded, ctx);
 }
 
+/* A create whose id the gateway has just drawn at random ("fresh"): no row can exist, so
+   the actor starts absent without the claim and the load. Were the id taken after all,
+   the conversation's insert (unique) and its claim in the same commit fail the write:
+   nothing is overwritten. */
+static bool s_fresh_create(const node_req_t *req)
+{
+    const char *op = req->op->name;
+    return json_is_true(json_object_get(req->args, "fresh")) &&
+           (strcmp(op, "conv.create") == 0 ||
+            (strcmp(op, "msg.post") == 0 && json_is_object(json_object_get(req->args, "create"))));
+}
+
 void node_actor_deliver(node_t *node, node_req_t *req)
 {
     node_actor_t *a = node_actors_find(node->actors, req->conv_id);
@@ -170,6 +182,12 @@ void node_actor_deliver(node_t *node, node_req_t *req)
             if (a) {
                 node_actors_remove(node->actors, a);
             }
+            return;
+        }
+        if (s_fresh_create(req)) {
+            a->state = NODE_ACTOR_ABSENT;
+            a->echo_delay_ms = a->echo_fail_every = -1;
+            node_actor_pump(node, a);
             return;
         }
         s_load(node, a);
@@ -410,6 +428,7 @@ static bool s_commit_failed(node_t *node, node_actor_t *a, node_ws_t *ws, node_w
                              "a request with this Idempotency-Key is in progress");
             break;
         case NODE_WS_EXISTS:
+            a->flags |= NODE_AF_RELOAD; /* the row is there: learn whose it is */
             if (ws->req && strcmp(ws->req->op->name, "msg.post") == 0) {
                 /* msg.post with "create" names its id: taken by another team (this
                    team's row would have loaded). No existence leak: 404. */

@@ -1,7 +1,8 @@
 /*  test_node_ops — the API ops against a real node and Postgres: team scoping
     (another team's conversation is 404 everywhere), idempotency keys, patch
     (metadata merged), validation, conv.list keyset pagination and filters,
-    msg.list, events.list (conversation and team), auth, status. */
+    msg.list, events.list (conversation and team), auth, status, and a create
+    marked "fresh" (no lookup) that names a taken id. */
 #include "node_test.h"
 
 Test(node_ops, other_team_gets_404_everywhere, .timeout = 30)
@@ -326,5 +327,47 @@ Test(node_ops, auth_and_status, .timeout = 30)
     r = nt_recv(&t, 80);
     cr_assert_eq(r.status, 400);
     nt_rep_free(&r);
+    nt_stop(&t);
+}
+
+/* "fresh" (the gateway drew the id at random) skips the activation's lookup; an id that is
+   taken after all is refused by the insert, nothing is overwritten, and the conversation
+   is found again afterwards. */
+Test(node_ops, fresh_create_never_overwrites, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t fresh[16], taken[16];
+    util_uuid_generate(fresh);
+    nt_rep_t r =
+        nt_call(&t, "msg.post", fresh, "{\"content\":\"hi\",\"create\":{},\"fresh\":true}");
+    cr_assert_eq(r.status, 202, "fresh create: %d", r.status);
+    nt_rep_free(&r);
+    /* A row the node has not seen (no resident actor), then a lying "fresh" create. */
+    util_uuid_generate(taken);
+    char id[37];
+    util_uuid_format(taken, id);
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO conversations (id, team_id, title) VALUES ('%s', '%s', 'kept')", id,
+             t.team_s);
+    nt_sql(&t, sql);
+    r = nt_call(&t, "conv.create", taken, "{\"title\":\"overwrite\",\"fresh\":true}");
+    cr_assert_eq(r.status, 409, "lying fresh create: %d", r.status);
+    nt_rep_free(&r);
+    /* The refusal made the actor look again: the row is found, the post goes to it. */
+    r = nt_call(&t, "msg.post", taken, "{\"content\":\"x\",\"create\":{},\"fresh\":true}");
+    cr_assert_eq(r.status, 202, "post after the refusal: %d", r.status);
+    cr_assert(json_is_false(json_object_get(r.body, "created")));
+    nt_rep_free(&r);
+    r = nt_call(&t, "conv.get", taken, "{}");
+    cr_assert_eq(r.status, 200, "the row must be found again: %d", r.status);
+    cr_assert_str_eq(nt_str(r.body, "title", NULL), "kept");
+    nt_rep_free(&r);
+    cr_assert_eq(nt_sql_ll(&t,
+                           "SELECT count(*) FROM events WHERE conversation_id = '%s' AND type = "
+                           "'conversation.created'",
+                           id),
+                 0);
     nt_stop(&t);
 }

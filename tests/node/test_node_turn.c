@@ -438,10 +438,9 @@ Test(node_turn, folded_echo_turn_matches_streamed_turn, .timeout = 30)
     char c[2][37];
     util_uuid_format(streamed, c[0]);
     util_uuid_format(folded, c[1]);
-    const char *xmins =
-        "SELECT count(DISTINCT xmin::text) FROM messages WHERE conversation_id = '%s'";
-    cr_assert_eq(nt_sql_ll(&t, xmins, c[0]), 2, "the streamed turn commits twice");
-    cr_assert_eq(nt_sql_ll(&t, xmins, c[1]), 1, "the folded turn commits with its message");
+#define XMINS "SELECT count(DISTINCT xmin::text) FROM messages WHERE conversation_id = '%s'"
+    cr_assert_eq(nt_sql_ll(&t, XMINS, c[0]), 2, "the streamed turn commits twice");
+    cr_assert_eq(nt_sql_ll(&t, XMINS, c[1]), 1, "the folded turn commits with its message");
     for (int k = 0; k < 2; k++) {
         nt_assert_gapless(&t, convs[k]);
         nt_rep_t g = nt_call(&t, "conv.get", convs[k], "{}");
@@ -449,5 +448,61 @@ Test(node_turn, folded_echo_turn_matches_streamed_turn, .timeout = 30)
         cr_assert_eq(nt_int(g.body, "message_count", NULL), 2);
         nt_rep_free(&g);
     }
+    nt_stop(&t);
+}
+
+/* The node renders what a write set inserts (node_write.c, node_render.c): the published
+   events and the 202's message equal what the store gives back afterwards. */
+Test(node_turn, rendered_rows_equal_stored_rows, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{}");
+    char type[64];
+    json_t *b = NULL;
+    while (nt_event(&t, type, &b, 50) >= 0) {
+        json_decref(b);
+        b = NULL;
+    }
+    nt_rep_t r = nt_call(
+        &t, "msg.post", conv,
+        "{\"content\":\"q \\\"x\\\" \\\\ \\u00e9\\n\",\"metadata\":{\"b\":1,\"a\":[true]}}");
+    cr_assert_eq(r.status, 202);
+    json_t *posted = json_deep_copy(json_object_get(r.body, "message"));
+    nt_rep_free(&r);
+    json_t *live = json_array();
+    for (;;) {
+        long long id = nt_event(&t, type, &b, NT_TIMEOUT);
+        cr_assert_geq(id, 0, "turn.completed not published");
+        if (id > 0) {
+            json_array_append(live, b);
+        }
+        json_decref(b);
+        b = NULL;
+        if (strcmp(type, "turn.completed") == 0) {
+            break;
+        }
+    }
+    nt_rep_t ev = nt_call(&t, "events.list", conv, "{\"limit\":100}");
+    json_t *stored = json_object_get(ev.body, "data");
+    /* conversation.created, then the four events of the post and its turn */
+    cr_assert_eq(json_array_size(stored), 5);
+    cr_assert_eq(json_array_size(live), 4);
+    for (size_t i = 0; i < 4; i++) {
+        char *l = json_dumps(json_array_get(live, i), JSON_SORT_KEYS);
+        char *s = json_dumps(json_array_get(stored, i + 1), JSON_SORT_KEYS);
+        cr_assert_str_eq(l, s, "event %zu differs", i);
+        free(l);
+        free(s);
+    }
+    nt_rep_t ml = nt_call(&t, "msg.list", conv, "{\"limit\":10}");
+    json_t *first = json_array_get(json_object_get(ml.body, "data"), 0);
+    cr_assert(json_equal(first, posted), "the 202's message differs from the stored one");
+    cr_assert_str_eq(nt_str(first, "content", NULL), "q \"x\" \\ \xc3\xa9\n");
+    nt_rep_free(&ml);
+    nt_rep_free(&ev);
+    json_decref(live);
+    json_decref(posted);
     nt_stop(&t);
 }

@@ -154,7 +154,7 @@ bn_restart() {
     if [[ -n $pid ]]; then
         kill -TERM "$pid" 2>/dev/null || true
         bk_wait_for 10 bk_dead "$pid" || bn_die "$name (pid $pid) did not stop"
-        # The supervisor must have seen the exit first, or the SIGHUP of up -d
+        # The supervisor must have seen the exit first, or the SIGUSR1 of up -d
         # finds it still "running" and it stays down (BICKY_SUPERVISE=0).
         bk_wait_for 5 grep -q "$name pid=$pid exited" "$BICKY_VAR/log/supervisor.log" ||
             bn_say "warning: the supervisor did not log the exit of $name"

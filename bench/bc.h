@@ -55,6 +55,9 @@ int bc_tcp_connect(const struct sockaddr_in *dst, const struct in_addr *src, boo
 int bc_write_all(int fd, const char *buf, size_t n);
 /* Resident set size of process pid in KiB (VmRSS), or -1. pid 0 = this process. */
 long bc_rss_kb(long pid);
+/* RSS of pid plus its direct children (a gateway with --workers), KiB; -1 when
+   pid is gone. */
+long bc_rss_tree_kb(long pid);
 /* Raises RLIMIT_NOFILE's soft limit to at least want (up to the hard limit);
    returns the resulting soft limit. */
 long bc_raise_nofile(long want);

@@ -6,6 +6,7 @@
 #include "bench/bc.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -114,6 +115,41 @@ int bc_write_all(int fd, const char *buf, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+/* Parent pid from /proc/PID/stat (the field after the parenthesised name). */
+static long s_ppid(long pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = 0;
+    char *rp = strrchr(buf, ')');
+    long ppid = -1;
+    return rp && sscanf(rp + 1, " %*c %ld", &ppid) == 1 ? ppid : -1;
+}
+
+long bc_rss_tree_kb(long pid)
+{
+    long total = bc_rss_kb(pid);
+    DIR *d = total >= 0 ? opendir("/proc") : NULL;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        char *end;
+        long child = strtol(e->d_name, &end, 10);
+        if (*end == 0 && child > 0 && child != pid && s_ppid(child) == pid) {
+            long kb = bc_rss_kb(child);
+            total += kb > 0 ? kb : 0;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return total;
 }
 
 long bc_rss_kb(long pid)

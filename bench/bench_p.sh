@@ -92,15 +92,49 @@ p3_latency() {
     bn_restart gateway # drop P3's listeners before P7 measures the gateway
 }
 
+# P7 with --workers > 1: the supervised gateway is stopped and one with
+# P7_WORKERS worker processes (SO_REUSEPORT) runs on the same port for P7 only,
+# so that the other benchmarks keep the default single-process gateway. Sets P7_GW.
+p7_gateway_up() {
+    if ((P7_WORKERS <= 1)); then
+        bn_restart gateway
+        P7_GW=$(bn_pid gateway)
+        return
+    fi
+    local pid
+    pid=$(bn_pid gateway)
+    kill -TERM "$pid" 2>/dev/null || true
+    bk_wait_for 10 bk_dead "$pid" || bn_die "gateway (pid $pid) did not stop"
+    bk_wait_for 5 grep -q "gateway pid=$pid exited" "$BICKY_VAR/log/supervisor.log" ||
+        bn_say "warning: the supervisor did not log the exit of the gateway"
+    BICKY_GATEWAY_WORKERS=$P7_WORKERS BICKY_MAX_CONNECTIONS=$P7_GW_MAXCONN \
+        "$BICKY_BIN/bicky-gateway" --listen 127.0.0.1 --port "$BICKY_HTTP_PORT" \
+        --registry "$BICKY_REGISTRY" --log-level warn >>"$BICKY_VAR/log/gateway-p7.log" 2>&1 &
+    P7_GW=$!
+    bk_wait_for 15 bk_http_ok "$BICKY_URL/ready" || bn_die "P7 gateway (workers) not ready"
+}
+
+# Stops P7's own gateway and brings the supervised one back.
+p7_gateway_down() {
+    if ((P7_WORKERS <= 1)); then
+        bn_restart gateway
+        return
+    fi
+    kill -TERM "$P7_GW" 2>/dev/null || true
+    wait "$P7_GW" 2>/dev/null || bn_say "P7 gateway exited with status $?"
+    "$BK_ROOT/deploy/local/up" -d >>"$RES/up.log" 2>&1 || bn_die "up -d failed (see $RES/up.log)"
+    bk_wait_for 15 bk_http_ok "$BICKY_URL/ready" || bn_die "gateway not ready after P7"
+}
+
 p7_sse() {
-    bn_say "P7: restarting the gateway (clean memory baseline), then $P7_CLIENTS SSE clients"
-    bn_restart gateway
+    bn_say "P7: restarting the gateway (clean memory baseline; $P7_WORKERS worker(s)), then $P7_CLIENTS SSE clients from $P7_PROCS process(es)"
+    p7_gateway_up
     bn_pgss p7-before
     bn_seed "$TEAM_DEV" "$P7_CONVS" "$RES/p7.ids"
     bn_sse p7 --convs "$RES/p7.ids" --nconvs "$P7_CONVS" --clients "$P7_CLIENTS" \
         --sources "$SOURCES" --rate "$P7_RATE" --duration-s "$P7_D" --post-conns 32 \
-        --connect-parallel 2000 --connect-timeout-s 300 --settle-s 30 \
-        --gateway-pid "$(bn_pid gateway)" --samples "$RES/p7"
+        --connect-parallel 2000 --connect-timeout-s 300 --settle-s 30 --procs "$P7_PROCS" \
+        --gateway-pid "$P7_GW" --samples "$RES/p7"
     local ready complete why
     ready=$(bn_jq "$SSE_JSON" '.ready')
     complete=$(bn_jq "$SSE_JSON" '.complete_clients')
@@ -108,6 +142,7 @@ p7_sse() {
     if ((P7_CLIENTS < P7_TARGET)); then
         why="; $P7_CLIENTS attempted: open-file hard limit $(ulimit -Hn) (no CAP_SYS_RESOURCE)"
     fi
+    ((P7_WORKERS > 1)) && why+="; $P7_WORKERS gateway worker processes (SO_REUSEPORT), $P7_PROCS client processes"
     bn_row P7a "SSE clients connected to one gateway" "$ready" clients ge "$P7_TARGET" \
         "10,000 clients" "in $(bn_jq "$SSE_JSON" '.connect_s') s$why"
     bn_row P7b "  clients that got every event of their conversation" "$complete" clients ge \
@@ -115,11 +150,11 @@ p7_sse() {
     bn_row P7c "  fan-out delay commit → client, p99" "$(bn_jq "$SSE_JSON" '.fanout_ms.p99')" ms \
         le 50 "230 ms p99 (140 p50)" "p50 $(bn_jq "$SSE_JSON" '.fanout_ms.p50') ms; commit = the 202 reaching the poster; POST written → client p99 $(bn_jq "$SSE_JSON" '.fanout_from_send_ms.p99') ms"
     bn_row P7d "  gateway memory per SSE client" "$(bn_jq "$SSE_JSON" '.gw_kb_per_client')" KiB \
-        le 10 "" "idle $(bn_jq "$SSE_JSON" '.gw_kb_per_client_idle') KiB"
+        le 10 "" "idle $(bn_jq "$SSE_JSON" '.gw_kb_per_client_idle') KiB; all gateway processes"
     bn_pgss p7
     # The gateway notices departed SSE clients only at their next keep-alive:
     # start the next benchmarks on a fresh one.
-    bn_restart gateway
+    p7_gateway_down
 }
 
 seed_big() {
@@ -205,7 +240,7 @@ p6_sample() {
 
 p9_listing() {
     bn_say "P9: GET /api/conversations?limit=50 with $SMALL and with $BIG conversations"
-    local small_token small_team r_small r_big sql
+    local small_token small_team r_small r_big
     small_token=$(bn_token small)
     small_team=$(bn_team_id small)
     bn_seed "$small_team" "$SMALL" "$RES/small.ids"
@@ -249,25 +284,29 @@ p9_listing() {
     r_deep=$(bn_wrk_rate)
     bn_row P9d "  page at row $((BIG / 2)) of $BIG (cursor)" "$r_deep" "req/s" info "" \
         "first page $r_big req/s; non-2xx $(bn_jq "$WRK_JSON" '.status_errors')"
+    local sql sql_after ts id
     sql=$("$BICKY_BIN/bench_sql" node_conv_list)
+    sql_after=$("$BICKY_BIN/bench_sql" node_conv_list_after)
     {
+        IFS='|' read -r ts id < <(printf '%s' "$deep" | tr -- '-_' '+/' | base64 -d 2>/dev/null)
         echo "-- the node's statement node_conv_list (node/node_sql.c), first page, team with $BIG rows"
         echo "$sql"
         echo
         echo "-- custom plan (first executions of the prepared statement)"
-        bn_psql -c "PREPARE q AS $sql" -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('$TEAM_BIG', NULL, NULL, NULL, NULL, NULL, 51)"
+        bn_psql -c "PREPARE q AS $sql" -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('$TEAM_BIG', NULL, NULL, NULL, 51)"
         echo
         echo "-- generic plan (what a prepared statement may switch to after 5 executions)"
         bn_psql -c "SET plan_cache_mode = force_generic_plan" -c "PREPARE q AS $sql" \
-            -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('$TEAM_BIG', NULL, NULL, NULL, NULL, NULL, 51)"
-        local ts id
-        IFS='|' read -r ts id < <(printf '%s' "$deep" | tr -- '-_' '+/' | base64 -d 2>/dev/null)
+            -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('$TEAM_BIG', NULL, NULL, NULL, 51)"
+        echo
+        echo "-- the node's statement node_conv_list_after (next pages)"
+        echo "$sql_after"
         echo
         echo "-- page at row $((BIG / 2)) (cursor $ts|$id), custom plan"
-        bn_psql -c "PREPARE q AS $sql" -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('$TEAM_BIG', '$ts', '$id', NULL, NULL, NULL, 51)"
+        bn_psql -c "PREPARE q AS $sql_after" -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('$TEAM_BIG', '$ts', '$id', NULL, NULL, NULL, 51)"
         echo
         echo "-- same page, generic plan"
-        bn_psql -c "SET plan_cache_mode = force_generic_plan" -c "PREPARE q AS $sql" \
+        bn_psql -c "SET plan_cache_mode = force_generic_plan" -c "PREPARE q AS $sql_after" \
             -c "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q('$TEAM_BIG', '$ts', '$id', NULL, NULL, NULL, 51)"
     } >"$RES/explain-p9.txt" 2>&1 || true
 }

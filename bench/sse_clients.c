@@ -16,10 +16,13 @@
 #include "common/cfg.h"
 #include "common/util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define USAGE                                                                                      \
@@ -44,7 +47,10 @@ static int s_options(sc_opts_t *o, int argc, char **argv)
          "wait this long for every listener"},
         {"--settle-s", NULL, CFG_INT, &o->settle_s, 1, 600, "wait this long for late events"},
         {"--content", NULL, CFG_STR, &o->content, 0, 0, "message content (plain ASCII)"},
-        {"--gateway-pid", NULL, CFG_INT, &o->gateway_pid, 0, 1L << 30, "gateway pid for RSS"},
+        {"--gateway-pid", NULL, CFG_INT, &o->gateway_pid, 0, 1L << 30,
+         "gateway pid for RSS (its worker processes are added)"},
+        {"--procs", NULL, CFG_INT, &o->procs, 1, SC_PROCS,
+         "processes sharing listeners, conversations and rate (each < its fd limit)"},
         {"--samples", NULL, CFG_STR, &o->samples, 0, 0, "write PREFIX.completed.cdf/.fanout.cdf"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
@@ -69,10 +75,12 @@ static int s_load_convs(sc_t *sc)
     }
     sc->convs = calloc((size_t)sc->o.nconvs, sizeof *sc->convs);
     char line[128];
-    while (sc->convs && sc->nconvs < (size_t)sc->o.nconvs && fgets(line, sizeof line, f)) {
+    /* A --procs child keeps every procs-th conversation of the first nconvs. */
+    long procs = sc->proc >= 0 ? sc->o.procs : 1, keep = sc->proc >= 0 ? sc->proc : 0;
+    for (long ln = 0; sc->convs && ln < sc->o.nconvs && fgets(line, sizeof line, f);) {
         line[strcspn(line, "\r\n")] = 0;
         uint8_t id[16];
-        if (util_uuid_parse(line, id) == 0) {
+        if (util_uuid_parse(line, id) == 0 && ln++ % procs == keep) {
             util_uuid_format(id, sc->convs[sc->nconvs].id);
             sc->convs[sc->nconvs++].last_event_id = -3;
         }
@@ -147,7 +155,7 @@ static void s_wait_ms(sc_t *sc, int64_t ms)
 
 static void s_connect_all(sc_t *sc)
 {
-    sc->rss_start = sc->o.gateway_pid ? bc_rss_kb(sc->o.gateway_pid) : -1;
+    sc->rss_start = sc->o.gateway_pid ? bc_rss_tree_kb(sc->o.gateway_pid) : -1;
     sc->t_start = bc_now_us();
     int64_t deadline = sc->t_start + sc->o.connect_timeout_s * 1000000;
     while (sc->ready + sc->closed < sc->nclients && bc_now_us() < deadline && !util_interrupted) {
@@ -160,7 +168,7 @@ static void s_connect_all(sc_t *sc)
     fprintf(stderr, "sse_clients: %zu/%zu listeners ready in %.1f s (%zu failed)\n", sc->ready,
             sc->nclients, (double)(sc->t_connected - sc->t_start) / 1e6, sc->closed);
     s_wait_ms(sc, 1000);
-    sc->rss_connected = sc->o.gateway_pid ? bc_rss_kb(sc->o.gateway_pid) : -1;
+    sc->rss_connected = sc->o.gateway_pid ? bc_rss_tree_kb(sc->o.gateway_pid) : -1;
 }
 
 static void s_posters_up(sc_t *sc)
@@ -254,7 +262,7 @@ static void s_wait_listeners(sc_t *sc)
     while (s_count_complete(sc) < sc->ready && bc_now_us() < end && !util_interrupted) {
         s_wait_ms(sc, 50);
     }
-    sc->rss_end = sc->o.gateway_pid ? bc_rss_kb(sc->o.gateway_pid) : -1;
+    sc->rss_end = sc->o.gateway_pid ? bc_rss_tree_kb(sc->o.gateway_pid) : -1;
 }
 
 /* Closes every socket and frees everything; nulls *sc_p. */
@@ -286,6 +294,134 @@ static void s_destroy(sc_t **sc_p)
     *sc_p = NULL;
 }
 
+/* ---- --procs: children hold the listeners, the parent measures and merges ---- */
+
+static void s_tell(int fd, char c)
+{
+    if (write(fd, &c, 1) != 1) {
+        fprintf(stderr, "sse_clients: lost the parent\n");
+    }
+}
+
+/* Child: keeps its connections served until the parent's byte c arrives. */
+static int s_await(sc_t *sc, char c)
+{
+    while (!util_interrupted) {
+        char got;
+        ssize_t n = read(sc->ctl_down, &got, 1);
+        if (n == 1 && got == c) {
+            return 0;
+        }
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            return -1;
+        }
+        s_poll(sc, 5);
+    }
+    return -1;
+}
+
+/* Child k of --procs: its share of listeners, conversations, rate and posters. */
+static int s_child(sc_t *sc, long k)
+{
+    sc_opts_t *o = &sc->o;
+    long p = o->procs;
+    sc->proc = k;
+    o->clients = o->clients / p + (k < o->clients % p);
+    o->rate = o->rate / p + (k < o->rate % p);
+    o->rate = o->rate < 1 ? 1 : o->rate;
+    o->post_conns = o->post_conns / p < 1 ? 1 : o->post_conns / p;
+    o->connect_parallel = o->connect_parallel / p < 1 ? 1 : o->connect_parallel / p;
+    o->gateway_pid = 0;
+    o->samples = NULL;
+    fcntl(sc->ctl_down, F_SETFL, O_NONBLOCK);
+    if (s_setup(sc) < 0) {
+        return 1;
+    }
+    s_connect_all(sc);
+    s_tell(sc->ctl_up, 'C');
+    if (s_await(sc, 'P') < 0) {
+        return 1;
+    }
+    if (o->duration_s > 0) {
+        s_post_phase(sc);
+    }
+    s_settle(sc);
+    s_wait_listeners(sc);
+    s_tell(sc->ctl_up, 'E');
+    if (s_await(sc, 'R') < 0) {
+        return 1;
+    }
+    return sc_report_send(sc, sc->ctl_up) < 0 ? 1 : 0;
+}
+
+/* Parent: one byte c from every child; -1 when one is gone. */
+static int s_gather(const int *up, long n, char c)
+{
+    for (long i = 0; i < n; i++) {
+        char got = 0;
+        ssize_t r;
+        do {
+            r = read(up[i], &got, 1);
+        } while (r < 0 && errno == EINTR && !util_interrupted);
+        if (r != 1 || got != c) {
+            fprintf(stderr, "sse_clients: child %ld ended early\n", i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int s_run_procs(sc_t *sc)
+{
+    long n = sc->o.procs, gw = sc->o.gateway_pid;
+    int up[SC_PROCS], down[SC_PROCS];
+    pid_t pids[SC_PROCS];
+    sc->rss_start = gw ? bc_rss_tree_kb(gw) : -1;
+    for (long k = 0; k < n; k++) {
+        int u[2], d[2];
+        if (pipe(u) != 0 || pipe(d) != 0) {
+            return 1;
+        }
+        pids[k] = fork();
+        if (pids[k] == 0) {
+            for (long j = 0; j < k; j++) {
+                close(up[j]);
+                close(down[j]);
+            }
+            close(u[0]);
+            close(d[1]);
+            sc->ctl_up = u[1];
+            sc->ctl_down = d[0];
+            int rc = s_child(sc, k);
+            s_destroy(&sc);
+            _exit(rc);
+        }
+        close(u[1]);
+        close(d[0]);
+        up[k] = u[0];
+        down[k] = d[1];
+    }
+    int rc = s_gather(up, n, 'C');
+    sc->rss_connected = gw ? bc_rss_tree_kb(gw) : -1;
+    for (long k = 0; k < n && rc == 0; k++) {
+        s_tell(down[k], 'P');
+    }
+    rc = rc == 0 ? s_gather(up, n, 'E') : rc;
+    sc->rss_end = gw ? bc_rss_tree_kb(gw) : -1;
+    for (long k = 0; k < n && rc == 0; k++) {
+        s_tell(down[k], 'R');
+    }
+    rc = rc == 0 ? sc_report_merge(sc, up, n) : rc;
+    for (long k = 0; k < n; k++) {
+        close(up[k]);
+        close(down[k]); /* a child still waiting sees EOF and ends */
+        int st = 0;
+        waitpid(pids[k], &st, 0);
+        rc = WIFEXITED(st) && WEXITSTATUS(st) == 0 ? rc : -1;
+    }
+    return rc == 0 ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     sc_t *sc = calloc(1, sizeof *sc);
@@ -300,7 +436,10 @@ int main(int argc, char **argv)
                         .connect_parallel = 1000,
                         .connect_timeout_s = 120,
                         .settle_s = 15,
-                        .content = "hi"};
+                        .content = "hi",
+                        .procs = 1};
+    sc->proc = -1;
+    sc->ctl_up = sc->ctl_down = -1;
     int rc = s_options(&sc->o, argc, argv);
     if (rc != 0) {
         free(sc);
@@ -308,6 +447,11 @@ int main(int argc, char **argv)
     }
     util_signals_install();
     sc->ep = -1;
+    if (sc->o.procs > 1) {
+        rc = s_run_procs(sc);
+        s_destroy(&sc);
+        return rc;
+    }
     if (s_setup(sc) < 0) {
         s_destroy(&sc);
         return 1;

@@ -11,6 +11,7 @@
 #define SC_MAX_SRC 64         /* source addresses */
 #define SC_BODY    4096       /* poster: response body bytes kept */
 #define SC_RBUF    65536      /* read buffer */
+#define SC_PROCS   16         /* --procs at most */
 
 enum { SC_K_OTHER, SC_K_CREATED, SC_K_COMPLETED, SC_K_DELTA };
 enum { SC_C_IDLE, SC_C_CONNECTING, SC_C_STREAM, SC_C_CLOSED };
@@ -80,7 +81,8 @@ typedef struct {
     long connect_parallel;  /* listeners connecting at once */
     long connect_timeout_s; /* give up waiting for listeners after this */
     long settle_s;          /* wait this long for late events */
-    long gateway_pid;       /* gateway process for RSS, 0 = none */
+    long gateway_pid;       /* gateway process for RSS (with its workers), 0 = none */
+    long procs;             /* processes sharing the listeners and posts (fd limit) */
 } sc_opts_t;
 
 typedef struct {
@@ -110,6 +112,9 @@ typedef struct {
     uint32_t rr_conv;                       /* next conversation to post to */
     long rss_start, rss_connected, rss_end; /* gateway RSS, KiB */
     int64_t t_start, t_connected, t_post_start, t_post_end; /* µs */
+    long proc;          /* index among --procs children, -1 when alone or the parent */
+    int ctl_up;         /* child → parent pipe (phase bytes, then the results), or -1 */
+    int ctl_down;       /* parent → child pipe (go-ahead bytes, non-blocking), or -1 */
     char rbuf[SC_RBUF]; /* read buffer shared by every connection */
 } sc_t;
 
@@ -132,5 +137,11 @@ int sc_get_conv(sc_t *sc, uint32_t conv);
 bool sc_client_complete(const sc_t *sc, const sc_client_t *c);
 /* Computes the latencies and checks, prints the SSE_JSON line, writes the CDF files. */
 void sc_report(sc_t *sc);
+/* --procs child: writes its counts and raw samples to fd; -1 on a write error. */
+int sc_report_send(sc_t *sc, int fd);
+/* --procs parent: reads every child's results from fds, merges them (sums,
+   percentiles over all samples), prints the SSE_JSON line and the CDF files
+   like sc_report, with the RSS figures of sc. -1 when a child's data is short. */
+int sc_report_merge(sc_t *sc, const int *fds, long n);
 
 #endif

@@ -31,7 +31,7 @@
 #define GW_SSE_BUFFER      (64 * 1024)  /* per-client output buffer */
 #define GW_SSE_HELD_MAX    (256 * 1024) /* live events held back during a replay */
 #define GW_SSE_REPLAY_PAGE 100          /* events per events.list page while replaying */
-#define GW_SSE_BLOCK       (4 * 1024)   /* MHD content reader block (taken from the 16 KiB pool) */
+#define GW_SSE_BLOCK       512          /* MHD content reader block (one per SSE response) */
 #define GW_SSE_BUF_START   2048         /* first allocation of a client's output buffer */
 
 typedef struct gw_server_t gw_server_t;
@@ -56,11 +56,24 @@ typedef struct {
     long registry_refresh_ms;            /* periodic RING_GET */
     long keepalive_ms;                   /* SSE comment interval (≤ 15000) */
     long sse_buffer;                     /* per-client SSE buffer bytes */
+    long workers;                        /* worker processes sharing the port (1 = no fork) */
+    bool reuse_port;                     /* bind with SO_REUSEPORT (set in workers) */
     const struct cfg_file_t *strategies; /* --config (GET /api/strategies); NULL = built-in */
 } gw_config_t;
 
 /* Fills cfg with the defaults of the brief. */
 void gw_config_defaults(gw_config_t *cfg);
+
+/* ---- worker processes (gw_workers.c) ------------------------------------- */
+
+/* Runs one worker: returns the process exit code. index counts from 1. */
+typedef int gw_worker_fn(long index, void *arg);
+/* Checks that cfg's address and port are free (bind without SO_REUSEPORT),
+   then forks cfg->workers workers that run fn and supervises them: restarts
+   one that dies (with back-off), stops them all on SIGTERM/SIGINT (exit 0),
+   gives up when one keeps failing at start (exit 1). Called before any ZMQ
+   context or MHD daemon exists. Returns the exit code of the parent. */
+int gw_workers_run(const gw_config_t *cfg, gw_worker_fn *fn, void *arg);
 
 /* ---- errors (gw_json.c) ------------------------------------------------- */
 
@@ -298,7 +311,7 @@ void gw_sse_buf_free(gw_sse_buf_t *buf);
 /* Appends len bytes; -1 (nothing appended) when that would pass max, except
    into an empty buffer. */
 int gw_sse_buf_append(gw_sse_buf_t *buf, const char *data, size_t len);
-/* Moves up to max bytes into dst; returns the count. */
+/* Moves up to max bytes into dst; returns the count. A drained buffer is freed. */
 size_t gw_sse_buf_read(gw_sse_buf_t *buf, char *dst, size_t max);
 
 /* ---- SSE clients (gw_sse.c) ---------------------------------------------- */
@@ -316,7 +329,8 @@ typedef struct {
 void gw_sse_start(gw_req_t *req, const gw_sse_spec_t *spec);
 /* Delivers one live event (topic already matched) to the client. */
 void gw_sse_deliver(gw_sse_t *client, const proto_msg_t *event);
-/* Per-tick work: keep-alive comments. */
+/* Per-tick work: at most once per min(keep-alive / 4, 1 s), keep-alive comments
+   to the due clients (resumed in one batch) and the stall check. */
 void gw_sse_tick(gw_server_t *srv, int64_t now_ms);
 /* Ends every stream (shutdown) and resumes their connections. */
 void gw_sse_close_all(gw_server_t *srv);
@@ -356,6 +370,7 @@ struct gw_req_t {
     gw_reply_fn *then;                        /* continuation of the pending call */
     gw_handler_fn *next;                      /* handler to run after auth */
     struct MHD_Response *response;            /* prepared response */
+    bool response_shared;                     /* response is the server's, not ours to free */
     unsigned response_status;                 /* its status */
     gw_sse_t *sse;                            /* SSE client being set up (owned) */
     void *handle;                             /* position in srv->reqs */
@@ -378,6 +393,8 @@ void gw_http_completed(void *cls,
 /* Prepares a response (takes ownership of resp) and, when the connection is
    suspended, resumes it so that MHD queues it. */
 void gw_req_respond(gw_req_t *req, unsigned status, struct MHD_Response *resp);
+/* Prepares a response the server keeps (e.g. /health): queued, never freed here. */
+void gw_req_respond_shared(gw_req_t *req, unsigned status, struct MHD_Response *resp);
 /* Prepares a JSON response from text (copied; NULL → no body). */
 void gw_req_respond_json(gw_req_t *req, unsigned status, const char *json, unsigned retry_after);
 /* Prepares a JSON response from a value (takes the reference). */
@@ -464,24 +481,26 @@ void gw_h_strategies(gw_req_t *req);
 /* ---- server (gw_server.c) ------------------------------------------------ */
 
 struct gw_server_t {
-    const gw_config_t *cfg;   /* borrowed, read-only */
-    zloop_t *loop;            /* the one loop */
-    struct MHD_Daemon *mhd;   /* external-epoll HTTP daemon */
-    zmq_pollitem_t mhd_item;  /* MHD epoll fd registered with the loop */
-    int kick_timer;           /* one-shot MHD run timer id, -1 when none */
-    MHD_socket quiesced;      /* listen socket taken back at shutdown */
-    bool stopping;            /* shutdown in progress */
-    bool finished;            /* shutdown done: the loop may end */
-    int64_t stop_deadline_ms; /* when shutdown gives up waiting */
-    int64_t started_ms;       /* wall-clock start */
-    gw_metrics_t *metrics;    /* counters */
-    gw_auth_cache_t *auth;    /* token cache */
-    gw_registry_t *registry;  /* registry link */
-    gw_upstream_t *upstream;  /* nodes, ring, calls */
-    gw_fanout_t *fanout;      /* event SUB and topics */
-    zlistx_t *reqs;           /* live gw_req_t (not owned) */
-    zlistx_t *sse;            /* live gw_sse_t (not owned) */
-    uint16_t http_port;       /* bound port */
+    const gw_config_t *cfg;      /* borrowed, read-only */
+    zloop_t *loop;               /* the one loop */
+    struct MHD_Daemon *mhd;      /* external-epoll HTTP daemon */
+    zmq_pollitem_t mhd_item;     /* MHD epoll fd registered with the loop */
+    int kick_timer;              /* one-shot MHD run timer id, -1 when none */
+    MHD_socket quiesced;         /* listen socket taken back at shutdown */
+    bool stopping;               /* shutdown in progress */
+    bool finished;               /* shutdown done: the loop may end */
+    int64_t stop_deadline_ms;    /* when shutdown gives up waiting */
+    int64_t started_ms;          /* wall-clock start */
+    gw_metrics_t *metrics;       /* counters */
+    gw_auth_cache_t *auth;       /* token cache */
+    gw_registry_t *registry;     /* registry link */
+    gw_upstream_t *upstream;     /* nodes, ring, calls */
+    gw_fanout_t *fanout;         /* event SUB and topics */
+    zlistx_t *reqs;              /* live gw_req_t (not owned) */
+    zlistx_t *sse;               /* live gw_sse_t (not owned) */
+    uint16_t http_port;          /* bound port */
+    struct MHD_Response *health; /* the GET /health answer, built once and reused */
+    int64_t sse_sweep_ms;        /* next SSE keep-alive sweep (mono) */
 };
 
 /* Builds the server: MHD daemon on cfg->listen:port, registry link, loop.

@@ -51,7 +51,7 @@ static void s_req_free(gw_req_t *req)
 {
     gw_upstream_cancel(req->srv->upstream, req->call_id);
     gw_sse_destroy(&req->sse);
-    if (req->response) {
+    if (req->response && !req->response_shared) {
         MHD_destroy_response(req->response);
     }
     if (req->handle) {
@@ -128,7 +128,9 @@ static enum MHD_Result s_settle(gw_req_t *req)
     if (req->state == GW_REQ_READY) {
         req->state = GW_REQ_DONE;
         enum MHD_Result rc = MHD_queue_response(req->conn, req->response_status, req->response);
-        MHD_destroy_response(req->response);
+        if (!req->response_shared) {
+            MHD_destroy_response(req->response);
+        }
         req->response = NULL;
         gw_metrics_http(req->srv->metrics, req->route, (int)req->response_status);
         LOG_I("%s %s status=%u us=%lld", req->method, req->path, req->response_status,
@@ -225,6 +227,16 @@ void gw_req_respond(gw_req_t *req, unsigned status, struct MHD_Response *resp)
         MHD_resume_connection(req->conn);
         gw_server_kick(req->srv);
     }
+}
+
+void gw_req_respond_shared(gw_req_t *req, unsigned status, struct MHD_Response *resp)
+{
+    if (req->state == GW_REQ_DONE || req->state == GW_REQ_READY || !resp) {
+        gw_req_fail(req, 503, "unavailable", "no response");
+        return;
+    }
+    gw_req_respond(req, status, resp);
+    req->response_shared = true;
 }
 
 void gw_req_respond_json(gw_req_t *req, unsigned status, const char *json, unsigned retry_after)

@@ -29,6 +29,36 @@ static void s_raise_fd_limit(long want)
     }
 }
 
+typedef struct {
+    gw_config_t *cfg;  /* parsed options */
+    log_level_t level; /* log level */
+} s_main_t;
+
+/* Runs the gateway loop in this process; returns the exit code. */
+static int s_serve(gw_config_t *cfg)
+{
+    s_raise_fd_limit(cfg->max_connections);
+    gw_server_t *server = gw_server_new(cfg);
+    if (!server) {
+        return 1;
+    }
+    LOG_N("started version=%s registry=%s", BICKY_VERSION, cfg->registry);
+    int rc = gw_server_run(server);
+    gw_server_destroy(&server);
+    return rc == 0 ? 0 : 1;
+}
+
+/* A worker process (--workers > 1): logs as gw.<index>, binds with SO_REUSEPORT. */
+static int s_worker(long index, void *arg)
+{
+    s_main_t *m = arg;
+    char component[16];
+    snprintf(component, sizeof component, "gw.%ld", index);
+    log_init(component, m->level);
+    m->cfg->reuse_port = true;
+    return s_serve(m->cfg);
+}
+
 int main(int argc, char **argv)
 {
     gw_config_t cfg;
@@ -40,12 +70,14 @@ int main(int argc, char **argv)
         {"--port", "BICKY_HTTP_PORT", CFG_INT, &cfg.port, 1, 65535, "HTTP port"},
         {"--registry", "BICKY_REGISTRY", CFG_STR, &cfg.registry, 0, 0,
          "comma list of registry ROUTER endpoints"},
+        {"--workers", "BICKY_GATEWAY_WORKERS", CFG_INT, &cfg.workers, 1, 64,
+         "worker processes sharing the port (SO_REUSEPORT); 1 = no fork"},
         {"--request-timeout-ms", "BICKY_REQUEST_TIMEOUT_MS", CFG_INT, &cfg.request_timeout_ms, 50,
          600000, "answer 504 when a node is silent this long"},
         {"--max-body", "BICKY_MAX_BODY", CFG_INT, &cfg.max_body, 1024, 64L * 1024 * 1024,
          "largest request body in bytes (413 above)"},
         {"--max-connections", "BICKY_MAX_CONNECTIONS", CFG_INT, &cfg.max_connections, 1, 1000000,
-         "open HTTP connections at most"},
+         "open HTTP connections at most (per worker)"},
         {"--idle-timeout-s", "BICKY_HTTP_IDLE_TIMEOUT_S", CFG_INT, &cfg.conn_timeout_s, 1, 3600,
          "close an idle HTTP connection after this many seconds"},
         {"--sse-keepalive-ms", "BICKY_SSE_KEEPALIVE_MS", CFG_INT, &cfg.keepalive_ms, 100, 15000,
@@ -60,8 +92,8 @@ int main(int argc, char **argv)
     if (rc != 0) {
         return rc > 0 ? 0 : 2;
     }
-    log_level_t level;
-    if (log_level_parse(level_name, &level) < 0) {
+    s_main_t m = {.cfg = &cfg};
+    if (log_level_parse(level_name, &m.level) < 0) {
         fprintf(stderr, "bicky-gateway: invalid --log-level '%s'\n", level_name);
         return 2;
     }
@@ -72,17 +104,9 @@ int main(int argc, char **argv)
         return 2;
     }
     cfg.strategies = strategies;
-    log_init("gw", level);
+    log_init("gw", m.level);
     util_signals_install();
-    s_raise_fd_limit(cfg.max_connections);
-    gw_server_t *server = gw_server_new(&cfg);
-    if (!server) {
-        cfg_file_destroy(&strategies);
-        return 1;
-    }
-    LOG_N("started version=%s registry=%s", BICKY_VERSION, cfg.registry);
-    rc = gw_server_run(server);
-    gw_server_destroy(&server);
+    rc = cfg.workers > 1 ? gw_workers_run(&cfg, s_worker, &m) : s_serve(&cfg);
     cfg_file_destroy(&strategies);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

@@ -134,8 +134,9 @@ const gw_route_t *gw_route_match(const char *method,
 
 void gw_h_health(gw_req_t *req)
 {
-    json_t *body = json_pack("{s:s, s:s}", "status", "ok", "version", BICKY_VERSION);
-    gw_req_respond_value(req, 200, body);
+    /* One response built at start and queued for every request: no JSON,
+       no allocation per request (issue 6, P8). */
+    gw_req_respond_shared(req, 200, req->srv->health);
 }
 
 void gw_h_ready(gw_req_t *req)

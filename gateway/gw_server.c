@@ -16,8 +16,10 @@
 #include <unistd.h>
 
 #define S_STOP_GRACE_MS 2500 /* wait this long for answers to flush at stop */
-/* Per-connection memory pool: request headers, body chunks and the SSE block. */
-#define S_MHD_MEMORY (16 * 1024)
+/* Per-connection memory pool: request line and headers, read buffer for body
+   chunks (the body itself is copied out, see gw_http.c), response headers and
+   the chunked output buffer. Headers past it get 431 (test_gw_headers.sh). */
+#define S_MHD_MEMORY (4 * 1024)
 
 void gw_config_defaults(gw_config_t *cfg)
 {
@@ -32,6 +34,7 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->registry_refresh_ms = 2000;
     cfg->keepalive_ms = 10000;
     cfg->sse_buffer = GW_SSE_BUFFER;
+    cfg->workers = 1;
 }
 
 static void s_panic(void *cls, const char *file, unsigned int line, const char *reason)
@@ -91,7 +94,11 @@ static int s_mhd_start(gw_server_t *self)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)self->cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)self->cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_MHD_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        gw_http_completed, self, MHD_OPTION_END);
+        gw_http_completed, self,
+        /* Workers share the port (SO_REUSEPORT). Passing 0 would ask for an
+           exclusive bind, which Linux lacks: end the list instead. */
+        self->cfg->reuse_port ? MHD_OPTION_LISTENING_ADDRESS_REUSE : MHD_OPTION_END,
+        (unsigned int)1, MHD_OPTION_END);
     if (!self->mhd) {
         LOG_E("cannot start HTTP listener address=%s port=%ld", self->cfg->listen, self->cfg->port);
         return -1;
@@ -128,6 +135,14 @@ gw_server_t *gw_server_new(const gw_config_t *cfg)
     self->reqs = zlistx_new();
     self->sse = zlistx_new();
     if (!self->loop || !self->metrics || !self->auth || !self->reqs || !self->sse) {
+        gw_server_destroy(&self);
+        return NULL;
+    }
+    static const char health[] = "{\"status\":\"ok\",\"version\":\"" BICKY_VERSION "\"}";
+    self->health =
+        MHD_create_response_from_buffer(sizeof health - 1, (void *)health, MHD_RESPMEM_PERSISTENT);
+    if (!self->health || MHD_add_response_header(self->health, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                                 "application/json") != MHD_YES) {
         gw_server_destroy(&self);
         return NULL;
     }
@@ -177,6 +192,9 @@ void gw_server_destroy(gw_server_t **self_p)
     zlistx_destroy(&self->sse);
     gw_auth_cache_destroy(&self->auth);
     gw_metrics_destroy(&self->metrics);
+    if (self->health) {
+        MHD_destroy_response(self->health);
+    }
     zloop_destroy(&self->loop);
     free(self);
     *self_p = NULL;

@@ -25,7 +25,8 @@
 
 static const char s_hello[] = ": connected\n\n";
 
-#define S_STALL_MIN_MS 500 /* least time a client may take no byte while output waits */
+#define S_STALL_MIN_MS 500  /* least time a client may take no byte while output waits */
+#define S_SWEEP_MAX_MS 1000 /* keep-alive and stall sweep period at most */
 
 typedef enum {
     S_SETUP,     /* waiting for the first page or the conversation check */
@@ -525,20 +526,38 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
     s_wake(c);
 }
 
+/* How often the keep-alive sweep runs: a quarter of the interval, within
+   [GW_TICK_MS, S_SWEEP_MAX_MS]. */
+static int64_t s_sweep_period(const gw_server_t *srv)
+{
+    int64_t p = srv->cfg->keepalive_ms / 4;
+    p = p < GW_TICK_MS ? GW_TICK_MS : p;
+    return p > S_SWEEP_MAX_MS ? S_SWEEP_MAX_MS : p;
+}
+
 void gw_sse_tick(gw_server_t *srv, int64_t now_ms)
 {
+    /* One sweep per period, not per tick: the due clients are resumed in one
+       batch, so libmicrohttpd walks its suspended connections once per sweep
+       (it walks all of them after any resume), and idle clients cost one
+       visit per period. A client with nothing to send is never resumed. */
+    if (now_ms < srv->sse_sweep_ms) {
+        return;
+    }
+    srv->sse_sweep_ms = now_ms + s_sweep_period(srv);
     size_t len;
     const char *ka = gw_sse_keepalive(&len);
     int64_t stall_ms = 2 * srv->cfg->keepalive_ms;
     stall_ms = stall_ms < S_STALL_MIN_MS ? S_STALL_MIN_MS : stall_ms;
     for (gw_sse_t *c = zlistx_first(srv->sse); c; c = zlistx_next(srv->sse)) {
-        if (c->started && c->state == S_STREAMING && c->out.len > 0 &&
-            now_ms - c->last_drain_ms >= stall_ms) {
+        if (!c->started || c->state != S_STREAMING) {
+            continue;
+        }
+        if (c->out.len > 0 && now_ms - c->last_drain_ms >= stall_ms) {
             s_overflow(c); /* stalled: takes nothing while output waits */
             continue;
         }
-        if (c->started && c->state == S_STREAMING &&
-            now_ms - c->last_write_ms >= srv->cfg->keepalive_ms) {
+        if (now_ms - c->last_write_ms >= srv->cfg->keepalive_ms) {
             gw_sse_buf_append(&c->out, ka, len);
             c->last_write_ms = now_ms;
             s_wake(c);

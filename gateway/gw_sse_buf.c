@@ -108,13 +108,12 @@ size_t gw_sse_buf_read(gw_sse_buf_t *buf, char *dst, size_t max)
     buf->off += n;
     buf->len -= n;
     if (buf->len == 0) {
+        /* Drained: give the memory back. An idle SSE client then holds no
+           buffer between events and keep-alives (issue 6, P7). */
+        free(buf->data);
+        buf->data = NULL;
+        buf->cap = 0;
         buf->off = 0;
-        if (buf->cap > buf->max) {
-            /* An oversized lone frame went out: give its memory back. */
-            free(buf->data);
-            buf->data = NULL;
-            buf->cap = 0;
-        }
     }
     return n;
 }

@@ -13,24 +13,14 @@
 #define LOG_MODULE "node_commit"
 #include "common/log.h"
 #include "node/node_internal.h"
+#include "node/node_render.h"
+#include "node/node_ws_stmt.h"
 
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define STMT_COLS_MAX  6       /* row-0 columns kept per statement */
 #define S_FENCE_FAILED INT_MAX /* ws->failed: the ownership guard (sent first) failed */
-
-typedef struct node_stmt_t {
-    const char *name;          /* prepared statement (static string) */
-    uint8_t kind;              /* node_stmt_kind_t */
-    uint8_t status;            /* 0 = ok on the last attempt, 1 = failed here */
-    int nparams;               /* entries in params */
-    char **params;             /* owned copies; NULL entries are SQL NULL */
-    int rows;                  /* rows of the last successful attempt, -1 unknown */
-    char *cols[STMT_COLS_MAX]; /* row-0 values of the last successful attempt */
-    node_ws_t *ws;             /* owner */
-} node_stmt_t;
 
 typedef struct s_group_t {
     node_commit_t *commit; /* owner */
@@ -70,7 +60,7 @@ node_ws_t *node_ws_new(node_actor_t *actor, node_req_t *req)
     return ws;
 }
 
-static void s_stmt_clear_result(node_stmt_t *s)
+void node_stmt_clear_result(node_stmt_t *s)
 {
     for (int c = 0; c < STMT_COLS_MAX; c++) {
         free(s->cols[c]);
@@ -92,8 +82,9 @@ void node_ws_destroy(node_ws_t **ws_p)
             free(s->params[p]);
         }
         free(s->params);
-        s_stmt_clear_result(s);
+        node_stmt_clear_result(s);
     }
+    node_ws_merge_free(ws);
     free(ws->stmts);
     free(ws->plan.content);
     free(ws->plan.fold_reply);
@@ -178,6 +169,30 @@ int node_ws_rows(const node_ws_t *ws, int stmt)
     return ws->stmts[stmt].rows;
 }
 
+const char *node_ws_name(const node_ws_t *ws, int stmt)
+{
+    return stmt >= 0 && (size_t)stmt < ws->n ? ws->stmts[stmt].name : NULL;
+}
+
+/* The JSON of event statement s: rendered by Postgres (column 1), or for NODE_Q_EVT and
+   NODE_Q_EVT_EMBED by the node from the parameters and the stored source and action. */
+static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b)
+{
+    bool node_rendered = strcmp(s->name, NODE_Q_EVT) == 0 || strcmp(s->name, NODE_Q_EVT_EMBED) == 0;
+    if (!node_rendered) {
+        return s->cols[1];
+    }
+    node_evt_fields_t e = {.id = (long long)id,
+                           .conversation_id = s->params[1],
+                           .seq = node_parse_ll(s->params[2], 0, 0, INT64_MAX),
+                           .type = s->params[3],
+                           .source = s->cols[1],
+                           .action = s->cols[2] ? s->cols[2] : "{}",
+                           .created_at = s->params[s->nparams - 1]};
+    node_render_evt(b, &e);
+    return b->oom ? NULL : b->data;
+}
+
 uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
 {
     uint64_t last = 0;
@@ -187,12 +202,19 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
             continue;
         }
         uint64_t id = (uint64_t)node_parse_ll(s->cols[0], 0, 0, INT64_MAX);
+        node_buf_t b;
+        node_buf_init(&b);
         /* Seq and type are parameters 2 and 3 of every event insert. */
         node_event_out_t ev = {.id = id,
                                .seq = (uint64_t)node_parse_ll(s->params[2], 0, 0, INT64_MAX),
                                .type = s->params[3],
-                               .body = s->cols[1]};
-        node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
+                               .body = s_event_body(s, id, &b)};
+        if (ev.body) {
+            node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
+        } else {
+            LOG_E("out of memory: event %llu not published", (unsigned long long)id);
+        }
+        node_buf_free(&b);
         last = id > last ? id : last;
         if (ws->plan.folded && (int)i == ws->plan.fold_evt) {
             node_echo_deltas(node, ws->actor, ws->plan.asst_id, ws->plan.fold_reply);
@@ -206,7 +228,7 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
 static void s_on_stmt(void *arg, db_status_t status, const db_result_t *res)
 {
     node_stmt_t *s = arg;
-    s_stmt_clear_result(s);
+    node_stmt_clear_result(s);
     if (status == DB_ERR_QUERY) {
         s->status = 1;
         if (s->ws->failed < 0) {
@@ -382,11 +404,18 @@ static void s_group_send(node_commit_t *self, s_group_t *g)
     bool ok = batch != NULL;
     for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
         ok = node_fence_add_guard(node, batch, ws, s_on_fence, ws) >= 0;
+        node_merged_t *m = ws->merged;
         for (size_t i = 0; i < ws->n && ok; i++) {
+            for (; m && m->at == (int)i && ok; m = m->next) {
+                ok = db_batch_add(batch, m->name, NULL, m->nparams, (const char *const *)m->params,
+                                  node_ws_merge_result, m) == 0;
+            }
             node_stmt_t *s = &ws->stmts[i];
             s->ws = ws;
-            ok = db_batch_add(batch, s->name, NULL, s->nparams, (const char *const *)s->params,
-                              s_on_stmt, s) == 0;
+            if (ok && !s->merged) {
+                ok = db_batch_add(batch, s->name, NULL, s->nparams, (const char *const *)s->params,
+                                  s_on_stmt, s) == 0;
+            }
         }
     }
     if (!ok) {
@@ -469,6 +498,10 @@ void node_commit_submit(node_commit_t *self, node_ws_t **ws_p)
 {
     node_ws_t *ws = *ws_p;
     *ws_p = NULL;
+    if (ws->touch_stmt >= 0 && ws->reply_kind != NODE_REPLY_CONV) {
+        ws->stmts[ws->touch_stmt].name = NODE_Q_CONV_TOUCH_LITE; /* its JSON is not needed */
+    }
+    node_ws_merge(ws);
     if (!self->open && !(self->open = s_group_new(self))) {
         s_finish(self, ws, NODE_WS_FAILED);
         return;

@@ -39,6 +39,7 @@ typedef struct node_actors_t node_actors_t;
 typedef struct node_sched_t node_sched_t;
 typedef struct node_commit_t node_commit_t;
 typedef struct node_ws_t node_ws_t;
+typedef struct node_merged_t node_merged_t; /* node_ws_stmt.h */
 typedef struct node_reg_t node_reg_t;
 typedef struct node_op_t node_op_t;
 typedef struct node_agents_t node_agents_t; /* strategies, tools, permissions (node_strategy.h) */
@@ -394,9 +395,11 @@ struct node_ws_t {
     int idem_stmt;             /* idempotency insert returning the response, -1 */
     uint64_t saved_msg_seq;    /* counters to restore if the write fails */
     uint64_t saved_evt_seq;
-    uint8_t saved_state; /* actor state before (ABSENT for creates) */
-    const char *field;   /* NODE_WS_FIELD: the refused field */
-    bool oom;            /* a statement could not be added: abort, never send */
+    uint8_t saved_state;   /* actor state before (ABSENT for creates) */
+    const char *field;     /* NODE_WS_FIELD: the refused field */
+    bool oom;              /* a statement could not be added: abort, never send */
+    char ts[32];           /* the set's time for the rows it inserts ("" until needed) */
+    node_merged_t *merged; /* multi-row inserts standing for several statements */
 };
 
 /* Creates an empty write set for actor (req may be NULL). Saves the counters. */
@@ -407,6 +410,10 @@ void node_ws_destroy(node_ws_t **ws_p);
    index, or -1 on OOM. */
 int node_ws_add(
     node_ws_t *ws, const char *stmt, node_stmt_kind_t kind, int nparams, const char *const *params);
+/* The set's time for the rows it inserts, as Postgres prints a timestamptz (node_write.c). */
+const char *node_ws_ts(node_ws_t *ws);
+/* Name of statement stmt, or NULL. */
+const char *node_ws_name(const node_ws_t *ws, int stmt);
 /* Row-0 value of a committed statement's result, or NULL. */
 const char *node_ws_value(const node_ws_t *ws, int stmt, int col);
 /* Rows returned by a committed statement (-1 when unknown). */
@@ -530,7 +537,9 @@ int node_echo_begin(node_t *node, node_actor_t *actor, const char *content);
 uint32_t node_echo_words(const char *text);
 /* Publishes reply as the message.delta events of assistant message asst_id, numbered
    from 0 (one per word with its leading whitespace), as node_echo_step does. */
-void node_echo_deltas(node_t *node, node_actor_t *actor, const uint8_t asst_id[16],
+void node_echo_deltas(node_t *node,
+                      node_actor_t *actor,
+                      const uint8_t asst_id[16],
                       const char *reply);
 /* Whether the strategy named name (NULL = the default, "echo") is an echo strategy. */
 bool node_echo_is(const char *name);
@@ -572,6 +581,10 @@ typedef struct {
     size_t cap; /* bytes allocated */
     bool oom;   /* an append failed */
 } node_buf_t;
+
+/* Renders the message inserted by statement stmt (a NODE_Q_MSG_INSERT of ws) into b: its
+   parameters, the set's time, and metadata (NULL: the parameter's text). node_write.c */
+void node_ws_render_msg(const node_ws_t *ws, int stmt, const char *metadata, node_buf_t *b);
 void node_buf_init(node_buf_t *b);
 void node_buf_add(node_buf_t *b, const char *s, size_t n);
 void node_buf_str(node_buf_t *b, const char *s);

@@ -90,6 +90,10 @@ int main(int argc, char **argv)
     }
     cfg.strategies = strategies;
     log_init("node", level);
+    /* The node parses timestamptz text (node_render.c): libpq sends these as the
+       sessions' DateStyle and TimeZone, whatever the server's defaults are. */
+    setenv("PGDATESTYLE", "ISO", 1);
+    setenv("PGTZ", "UTC", 1);
     if (db_schema_check(cfg.database_url, err, sizeof err) < 0) {
         LOG_E("%s", err);
         cfg_file_destroy(&strategies);

@@ -109,9 +109,10 @@ int node_conv_add_create(node_ws_t *ws, const json_t *obj)
     if (has_wt) {
         s_add_wt_check(ws, wt);
     }
-    const char *params[] = {conv,    team,     source, type, title, strategy, has_wt ? wt : NULL,
-                            on_busy, meta_text};
-    node_ws_add(ws, NODE_Q_CONV_INSERT, NODE_SK_CONV, 9, params);
+    const char *params[] = {
+        conv,    team,      source,        type, title, strategy, has_wt ? wt : NULL,
+        on_busy, meta_text, node_ws_ts(ws)};
+    node_ws_add(ws, NODE_Q_CONV_INSERT, NODE_SK_CONV, 10, params);
     char src[96];
     node_user_source(a, src);
     node_ws_event(ws, "conversation.created", src, NULL, NULL, true);

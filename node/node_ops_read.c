@@ -2,13 +2,14 @@
     auth, status, conv.get, conv.list (keyset on (created_at, id), newest
     first), msg.list (oldest first, after_seq) and events.list (one
     conversation or the whole team, oldest first, after an event id). Rows
-    arrive as JSON text built by Postgres and are concatenated into
-    {"data": [...], "next_cursor": ...}. Every query is scoped by team_id.
-    Loop thread only. */
+    arrive as plain columns (NODE_*_COLS), are rendered to API.md JSON here
+    (node_render.c) and concatenated into {"data": [...], "next_cursor": ...}.
+    Every query is scoped by team_id. Loop thread only. */
 #define LOG_MODULE "node_ops_read"
 #include "common/log.h"
 #include "common/util.h"
 #include "node/node_internal.h"
+#include "node/node_render.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,18 +19,23 @@ typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 
 typedef enum { READ_ONE, READ_LIST_CONV, READ_LIST_NUM, READ_AUTH, READ_STATUS } s_shape_t;
 
+typedef void(s_render_fn)(node_buf_t *b, const db_result_t *res, int row, int col);
+
 /* One read in flight. */
 typedef struct {
-    node_t *node;    /* borrowed */
-    node_req_t *req; /* answered when the batch completes */
-    s_shape_t shape; /* how rows become the reply */
-    bool check_conv; /* the first statement checks the conversation exists */
-    bool conv_found; /* it does */
-    long long limit; /* page size */
-    node_buf_t body; /* reply body being built */
-    int count;       /* rows in body */
-    bool more;       /* rows beyond the page (or the size cap) exist */
-    char *cursor;    /* next_cursor text before encoding (owned), NULL none */
+    node_t *node;        /* borrowed */
+    node_req_t *req;     /* answered when the batch completes */
+    s_shape_t shape;     /* how rows become the reply */
+    s_render_fn *render; /* row → JSON (NULL: column 0 is JSON text already) */
+    int cursor_col;      /* READ_LIST_NUM: the column that is the next cursor */
+    bool check_conv;     /* the first statement checks the conversation exists */
+    bool conv_found;     /* it does */
+    long long limit;     /* page size */
+    node_buf_t body;     /* reply body being built */
+    int count;           /* rows in body */
+    bool more;           /* rows beyond the page (or the size cap) exist */
+    bool bad_row;        /* a row could not be rendered (unparsable timestamp) */
+    char *cursor;        /* next_cursor text before encoding (owned), NULL none */
 } s_read_t;
 
 static void s_read_free(s_read_t *r)
@@ -46,7 +52,43 @@ static void s_on_exists(void *arg, db_status_t status, const db_result_t *res)
     r->conv_found = status == DB_OK && db_result_rows(res) > 0;
 }
 
-/* Rows: col 0 = JSON text, col 1 = cursor material (list shapes). */
+static void s_render_row(s_read_t *r, const db_result_t *res, int i)
+{
+    if (r->render) {
+        r->render(&r->body, res, i, 0);
+    } else {
+        const char *json = db_result_value(res, i, 0);
+        node_buf_str(&r->body, json ? json : "null");
+    }
+}
+
+/* The next_cursor text of row i: "created_at|id" (conversations) or a number. */
+static void s_set_cursor(s_read_t *r, const db_result_t *res, int i)
+{
+    free(r->cursor);
+    r->cursor = NULL;
+    if (r->shape == READ_LIST_NUM) {
+        const char *c = db_result_value(res, i, r->cursor_col);
+        r->cursor = c ? strdup(c) : NULL;
+        r->body.oom |= c && !r->cursor;
+        return;
+    }
+    char ts[40];
+    const char *id = db_result_value(res, i, 0);
+    if (!id || node_ts_cursor(db_result_value(res, i, NODE_CONV_COL_CREATED_AT), ts) < 0) {
+        r->bad_row = true;
+        return;
+    }
+    size_t n = strlen(ts) + strlen(id) + 2;
+    r->cursor = malloc(n);
+    if (!r->cursor) {
+        r->body.oom = true;
+        return;
+    }
+    snprintf(r->cursor, n, "%s|%s", ts, id);
+}
+
+/* Rows: plain columns rendered by r->render (or col 0 = JSON text: status). */
 static void s_on_rows(void *arg, db_status_t status, const db_result_t *res)
 {
     s_read_t *r = arg;
@@ -54,23 +96,23 @@ static void s_on_rows(void *arg, db_status_t status, const db_result_t *res)
         return;
     }
     int rows = db_result_rows(res);
-    for (int i = 0; i < rows; i++) {
-        const char *json = db_result_value(res, i, 0);
-        if (r->shape == READ_ONE || r->shape == READ_STATUS) {
-            node_buf_str(&r->body, json ? json : "null");
-            r->count++;
-            return;
-        }
+    if (rows > 0 && (r->shape == READ_ONE || r->shape == READ_STATUS)) {
+        s_render_row(r, res, 0);
+        r->count++;
+        return;
+    }
+    int i = 0;
+    for (; i < rows; i++) {
         if (i >= r->limit || r->body.len > NODE_MAX_REPLY) {
             r->more = true;
-            return;
+            break;
         }
         node_buf_str(&r->body, r->count ? "," : "");
-        node_buf_str(&r->body, json ? json : "null");
+        s_render_row(r, res, i);
         r->count++;
-        free(r->cursor);
-        const char *c = db_result_value(res, i, 1);
-        r->cursor = c ? strdup(c) : NULL;
+    }
+    if (r->more) {
+        s_set_cursor(r, res, i - 1); /* the last row of the page */
     }
 }
 
@@ -119,6 +161,10 @@ static void s_on_done(void *arg, db_status_t status, const char *error, const ch
         node_reply_busy(r->node, &r->req, "database unavailable");
     } else if (r->body.oom) {
         node_reply_busy(r->node, &r->req, "out of memory");
+    } else if (r->bad_row) {
+        LOG_W("read failed op=%s error=\"unparsable created_at (DateStyle not ISO?)\"",
+              r->req->op->name);
+        node_reply_busy(r->node, &r->req, "database unavailable");
     } else if (r->check_conv && !r->conv_found) {
         node_reply_error(r->node, &r->req, 404, "not_found", "conversation not found");
     } else if (r->shape == READ_AUTH && !r->count) {
@@ -208,6 +254,7 @@ void node_op_conv_get(node_t *node, node_req_t *req)
     node_actor_warm(node, req->team_id, req->conv_id);
     s_read_t *r = s_read_new(node, req, READ_ONE);
     if (r) {
+        r->render = node_render_conv_row;
         s_uuid_t conv, team;
         util_uuid_format(req->conv_id, conv);
         util_uuid_format(req->team_id, team);
@@ -254,12 +301,18 @@ void node_op_conv_list(node_t *node, node_req_t *req)
         return;
     }
     r->limit = limit;
+    r->render = node_render_conv_row;
     s_uuid_t team;
     char lim[24];
     util_uuid_format(req->team_id, team);
     snprintf(lim, sizeof lim, "%lld", limit + 1);
-    const char *params[] = {team, ts[0] ? ts : NULL, id[0] ? id : NULL, f[0], f[1], f[2], lim};
-    s_submit(r, NODE_Q_CONV_LIST, 7, params, s_on_rows);
+    if (id[0]) {
+        const char *params[] = {team, ts, id, f[0], f[1], f[2], lim};
+        s_submit(r, NODE_Q_CONV_LIST_AFTER, 7, params, s_on_rows);
+    } else {
+        const char *params[] = {team, f[0], f[1], f[2], lim};
+        s_submit(r, NODE_Q_CONV_LIST, 5, params, s_on_rows);
+    }
 }
 
 /* "after" (or after_seq) as a number, or the cursor; -1 when either is malformed. */
@@ -281,6 +334,7 @@ static int s_after(const json_t *args, const char *key, long long *after)
 static void
 s_list_num(node_t *node, node_req_t *req, const char *key, const char *stmt, bool by_conv)
 {
+    bool msgs = strcmp(stmt, NODE_Q_MSG_LIST) == 0;
     long long after = 0, limit = 0;
     if (s_after(req->args, key, &after) < 0) {
         node_reply_field(node, &req, json_object_get(req->args, key) ? key : "cursor");
@@ -296,6 +350,8 @@ s_list_num(node_t *node, node_req_t *req, const char *key, const char *stmt, boo
     }
     r->limit = limit;
     r->check_conv = by_conv;
+    r->render = msgs ? node_render_msg_row : node_render_evt_row;
+    r->cursor_col = msgs ? NODE_MSG_COL_SEQ : NODE_EVT_COL_ID;
     if (by_conv) {
         node_actor_warm(node, req->team_id, req->conv_id);
     }

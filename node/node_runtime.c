@@ -371,9 +371,14 @@ static void s_reply_ok(node_t *node, node_ws_t *ws)
     if (!body && ws->reply_kind == NODE_REPLY_CONV) {
         body = node_ws_value(ws, ws->touch_stmt, 0);
     } else if (!body && ws->reply_kind == NODE_REPLY_MSG) {
+        const char *name = node_ws_name(ws, ws->msg_stmt);
         const char *msg = node_ws_value(ws, ws->msg_stmt, 0);
         node_buf_str(&b, "{\"message\":");
-        node_buf_str(&b, msg ? msg : "null");
+        if (name && strcmp(name, NODE_Q_MSG_INSERT) == 0 && msg) {
+            node_ws_render_msg(ws, ws->msg_stmt, msg, &b); /* msg: the stored metadata */
+        } else {
+            node_buf_str(&b, msg ? msg : "null");
+        }
         if (json_object_get(ws->req->args, "create")) {
             node_buf_str(&b, ws->plan.created ? ",\"created\":true" : ",\"created\":false");
         }

@@ -1,11 +1,11 @@
 /*  node_sql — every SQL statement the node runs, as named prepared statements.
-    Postgres builds the JSON of rows (API.md shapes, RFC 3339 UTC times with
-    milliseconds), so the node forwards text without re-encoding it. Every
+    Reads return plain columns (NODE_*_COLS) that node_render.c turns into
+    API.md JSON (see each statement's comment for the writes). Every
     statement is parameterised and scoped by team_id. Loop thread only. */
 #include "node/node_internal.h"
+#include "node/node_render.h"
 
 #define TS(x)        "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
-#define TS_CURSOR(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 #define CONV_JSON(c)                                                                               \
     "json_build_object('id', " c ".id, 'source', " c ".source, 'type', " c ".type, 'title', " c    \
@@ -24,6 +24,11 @@
     ".seq, 'type', " e ".type, 'source', " e ".source, 'action', " e ".action, 'reversible', " e   \
     ".reversible, 'created_at', " TS(e ".created_at") ")"
 
+/* The touch's last_event_id: $7 says the write set inserted events, the last of which is
+   the sequence's current value in this session (the touch follows them). */
+#define TOUCH_LAST_EVENT                                                                           \
+    "last_event_id = CASE WHEN $7::bool THEN currval('events_id_seq') ELSE c.last_event_id END, "
+
 #define EVT_COLS "INSERT INTO events AS e (team_id, conversation_id, seq, type, source, action) "
 
 typedef struct {
@@ -39,12 +44,14 @@ static const s_stmt_t s_stmts[] = {
      "metadata->'echo'->>'fail_every', strategy FROM conversations WHERE id = $1::uuid AND "
      "team_id = "
      "$2::uuid"},
-    /* $1 id $2 team $3 source $4 type $5 title $6 strategy $7 worktree $8 on_busy $9 metadata */
-    {NODE_Q_CONV_INSERT, 9,
+    /* $1 id $2 team $3 source $4 type $5 title $6 strategy $7 worktree $8 on_busy $9 metadata
+       $10 the write set's time */
+    {NODE_Q_CONV_INSERT, 10,
      "INSERT INTO conversations (id, team_id, source, type, title, strategy, worktree_id, "
-     "on_busy, metadata) VALUES ($1::uuid, $2::uuid, coalesce($3::text, 'api'), "
+     "on_busy, metadata, created_at, updated_at) VALUES ($1::uuid, $2::uuid, coalesce($3::text, 'api'), "
      "coalesce($4::text, 'chat'), $5::text, coalesce($6::text, 'echo'), $7::uuid, "
-     "coalesce($8::text, 'enqueue'), coalesce($9::jsonb, '{}'::jsonb))"},
+     "coalesce($8::text, 'enqueue'), coalesce($9::jsonb, '{}'::jsonb), $10::timestamptz, "
+     "$10::timestamptz)"},
     /* Division by zero when the worktree is not the team's: fails the write set. */
     {NODE_Q_WT_CHECK, 2,
      "SELECT 1 / (SELECT count(*)::int FROM worktrees WHERE id = $1::uuid AND team_id = $2::uuid "
@@ -58,37 +65,51 @@ static const s_stmt_t s_stmts[] = {
      "coalesce($9::text, on_busy) WHERE id = $1::uuid AND team_id = $2::uuid"},
     /* Last statement of every write: counters, status; returns the row and the actor's
        cached settings. $3 last msg seq $4 last event seq $5 added messages $6 status */
-    {NODE_Q_CONV_TOUCH, 6,
+    {NODE_Q_CONV_TOUCH, 7,
      "UPDATE conversations AS c SET last_msg_seq = $3::bigint, last_event_seq = $4::bigint, "
      "message_count = c.message_count + $5::int, status = coalesce($6::text, c.status), "
-     "last_event_id = coalesce((SELECT e.id FROM events e WHERE e.conversation_id = $1::uuid AND "
-     "e.team_id = $2::uuid AND e.seq = $4::bigint), c.last_event_id), updated_at = now() WHERE "
-     "c.id = $1::uuid AND "
-     "c.team_id = $2::uuid RETURNING " CONV_JSON(
+     TOUCH_LAST_EVENT "updated_at = now() WHERE c.id = $1::uuid AND c.team_id = $2::uuid "
+     "RETURNING " CONV_JSON(
          "c") "::text, c.status, c.on_busy, "
               "c.metadata->'echo'->>'delay_ms', c.metadata->'echo'->>'fail_every', "
               "c.strategy"},
+    /* The same without the conversation's JSON (column 0 NULL), for write sets whose
+       answer is not the conversation: most of them. */
+    {NODE_Q_CONV_TOUCH_LITE, 7,
+     "UPDATE conversations AS c SET last_msg_seq = $3::bigint, last_event_seq = $4::bigint, "
+     "message_count = c.message_count + $5::int, status = coalesce($6::text, c.status), "
+     TOUCH_LAST_EVENT "updated_at = now() WHERE c.id = $1::uuid AND c.team_id = $2::uuid "
+     "RETURNING NULL::text, c.status, c.on_busy, c.metadata->'echo'->>'delay_ms', "
+     "c.metadata->'echo'->>'fail_every', c.strategy"},
+    /* Reads return plain columns (NODE_*_COLS); the node renders the JSON (node_render.c). */
     {NODE_Q_CONV_GET, 2,
-     "SELECT " CONV_JSON("c") "::text FROM conversations c WHERE c.id = $1::uuid AND c.team_id = "
-                              "$2::uuid"},
+     "SELECT " NODE_CONV_COLS("c") " FROM conversations c WHERE c.id = $1::uuid AND c.team_id = "
+                                   "$2::uuid"},
     {NODE_Q_CONV_EXISTS, 2,
      "SELECT 1 FROM conversations WHERE id = $1::uuid AND team_id = $2::uuid"},
-    /* $1 team $2 cursor ts $3 cursor id $4 source $5 type $6 status $7 limit (+1 fetched) */
-    {NODE_Q_CONV_LIST, 7,
-     "SELECT " CONV_JSON("c") "::text, " TS_CURSOR(
-         "c.created_at") " || '|' || c.id FROM "
-                         "conversations c WHERE c.team_id = $1::uuid AND ($2::timestamptz IS NULL "
-                         "OR (c.created_at, "
-                         "c.id) < ($2::timestamptz, $3::uuid)) AND ($4::text IS NULL OR c.source = "
-                         "$4::text) AND "
-                         "($5::text IS NULL OR c.type = $5::text) AND ($6::text IS NULL OR "
-                         "c.status = $6::text) "
-                         "ORDER BY c.created_at DESC, c.id DESC LIMIT $7::int"},
+    /* First page: $1 team $2 source $3 type $4 status $5 limit (+1 fetched). Two statements,
+       so that the cursor is always an index condition (a generic plan of a shared one
+       filtered it row by row). */
+    {NODE_Q_CONV_LIST, 5,
+     "SELECT " NODE_CONV_COLS("c") " FROM conversations c WHERE c.team_id = $1::uuid AND "
+                                   "($2::text IS NULL OR c.source = $2::text) AND ($3::text IS "
+                                   "NULL OR c.type = $3::text) AND ($4::text IS NULL OR c.status = "
+                                   "$4::text) ORDER BY c.created_at DESC, c.id DESC LIMIT $5::int"},
+    /* Next pages: $1 team $2 cursor ts $3 cursor id $4 source $5 type $6 status $7 limit */
+    {NODE_Q_CONV_LIST_AFTER, 7,
+     "SELECT " NODE_CONV_COLS("c") " FROM conversations c WHERE c.team_id = $1::uuid AND "
+                                   "(c.created_at, c.id) < ($2::timestamptz, $3::uuid) AND "
+                                   "($4::text IS NULL OR c.source = $4::text) AND ($5::text IS "
+                                   "NULL OR c.type = $5::text) AND ($6::text IS NULL OR c.status = "
+                                   "$6::text) ORDER BY c.created_at DESC, c.id DESC LIMIT $7::int"},
     /* $1 id $2 conv $3 team $4 seq $5 role $6 content $7 status $8 metadata */
-    {NODE_Q_MSG_INSERT, 8,
+    /* $9 the write set's time (node_write.c). The node renders the message (node_render.c)
+       with the stored metadata text. */
+    {NODE_Q_MSG_INSERT, 9,
      "INSERT INTO messages AS m (id, conversation_id, team_id, seq, role, content, status, "
-     "metadata) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, $5::text, $6::text, $7::text, "
-     "coalesce($8::jsonb, '{}'::jsonb)) RETURNING " MSG_JSON("m") "::text"},
+     "metadata, created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, "
+     "$5::text, $6::text, $7::text, coalesce($8::jsonb, '{}'::jsonb), $9::timestamptz, "
+     "$9::timestamptz) RETURNING m.metadata::text"},
     /* $1 id $2 conv $3 content $4 status $5 metadata (merged) $6 team */
     {NODE_Q_MSG_FINISH, 6,
      "UPDATE messages AS m SET content = $3::text, status = $4::text, metadata = m.metadata || "
@@ -103,15 +124,43 @@ static const s_stmt_t s_stmts[] = {
      "$1::uuid AND team_id = $2::uuid AND status = 'pending'"},
     /* $1 conv $2 team $3 after seq $4 limit */
     {NODE_Q_MSG_LIST, 4,
-     "SELECT " MSG_JSON(
-         "m") "::text, m.seq FROM messages m WHERE m.conversation_id = $1::uuid "
-              "AND m.team_id = $2::uuid AND m.seq > $3::bigint ORDER BY m.seq LIMIT $4::int"},
+     "SELECT " NODE_MSG_COLS("m") " FROM messages m WHERE m.conversation_id = $1::uuid AND "
+                                  "m.team_id = $2::uuid AND m.seq > $3::bigint ORDER BY m.seq "
+                                  "LIMIT $4::int"},
     /* $1 team $2 conv $3 seq $4 type $5 source $6 action */
-    {NODE_Q_EVT, 6,
-     EVT_COLS "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
-              "'{}'::jsonb)) RETURNING e.id, " EVT_JSON("e") "::text"},
-    /* Same, with the message $7 embedded as action.message. */
-    {NODE_Q_EVT_MSG, 7,
+    /* $7 the write set's time. Returns the id and the stored source and action text; the
+       node renders the event (node_commit.c node_ws_publish). */
+    {NODE_Q_EVT, 7,
+     "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
+     "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
+     "'{}'::jsonb), $7::timestamptz) RETURNING id, source::text, action::text"},
+    /* Same, with $7 merged into the action: {"message": …} or {"conversation": …}, the
+       node's JSON of a row the same write set inserts; $8 the time. */
+    {NODE_Q_EVT_EMBED, 8,
+     "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
+     "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
+     "'{}'::jsonb) || $7::jsonb, $8::timestamptz) RETURNING id, source::text, action::text"},
+    /* Several message inserts of one write set (node_ws_merge.c): $1 conv $2 team $3 time,
+       arrays $4 ids $5 seqs $6 roles $7 contents $8 statuses $9 metadata. A row per
+       message: its seq, then what NODE_Q_MSG_INSERT returns. */
+    {NODE_Q_MSG_MULTI, 9,
+     "INSERT INTO messages (id, conversation_id, team_id, seq, role, content, status, metadata, "
+     "created_at, updated_at) SELECT t.id, $1::uuid, $2::uuid, t.seq, t.role, t.content, "
+     "t.status, coalesce(t.metadata, '{}'::jsonb), $3::timestamptz, $3::timestamptz FROM "
+     "unnest($4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::jsonb[]) AS "
+     "t(id, seq, role, content, status, metadata) RETURNING seq, metadata::text"},
+    /* Several event inserts of one write set, in order (ids follow it): $1 team $2 conv
+       $3 time, arrays $4 seqs $5 types $6 sources $7 actions $8 embedded rows. A row per
+       event: its seq, then what NODE_Q_EVT returns. */
+    {NODE_Q_EVT_MULTI, 8,
+     "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
+     "SELECT $1::uuid, $2::uuid, t.seq, t.type, t.source, coalesce(t.action, '{}'::jsonb) || "
+     "coalesce(t.embed, '{}'::jsonb), $3::timestamptz FROM unnest($4::bigint[], $5::text[], "
+     "$6::jsonb[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS t(seq, type, source, action, "
+     "embed, n) ORDER BY t.n RETURNING seq, id, source::text, action::text"},
+    /* Same, with the message $7 (its id: a message stored earlier) read from the table and
+       embedded as action.message; rendered by Postgres. */
+    {NODE_Q_EVT_MSG_DB, 7,
      EVT_COLS
      "SELECT $1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
      "'{}'::jsonb) || jsonb_build_object('message', " MSG_JSON(
@@ -127,13 +176,13 @@ static const s_stmt_t s_stmts[] = {
                        "e.id, " EVT_JSON("e") "::text"},
     /* $1 conv $2 team $3 after id $4 limit */
     {NODE_Q_EVT_LIST, 4,
-     "SELECT " EVT_JSON(
-         "e") "::text, e.id FROM events e WHERE e.conversation_id = $1::uuid AND "
-              "e.team_id = $2::uuid AND e.id > $3::bigint ORDER BY e.id LIMIT $4::int"},
+     "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.conversation_id = $1::uuid AND "
+                                  "e.team_id = $2::uuid AND e.id > $3::bigint ORDER BY e.id LIMIT "
+                                  "$4::int"},
     /* $1 team $2 after id $3 limit */
     {NODE_Q_EVT_TEAM, 3,
-     "SELECT " EVT_JSON("e") "::text, e.id FROM events e WHERE e.team_id = $1::uuid AND e.id > "
-                             "$2::bigint ORDER BY e.id LIMIT $3::int"},
+     "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.team_id = $1::uuid AND e.id > "
+                                  "$2::bigint ORDER BY e.id LIMIT $3::int"},
     {NODE_Q_IDEM_GET, 2,
      "SELECT request_hash, status, response FROM idempotency_keys WHERE team_id = $1::uuid AND "
      "key = $2::text AND created_at > now() - interval '24 hours'"},

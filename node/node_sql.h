@@ -12,9 +12,11 @@ int node_sql_prepare(db_conn_t *db);
 #define NODE_Q_CONV_INSERT "node_conv_insert"
 #define NODE_Q_CONV_PATCH  "node_conv_patch"
 #define NODE_Q_CONV_TOUCH  "node_conv_touch"
+#define NODE_Q_CONV_TOUCH_LITE "node_conv_touch_lite" /* without the conversation JSON */
 #define NODE_Q_CONV_GET    "node_conv_get"
 #define NODE_Q_CONV_EXISTS "node_conv_exists"
-#define NODE_Q_CONV_LIST   "node_conv_list"
+#define NODE_Q_CONV_LIST   "node_conv_list"       /* first page */
+#define NODE_Q_CONV_LIST_AFTER "node_conv_list_after" /* page after a cursor */
 #define NODE_Q_WT_CHECK    "node_wt_check"
 #define NODE_Q_MSG_INSERT  "node_msg_insert"
 #define NODE_Q_MSG_FINISH  "node_msg_finish"
@@ -22,7 +24,10 @@ int node_sql_prepare(db_conn_t *db);
 #define NODE_Q_MSG_CANCEL  "node_msg_cancel_pending"
 #define NODE_Q_MSG_LIST    "node_msg_list"
 #define NODE_Q_EVT         "node_evt"
-#define NODE_Q_EVT_MSG     "node_evt_msg"
+#define NODE_Q_EVT_EMBED   "node_evt_embed"  /* embeds a row the same set inserts */
+#define NODE_Q_EVT_MSG_DB  "node_evt_msg_db" /* message stored earlier */
+#define NODE_Q_MSG_MULTI   "node_msg_multi"  /* several NODE_Q_MSG_INSERT (node_ws_merge.c) */
+#define NODE_Q_EVT_MULTI   "node_evt_multi"  /* several NODE_Q_EVT / _EMBED */
 #define NODE_Q_EVT_CONV    "node_evt_conv"
 #define NODE_Q_EVT_LIST    "node_evt_list"
 #define NODE_Q_EVT_TEAM    "node_evt_team"

@@ -8,11 +8,81 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "node/node_internal.h"
+#include "node/node_render.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
+
+/* The write set's time, as Postgres prints a timestamptz (and reads it back): the rows
+   a set inserts share it, and the node renders their JSON without asking Postgres.
+   Milliseconds, the precision API.md shows, so stored and shown times are equal. */
+const char *node_ws_ts(node_ws_t *ws)
+{
+    if (!ws->ts[0]) {
+        struct timespec now;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&now.tv_sec, &tm);
+        size_t n = strftime(ws->ts, sizeof ws->ts, "%Y-%m-%d %H:%M:%S", &tm);
+        snprintf(ws->ts + n, sizeof ws->ts - n, ".%03ld+00", now.tv_nsec / 1000000);
+    }
+    return ws->ts;
+}
+
+/* Index of this set's insert stmt (a message or conversation insert) of row id, or -1. */
+static int s_insert_of(const node_ws_t *ws, const char *stmt, const char *id)
+{
+    for (size_t i = 0; i < ws->n; i++) {
+        if (strcmp(node_ws_name(ws, (int)i), stmt) == 0 &&
+            strcmp(node_ws_param(ws, (int)i, 0), id) == 0) {
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* The JSON of the conversation inserted by statement stmt (NODE_Q_CONV_INSERT): its
+   parameters with the insert's defaults, as the row reads right after the insert. */
+static void s_render_conv(const node_ws_t *ws, int stmt, node_buf_t *b)
+{
+    const char *p[10];
+    for (int i = 0; i < 10; i++) {
+        p[i] = node_ws_param(ws, stmt, i);
+    }
+    node_conv_fields_t c = {.id = p[0],
+                            .source = p[2] ? p[2] : "api",
+                            .type = p[3] ? p[3] : "chat",
+                            .title = p[4],
+                            .strategy = p[5] ? p[5] : "echo",
+                            .worktree_id = p[6],
+                            .status = "idle",
+                            .on_busy = p[7] ? p[7] : "enqueue",
+                            .metadata = p[8] ? p[8] : "{}",
+                            .last_event_id_null = true,
+                            .created_at = p[9],
+                            .updated_at = p[9]};
+    node_render_conv(b, &c);
+}
+
+void node_ws_render_msg(const node_ws_t *ws, int stmt, const char *metadata, node_buf_t *b)
+{
+    const char *meta = metadata ? metadata : node_ws_param(ws, stmt, 7);
+    node_msg_fields_t m = {
+        .id = node_ws_param(ws, stmt, 0),
+        .conversation_id = node_ws_param(ws, stmt, 1),
+        .seq = node_parse_ll(node_ws_param(ws, stmt, 3), 0, 0, INT64_MAX),
+        .role = node_ws_param(ws, stmt, 4),
+        .content = node_ws_param(ws, stmt, 5),
+        .status = node_ws_param(ws, stmt, 6),
+        .metadata = meta ? meta : "{}",
+        .created_at = node_ws_param(ws, stmt, 8),
+        .updated_at = node_ws_param(ws, stmt, 8),
+    };
+    node_render_msg(b, &m);
+}
 
 int node_ws_message(node_ws_t *ws,
                     const uint8_t id[16],
@@ -28,8 +98,8 @@ int node_ws_message(node_ws_t *ws,
     util_uuid_format(a->conv_id, conv);
     util_uuid_format(a->team_id, team);
     snprintf(seq, sizeof seq, "%llu", (unsigned long long)++a->last_msg_seq);
-    const char *params[] = {mid, conv, team, seq, role, content, status, metadata};
-    return node_ws_add(ws, NODE_Q_MSG_INSERT, NODE_SK_SEQ, 8, params);
+    const char *params[] = {mid, conv, team, seq, role, content, status, metadata, node_ws_ts(ws)};
+    return node_ws_add(ws, NODE_Q_MSG_INSERT, NODE_SK_SEQ, 9, params);
 }
 
 int node_ws_event(node_ws_t *ws,
@@ -45,12 +115,43 @@ int node_ws_event(node_ws_t *ws,
     util_uuid_format(a->conv_id, conv);
     util_uuid_format(a->team_id, team);
     snprintf(seq, sizeof seq, "%llu", (unsigned long long)++a->last_evt_seq);
-    const char *params[] = {team, conv, seq, type, source, action, mid};
+    const char *params[] = {team, conv, seq, type, source, action, node_ws_ts(ws), NULL};
+    if (!msg_id && !with_conv) {
+        return node_ws_add(ws, NODE_Q_EVT, NODE_SK_EVENT, 7, params);
+    }
+    /* Embedded: a row this set inserts is rendered here; one stored earlier is read and
+       rendered by Postgres. */
+    int row = -1;
     if (msg_id) {
         util_uuid_format(msg_id, mid);
-        return node_ws_add(ws, NODE_Q_EVT_MSG, NODE_SK_EVENT, 7, params);
+        row = s_insert_of(ws, NODE_Q_MSG_INSERT, mid);
+    } else {
+        row = s_insert_of(ws, NODE_Q_CONV_INSERT, conv);
     }
-    return node_ws_add(ws, with_conv ? NODE_Q_EVT_CONV : NODE_Q_EVT, NODE_SK_EVENT, 6, params);
+    if (row < 0) {
+        params[6] = mid;
+        return msg_id ? node_ws_add(ws, NODE_Q_EVT_MSG_DB, NODE_SK_EVENT, 7, params)
+                      : node_ws_add(ws, NODE_Q_EVT_CONV, NODE_SK_EVENT, 6, params);
+    }
+    node_buf_t b;
+    node_buf_init(&b);
+    node_buf_str(&b, msg_id ? "{\"message\":" : "{\"conversation\":");
+    if (msg_id) {
+        node_ws_render_msg(ws, row, NULL, &b);
+    } else {
+        s_render_conv(ws, row, &b);
+    }
+    node_buf_str(&b, "}");
+    if (b.oom) {
+        node_buf_free(&b);
+        ws->oom = true;
+        return -1;
+    }
+    params[6] = b.data;
+    params[7] = node_ws_ts(ws);
+    int rc = node_ws_add(ws, NODE_Q_EVT_EMBED, NODE_SK_EVENT, 8, params);
+    node_buf_free(&b);
+    return rc;
 }
 
 int node_ws_touch(node_ws_t *ws, int status)
@@ -64,9 +165,14 @@ int node_ws_touch(node_ws_t *ws, int status)
     snprintf(evt_seq, sizeof evt_seq, "%llu", (unsigned long long)a->last_evt_seq);
     snprintf(added, sizeof added, "%llu",
              (unsigned long long)(a->last_msg_seq - ws->saved_msg_seq));
-    const char *params[] = {conv,    team,  msg_seq,
-                            evt_seq, added, status < 0 ? NULL : node_status_name(status)};
-    ws->touch_stmt = node_ws_add(ws, NODE_Q_CONV_TOUCH, NODE_SK_PLAIN, 6, params);
+    const char *params[] = {conv,
+                            team,
+                            msg_seq,
+                            evt_seq,
+                            added,
+                            status < 0 ? NULL : node_status_name(status),
+                            a->last_evt_seq != ws->saved_evt_seq ? "true" : "false"};
+    ws->touch_stmt = node_ws_add(ws, NODE_Q_CONV_TOUCH, NODE_SK_PLAIN, 7, params);
     return ws->touch_stmt;
 }
 

@@ -460,11 +460,15 @@ Test(node_turn, rendered_rows_equal_stored_rows, .timeout = 30)
     uint8_t conv[16];
     nt_create(&t, conv, "{}");
     char type[64];
-    json_t *b = NULL;
+    json_t *b = NULL, *created = NULL;
     while (nt_event(&t, type, &b, 50) >= 0) {
+        if (strcmp(type, "conversation.created") == 0) {
+            created = json_incref(b);
+        }
         json_decref(b);
         b = NULL;
     }
+    cr_assert_not_null(created, "conversation.created not published");
     nt_rep_t r = nt_call(
         &t, "msg.post", conv,
         "{\"content\":\"q \\\"x\\\" \\\\ \\u00e9\\n\",\"metadata\":{\"b\":1,\"a\":[true]}}");
@@ -489,6 +493,12 @@ Test(node_turn, rendered_rows_equal_stored_rows, .timeout = 30)
     /* conversation.created, then the four events of the post and its turn */
     cr_assert_eq(json_array_size(stored), 5);
     cr_assert_eq(json_array_size(live), 4);
+    char *l0 = json_dumps(created, JSON_SORT_KEYS);
+    char *s0 = json_dumps(json_array_get(stored, 0), JSON_SORT_KEYS);
+    cr_assert_str_eq(l0, s0, "conversation.created differs");
+    free(l0);
+    free(s0);
+    json_decref(created);
     for (size_t i = 0; i < 4; i++) {
         char *l = json_dumps(json_array_get(live, i), JSON_SORT_KEYS);
         char *s = json_dumps(json_array_get(stored, i + 1), JSON_SORT_KEYS);

@@ -2,7 +2,7 @@
 # shellcheck disable=SC2016 # single-quoted strings are eval'd by the checks
 # test_conv_crash.sh — ack after commit and recovery, on a real cluster with
 # processes killed on purpose (the supervisor does not restart them by itself:
-# BICKY_SUPERVISE=0; the test restarts them with SIGHUP, as `up -d` does):
+# BICKY_SUPERVISE=0; the test restarts them with SIGUSR1, as `up -d` does):
 #  1. kill -9 of the owning node right after a 202: both acknowledged messages
 #     are in Postgres; after the restart the conversation is recovered on
 #     activation (the lost turn failed with reason node_lost, the pending
@@ -35,7 +35,7 @@ tc_start conv_crash
 # would start nothing: the death it has not seen yet holds the process.
 restart_missing() {
     bk_wait_for 10 grep -q "$1 pid=$2 exited" "$TC_VAR/log/supervisor.log"
-    kill -HUP "$(bk_read_pid "$TC_VAR/run/supervisor.pid")"
+    kill -USR1 "$(bk_read_pid "$TC_VAR/run/supervisor.pid")"
 }
 
 # A node runs under a pid other than $2 and the registry lists it alive.

@@ -137,7 +137,7 @@ kill -KILL "$old"
 t_check "202 before kill -9 of the owner $owner" test "${first%% *}" = 202
 # The supervisor must have seen the death before it is asked to restart.
 bk_wait_for 10 grep -q "$owner pid=$old exited" "$TC_VAR/log/supervisor.log"
-kill -HUP "$(bk_read_pid "$TC_VAR/run/supervisor.pid")"
+kill -USR1 "$(bk_read_pid "$TC_VAR/run/supervisor.pid")"
 bk_wait_for 10 eval "p=\$(tc_pid $owner); [[ -n \$p && \$p != $old ]] && tc_node_is $owner alive"
 retry() {
     keyed POST "/api/conversations/$w/messages" '{"content":"survives the crash"}' k-crash

@@ -2,12 +2,12 @@
     docs/placement.md). The ring says which node should run a conversation; the
     row (conversation_id, node_id, epoch) of conversation_owners says which node
     may write it:
-    - activation claims the row in the load batch, before the load, with the
-      node's ring epoch: granted when the row is ours, or when its holder's
-      epoch is older and the holder is neither alive nor draining in our ring;
-      refused otherwise — then either the holder is newer than our ring (MOVED,
-      we ask for the ring) or it still runs (hand-off: we retry every 100 ms
-      while requests wait in the mailbox, 503 after 5 s);
+    - activation claims the row before the load, with the node's ring epoch, many
+      activations in one statement (node_fence_claim.c): granted when
+      the row is ours, or when its holder's epoch is older and the holder is neither
+      alive nor draining in our ring; refused otherwise — then either the holder is
+      newer than our ring (MOVED, we ask for the ring) or it still runs (hand-off: we
+      retry every 100 ms while requests wait in the mailbox, 503 after 5 s);
     - every group-commit write set is preceded by a guard that fails (22012)
       unless the row still names us at our claim's epoch, and holds it FOR SHARE
       until that transaction ends; a failed guard drops the actor and answers
@@ -25,28 +25,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_REFUSED_WAIT     (UINT64_MAX - 1) /* fence_epoch after a refusal: hand-off, retry */
-#define S_REFUSED_MOVED    UINT64_MAX       /* ... the holder's epoch is newer than our ring */
-#define S_RELEASE_CHUNK    1000             /* conversations per release statement */
-#define S_RELEASE_RETRY_MS 1000             /* failed releases are sent again after this */
-#define S_RELEASE_MAX      1000000          /* pending releases kept (beyond: dropped, logged) */
+#define S_RELEASE_CHUNK    1000    /* conversations per release statement */
+#define S_RELEASE_RETRY_MS 1000    /* failed releases are sent again after this */
+#define S_RELEASE_MAX      1000000 /* pending releases kept (beyond: dropped, logged) */
 
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
-
-typedef struct {
-    node_actor_t *actor; /* waiting for its claim (state LOADING, hence pinned) */
-    int64_t since_ms;    /* first refusal */
-    bool inflight;       /* a retry (claim + load) is running */
-} s_wait_t;
 
 struct node_fence_t {
     node_t *node;           /* borrowed */
     bool clean;             /* no claim of an earlier run of our id is left */
     bool cleaning;          /* the cleanup is in flight */
-    s_wait_t *waits;        /* claims waiting for the previous owner's release */
-    size_t nwaits;          /* entries used */
-    size_t capwaits;        /* entries allocated */
-    int wait_timer;         /* NODE_CLAIM_RETRY_MS timer while waits exist, -1 none */
+    node_claims_t *claims;  /* activation claims (node_fence_claim.c, owned) */
     uint8_t (*rel)[16];     /* conversations whose claim must be deleted */
     size_t nrel;            /* entries used */
     size_t caprel;          /* entries allocated */
@@ -57,20 +46,10 @@ struct node_fence_t {
 };
 
 typedef struct {
-    node_actor_t *actor; /* claimant (pinned: state LOADING) */
-    uint64_t epoch;      /* epoch claimed */
-} s_claim_t;
-
-typedef struct {
     node_fence_t *fence; /* owner */
     uint8_t (*ids)[16];  /* conversations of this release statement (owned) */
     size_t n;            /* count */
 } s_release_t;
-
-static bool s_held(uint64_t fence_epoch)
-{
-    return fence_epoch != 0 && fence_epoch < S_REFUSED_WAIT;
-}
 
 node_fence_t *node_fence_new(node_t *node)
 {
@@ -79,10 +58,20 @@ node_fence_t *node_fence_new(node_t *node)
         return NULL;
     }
     self->node = node;
+    if (!(self->claims = node_claims_new(node))) {
+        free(self);
+        return NULL;
+    }
     /* A standalone node (tests, dev) shares its id with nobody's past: nothing to clean. */
     self->clean = node->cfg->standalone;
-    self->wait_timer = self->rel_timer = self->handoff.timer = -1;
+    self->rel_timer = self->handoff.timer = -1;
     return self;
+}
+
+node_claims_t *node_fence_claims(node_t *node)
+{
+    node_fence_t *self = node_fence_of(node);
+    return self ? self->claims : NULL;
 }
 
 node_handoff_t *node_fence_handoff(node_t *node)
@@ -97,16 +86,13 @@ void node_fence_destroy(node_fence_t **self_p)
         return;
     }
     node_fence_t *self = *self_p;
-    if (self->wait_timer >= 0) {
-        zloop_timer_end(self->node->loop, self->wait_timer);
-    }
+    node_claims_destroy(&self->claims); /* first: failing its held loads frees actors */
     if (self->rel_timer >= 0) {
         zloop_timer_end(self->node->loop, self->rel_timer);
     }
     if (self->handoff.timer >= 0) {
         zloop_timer_end(self->node->loop, self->handoff.timer);
     }
-    free(self->waits);
     free(self->rel);
     free(self);
     *self_p = NULL;
@@ -198,7 +184,7 @@ static void s_on_released(void *arg, db_status_t status, const char *error, cons
         for (size_t i = 0; i < r->n; i++) {
             /* Claimed again meanwhile (ordered after this release): not ours to delete. */
             node_actor_t *a = node_actors_find(node->actors, r->ids[i]);
-            if (!a || !s_held(a->fence_epoch)) {
+            if (!a || !node_fence_held(a->fence_epoch)) {
                 s_rel_push(self, r->ids[i]);
             }
         }
@@ -253,6 +239,15 @@ static void s_release_send(node_fence_t *self, const uint8_t (*ids)[16], size_t 
     db_batch_submit(&b, s_on_released, r);
 }
 
+void node_fence_prepare(node_t *node)
+{
+    node_fence_t *self = node_fence_of(node);
+    if (self) {
+        s_cleanup(self);
+        node_fence_flush(node);
+    }
+}
+
 void node_fence_flush(node_t *node)
 {
     node_fence_t *self = node_fence_of(node);
@@ -280,207 +275,15 @@ static int s_on_rel_timer(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-/* ---- waiting claims ------------------------------------------------------------------------ */
-
-static s_wait_t *s_wait_find(node_fence_t *self, const node_actor_t *a)
-{
-    for (size_t i = 0; i < self->nwaits; i++) {
-        if (self->waits[i].actor == a) {
-            return &self->waits[i];
-        }
-    }
-    return NULL;
-}
-
-static void s_wait_remove(node_fence_t *self, const node_actor_t *a)
-{
-    s_wait_t *w = s_wait_find(self, a);
-    if (w) {
-        *w = self->waits[--self->nwaits];
-    }
-}
-
-static int s_on_wait_timer(zloop_t *loop, int timer_id, void *arg);
-
-/* Keeps the actor loading (its requests wait) and schedules a retry. -1 on OOM. */
-static int s_wait_add(node_fence_t *self, node_actor_t *a)
-{
-    s_wait_t *w = s_wait_find(self, a);
-    if (!w) {
-        if (self->nwaits == self->capwaits) {
-            size_t cap = self->capwaits ? self->capwaits * 2 : 16;
-            s_wait_t *grown = realloc(self->waits, cap * sizeof *grown);
-            if (!grown) {
-                return -1;
-            }
-            self->waits = grown;
-            self->capwaits = cap;
-        }
-        w = &self->waits[self->nwaits++];
-        w->actor = a;
-        w->since_ms = util_mono_ms();
-    }
-    w->inflight = false;
-    a->state = NODE_ACTOR_LOADING;
-    if (self->wait_timer < 0) {
-        self->wait_timer =
-            zloop_timer(self->node->loop, NODE_CLAIM_RETRY_MS, 0, s_on_wait_timer, self);
-    }
-    return 0;
-}
-
-/* One waiting actor at the retry tick: give up, or claim (and load) again. */
-static void s_wait_step(node_fence_t *self, node_actor_t *a, int64_t now)
-{
-    node_t *node = self->node;
-    s_wait_t *w = s_wait_find(self, a);
-    if (!w || w->inflight) {
-        return;
-    }
-    bool doomed = (a->flags & NODE_AF_DOOMED) != 0;
-    if (doomed || node->stopping || now - w->since_ms >= NODE_CLAIM_WAIT_MS) {
-        if (!doomed && !node->stopping) {
-            s_uuid_t c;
-            util_uuid_format(a->conv_id, c);
-            LOG_W("claim of conversation=%s still held by another node after %d ms; 503", c,
-                  NODE_CLAIM_WAIT_MS);
-        }
-        s_wait_remove(self, a);
-        a->state = NODE_ACTOR_ABSENT;
-        node_actor_drop(node, a, doomed ? "conversation moved" : "conversation is moving");
-        return;
-    }
-    w->inflight = true;
-    node_actor_reload(node, a);
-}
-
-static int s_on_wait_timer(zloop_t *loop, int timer_id, void *arg)
-{
-    node_fence_t *self = arg;
-    size_t n = self->nwaits;
-    node_actor_t **snap = n ? malloc(n * sizeof *snap) : NULL;
-    for (size_t i = 0; snap && i < n; i++) {
-        snap[i] = self->waits[i].actor;
-    }
-    int64_t now = util_mono_ms();
-    /* Each actor is looked up again: a step may free others (never create any). */
-    for (size_t i = 0; snap && i < n; i++) {
-        s_wait_step(self, snap[i], now);
-    }
-    free(snap);
-    if (self->nwaits == 0 && self->wait_timer == timer_id) {
-        zloop_timer_end(loop, timer_id);
-        self->wait_timer = -1;
-    }
-    return 0;
-}
-
-/* ---- activation ---------------------------------------------------------------------------- */
-
-static void s_on_claim_row(void *arg, db_status_t status, const db_result_t *res)
-{
-    s_claim_t *c = arg;
-    node_actor_t *a = c->actor;
-    if (status == DB_OK && db_result_rows(res) >= 1) {
-        const char *granted = db_result_value(res, 0, 0);
-        const char *holder = db_result_value(res, 0, 1);
-        if (granted && strcmp(granted, "t") == 0) {
-            a->fence_epoch = c->epoch + 1;
-        } else {
-            long long h = holder ? node_parse_ll(holder, -1, -1, INT64_MAX) : -1;
-            a->fence_epoch = h > (long long)c->epoch ? S_REFUSED_MOVED : S_REFUSED_WAIT;
-        }
-    }
-    free(c);
-}
-
-void node_fence_claim(node_t *node, db_batch_t *batch, node_actor_t *a)
-{
-    node_fence_t *self = node_fence_of(node);
-    s_claim_t *c = self && !node->closing ? calloc(1, sizeof *c) : NULL;
-    if (!c) {
-        return; /* no claim: the actor waits and retries (node_fence_loaded) */
-    }
-    s_cleanup(self);
-    node_fence_flush(node);
-    c->actor = a;
-    c->epoch = node->epoch;
-    s_uuid_t conv, team;
-    char epoch[24];
-    util_uuid_format(a->conv_id, conv);
-    util_uuid_format(a->team_id, team);
-    snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)c->epoch);
-    const char *lock[] = {conv};
-    const char *claim[] = {conv, node->cfg->id, epoch, team, node_reg_live(node)};
-    if (db_batch_add(batch, NODE_Q_OWN_TIMEOUT, NULL, 0, NULL, NULL, NULL) < 0 ||
-        db_batch_add(batch, NODE_Q_OWN_LOCK, NULL, 1, lock, NULL, NULL) < 0 ||
-        db_batch_add(batch, NODE_Q_OWN_CLAIM, NULL, 5, claim, s_on_claim_row, c) < 0) {
-        free(c);
-    }
-}
-
-/* The holder's epoch is newer than our ring: the conversation is not ours to wait for. */
-static void s_refused_moved(node_t *node, node_actor_t *a)
-{
-    s_uuid_t c;
-    util_uuid_format(a->conv_id, c);
-    LOG_I("claim refused: conversation=%s held under a newer epoch than ours=%llu", c,
-          (unsigned long long)node->epoch);
-    for (node_req_t *r; (r = node_mbox_pop(a));) {
-        node_reply_moved(node, &r);
-    }
-    a->state = NODE_ACTOR_ABSENT;
-    node_reg_refresh(node);
-    node_actor_drop(node, a, "conversation moved");
-}
-
-bool node_fence_loaded(node_t *node, node_actor_t *a, db_status_t status, const char *sqlstate)
-{
-    node_fence_t *self = node_fence_of(node);
-    if (!self) {
-        return false;
-    }
-    bool busy_row = status == DB_ERR_QUERY && sqlstate && strcmp(sqlstate, "55P03") == 0;
-    if (busy_row && !node->closing && s_wait_add(self, a) == 0) {
-        return true; /* the holder's transaction is open: try again shortly */
-    }
-    uint64_t verdict = a->fence_epoch;
-    if (status != DB_OK && !s_held(verdict)) {
-        /* The claim may have committed without our seeing it (connection lost): the
-           actor is dropped next, and its release deletes the row if it is ours. */
-        a->fence_epoch = node->epoch + 1;
-    } else if (verdict >= S_REFUSED_WAIT) {
-        a->fence_epoch = 0;
-    }
-    if (status != DB_OK || a->state != NODE_ACTOR_READY || s_held(verdict)) {
-        s_wait_remove(self, a);
-        return false;
-    }
-    /* Found but not claimed: refused, or not attempted (out of memory). */
-    a->fence_epoch = 0;
-    if (verdict == S_REFUSED_MOVED) {
-        s_wait_remove(self, a);
-        s_refused_moved(node, a);
-        return true;
-    }
-    if (!node->closing && s_wait_add(self, a) == 0) {
-        return true;
-    }
-    s_wait_remove(self, a);
-    a->state = NODE_ACTOR_ABSENT;
-    node_actor_drop(node, a, "cannot claim the conversation");
-    return true;
-}
-
 void node_fence_release(node_t *node, node_actor_t *a)
 {
     node_fence_t *self = node_fence_of(node);
-    bool held = s_held(a->fence_epoch);
+    bool held = node_fence_held(a->fence_epoch);
     a->fence_epoch = 0;
     if (!self) {
         return;
     }
-    s_wait_remove(self, a);
+    node_claims_forget(self->claims, a);
     if (held && !node->closing) {
         s_rel_push(self, a->conv_id);
         s_rel_arm(self, 0);
@@ -500,7 +303,7 @@ int node_fence_add_guard(
     char epoch[24];
     util_uuid_format(a->conv_id, conv);
     /* Without a claim the guard matches no row: the write set fails (never unfenced). */
-    if (s_held(a->fence_epoch)) {
+    if (node_fence_held(a->fence_epoch)) {
         snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)(a->fence_epoch - 1));
     } else {
         snprintf(epoch, sizeof epoch, "-1");
@@ -511,11 +314,7 @@ int node_fence_add_guard(
 
 int node_fence_add_own(node_t *node, node_ws_t *ws)
 {
-    node_fence_t *self = node_fence_of(node);
-    if (self) {
-        s_cleanup(self);
-        node_fence_flush(node);
-    }
+    node_fence_prepare(node);
     s_uuid_t conv;
     char epoch[24];
     util_uuid_format(ws->actor->conv_id, conv);
@@ -546,7 +345,7 @@ void node_fence_lost(node_t *node, node_ws_t *ws)
     uint64_t n = self ? ++self->lost : 0;
     LOG_N("fence: conversation=%s is held by another node (our claim epoch=%lld, ring "
           "epoch=%llu); dropping the actor, answering MOVED (refused writes=%llu)",
-          c, s_held(a->fence_epoch) ? (long long)(a->fence_epoch - 1) : -1LL,
+          c, node_fence_held(a->fence_epoch) ? (long long)(a->fence_epoch - 1) : -1LL,
           (unsigned long long)node->epoch, (unsigned long long)n);
     if (ws->req) {
         node_reply_moved(node, &ws->req);

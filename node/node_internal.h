@@ -265,14 +265,19 @@ void node_actors_sweep(node_t *node);
 typedef struct node_fence_t node_fence_t;
 #define NODE_CLAIM_RETRY_MS 100  /* a claim waiting for the previous owner's release */
 #define NODE_CLAIM_WAIT_MS  5000 /* ... gives up (503) after this long */
+#define NODE_CLAIM_CHUNK    1000 /* activations claimed per statement (and transaction) */
 
 node_fence_t *node_fence_new(node_t *node);
 void node_fence_destroy(node_fence_t **self_p);
 /* The fence of the node (owned by the group commit, node_commit.c). */
 node_fence_t *node_fence_of(node_t *node);
-/* Activation: adds the claim (lock NOWAIT + upsert) to the actor's load batch, before the
-   load statement, so the state loaded is the one left by the previous owner. */
-void node_fence_claim(node_t *node, db_batch_t *batch, node_actor_t *actor);
+/* Activation (node_fence_claim.c): takes the actor's load batch (*load_p, nulled) and
+   sends it, with done(arg), right after the actor's claim, so the state loaded is the one
+   left by the previous owner. Claims are grouped like commits: those made while a claim
+   statement is in flight go together (one statement per NODE_CLAIM_CHUNK, one
+   transaction) when it completes, or at the end of the loop turn when none is. */
+void node_fence_claim(
+    node_t *node, db_batch_t **load_p, node_actor_t *actor, db_batch_fn *done, void *arg);
 /* Activation done (first thing in the load callback). Returns true when the fence took
    the actor over: its claim must wait for the previous owner (state LOADING, retried) or
    our ring is stale (mailbox answered MOVED, actor freed). The caller must then not
@@ -302,6 +307,22 @@ typedef struct {
     size_t released;  /* actors given up so far */
 } node_handoff_t;
 node_handoff_t *node_fence_handoff(node_t *node);
+/* fence_epoch values from NODE_FENCE_VERDICTS up are a claim's outcome, not a claim. */
+#define NODE_FENCE_VERDICTS (UINT64_MAX - 2)
+static inline bool node_fence_held(uint64_t fence_epoch)
+{
+    return fence_epoch != 0 && fence_epoch < NODE_FENCE_VERDICTS;
+}
+/* Before claims: the cleanup of an earlier run of our id, then the pending releases. */
+void node_fence_prepare(node_t *node);
+/* The activation claims of the fence (node_fence_claim.c): batching, waits, retries. */
+typedef struct node_claims_t node_claims_t;
+node_claims_t *node_claims_new(node_t *node);
+/* Fails the loads still held (their callbacks run with DB_ERR_CONN), frees. */
+void node_claims_destroy(node_claims_t **self_p);
+/* The actor is being freed: it waits for no claim any more. */
+void node_claims_forget(node_claims_t *self, const node_actor_t *actor);
+node_claims_t *node_fence_claims(node_t *node);
 /* Ring changed: actors we no longer own answer their waiting requests MOVED; idle ones
    are freed now (claims released), busy ones after their in-flight commit / running
    turn. Logs the hand-off's progress until no such actor is left. */

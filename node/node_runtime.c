@@ -142,9 +142,6 @@ static void s_load(node_t *node, node_actor_t *actor)
     const char *params[] = {conv, team};
     s_ctx_t *ctx = s_ctx_new(node, actor);
     db_batch_t *b = ctx && !node->closing ? db_batch_new(node->db, false) : NULL;
-    if (b) {
-        node_fence_claim(node, b, actor); /* claimed before loading (node_fence.c) */
-    }
     if (!b || db_batch_add(b, NODE_Q_CONV_LOAD, NULL, 2, params, s_on_load_row, ctx) < 0) {
         db_batch_destroy(&b);
         free(ctx);
@@ -152,7 +149,7 @@ static void s_load(node_t *node, node_actor_t *actor)
         node_actor_drop(node, actor, "cannot load the conversation");
         return;
     }
-    db_batch_submit(&b, s_on_loaded, ctx);
+    node_fence_claim(node, &b, actor, s_on_loaded, ctx); /* loaded after its claim */
 }
 
 /* A create whose id the gateway has just drawn at random ("fresh"): no row can exist, so

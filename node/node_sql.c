@@ -214,28 +214,36 @@ static const s_stmt_t s_stmts[] = {
      "FROM t"},
     /* ---- single activation (node_fence.c, docs/placement.md) ---- */
     /* Claim, step 0: whatever the claim would still wait for (an uncommitted insert of
-       the same row by a stopped node) stops it after 200 ms (55P03 → retry later) instead
-       of stalling this node's pipeline. Local to the claim's implicit transaction. */
+       one of its rows by a stopped node) stops it after 200 ms (55P03 → retried, each
+       conversation alone) instead of stalling this node's pipeline. Local to the claim's
+       implicit transaction. */
     {NODE_Q_OWN_TIMEOUT, 0, "SELECT set_config('lock_timeout', '200ms', true)"},
-    /* Claim, step 1: the claimant locks the row without waiting, so a claim never queues
-       behind an open transaction of the holder (55P03 → retry later). */
-    {NODE_Q_OWN_LOCK, 1,
-     "SELECT node_id, epoch FROM conversation_owners WHERE conversation_id = $1::uuid FOR UPDATE "
-     "NOWAIT"},
-    /* Claim, step 2 (same implicit transaction): $1 conv $2 node $3 epoch $4 team $5 nodes
-       that may still hold conversations (text[]). Granted when the row is ours already (at
-       an epoch not newer than ours) or when its holder's epoch is older than ours and the
-       holder is not alive/draining in our ring (crashed, removed). Returns (granted, the
-       holder's epoch before the claim). Nothing is claimed for another team's or a missing
-       conversation. */
-    {NODE_Q_OWN_CLAIM, 5,
-     "WITH cur AS (SELECT epoch FROM conversation_owners WHERE conversation_id = $1::uuid), "
-     "ins AS (INSERT INTO conversation_owners AS o (conversation_id, node_id, epoch) SELECT "
-     "c.id, $2::text, $3::bigint FROM conversations c WHERE c.id = $1::uuid AND c.team_id = "
-     "$4::uuid ON CONFLICT (conversation_id) DO UPDATE SET node_id = excluded.node_id, epoch = "
-     "excluded.epoch, claimed_at = now() WHERE (o.node_id = excluded.node_id AND o.epoch <= "
-     "excluded.epoch) OR (o.epoch < excluded.epoch AND o.node_id <> ALL ($5::text[])) "
-     "RETURNING o.epoch) SELECT EXISTS (SELECT 1 FROM ins), (SELECT max(epoch) FROM cur)"},
+    /* Claim, step 1 (same implicit transaction), for every activation of a loop turn:
+       $1 convs (uuid[]) $2 their teams (uuid[]) $3 node $4 epoch $5 nodes that may still
+       hold conversations (text[]). The rows are locked without waiting (SKIP LOCKED): a
+       row an open transaction holds (the holder's guard) is left alone, reported busy,
+       and retried later, never waited for. A free or ours row is granted when it is ours
+       already (at an epoch not newer than ours) or when its holder's epoch is older than
+       ours and the holder is not alive/draining in our ring (crashed, removed). Nothing
+       is claimed for another team's or a missing conversation. One row per entry of $1,
+       in order: (ordinal, granted, the holder's epoch before, busy). */
+    {NODE_Q_OWN_CLAIMS, 5,
+     "WITH req AS (SELECT r.conv, r.team, r.ord FROM unnest($1::uuid[], $2::uuid[]) WITH "
+     "ORDINALITY AS r (conv, team, ord)), lk AS MATERIALIZED (SELECT o.conversation_id, o.epoch "
+     "FROM conversation_owners o WHERE o.conversation_id = ANY ($1::uuid[]) FOR UPDATE SKIP "
+     "LOCKED), cur AS MATERIALIZED (SELECT o.conversation_id, o.epoch FROM conversation_owners o "
+     "WHERE o.conversation_id = ANY ($1::uuid[])), ins AS (INSERT INTO conversation_owners AS o "
+     "(conversation_id, node_id, epoch) SELECT DISTINCT c.id, $3::text, $4::bigint FROM req JOIN "
+     "conversations c ON c.id = req.conv AND c.team_id = req.team WHERE c.id IN (SELECT "
+     "conversation_id FROM lk) OR c.id NOT IN (SELECT conversation_id FROM cur) ON CONFLICT "
+     "(conversation_id) DO UPDATE SET node_id = excluded.node_id, epoch = excluded.epoch, "
+     "claimed_at = now() WHERE (o.node_id = excluded.node_id AND o.epoch <= excluded.epoch) OR "
+     "(o.epoch < excluded.epoch AND o.node_id <> ALL ($5::text[])) RETURNING o.conversation_id) "
+     "SELECT req.ord, EXISTS (SELECT 1 FROM ins WHERE ins.conversation_id = req.conv), "
+     "coalesce((SELECT lk.epoch FROM lk WHERE lk.conversation_id = req.conv), (SELECT cur.epoch "
+     "FROM cur WHERE cur.conversation_id = req.conv)), EXISTS (SELECT 1 FROM cur WHERE "
+     "cur.conversation_id = req.conv) AND NOT EXISTS (SELECT 1 FROM lk WHERE lk.conversation_id "
+     "= req.conv) FROM req ORDER BY req.ord"},
     /* The guard sent before every write set of a conversation we did not just create:
        division by zero (22012) unless the row still names us at our claim's epoch, which
        fails the write set (never its neighbours: see node_commit.c). FOR SHARE keeps a

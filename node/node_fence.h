@@ -1,0 +1,81 @@
+/*  node_fence — single activation (node_fence.c, node_fence_claim.c) and hand-off
+    (node_handoff.c). Part of node_internal.h, which includes it where the types it
+    uses are declared; include node_internal.h, not this file. */
+#ifndef BICKY_NODE_FENCE_H
+#define BICKY_NODE_FENCE_H
+
+/* ---- single activation (node_fence.c) and hand-off (node_handoff.c) ---------------------
+   docs/placement.md. A conversation's actor may write only while this node holds its row
+   (conversation_owners: node_id, epoch) claimed at activation; every group-commit write set
+   re-checks it (FOR SHARE) in the same transaction. */
+
+typedef struct node_fence_t node_fence_t;
+#define NODE_CLAIM_RETRY_MS 100  /* a claim waiting for the previous owner's release */
+#define NODE_CLAIM_WAIT_MS  5000 /* ... gives up (503) after this long */
+#define NODE_CLAIM_CHUNK    1000 /* activations claimed per statement (and transaction) */
+
+node_fence_t *node_fence_new(node_t *node);
+void node_fence_destroy(node_fence_t **self_p);
+/* The fence of the node (owned by the group commit, node_commit.c). */
+node_fence_t *node_fence_of(node_t *node);
+/* Activation (node_fence_claim.c): takes the actor's load batch (*load_p, nulled) and
+   sends it, with done(arg), right after the actor's claim, so the state loaded is the one
+   left by the previous owner. Claims are grouped like commits: those made while a claim
+   statement is in flight go together (one statement per NODE_CLAIM_CHUNK, one
+   transaction) when it completes, or at the end of the loop turn when none is. */
+void node_fence_claim(
+    node_t *node, db_batch_t **load_p, node_actor_t *actor, db_batch_fn *done, void *arg);
+/* Activation done (first thing in the load callback). Returns true when the fence took
+   the actor over: its claim must wait for the previous owner (state LOADING, retried) or
+   our ring is stale (mailbox answered MOVED, actor freed). The caller must then not
+   touch the actor. */
+bool node_fence_loaded(node_t *node, node_actor_t *actor, db_status_t status, const char *sqlstate);
+/* The actor is being freed: its claim row is deleted (batched, at the end of the loop
+   turn, before any later claim). */
+void node_fence_release(node_t *node, node_actor_t *actor);
+/* Sends the pending releases now (called before claims and group commits). */
+void node_fence_flush(node_t *node);
+/* Group commit: adds the ownership guard of ws to batch (before ws's statements); cb(arg)
+   gets its result. Returns 1 when added, 0 when ws needs none (it creates the
+   conversation and claims it itself), -1 on OOM. */
+int node_fence_add_guard(
+    node_t *node, db_batch_t *batch, const node_ws_t *ws, db_stmt_fn *cb, void *arg);
+/* A write set creating the conversation: appends the claim insert. -1 on OOM. */
+int node_fence_add_own(node_t *node, node_ws_t *ws);
+/* ws committed: a create's claim is now held. */
+void node_fence_committed(node_t *node, const node_ws_t *ws);
+/* ws failed its guard (another node holds the conversation): answers its request and
+   the actor's mailbox MOVED and asks for the ring; the caller then drops the actor. */
+void node_fence_lost(node_t *node, node_ws_t *ws);
+/* Hand-off progress, kept by the fence for node_handoff.c. */
+typedef struct {
+    int timer;        /* progress timer while actors finish, -1 none */
+    int64_t since_ms; /* mono ms of the ring change that started it */
+    size_t released;  /* actors given up so far */
+} node_handoff_t;
+node_handoff_t *node_fence_handoff(node_t *node);
+/* fence_epoch values from NODE_FENCE_VERDICTS up are a claim's outcome, not a claim. */
+#define NODE_FENCE_VERDICTS (UINT64_MAX - 2)
+static inline bool node_fence_held(uint64_t fence_epoch)
+{
+    return fence_epoch != 0 && fence_epoch < NODE_FENCE_VERDICTS;
+}
+/* Before claims: the cleanup of an earlier run of our id, then the pending releases. */
+void node_fence_prepare(node_t *node);
+/* The activation claims of the fence (node_fence_claim.c): batching, waits, retries. */
+typedef struct node_claims_t node_claims_t;
+node_claims_t *node_claims_new(node_t *node);
+/* Fails the loads still held (their callbacks run with DB_ERR_CONN), frees. */
+void node_claims_destroy(node_claims_t **self_p);
+/* The actor is being freed: it waits for no claim any more. */
+void node_claims_forget(node_claims_t *self, const node_actor_t *actor);
+node_claims_t *node_fence_claims(node_t *node);
+/* Ring changed: actors we no longer own answer their waiting requests MOVED; idle ones
+   are freed now (claims released), busy ones after their in-flight commit / running
+   turn. Logs the hand-off's progress until no such actor is left. */
+void node_handoff_rehome(node_t *node);
+/* A conversation-bound read: activates the conversation's actor when none is
+   resident (so a conversation left mid-turn by a lost node is recovered). */
+void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16]);
+
+#endif

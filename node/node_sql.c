@@ -5,7 +5,7 @@
 #include "node/node_internal.h"
 #include "node/node_render.h"
 
-#define TS(x)        "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+#define TS(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 #define CONV_JSON(c)                                                                               \
     "json_build_object('id', " c ".id, 'source', " c ".source, 'type', " c ".type, 'title', " c    \
@@ -48,7 +48,8 @@ static const s_stmt_t s_stmts[] = {
        $10 the write set's time */
     {NODE_Q_CONV_INSERT, 10,
      "INSERT INTO conversations (id, team_id, source, type, title, strategy, worktree_id, "
-     "on_busy, metadata, created_at, updated_at) VALUES ($1::uuid, $2::uuid, coalesce($3::text, 'api'), "
+     "on_busy, metadata, created_at, updated_at) VALUES ($1::uuid, $2::uuid, coalesce($3::text, "
+     "'api'), "
      "coalesce($4::text, 'chat'), $5::text, coalesce($6::text, 'echo'), $7::uuid, "
      "coalesce($8::text, 'enqueue'), coalesce($9::jsonb, '{}'::jsonb), $10::timestamptz, "
      "$10::timestamptz)"},
@@ -67,8 +68,9 @@ static const s_stmt_t s_stmts[] = {
        cached settings. $3 last msg seq $4 last event seq $5 added messages $6 status */
     {NODE_Q_CONV_TOUCH, 7,
      "UPDATE conversations AS c SET last_msg_seq = $3::bigint, last_event_seq = $4::bigint, "
-     "message_count = c.message_count + $5::int, status = coalesce($6::text, c.status), "
-     TOUCH_LAST_EVENT "updated_at = now() WHERE c.id = $1::uuid AND c.team_id = $2::uuid "
+     "message_count = c.message_count + $5::int, status = coalesce($6::text, "
+     "c.status), " TOUCH_LAST_EVENT
+     "updated_at = now() WHERE c.id = $1::uuid AND c.team_id = $2::uuid "
      "RETURNING " CONV_JSON(
          "c") "::text, c.status, c.on_busy, "
               "c.metadata->'echo'->>'delay_ms', c.metadata->'echo'->>'fail_every', "
@@ -77,8 +79,9 @@ static const s_stmt_t s_stmts[] = {
        answer is not the conversation: most of them. */
     {NODE_Q_CONV_TOUCH_LITE, 7,
      "UPDATE conversations AS c SET last_msg_seq = $3::bigint, last_event_seq = $4::bigint, "
-     "message_count = c.message_count + $5::int, status = coalesce($6::text, c.status), "
-     TOUCH_LAST_EVENT "updated_at = now() WHERE c.id = $1::uuid AND c.team_id = $2::uuid "
+     "message_count = c.message_count + $5::int, status = coalesce($6::text, "
+     "c.status), " TOUCH_LAST_EVENT
+     "updated_at = now() WHERE c.id = $1::uuid AND c.team_id = $2::uuid "
      "RETURNING NULL::text, c.status, c.on_busy, c.metadata->'echo'->>'delay_ms', "
      "c.metadata->'echo'->>'fail_every', c.strategy"},
     /* Reads return plain columns (NODE_*_COLS); the node renders the JSON (node_render.c). */

@@ -21,6 +21,12 @@
 #include <string.h>
 
 #define S_FENCE_FAILED INT_MAX /* ws->failed: the ownership guard (sent first) failed */
+/* Groups sent and not completed at most. Postgres runs one connection's transactions one
+   after the other, so more in flight would not run sooner: the write sets of later loop
+   turns wait in the open group instead and commit together (one WAL flush, one commit
+   for many). Two, not one, so that Postgres has the next group queued while the node
+   handles the previous one's results. */
+#define S_INFLIGHT_MAX 2
 
 typedef struct s_group_t {
     node_commit_t *commit; /* owner */
@@ -393,6 +399,10 @@ static void s_on_group(void *arg, db_status_t status, const char *error, const c
         s_group_retry(self, g, sqlstate);
     }
     free(g);
+    /* What accumulated while the pipeline was full goes now, as one group. */
+    if (self->open && self->flush_timer < 0 && self->in_flight < S_INFLIGHT_MAX) {
+        node_commit_flush(self);
+    }
 }
 
 static void s_group_send(node_commit_t *self, s_group_t *g)
@@ -489,7 +499,9 @@ static int s_on_flush(zloop_t *loop, int timer_id, void *arg)
     node_commit_t *self = arg;
     if (self->flush_timer == timer_id) {
         self->flush_timer = -1;
-        node_commit_flush(self);
+        if (self->in_flight < S_INFLIGHT_MAX) {
+            node_commit_flush(self);
+        } /* else the open group goes when a group in flight completes (s_on_group) */
     }
     return 0;
 }

@@ -2,7 +2,8 @@
     many actors in one loop turn share one transaction (same xmin), a bad
     request in a group fails alone while its neighbours commit, a stale owner
     (another writer took the next seq) gets 503 and reloads without a gap,
-    and an unreachable database gives 503 with retry_after. */
+    an unreachable database gives 503 with retry_after, and writes made while two
+    groups are in flight wait and commit together. */
 #include "node_test.h"
 
 Test(node_commit, one_transaction_per_loop_turn, .timeout = 60)
@@ -156,5 +157,50 @@ Test(node_commit, mailbox_full_gives_503, .timeout = 30)
     cr_assert_gt(busy, 0, "the mailbox limit was never hit");
     cr_assert_gt(ok, 0);
     nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+/* At most two groups are in flight (node_commit.c S_INFLIGHT_MAX): writes of later loop
+   turns wait in the open group and commit together once the pipeline has room. The
+   first group is held on a row lock taken by the test, the second queues behind it, and
+   the writes sent meanwhile, one per loop turn, then share one transaction. */
+Test(node_commit, writes_wait_for_room_and_commit_together, .timeout = 60)
+{
+    nt_t t;
+    nt_start(&t);
+    enum { N = 12 };
+    uint8_t conv[N][16];
+    char c0[37];
+    for (int i = 0; i < N; i++) {
+        nt_create(&t, conv[i], "{}");
+    }
+    util_uuid_format(conv[0], c0);
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT 1 FROM conversations WHERE id = '%s' FOR UPDATE", c0);
+    nt_sql(&t, "BEGIN");
+    nt_sql(&t, sql);
+    uint64_t ids[N];
+    for (int i = 0; i < N; i++) {
+        ids[i] = nt_send(&t, "conv.patch", conv[i], NULL, "{\"title\":\"held\"}");
+        zclock_sleep(i < 2 ? 100 : 20); /* a loop turn each */
+    }
+    nt_sql(&t, "COMMIT");
+    for (int i = 0; i < N; i++) {
+        nt_rep_t r = nt_recv(&t, ids[i]);
+        cr_assert_eq(r.status, 200, "write %d: %d", i, r.status);
+        nt_rep_free(&r);
+    }
+    char list[N * 40 + 8];
+    size_t len = 0;
+    for (int i = 2; i < N; i++) {
+        char c[37];
+        util_uuid_format(conv[i], c);
+        len += (size_t)snprintf(list + len, sizeof list - len, "%s'%s'", i > 2 ? "," : "", c);
+    }
+    long long xids = nt_sql_ll(&t,
+                               "SELECT count(DISTINCT xmin::text) FROM events WHERE type = "
+                               "'conversation.updated' AND conversation_id IN (%s)",
+                               list);
+    cr_assert_eq(xids, 1, "%lld transactions for the %d writes that waited", xids, N - 2);
     nt_stop(&t);
 }

@@ -32,8 +32,17 @@ typedef struct s_group_t {
     node_commit_t *commit; /* owner */
     node_ws_t *head;       /* write sets, in submission order */
     node_ws_t *tail;
-    size_t n; /* write sets */
+    size_t n;              /* write sets */
+    node_merged_t *merged; /* statements merged across its write sets (while sent) */
 } s_group_t;
+
+static void s_group_free(s_group_t *g)
+{
+    if (g) {
+        node_merged_free_list(&g->merged);
+        free(g);
+    }
+}
 
 struct node_commit_t {
     node_t *node;          /* borrowed */
@@ -90,7 +99,7 @@ void node_ws_destroy(node_ws_t **ws_p)
         free(s->params);
         node_stmt_clear_result(s);
     }
-    node_ws_merge_free(ws);
+    node_merged_free_list(&ws->merged);
     free(ws->stmts);
     free(ws->plan.content);
     free(ws->plan.fold_reply);
@@ -129,6 +138,7 @@ int node_ws_add(
     }
     node_stmt_t *s = &ws->stmts[ws->n];
     memset(s, 0, sizeof *s);
+    s->ws = ws;
     s->name = stmt;
     s->kind = (uint8_t)kind;
     s->rows = -1;
@@ -398,11 +408,71 @@ static void s_on_group(void *arg, db_status_t status, const char *error, const c
     } else {
         s_group_retry(self, g, sqlstate);
     }
-    free(g);
+    s_group_free(g);
     /* What accumulated while the pipeline was full goes now, as one group. */
     if (self->open && self->flush_timer < 0 && self->in_flight < S_INFLIGHT_MAX) {
         node_commit_flush(self);
     }
+}
+
+/* Adds statements [from, to) of ws (its own merged inserts in their place). */
+static bool s_add_stmts(db_batch_t *batch, node_ws_t *ws, size_t from, size_t to)
+{
+    bool ok = true;
+    node_merged_t *m = ws->merged;
+    for (size_t i = from; i < to && ok; i++) {
+        for (; m && m->at <= (int)i && ok; m = m->next) {
+            ok = m->at < (int)from ||
+                 db_batch_add(batch, m->name, NULL, m->nparams, (const char *const *)m->params,
+                              node_merged_result, m) == 0;
+        }
+        node_stmt_t *s = &ws->stmts[i];
+        if (ok && !s->merged) {
+            ok = db_batch_add(batch, s->name, NULL, s->nparams, (const char *const *)s->params,
+                              s_on_stmt, s) == 0;
+        }
+    }
+    return ok;
+}
+
+/* The group's write sets in one transaction: every guard first; then the sets whose
+   inserts and touch can go with the others' (node_ws_merge.c): their statements before
+   the inserts, the merged inserts and touches, their statements after the touch; then
+   the other sets whole. */
+static bool s_group_add(node_t *node, db_batch_t *batch, s_group_t *g)
+{
+    bool ok = true;
+    node_ws_t **sets = g->n > 1 ? malloc(g->n * sizeof *sets) : NULL;
+    size_t ns = 0, run, touch;
+    for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
+        ok = node_fence_add_guard(node, batch, ws, s_on_fence, ws) >= 0;
+        if (sets && node_ws_groupable(ws, &run, &touch)) {
+            sets[ns++] = ws;
+        }
+    }
+    g->merged = ns > 1 ? node_group_merge(sets, ns) : NULL;
+    ns = g->merged ? ns : 0;
+    for (size_t w = 0; w < ns && ok; w++) {
+        node_ws_groupable(sets[w], &run, &touch);
+        ok = s_add_stmts(batch, sets[w], 0, run);
+    }
+    for (node_merged_t *m = g->merged; m && ok; m = m->next) {
+        ok = db_batch_add(batch, m->name, NULL, m->nparams, (const char *const *)m->params,
+                          node_merged_result, m) == 0;
+    }
+    for (size_t w = 0; w < ns && ok; w++) {
+        node_ws_groupable(sets[w], &run, &touch);
+        ok = s_add_stmts(batch, sets[w], touch + 1, sets[w]->n);
+    }
+    for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
+        bool grouped = false;
+        for (size_t w = 0; w < ns && !grouped; w++) {
+            grouped = sets[w] == ws;
+        }
+        ok = grouped || s_add_stmts(batch, ws, 0, ws->n);
+    }
+    free(sets);
+    return ok;
 }
 
 static void s_group_send(node_commit_t *self, s_group_t *g)
@@ -411,30 +481,13 @@ static void s_group_send(node_commit_t *self, s_group_t *g)
     /* Claims released earlier in this loop turn are deleted before this group's claims. */
     node_fence_flush(node);
     db_batch_t *batch = node->closing ? NULL : db_batch_new(node->db, true);
-    bool ok = batch != NULL;
-    for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
-        ok = node_fence_add_guard(node, batch, ws, s_on_fence, ws) >= 0;
-        node_merged_t *m = ws->merged;
-        for (size_t i = 0; i < ws->n && ok; i++) {
-            for (; m && m->at == (int)i && ok; m = m->next) {
-                ok = db_batch_add(batch, m->name, NULL, m->nparams, (const char *const *)m->params,
-                                  node_ws_merge_result, m) == 0;
-            }
-            node_stmt_t *s = &ws->stmts[i];
-            s->ws = ws;
-            if (ok && !s->merged) {
-                ok = db_batch_add(batch, s->name, NULL, s->nparams, (const char *const *)s->params,
-                                  s_on_stmt, s) == 0;
-            }
-        }
-    }
-    if (!ok) {
+    if (!batch || !s_group_add(node, batch, g)) {
         db_batch_destroy(&batch);
         node_ws_t *ws;
         while ((ws = s_group_pop(g))) {
             s_finish(self, ws, NODE_WS_CONN);
         }
-        free(g);
+        s_group_free(g);
         return;
     }
     self->in_flight++;
@@ -474,7 +527,7 @@ void node_commit_destroy(node_commit_t **self_p)
         while ((ws = s_group_pop(self->open))) {
             s_finish(self, ws, NODE_WS_CONN);
         }
-        free(self->open);
+        s_group_free(self->open);
     }
     node_fence_destroy(&self->fence);
     free(self);

@@ -143,24 +143,41 @@ static const s_stmt_t s_stmts[] = {
      "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
      "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
      "'{}'::jsonb) || $7::jsonb, $8::timestamptz) RETURNING id, source::text, action::text"},
-    /* Several message inserts of one write set (node_ws_merge.c): $1 conv $2 team $3 time,
-       arrays $4 ids $5 seqs $6 roles $7 contents $8 statuses $9 metadata. A row per
-       message: its seq, then what NODE_Q_MSG_INSERT returns. */
+    /* Several message inserts (node_ws_merge.c), one array per column: $1 ids $2 convs
+       $3 teams $4 seqs $5 roles $6 contents $7 statuses $8 metadata $9 times. A row per
+       message, in order: its conversation and seq, then what NODE_Q_MSG_INSERT returns. */
     {NODE_Q_MSG_MULTI, 9,
      "INSERT INTO messages (id, conversation_id, team_id, seq, role, content, status, metadata, "
-     "created_at, updated_at) SELECT t.id, $1::uuid, $2::uuid, t.seq, t.role, t.content, "
-     "t.status, coalesce(t.metadata, '{}'::jsonb), $3::timestamptz, $3::timestamptz FROM "
-     "unnest($4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::jsonb[]) AS "
-     "t(id, seq, role, content, status, metadata) RETURNING seq, metadata::text"},
-    /* Several event inserts of one write set, in order (ids follow it): $1 team $2 conv
-       $3 time, arrays $4 seqs $5 types $6 sources $7 actions $8 embedded rows. A row per
-       event: its seq, then what NODE_Q_EVT returns. */
+     "created_at, updated_at) SELECT t.id, t.conv, t.team, t.seq, t.role, t.content, t.status, "
+     "coalesce(t.metadata, '{}'::jsonb), t.ts, t.ts FROM unnest($1::uuid[], $2::uuid[], "
+     "$3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::jsonb[], "
+     "$9::timestamptz[]) WITH ORDINALITY AS t(id, conv, team, seq, role, content, status, "
+     "metadata, ts, n) ORDER BY t.n RETURNING conversation_id, seq, metadata::text"},
+    /* Several event inserts, in order (a conversation's ids follow its seqs): $1 teams
+       $2 convs $3 seqs $4 types $5 sources $6 actions $7 embedded rows $8 times. A row per
+       event: its conversation and seq, then what NODE_Q_EVT returns. */
     {NODE_Q_EVT_MULTI, 8,
      "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
-     "SELECT $1::uuid, $2::uuid, t.seq, t.type, t.source, coalesce(t.action, '{}'::jsonb) || "
-     "coalesce(t.embed, '{}'::jsonb), $3::timestamptz FROM unnest($4::bigint[], $5::text[], "
-     "$6::jsonb[], $7::jsonb[], $8::jsonb[]) WITH ORDINALITY AS t(seq, type, source, action, "
-     "embed, n) ORDER BY t.n RETURNING seq, id, source::text, action::text"},
+     "SELECT t.team, t.conv, t.seq, t.type, t.source, coalesce(t.action, '{}'::jsonb) || "
+     "coalesce(t.embed, '{}'::jsonb), t.ts FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], "
+     "$4::text[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::timestamptz[]) WITH ORDINALITY AS "
+     "t(team, conv, seq, type, source, action, embed, ts, n) ORDER BY t.n RETURNING "
+     "conversation_id, seq, id, source::text, action::text"},
+    /* The touches (NODE_Q_CONV_TOUCH_LITE) of several write sets of a group, after all
+       their inserts: $1 convs $2 teams $3 last msg seqs $4 last event seqs $5 added
+       messages $6 statuses $7 whether the set inserted events; last_event_id is then the
+       id of the event at the last seq. A row per conversation: its id, then what
+       NODE_Q_CONV_TOUCH_LITE returns. */
+    {NODE_Q_TOUCH_MULTI, 7,
+     "UPDATE conversations AS c SET last_msg_seq = u.msg_seq, last_event_seq = u.evt_seq, "
+     "message_count = c.message_count + u.added, status = coalesce(u.status, c.status), "
+     "last_event_id = CASE WHEN u.has_events THEN coalesce((SELECT e.id FROM events e WHERE "
+     "e.conversation_id = u.id AND e.seq = u.evt_seq), c.last_event_id) ELSE c.last_event_id "
+     "END, updated_at = now() FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], "
+     "$5::int[], $6::text[], $7::bool[]) AS u(id, team, msg_seq, evt_seq, added, status, "
+     "has_events) WHERE c.id = u.id AND c.team_id = u.team RETURNING c.id, NULL::text, "
+     "c.status, c.on_busy, c.metadata->'echo'->>'delay_ms', c.metadata->'echo'->>'fail_every', "
+     "c.strategy"},
     /* Same, with the message $7 (its id: a message stored earlier) read from the table and
        embedded as action.message; rendered by Postgres. */
     {NODE_Q_EVT_MSG_DB, 7,

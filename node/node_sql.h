@@ -24,10 +24,11 @@ int node_sql_prepare(db_conn_t *db);
 #define NODE_Q_MSG_CANCEL      "node_msg_cancel_pending"
 #define NODE_Q_MSG_LIST        "node_msg_list"
 #define NODE_Q_EVT             "node_evt"
-#define NODE_Q_EVT_EMBED       "node_evt_embed"  /* embeds a row the same set inserts */
-#define NODE_Q_EVT_MSG_DB      "node_evt_msg_db" /* message stored earlier */
-#define NODE_Q_MSG_MULTI       "node_msg_multi"  /* several NODE_Q_MSG_INSERT (node_ws_merge.c) */
-#define NODE_Q_EVT_MULTI       "node_evt_multi"  /* several NODE_Q_EVT / _EMBED */
+#define NODE_Q_EVT_EMBED       "node_evt_embed"   /* embeds a row the same set inserts */
+#define NODE_Q_EVT_MSG_DB      "node_evt_msg_db"  /* message stored earlier */
+#define NODE_Q_MSG_MULTI       "node_msg_multi"   /* several NODE_Q_MSG_INSERT (node_ws_merge.c) */
+#define NODE_Q_EVT_MULTI       "node_evt_multi"   /* several NODE_Q_EVT / _EMBED */
+#define NODE_Q_TOUCH_MULTI     "node_touch_multi" /* touches of several write sets */
 #define NODE_Q_EVT_CONV        "node_evt_conv"
 #define NODE_Q_EVT_LIST        "node_evt_list"
 #define NODE_Q_EVT_TEAM        "node_evt_team"

@@ -204,3 +204,85 @@ Test(node_commit, writes_wait_for_room_and_commit_together, .timeout = 60)
     cr_assert_eq(xids, 1, "%lld transactions for the %d writes that waited", xids, N - 2);
     nt_stop(&t);
 }
+
+/* Posts to conv[0..N) with the pipeline held full by a row lock on conv[0] (see above);
+   want[i] is the status each must get. */
+static void s_held_posts(nt_t *t, uint8_t conv[][16], int n, const int *want)
+{
+    char c0[37], sql[160];
+    util_uuid_format(conv[0], c0);
+    snprintf(sql, sizeof sql, "SELECT 1 FROM conversations WHERE id = '%s' FOR UPDATE", c0);
+    nt_sql(t, "BEGIN");
+    nt_sql(t, sql);
+    uint64_t ids[64];
+    for (int i = 0; i < n; i++) {
+        ids[i] = nt_send(t, "msg.post", conv[i], NULL, "{\"content\":\"grouped post\"}");
+        zclock_sleep(i < 2 ? 100 : 20);
+    }
+    nt_sql(t, "COMMIT");
+    for (int i = 0; i < n; i++) {
+        nt_rep_t r = nt_recv(t, ids[i]);
+        cr_assert_eq(r.status, want[i], "post %d: %d", i, r.status);
+        nt_rep_free(&r);
+    }
+}
+
+/* Posts held behind a full pipeline commit as one group whose inserts and touches are
+   merged across write sets (node_ws_merge.c node_group_merge): one transaction, every
+   conversation's counters and last_event_id right, gapless. Then one of them conflicts
+   with a row written behind the node's back: the merged insert fails, the group is
+   re-run one write set per transaction, and only that one is refused. */
+Test(node_commit, group_of_posts_merged_and_a_failure_isolated, .timeout = 60)
+{
+    nt_t t;
+    nt_start(&t);
+    enum { N = 12, BAD = 7 };
+    uint8_t conv[N][16];
+    char c[N][37];
+    int want[N];
+    for (int i = 0; i < N; i++) {
+        nt_create(&t, conv[i], "{}");
+        util_uuid_format(conv[i], c[i]);
+        want[i] = 202;
+    }
+    s_held_posts(&t, conv, N, want);
+    char sql[400];
+    long long xids = nt_sql_ll(&t,
+                               "SELECT count(DISTINCT m.xmin::text) FROM messages m JOIN "
+                               "conversations c ON c.id = m.conversation_id WHERE c.team_id = "
+                               "'%s' AND c.id NOT IN ('%s', '%s')",
+                               t.team_s, c[0], c[1]);
+    cr_assert_eq(xids, 1, "%lld transactions for the posts that waited", xids);
+    for (int i = 0; i < N; i++) {
+        nt_assert_gapless(&t, conv[i]);
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM conversations c WHERE c.id = '%s' AND c.message_count = 2 "
+                 "AND c.last_msg_seq = 2 AND c.last_event_seq = 5 AND c.status = 'idle' AND "
+                 "c.last_event_id = (SELECT max(id) FROM events WHERE conversation_id = c.id)",
+                 c[i]);
+        cr_assert_eq(nt_sql_ll(&t, "%s", sql), 1, "conversation %d's row after the group", i);
+    }
+    snprintf(sql, sizeof sql,
+             "INSERT INTO messages (id, conversation_id, team_id, seq, role, content, status) "
+             "VALUES (gen_random_uuid(), '%s', '%s', 3, 'user', 'behind the node', "
+             "'completed'); UPDATE conversations SET last_msg_seq = 3 WHERE id = '%s'",
+             c[BAD], t.team_s, c[BAD]);
+    nt_sql(&t, sql);
+    want[BAD] = 503;
+    s_held_posts(&t, conv, N, want);
+    for (int i = 0; i < N; i++) {
+        long long n =
+            nt_sql_ll(&t, "SELECT count(*) FROM messages WHERE conversation_id = '%s'", c[i]);
+        cr_assert_eq(n, i == BAD ? 3 : 4, "conversation %d: %lld messages", i, n);
+        if (i != BAD) {
+            nt_assert_gapless(&t, conv[i]);
+        }
+    }
+    /* The refused one reloads and takes posts again, after the foreign row. */
+    nt_rep_t r = nt_call(&t, "msg.post", conv[BAD], "{\"content\":\"after\"}");
+    cr_assert_eq(r.status, 202, "after the refusal: %d %s", r.status,
+                 r.body ? nt_str(r.body, "error", NULL) : "");
+    cr_assert_eq(nt_int(r.body, "message", "seq"), 4);
+    nt_rep_free(&r);
+    nt_stop(&t);
+}

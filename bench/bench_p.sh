@@ -76,6 +76,7 @@ p3_latency() {
         rate=1000
     fi
     rate=$(awk -v r="$rate" 'BEGIN { r = int(r / 2); print (r < 50 ? 50 : r) }')
+    rate=${BENCH_P3_RATE:-$rate} # a fixed rate instead, for a latency-against-rate point
     bn_say "P3: $P3_CONVS listeners, $rate posts/s (half of P1) for ${D}s"
     bn_seed "$TEAM_DEV" "$P3_CONVS" "$RES/p3.ids"
     bn_pgss p3-before

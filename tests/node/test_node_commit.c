@@ -246,7 +246,7 @@ Test(node_commit, group_of_posts_merged_and_a_failure_isolated, .timeout = 60)
         want[i] = 202;
     }
     s_held_posts(&t, conv, N, want);
-    char sql[400];
+    char sql[1024];
     long long xids = nt_sql_ll(&t,
                                "SELECT count(DISTINCT m.xmin::text) FROM messages m JOIN "
                                "conversations c ON c.id = m.conversation_id WHERE c.team_id = "

@@ -188,11 +188,12 @@ void sc_report(sc_t *sc)
 
 /* ---- --procs: children send, the parent merges ------------------------------- */
 
-static int s_write_all(int fd, const void *data, size_t len)
+/* Writes (wr) or reads len bytes of data on fd, across short transfers. -1 on error/EOF. */
+static int s_io_all(int fd, void *data, size_t len, bool wr)
 {
-    const char *p = data;
+    char *p = data;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = wr ? write(fd, p, len) : read(fd, p, len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -205,21 +206,14 @@ static int s_write_all(int fd, const void *data, size_t len)
     return 0;
 }
 
+static int s_write_all(int fd, const void *data, size_t len)
+{
+    return s_io_all(fd, (void *)data, len, true);
+}
+
 static int s_read_all(int fd, void *data, size_t len)
 {
-    char *p = data;
-    while (len > 0) {
-        ssize_t n = read(fd, p, len);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return s_io_all(fd, data, len, false);
 }
 
 int sc_report_send(sc_t *sc, int fd)

@@ -194,8 +194,7 @@ static void s_on_released(void *arg, db_status_t status, const char *error, cons
     free(r);
 }
 
-/* The Postgres uuid[] literal of ids[0..n); malloc'd, NULL on OOM. */
-static char *s_uuid_array(const uint8_t (*ids)[16], size_t n)
+char *node_uuid_array(const uint8_t (*ids)[16], size_t n)
 {
     char *list = malloc(n * (UTIL_UUID_STR_LEN + 1) + 3);
     if (!list) {
@@ -218,7 +217,7 @@ static void s_release_send(node_fence_t *self, const uint8_t (*ids)[16], size_t 
 {
     node_t *node = self->node;
     s_release_t *r = calloc(1, sizeof *r);
-    char *list = s_uuid_array(ids, n);
+    char *list = node_uuid_array(ids, n);
     db_batch_t *b = NULL;
     if (r && list && (r->ids = malloc(n * 16))) {
         b = db_batch_new(node->db, false);

@@ -197,19 +197,15 @@ static int s_on_wait_timer(zloop_t *loop, int timer_id, void *arg)
 /* The Postgres uuid[] literal of the conversation (or team) ids of actors[0..n). */
 static char *s_uuid_list(node_actor_t *const *actors, size_t n, bool team)
 {
-    char *list = malloc(n * (UTIL_UUID_STR_LEN + 1) + 3);
-    if (!list) {
+    uint8_t(*ids)[16] = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids) {
         return NULL;
     }
-    size_t len = 0;
-    list[len++] = '{';
     for (size_t i = 0; i < n; i++) {
-        util_uuid_format(team ? actors[i]->team_id : actors[i]->conv_id, list + len);
-        len += UTIL_UUID_STR_LEN;
-        list[len++] = ',';
+        memcpy(ids[i], team ? actors[i]->team_id : actors[i]->conv_id, 16);
     }
-    list[n ? len - 1 : len++] = '}';
-    list[len] = 0;
+    char *list = node_uuid_array((const uint8_t(*)[16])ids, n);
+    free(ids);
     return list;
 }
 

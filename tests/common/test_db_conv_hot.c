@@ -4,6 +4,7 @@
     up to that limit by inserts, two touches of a row in one transaction that leave its status as
     it was are both HOT (no index entry), and a touch that changes the status (indexed in
     conversations_team_status) is not. Everything runs in one transaction, rolled back. */
+#include "../lib/pg_test.h"
 #include "common/db_schema.h"
 
 #include <criterion/criterion.h>
@@ -11,38 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-static PGconn *s_pg;
-
-static void s_open(void)
-{
-    const char *url = getenv("BICKY_TEST_DATABASE_URL");
-    if (!url || !*url) {
-        cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
-    }
-    s_pg = PQconnectdb(url);
-    cr_assert_eq(PQstatus(s_pg), CONNECTION_OK, "%s", PQerrorMessage(s_pg));
-}
-
-static void s_close(void)
-{
-    PQfinish(s_pg);
-    s_pg = NULL;
-}
-
-static void s_exec(const char *sql)
-{
-    PGresult *r = PQexec(s_pg, sql);
-    ExecStatusType st = PQresultStatus(r);
-    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(s_pg));
-    PQclear(r);
-}
-
 /* First value of a one-row query as text (static buffer, "" for NULL / no row). */
 static const char *s_value(const char *sql)
 {
     static char out[256];
-    PGresult *r = PQexec(s_pg, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(s_pg));
+    PGresult *r = PQexec(pg_test_conn, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(pg_test_conn));
     snprintf(out, sizeof out, "%s",
              PQntuples(r) && !PQgetisnull(r, 0, 0) ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
@@ -64,25 +39,28 @@ static void s_touch(const char *id, const char *status)
              "last_event_id = coalesce(c.last_event_id, 0) + 3, updated_at = now() WHERE c.id = "
              "'%s'",
              status, id);
-    s_exec(sql);
+    pg_test_exec(sql);
 }
 
 #define HOT     "SELECT pg_stat_get_xact_tuples_hot_updated('conversations'::regclass)"
 #define UPDATED "SELECT pg_stat_get_xact_tuples_updated('conversations'::regclass)"
 
-Test(
-    db_conv_hot, touch_is_hot_unless_status_changes, .init = s_open, .fini = s_close, .timeout = 60)
+Test(db_conv_hot,
+     touch_is_hot_unless_status_changes,
+     .init = pg_test_open,
+     .fini = pg_test_close,
+     .timeout = 60)
 {
     cr_assert_geq(db_schema_latest(), 3);
     cr_assert_str_eq(s_value("SELECT array_to_string(reloptions, ',') FROM pg_class WHERE "
                              "relname = 'conversations' AND relkind = 'r'"),
                      "fillfactor=90");
-    s_exec("BEGIN");
-    s_exec("INSERT INTO teams (id, name) VALUES ('00000000-0000-4000-8000-00000000a0f1', "
-           "'hot-test')");
-    s_exec("INSERT INTO conversations (id, team_id, title) SELECT gen_random_uuid(), "
-           "'00000000-0000-4000-8000-00000000a0f1', repeat('t', 60) FROM generate_series(1, "
-           "400)");
+    pg_test_exec("BEGIN");
+    pg_test_exec("INSERT INTO teams (id, name) VALUES ('00000000-0000-4000-8000-00000000a0f1', "
+                 "'hot-test')");
+    pg_test_exec("INSERT INTO conversations (id, team_id, title) SELECT gen_random_uuid(), "
+                 "'00000000-0000-4000-8000-00000000a0f1', repeat('t', 60) FROM generate_series(1, "
+                 "400)");
     /* A row of the page holding most of them: a fresh page the inserts filled up to the
        fillfactor (at fillfactor 100 the first touch would move the row off it: not HOT). */
     const char *pick = "WITH r AS (SELECT id, (ctid::text::point)[0] AS blk FROM conversations "
@@ -100,5 +78,5 @@ Test(
     s_touch(id, "processing");
     cr_assert_eq(s_ll(UPDATED) - upd0, 3);
     cr_assert_eq(s_ll(HOT) - hot0, 2, "a status change (indexed) cannot be HOT");
-    s_exec("ROLLBACK");
+    pg_test_exec("ROLLBACK");
 }

@@ -6,6 +6,7 @@
     plain columns (NODE_*_COLS) next to the former SQL rendering, and compares.
     Timestamp conversion is also checked on its own (table-driven, and against
     to_char over many random instants). Real Postgres: BICKY_TEST_DATABASE_URL. */
+#include "../lib/pg_test.h"
 #include "common/db_conn_internal.h"
 #include "node/node_render.h"
 
@@ -33,36 +34,10 @@
     "e.type, 'source', e.source, 'action', e.action, 'reversible', e.reversible, "                 \
     "'created_at', " TS("e.created_at") ")::text"
 
-static PGconn *s_pg;
-
-static void s_connect(void)
-{
-    const char *url = getenv("BICKY_TEST_DATABASE_URL");
-    if (!url || !*url) {
-        cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
-    }
-    s_pg = PQconnectdb(url);
-    cr_assert_eq(PQstatus(s_pg), CONNECTION_OK, "connect: %s", PQerrorMessage(s_pg));
-}
-
-static void s_disconnect(void)
-{
-    PQfinish(s_pg);
-    s_pg = NULL;
-}
-
-static void s_exec(const char *sql)
-{
-    PGresult *r = PQexec(s_pg, sql);
-    ExecStatusType st = PQresultStatus(r);
-    cr_assert(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(s_pg));
-    PQclear(r);
-}
-
 static PGresult *s_query(const char *sql)
 {
-    PGresult *r = PQexec(s_pg, sql);
-    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(s_pg));
+    PGresult *r = PQexec(pg_test_conn, sql);
+    cr_assert_eq(PQresultStatus(r), PGRES_TUPLES_OK, "%s: %s", sql, PQerrorMessage(pg_test_conn));
     return r;
 }
 
@@ -100,7 +75,7 @@ static void s_zone(size_t i)
 {
     char sql[96];
     snprintf(sql, sizeof sql, "SET TimeZone = '%s'", s_zones[i]);
-    s_exec(sql);
+    pg_test_exec(sql);
 }
 
 /* Timestamps: 0, 1, 3, 5, 6 fractional digits, leap day, old dates with LMT offsets, far
@@ -112,21 +87,22 @@ static void s_zone(size_t i)
     "23:59:59.5+00'), ('0999-06-01 12:00:00+00'), ('20000-01-01 00:00:00.25+00'), ('2026-12-31 "   \
     "23:45:00.5-05')"
 
-Test(node_render, conversations_match_postgres, .init = s_connect, .fini = s_disconnect)
+Test(node_render, conversations_match_postgres, .init = pg_test_open, .fini = pg_test_close)
 {
-    s_exec("CREATE TEMP TABLE rc (LIKE conversations INCLUDING DEFAULTS)");
-    s_exec("INSERT INTO rc (id, team_id, source, type, title, strategy, worktree_id, status, "
-           "on_busy, metadata, message_count, last_event_id, created_at, updated_at) SELECT "
-           "gen_random_uuid(), gen_random_uuid(), 'api', 'chat', NULL, 'echo', NULL, 'idle', "
-           "'enqueue', '{}', 0, NULL, t::timestamptz, t::timestamptz + interval '1.5 s' FROM "
-           "(VALUES " TS_VALUES ") v(t)");
-    s_exec("INSERT INTO rc (id, team_id, source, type, title, strategy, worktree_id, status, "
-           "on_busy, metadata, message_count, last_event_id) VALUES (gen_random_uuid(), "
-           "gen_random_uuid(), " ALL_BYTES ", 'q\"uo\\te', " ALL_BYTES ", 's\\\\', "
-           "gen_random_uuid(), 'x\ny', 'é', jsonb_build_object('k\"\\', " ALL_BYTES
-           ", 'n', 1.50, 'a', jsonb_build_array(NULL, true, 'x')), 2147483647, "
-           "9223372036854775807), (gen_random_uuid(), gen_random_uuid(), '', '', '', '', NULL, "
-           "'', '', '[]', -1, 0)");
+    pg_test_exec("CREATE TEMP TABLE rc (LIKE conversations INCLUDING DEFAULTS)");
+    pg_test_exec("INSERT INTO rc (id, team_id, source, type, title, strategy, worktree_id, status, "
+                 "on_busy, metadata, message_count, last_event_id, created_at, updated_at) SELECT "
+                 "gen_random_uuid(), gen_random_uuid(), 'api', 'chat', NULL, 'echo', NULL, 'idle', "
+                 "'enqueue', '{}', 0, NULL, t::timestamptz, t::timestamptz + interval '1.5 s' FROM "
+                 "(VALUES " TS_VALUES ") v(t)");
+    pg_test_exec(
+        "INSERT INTO rc (id, team_id, source, type, title, strategy, worktree_id, status, "
+        "on_busy, metadata, message_count, last_event_id) VALUES (gen_random_uuid(), "
+        "gen_random_uuid(), " ALL_BYTES ", 'q\"uo\\te', " ALL_BYTES ", 's\\\\', "
+        "gen_random_uuid(), 'x\ny', 'é', jsonb_build_object('k\"\\', " ALL_BYTES
+        ", 'n', 1.50, 'a', jsonb_build_array(NULL, true, 'x')), 2147483647, "
+        "9223372036854775807), (gen_random_uuid(), gen_random_uuid(), '', '', '', '', NULL, "
+        "'', '', '[]', -1, 0)");
     for (size_t z = 0; z < NZONES; z++) {
         s_zone(z);
         int n = s_compare("SELECT " NODE_CONV_COLS("c") ", " CONV_JSON " FROM rc c",
@@ -135,19 +111,21 @@ Test(node_render, conversations_match_postgres, .init = s_connect, .fini = s_dis
     }
 }
 
-Test(node_render, messages_match_postgres, .init = s_connect, .fini = s_disconnect)
+Test(node_render, messages_match_postgres, .init = pg_test_open, .fini = pg_test_close)
 {
-    s_exec("CREATE TEMP TABLE rm (LIKE messages INCLUDING DEFAULTS)");
-    s_exec("INSERT INTO rm (id, conversation_id, team_id, seq, role, content, status, metadata, "
-           "created_at, updated_at) SELECT gen_random_uuid(), gen_random_uuid(), "
-           "gen_random_uuid(), row_number() OVER (), 'user', 'hello', 'completed', '{}', "
-           "t::timestamptz, t::timestamptz FROM (VALUES " TS_VALUES ") v(t)");
-    s_exec("INSERT INTO rm (id, conversation_id, team_id, seq, role, content, status, metadata) "
-           "VALUES (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), "
-           "9223372036854775807, 'assistant', " ALL_BYTES ", 'streaming', "
-           "jsonb_build_object('usage', jsonb_build_object('in', 1, 'out', 2), 'text', " ALL_BYTES
-           ")), (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 1, 'tool', '', '', "
-           "'\"s\"')");
+    pg_test_exec("CREATE TEMP TABLE rm (LIKE messages INCLUDING DEFAULTS)");
+    pg_test_exec(
+        "INSERT INTO rm (id, conversation_id, team_id, seq, role, content, status, metadata, "
+        "created_at, updated_at) SELECT gen_random_uuid(), gen_random_uuid(), "
+        "gen_random_uuid(), row_number() OVER (), 'user', 'hello', 'completed', '{}', "
+        "t::timestamptz, t::timestamptz FROM (VALUES " TS_VALUES ") v(t)");
+    pg_test_exec(
+        "INSERT INTO rm (id, conversation_id, team_id, seq, role, content, status, metadata) "
+        "VALUES (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), "
+        "9223372036854775807, 'assistant', " ALL_BYTES ", 'streaming', "
+        "jsonb_build_object('usage', jsonb_build_object('in', 1, 'out', 2), 'text', " ALL_BYTES
+        ")), (gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), 1, 'tool', '', '', "
+        "'\"s\"')");
     for (size_t z = 0; z < NZONES; z++) {
         s_zone(z);
         int n = s_compare("SELECT " NODE_MSG_COLS("m") ", " MSG_JSON " FROM rm m",
@@ -156,17 +134,18 @@ Test(node_render, messages_match_postgres, .init = s_connect, .fini = s_disconne
     }
 }
 
-Test(node_render, events_match_postgres, .init = s_connect, .fini = s_disconnect)
+Test(node_render, events_match_postgres, .init = pg_test_open, .fini = pg_test_close)
 {
-    s_exec("CREATE TEMP TABLE re (LIKE events INCLUDING DEFAULTS)");
-    s_exec("INSERT INTO re (team_id, conversation_id, seq, type, source, action, reversible, "
-           "created_at) SELECT gen_random_uuid(), gen_random_uuid(), row_number() OVER (), "
-           "'message.created', '{\"kind\": \"api\"}', '{}', false, t::timestamptz FROM "
-           "(VALUES " TS_VALUES ") v(t)");
-    s_exec("INSERT INTO re (team_id, conversation_id, seq, type, source, action, reversible) "
-           "VALUES (gen_random_uuid(), NULL, NULL, " ALL_BYTES
-           ", jsonb_build_object('kind', " ALL_BYTES
-           "), jsonb_build_object('message', jsonb_build_object('content', " ALL_BYTES ")), true)");
+    pg_test_exec("CREATE TEMP TABLE re (LIKE events INCLUDING DEFAULTS)");
+    pg_test_exec("INSERT INTO re (team_id, conversation_id, seq, type, source, action, reversible, "
+                 "created_at) SELECT gen_random_uuid(), gen_random_uuid(), row_number() OVER (), "
+                 "'message.created', '{\"kind\": \"api\"}', '{}', false, t::timestamptz FROM "
+                 "(VALUES " TS_VALUES ") v(t)");
+    pg_test_exec("INSERT INTO re (team_id, conversation_id, seq, type, source, action, reversible) "
+                 "VALUES (gen_random_uuid(), NULL, NULL, " ALL_BYTES
+                 ", jsonb_build_object('kind', " ALL_BYTES
+                 "), jsonb_build_object('message', jsonb_build_object('content', " ALL_BYTES
+                 ")), true)");
     for (size_t z = 0; z < NZONES; z++) {
         s_zone(z);
         int n = s_compare("SELECT " NODE_EVT_COLS("e") ", " EVT_JSON " FROM re e",
@@ -176,7 +155,7 @@ Test(node_render, events_match_postgres, .init = s_connect, .fini = s_disconnect
 }
 
 /* node_ts_api and node_ts_cursor against to_char on 20,000 random instants per zone. */
-Test(node_render, timestamps_match_to_char, .init = s_connect, .fini = s_disconnect)
+Test(node_render, timestamps_match_to_char, .init = pg_test_open, .fini = pg_test_close)
 {
     for (size_t z = 0; z < NZONES; z++) {
         s_zone(z);

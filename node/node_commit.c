@@ -443,35 +443,38 @@ static bool s_group_add(node_t *node, db_batch_t *batch, s_group_t *g)
 {
     bool ok = true;
     node_ws_t **sets = g->n > 1 ? malloc(g->n * sizeof *sets) : NULL;
-    size_t ns = 0, run, touch;
+    size_t *runs = g->n > 1 ? malloc(2 * g->n * sizeof *runs) : NULL;
+    size_t ns = 0;
     for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
         ok = node_fence_add_guard(node, batch, ws, s_on_fence, ws) >= 0;
-        if (sets && node_ws_groupable(ws, &run, &touch)) {
+        ws->grouped = false;
+        if (sets && runs && node_ws_groupable(ws, &runs[2 * ns], &runs[2 * ns + 1])) {
             sets[ns++] = ws;
         }
     }
     g->merged = ns > 1 ? node_group_merge(sets, ns) : NULL;
     ns = g->merged ? ns : 0;
     for (size_t w = 0; w < ns && ok; w++) {
-        node_ws_groupable(sets[w], &run, &touch);
-        ok = s_add_stmts(batch, sets[w], 0, run);
+        sets[w]->grouped = true;
+        ok = s_add_stmts(batch, sets[w], 0, runs[2 * w]);
     }
     for (node_merged_t *m = g->merged; m && ok; m = m->next) {
         ok = db_batch_add(batch, m->name, NULL, m->nparams, (const char *const *)m->params,
                           node_merged_result, m) == 0;
     }
     for (size_t w = 0; w < ns && ok; w++) {
-        node_ws_groupable(sets[w], &run, &touch);
-        ok = s_add_stmts(batch, sets[w], touch + 1, sets[w]->n);
+        ok = s_add_stmts(batch, sets[w], runs[2 * w + 1] + 1, sets[w]->n);
     }
     for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
-        bool grouped = false;
-        for (size_t w = 0; w < ns && !grouped; w++) {
-            grouped = sets[w] == ws;
+        if (!ws->grouped) {
+            if (!ws->merged) {
+                node_ws_merge(ws); /* its own inserts merged, only when sent on its own */
+            }
+            ok = s_add_stmts(batch, ws, 0, ws->n);
         }
-        ok = grouped || s_add_stmts(batch, ws, 0, ws->n);
     }
     free(sets);
+    free(runs);
     return ok;
 }
 
@@ -566,7 +569,6 @@ void node_commit_submit(node_commit_t *self, node_ws_t **ws_p)
     if (ws->touch_stmt >= 0 && ws->reply_kind != NODE_REPLY_CONV) {
         ws->stmts[ws->touch_stmt].name = NODE_Q_CONV_TOUCH_LITE; /* its JSON is not needed */
     }
-    node_ws_merge(ws);
     if (!self->open && !(self->open = s_group_new(self))) {
         s_finish(self, ws, NODE_WS_FAILED);
         return;

@@ -349,6 +349,7 @@ struct node_ws_t {
     bool oom;              /* a statement could not be added: abort, never send */
     char ts[32];           /* the set's time for the rows it inserts ("" until needed) */
     node_merged_t *merged; /* multi-row inserts standing for several statements */
+    bool grouped;          /* sent with other sets' merged statements (node_commit.c) */
 };
 
 /* Creates an empty write set for actor (req may be NULL). Saves the counters. */

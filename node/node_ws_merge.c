@@ -259,10 +259,10 @@ static node_stmt_t *s_member(node_merged_t *m, const db_result_t *res, int r)
     const char *conv = db_result_value(res, r, 0);
     int sp = s_seq_param(m);
     const char *seq = sp >= 0 ? db_result_value(res, r, 1) : NULL;
+    int cp = m->kind == S_TOUCH ? 0 : 1; /* the conversation parameter */
     /* Rows come back in the members' order: try that one first. */
     for (int k = 0; k < m->n; k++) {
         node_stmt_t *s = m->members[(r + k) % m->n];
-        int cp = m->kind == S_TOUCH ? 0 : 1; /* the conversation parameter */
         if (conv && s->params[cp] && strcmp(s->params[cp], conv) == 0 &&
             (sp < 0 || (seq && s->params[sp] && strcmp(s->params[sp], seq) == 0))) {
             return s;

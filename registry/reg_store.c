@@ -220,6 +220,14 @@ static void s_elector_actor(zsock_t *pipe, void *args)
         s_write(&e);
     }
     s_drop_save(&e);
+    /* Closing alone frees the lock only once the server has noticed, after
+       a successor may already have tried and stood by: hand it over now. */
+    if (e.active && reg_db_usable(e.db)) {
+        char err[512];
+        if (reg_db_unlock(e.db, err, sizeof err) < 0) {
+            LOG_W("cannot release the registry lock on shutdown: %s", err);
+        }
+    }
     reg_db_close(&e.db);
     zpoller_destroy(&poller);
 }

@@ -7,7 +7,9 @@
     then on it checks the session every REG_STORE_RETRY_MS and reports
     STANDBY as soon as the session (hence the lock) is lost. Every epoch bump
     runs on that same session, so only the lock holder can bump: two
-    registries never hand out epochs at once.
+    registries never hand out epochs at once. On a clean shutdown the
+    active one unlocks before it disconnects, so a successor started right
+    after takes over on its first attempt.
     The loop thread calls new/destroy/sock/recv/save; it never waits on the
     database (save never blocks, events arrive on reg_store_sock). */
 #ifndef BICKY_REG_STORE_H

@@ -241,6 +241,23 @@ int reg_db_try_lock(reg_db_t *self, char *err, size_t errlen)
     return rc;
 }
 
+int reg_db_unlock(reg_db_t *self, char *err, size_t errlen)
+{
+    char key[32];
+    const char *params[] = {s_key_text(key)};
+    PGresult *res = s_query(self, "SELECT pg_advisory_unlock($1::bigint)", 1, params,
+                            PGRES_TUPLES_OK, err, errlen);
+    if (!res) {
+        return -1;
+    }
+    int rc = PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "t") ? 0 : -1;
+    PQclear(res);
+    if (rc < 0) {
+        snprintf(err, errlen, "the session did not hold the registry lock");
+    }
+    return rc;
+}
+
 int reg_db_check_lock(reg_db_t *self, char *err, size_t errlen)
 {
     char key[32];

@@ -32,6 +32,9 @@ bool reg_db_usable(const reg_db_t *self);
 /* pg_try_advisory_lock(REG_STORE_LOCK_KEY): 1 acquired, 0 held by another
    session, -1 on error. Call only while not holding it (the lock nests). */
 int reg_db_try_lock(reg_db_t *self, char *err, size_t errlen);
+/* pg_advisory_unlock(REG_STORE_LOCK_KEY): 0 once the server has released
+   it (so a successor can take it at once), -1 with err. */
+int reg_db_unlock(reg_db_t *self, char *err, size_t errlen);
 /* 0 when this session still holds the lock, -1 (with err) otherwise. */
 int reg_db_check_lock(reg_db_t *self, char *err, size_t errlen);
 /* Takeover, holding the lock: reads every row of nodes into a new heap

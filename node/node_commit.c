@@ -7,7 +7,8 @@
     cannot be attributed (e.g. COMMIT), each write set is re-run in its own
     transaction. So one bad request never fails its neighbours.
     Each write set is preceded, in the same transaction, by its ownership guard
-    (node_fence.c): a write set whose guard fails is answered MOVED and its
+    (node_fence.c; a group's guards go as one statement, whose failure is not
+    attributed): a write set whose guard fails is answered MOVED and its
     actor dropped, like any failed write set it never fails its neighbours.
     Loop thread only. */
 #define LOG_MODULE "node_commit"
@@ -435,18 +436,18 @@ static bool s_add_stmts(db_batch_t *batch, node_ws_t *ws, size_t from, size_t to
     return ok;
 }
 
-/* The group's write sets in one transaction: every guard first; then the sets whose
-   inserts and touch can go with the others' (node_ws_merge.c): their statements before
-   the inserts, the merged inserts and touches, their statements after the touch; then
-   the other sets whole. */
+/* The group's write sets in one transaction: the guards first (one statement for
+   several); then the sets whose inserts and touch can go with the others'
+   (node_ws_merge.c): their statements before the inserts, the merged inserts and
+   touches, their statements after the touch; then the other sets whole. */
 static bool s_group_add(node_t *node, db_batch_t *batch, s_group_t *g)
 {
     bool ok = true;
     node_ws_t **sets = g->n > 1 ? malloc(g->n * sizeof *sets) : NULL;
     size_t *runs = g->n > 1 ? malloc(2 * g->n * sizeof *runs) : NULL;
     size_t ns = 0;
+    ok = node_fence_add_guards(node, batch, g->head, s_on_fence) == 0;
     for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
-        ok = node_fence_add_guard(node, batch, ws, s_on_fence, ws) >= 0;
         ws->grouped = false;
         if (sets && runs && node_ws_groupable(ws, &runs[2 * ns], &runs[2 * ns + 1])) {
             sets[ns++] = ws;

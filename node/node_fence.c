@@ -291,6 +291,16 @@ void node_fence_release(node_t *node, node_actor_t *a)
 
 /* ---- group commit -------------------------------------------------------------------------- */
 
+/* The claim epoch a guard checks for a: -1 (matching no row) without a claim. */
+static void s_guard_epoch(const node_actor_t *a, char epoch[24])
+{
+    if (node_fence_held(a->fence_epoch)) {
+        snprintf(epoch, 24, "%llu", (unsigned long long)(a->fence_epoch - 1));
+    } else {
+        snprintf(epoch, 24, "-1");
+    }
+}
+
 int node_fence_add_guard(
     node_t *node, db_batch_t *batch, const node_ws_t *ws, db_stmt_fn *cb, void *arg)
 {
@@ -302,13 +312,52 @@ int node_fence_add_guard(
     char epoch[24];
     util_uuid_format(a->conv_id, conv);
     /* Without a claim the guard matches no row: the write set fails (never unfenced). */
-    if (node_fence_held(a->fence_epoch)) {
-        snprintf(epoch, sizeof epoch, "%llu", (unsigned long long)(a->fence_epoch - 1));
-    } else {
-        snprintf(epoch, sizeof epoch, "-1");
-    }
+    s_guard_epoch(a, epoch);
     const char *params[] = {conv, node->cfg->id, epoch};
     return db_batch_add(batch, NODE_Q_OWN_CHECK, NULL, 3, params, cb, arg) == 0 ? 1 : -1;
+}
+
+int node_fence_add_guards(node_t *node, db_batch_t *batch, node_ws_t *head, db_stmt_fn *cb)
+{
+    size_t n = 0;
+    node_ws_t *only = NULL;
+    for (node_ws_t *ws = head; ws; ws = ws->next) {
+        if (!ws->plan.created) {
+            n++;
+            only = ws;
+        }
+    }
+    if (n <= 1) {
+        return only && node_fence_add_guard(node, batch, only, cb, only) < 0 ? -1 : 0;
+    }
+    node_buf_t convs, epochs;
+    node_buf_init(&convs);
+    node_buf_init(&epochs);
+    node_buf_str(&convs, "{");
+    node_buf_str(&epochs, "{");
+    for (node_ws_t *ws = head; ws; ws = ws->next) {
+        if (ws->plan.created) {
+            continue;
+        }
+        s_uuid_t conv;
+        char epoch[24];
+        util_uuid_format(ws->actor->conv_id, conv);
+        s_guard_epoch(ws->actor, epoch);
+        node_buf_str(&convs, convs.len > 1 ? "," : "");
+        node_buf_str(&convs, conv);
+        node_buf_str(&epochs, epochs.len > 1 ? "," : "");
+        node_buf_str(&epochs, epoch);
+    }
+    node_buf_str(&convs, "}");
+    node_buf_str(&epochs, "}");
+    int rc = -1;
+    if (!convs.oom && !epochs.oom) {
+        const char *params[] = {convs.data, node->cfg->id, epochs.data};
+        rc = db_batch_add(batch, NODE_Q_OWN_CHECK_MULTI, NULL, 3, params, NULL, NULL);
+    }
+    node_buf_free(&convs);
+    node_buf_free(&epochs);
+    return rc;
 }
 
 int node_fence_add_own(node_t *node, node_ws_t *ws)

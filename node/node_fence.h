@@ -40,6 +40,11 @@ void node_fence_flush(node_t *node);
    conversation and claims it itself), -1 on OOM. */
 int node_fence_add_guard(
     node_t *node, db_batch_t *batch, const node_ws_t *ws, db_stmt_fn *cb, void *arg);
+/* Group commit: adds the guards of the write sets from head (linked by next) to batch.
+   With more than one to guard they go as one statement without a callback: its failure
+   is not attributed, so the group is re-run set by set, each with its own guard. One
+   alone gets node_fence_add_guard with cb(ws). 0, or -1 on OOM. */
+int node_fence_add_guards(node_t *node, db_batch_t *batch, node_ws_t *head, db_stmt_fn *cb);
 /* A write set creating the conversation: appends the claim insert. -1 on OOM. */
 int node_fence_add_own(node_t *node, node_ws_t *ws);
 /* ws committed: a create's claim is now held. */

@@ -271,6 +271,15 @@ static const s_stmt_t s_stmts[] = {
     {NODE_Q_OWN_CHECK, 3,
      "SELECT 1 / count(*)::int FROM (SELECT 1 FROM conversation_owners WHERE conversation_id = "
      "$1::uuid AND node_id = $2::text AND epoch = $3::bigint FOR SHARE) o"},
+    /* The guards of a group's write sets as one statement: 22012 unless every row names
+       us at its claim's epoch (the group is then re-run set by set, each with its own
+       guard, to find the failing one). A conversation may appear more than once (with
+       the same epoch). $1 convs $2 node $3 epochs (same order as $1) */
+    {NODE_Q_OWN_CHECK_MULTI, 3,
+     "SELECT 1 / (count(*) = (SELECT count(DISTINCT c) FROM unnest($1::uuid[]) c))::int FROM "
+     "(SELECT 1 FROM conversation_owners WHERE conversation_id = ANY ($1::uuid[]) AND node_id "
+     "= $2::text AND epoch = ($3::bigint[])[array_position($1::uuid[], conversation_id)] FOR "
+     "SHARE) o"},
     /* A conversation created by this write set is claimed in the same transaction. */
     {NODE_Q_OWN_CREATE, 3,
      "INSERT INTO conversation_owners (conversation_id, node_id, epoch) VALUES ($1::uuid, "

@@ -42,6 +42,7 @@ int node_sql_prepare(db_conn_t *db);
 #define NODE_Q_OWN_TIMEOUT     "node_own_timeout" /* claim: lock_timeout of its transaction */
 #define NODE_Q_OWN_CLAIMS      "node_own_claims"  /* claims of one loop turn's activations */
 #define NODE_Q_OWN_CHECK       "node_own_check"   /* guard: 22012 unless the claim is ours */
+#define NODE_Q_OWN_CHECK_MULTI "node_own_check_m" /* one guard for a whole group */
 #define NODE_Q_OWN_CREATE      "node_own_create"  /* claim of a conversation created by us */
 #define NODE_Q_OWN_RELEASE     "node_own_release" /* passivation: delete our claims */
 #define NODE_Q_OWN_CLEANUP     "node_own_cleanup" /* start: delete claims of an earlier run */

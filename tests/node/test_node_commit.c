@@ -2,8 +2,9 @@
     many actors in one loop turn share one transaction (same xmin), a bad
     request in a group fails alone while its neighbours commit, a stale owner
     (another writer took the next seq) gets 503 and reloads without a gap,
-    an unreachable database gives 503 with retry_after, and writes made while two
-    groups are in flight wait and commit together. */
+    an unreachable database gives 503 with retry_after, writes made while two
+    groups are in flight wait and commit together, and a group whose one guard
+    statement fails for one lost conversation refuses only that one. */
 #include "node_test.h"
 
 Test(node_commit, one_transaction_per_loop_turn, .timeout = 60)
@@ -284,5 +285,41 @@ Test(node_commit, group_of_posts_merged_and_a_failure_isolated, .timeout = 60)
                  r.body ? nt_str(r.body, "error", NULL) : "");
     cr_assert_eq(nt_int(r.body, "message", "seq"), 4);
     nt_rep_free(&r);
+    nt_stop(&t);
+}
+
+/* A group's ownership guards go as one statement (node_fence.c node_fence_add_guards).
+   When one conversation of the group was taken over behind the node's back, that
+   statement fails the group; re-run set by set, only the taken one is refused (MOVED,
+   nothing stored) and its neighbours commit. */
+Test(node_commit, group_guard_refuses_only_the_lost_conversation, .timeout = 60)
+{
+    nt_t t;
+    nt_start(&t);
+    enum { N = 12, LOST = 5 };
+    uint8_t conv[N][16];
+    char c[N][37];
+    int want[N];
+    for (int i = 0; i < N; i++) {
+        nt_create(&t, conv[i], "{}");
+        util_uuid_format(conv[i], c[i]);
+        want[i] = 202;
+    }
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "UPDATE conversation_owners SET node_id = 'intruder', epoch = epoch + 1 WHERE "
+             "conversation_id = '%s'",
+             c[LOST]);
+    nt_sql(&t, sql);
+    want[LOST] = 0; /* MOVED */
+    s_held_posts(&t, conv, N, want);
+    for (int i = 0; i < N; i++) {
+        long long n =
+            nt_sql_ll(&t, "SELECT count(*) FROM messages WHERE conversation_id = '%s'", c[i]);
+        cr_assert_eq(n, i == LOST ? 0 : 2, "conversation %d: %lld messages", i, n);
+        if (i != LOST) {
+            nt_assert_gapless(&t, conv[i]);
+        }
+    }
     nt_stop(&t);
 }

@@ -318,6 +318,18 @@ Test(node_fence, uncommitted_claim_costs_at_most_the_lock_timeout, .timeout = 60
     nt_rep_t r = nt_call(&t, "conv.create", other, "{}");
     cr_assert_eq(r.status, 201);
     nt_rep_free(&r);
+    /* Nothing may have claimed it: the lookup above found no conversation. */
+    cr_assert_eq(nt_sql_ll(&t, OWNER_ROWS, s_id(conv).s), 0,
+                 "claimed at epoch %lld, by this node: %lld, %lld ms ago",
+                 nt_sql_ll(&t, OWNER_EPOCH, s_id(conv).s),
+                 nt_sql_ll(&t,
+                           "SELECT (node_id = '%s')::int FROM conversation_owners WHERE "
+                           "conversation_id = '%s'",
+                           t.cfg.id, s_id(conv).s),
+                 nt_sql_ll(&t,
+                           "SELECT (extract(epoch FROM now() - claimed_at) * 1000)::bigint FROM "
+                           "conversation_owners WHERE conversation_id = '%s'",
+                           s_id(conv).s));
     s_exec(&t,
            "BEGIN; INSERT INTO conversation_owners (conversation_id, node_id, epoch) VALUES "
            "('%s', 'stuck', 1)",

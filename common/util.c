@@ -55,7 +55,14 @@ void util_uuid_format(const uint8_t id[16], char out[UTIL_UUID_STR_LEN + 1])
 
 void util_uuid_generate(uint8_t out[16])
 {
-    uuid_generate_random(out);
+    /* OpenSSL's DRBG works in user space; libuuid's random UUIDs cost a getrandom,
+       a getpid and a reseed of random() per call, several per message. */
+    if (RAND_bytes(out, 16) != 1) {
+        uuid_generate_random(out);
+        return;
+    }
+    out[6] = (uint8_t)((out[6] & 0x0f) | 0x40); /* version 4 */
+    out[8] = (uint8_t)((out[8] & 0x3f) | 0x80); /* variant 10 (RFC 4122) */
 }
 
 bool util_uuid_is_nil(const uint8_t id[16])

@@ -4,6 +4,8 @@
 #include <czmq.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <uuid/uuid.h>
@@ -53,14 +55,45 @@ void util_uuid_format(const uint8_t id[16], char out[UTIL_UUID_STR_LEN + 1])
     uuid_unparse_lower(id, out);
 }
 
+/* Random bytes for UUIDs, drawn from OpenSSL's DRBG S_RAND_POOL bytes at a time per
+   thread (one RAND_bytes call costs about as much as a UUID's worth of work). A fork
+   bumps s_rand_gen, so a child never hands out bytes its parent drew too. */
+#define S_RAND_POOL 1024
+static atomic_uint s_rand_gen = 1;
+static _Thread_local struct {
+    unsigned gen;              /* s_rand_gen when filled; 0: never */
+    size_t used;               /* bytes handed out */
+    uint8_t pool[S_RAND_POOL]; /* the bytes */
+} s_rand;
+
+static void s_rand_forked(void)
+{
+    atomic_fetch_add(&s_rand_gen, 1);
+}
+
+static void s_rand_init(void)
+{
+    pthread_atfork(NULL, NULL, s_rand_forked);
+}
+
 void util_uuid_generate(uint8_t out[16])
 {
-    /* OpenSSL's DRBG works in user space; libuuid's random UUIDs cost a getrandom,
-       a getpid and a reseed of random() per call, several per message. */
-    if (RAND_bytes(out, 16) != 1) {
-        uuid_generate_random(out);
-        return;
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, s_rand_init);
+    unsigned gen = atomic_load(&s_rand_gen);
+    if (s_rand.gen != gen || s_rand.used + 16 > S_RAND_POOL) {
+        if (RAND_bytes(s_rand.pool, S_RAND_POOL) != 1) {
+            /* libuuid's random UUIDs: a getrandom, a getpid and a reseed per call. */
+            s_rand.gen = 0;
+            uuid_generate_random(out);
+            return;
+        }
+        s_rand.gen = gen;
+        s_rand.used = 0;
     }
+    memcpy(out, s_rand.pool + s_rand.used, 16);
+    memset(s_rand.pool + s_rand.used, 0, 16);
+    s_rand.used += 16;
     out[6] = (uint8_t)((out[6] & 0x0f) | 0x40); /* version 4 */
     out[8] = (uint8_t)((out[8] & 0x3f) | 0x80); /* variant 10 (RFC 4122) */
 }

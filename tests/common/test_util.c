@@ -1,10 +1,13 @@
-/*  test_util — UUIDs (parse, format, random v4 generation), SHA-256 hex and API
-    tokens: well-formed output, round trips, malformed input refused. */
+/*  test_util — UUIDs (parse, format, random v4 generation, never the same in a
+    forked child as in its parent), SHA-256 hex and API tokens: well-formed
+    output, round trips, malformed input refused. */
 #include "common/util.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static int s_cmp16(const void *a, const void *b)
 {
@@ -41,6 +44,32 @@ Test(util, generated_uuids_are_v4_and_distinct)
         cr_assert_eq(all[k] & (uint8_t)~fixed, 0, "byte %d: a bit never clear", k);
     }
     free(ids);
+}
+
+/* Random bytes are pooled per thread: a forked child must not hand out the bytes its
+   parent is about to use (the gateway forks its workers). */
+Test(util, forked_child_never_repeats_the_parent)
+{
+    uint8_t first[16], parent[16], child[16];
+    util_uuid_generate(first); /* fills the pool */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        uint8_t id[16];
+        util_uuid_generate(id);
+        _exit(write(fds[1], id, 16) == 16 ? 0 : 1);
+    }
+    util_uuid_generate(parent);
+    cr_assert_eq(read(fds[0], child, 16), 16);
+    int st = 0;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(fds[0]);
+    close(fds[1]);
+    cr_assert_neq(memcmp(parent, child, 16), 0, "the child repeated its parent's next UUID");
+    cr_assert_neq(memcmp(first, child, 16), 0);
 }
 
 Test(util, uuid_format_and_parse_round_trip)

@@ -142,12 +142,9 @@ static void s_add_start(node_ws_t *ws, const uint8_t user_id[16], bool from_queu
     snprintf(meta, sizeof meta, "{\"user_message_id\":\"%s\"}", uid);
     node_ws_message(ws, p->asst_id, "assistant", "", "streaming", meta);
     util_uuid_format(p->asst_id, aid);
-    char *action = s_json(json_pack("{s:s, s:s}", "user_message_id", uid, "message_id", aid));
-    if (!action) {
-        ws->oom = true;
-    }
+    char action[128];
+    snprintf(action, sizeof action, "{\"user_message_id\":\"%s\",\"message_id\":\"%s\"}", uid, aid);
     node_ws_event(ws, "turn.started", NODE_ACTOR_SOURCE, action, NULL, false);
-    free(action);
     node_strategy_add_start(ws);
     p->start = true;
     p->start_from_queue = from_queue;
@@ -186,24 +183,25 @@ static void s_add_folded(node_ws_t *ws)
     s_uuid_t uid, aid;
     util_uuid_format(p->user_id, uid);
     util_uuid_format(p->asst_id, aid);
-    json_int_t in = node_echo_words(p->content), out = node_echo_words(p->fold_reply);
-    char *meta = s_json(json_pack("{s:s, s:s, s:{s:I, s:I}}", "user_message_id", uid, "model",
-                                  "echo", "usage", "input_tokens", in, "output_tokens", out));
-    char *started = s_json(json_pack("{s:s, s:s}", "user_message_id", uid, "message_id", aid));
-    char *done = s_json(json_pack("{s:s, s:s, s:{s:I, s:I}}", "message_id", aid, "user_message_id",
-                                  uid, "usage", "input_tokens", in, "output_tokens", out));
-    if (!meta || !started || !done) {
-        ws->oom = true;
-    } else {
-        node_ws_message(ws, p->asst_id, "assistant", p->fold_reply, "completed", meta);
-        p->fold_evt = node_ws_event(ws, "turn.started", NODE_ACTOR_SOURCE, started, NULL, false);
-        node_ws_event(ws, "message.completed", NODE_ACTOR_SOURCE, NULL, p->asst_id, false);
-        node_ws_event(ws, "turn.completed", NODE_ACTOR_SOURCE, done, NULL, false);
-        p->folded = true;
-    }
-    free(meta);
-    free(started);
-    free(done);
+    unsigned in = node_echo_words(p->content), out = node_echo_words(p->fold_reply);
+    /* Fixed shapes of UUIDs and counts: formatted directly (jansson's pack and dump
+       were ~5% of a node's time in P1). */
+    char meta[192], started[128], done[192];
+    snprintf(meta, sizeof meta,
+             "{\"user_message_id\":\"%s\",\"model\":\"echo\",\"usage\":{\"input_tokens\":%u,"
+             "\"output_tokens\":%u}}",
+             uid, in, out);
+    snprintf(started, sizeof started, "{\"user_message_id\":\"%s\",\"message_id\":\"%s\"}", uid,
+             aid);
+    snprintf(done, sizeof done,
+             "{\"message_id\":\"%s\",\"user_message_id\":\"%s\",\"usage\":{\"input_tokens\":%u,"
+             "\"output_tokens\":%u}}",
+             aid, uid, in, out);
+    node_ws_message(ws, p->asst_id, "assistant", p->fold_reply, "completed", meta);
+    p->fold_evt = node_ws_event(ws, "turn.started", NODE_ACTOR_SOURCE, started, NULL, false);
+    node_ws_event(ws, "message.completed", NODE_ACTOR_SOURCE, NULL, p->asst_id, false);
+    node_ws_event(ws, "turn.completed", NODE_ACTOR_SOURCE, done, NULL, false);
+    p->folded = true;
 }
 
 int node_turn_plan_next(node_t *node, node_ws_t *ws, bool posted)

@@ -10,7 +10,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define USAGE                                                                                      \
     "--id ID --database-url URL [options]\n\n"                                                     \
@@ -95,20 +94,6 @@ int main(int argc, char **argv)
        sessions' DateStyle and TimeZone, whatever the server's defaults are. */
     setenv("PGDATESTYLE", "ISO", 1);
     setenv("PGTZ", "UTC", 1);
-    /* Every statement is prepared once and looked up by key: generic plans. Left to
-       choose, Postgres re-plans the multi-row writes of small groups every time (a
-       custom plan for 4 rows looks cheaper than the generic one for "10"): ~130 us
-       per statement (docs/performance.md, P3). Added to the user's PGOPTIONS. */
-    const char *user_opts = getenv("PGOPTIONS");
-    const char *ours = "-c plan_cache_mode=force_generic_plan";
-    size_t olen = (user_opts ? strlen(user_opts) : 0) + strlen(ours) + 2;
-    char *pgopts = malloc(olen);
-    if (pgopts) {
-        snprintf(pgopts, olen, "%s%s%s", user_opts ? user_opts : "",
-                 user_opts && *user_opts ? " " : "", ours);
-        setenv("PGOPTIONS", pgopts, 1);
-        free(pgopts);
-    }
     if (db_schema_check(cfg.database_url, err, sizeof err) < 0) {
         LOG_E("%s", err);
         cfg_file_destroy(&strategies);

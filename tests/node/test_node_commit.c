@@ -228,6 +228,16 @@ static void s_held_posts(nt_t *t, uint8_t conv[][16], int n, const int *want)
     }
 }
 
+/* Creates conv[0..n) (their ids as text in c) and expects 202 for each post (want). */
+static void s_create_n(nt_t *t, uint8_t conv[][16], char c[][37], int *want, int n)
+{
+    for (int i = 0; i < n; i++) {
+        nt_create(t, conv[i], "{}");
+        util_uuid_format(conv[i], c[i]);
+        want[i] = 202;
+    }
+}
+
 /* Posts held behind a full pipeline commit as one group whose inserts and touches are
    merged across write sets (node_ws_merge.c node_group_merge): one transaction, every
    conversation's counters and last_event_id right, gapless. Then one of them conflicts
@@ -241,11 +251,7 @@ Test(node_commit, group_of_posts_merged_and_a_failure_isolated, .timeout = 60)
     uint8_t conv[N][16];
     char c[N][37];
     int want[N];
-    for (int i = 0; i < N; i++) {
-        nt_create(&t, conv[i], "{}");
-        util_uuid_format(conv[i], c[i]);
-        want[i] = 202;
-    }
+    s_create_n(&t, conv, c, want, N);
     s_held_posts(&t, conv, N, want);
     char sql[1024];
     long long xids = nt_sql_ll(&t,
@@ -300,11 +306,7 @@ Test(node_commit, group_guard_refuses_only_the_lost_conversation, .timeout = 60)
     uint8_t conv[N][16];
     char c[N][37];
     int want[N];
-    for (int i = 0; i < N; i++) {
-        nt_create(&t, conv[i], "{}");
-        util_uuid_format(conv[i], c[i]);
-        want[i] = 202;
-    }
+    s_create_n(&t, conv, c, want, N);
     char sql[256];
     snprintf(sql, sizeof sql,
              "UPDATE conversation_owners SET node_id = 'intruder', epoch = epoch + 1 WHERE "

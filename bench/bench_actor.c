@@ -4,7 +4,7 @@
     the hash table, append it to the LRU list. Also reports resident memory
     per actor. Build and run: see docs/node.md. Single thread. */
 #include "common/util.h"
-#include "node/node_internal.h"
+#include "node/ops/node_ops.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +39,7 @@ int main(int argc, char **argv)
     for (long i = 0; i < n; i++) {
         util_uuid_generate(ids[i]);
     }
-    node_actors_t *t = node_actors_new();
+    node_actors_t *t = node_actors_new(NULL);
     long rss0 = s_rss_kb();
     int64_t t0 = util_mono_us();
     for (long i = 0; i < n; i++) {

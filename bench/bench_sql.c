@@ -3,7 +3,7 @@
     It links node_sql.c alone and stands in for db_conn_prepare, recording the
     statements instead of sending them. Usage: bench_sql NAME (no NAME: list). */
 #include "common/db_conn.h"
-#include "node/node_internal.h"
+#include "node/ops/node_ops.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -7,8 +7,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "common/wire.h"
-#include "node/node_internal.h"
-#include "node/node_strategy.h"
+#include "node/ops/node_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -156,7 +155,7 @@ static int s_check_cfg(const node_cfg_t *cfg)
 static int s_start(node_t *self)
 {
     self->loop = zloop_new();
-    self->actors = node_actors_new();
+    self->actors = node_actors_new(node_turns_free);
     self->ring = ring_new(0);
     if (!self->loop || !self->actors || !self->ring) {
         return -1;

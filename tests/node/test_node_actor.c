@@ -2,7 +2,7 @@
     without a database: add/find/remove under churn, LRU order, the mailbox
     limit, and the compact size of a resident actor. */
 #include "common/util.h"
-#include "node/node_internal.h"
+#include "node/ops/node_ops.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@ static node_req_t *s_req(uint64_t id)
 
 Test(node_actor, table_lifecycle)
 {
-    node_actors_t *t = node_actors_new();
+    node_actors_t *t = node_actors_new(NULL);
     cr_assert_not_null(t);
     uint8_t conv[16], team[16];
     util_uuid_generate(conv);
@@ -41,7 +41,7 @@ Test(node_actor, table_lifecycle)
 
 Test(node_actor, churn_keeps_every_key_findable)
 {
-    node_actors_t *t = node_actors_new();
+    node_actors_t *t = node_actors_new(NULL);
     enum { N = 20000 };
     uint8_t(*ids)[16] = malloc(N * 16);
     uint8_t team[16] = {1};
@@ -69,7 +69,7 @@ Test(node_actor, churn_keeps_every_key_findable)
 
 Test(node_actor, lru_order_follows_touches)
 {
-    node_actors_t *t = node_actors_new();
+    node_actors_t *t = node_actors_new(NULL);
     uint8_t team[16] = {2}, c[3][16];
     node_actor_t *a[3];
     for (int i = 0; i < 3; i++) {
@@ -87,7 +87,7 @@ Test(node_actor, lru_order_follows_touches)
 
 Test(node_actor, mailbox_is_bounded_and_fifo)
 {
-    node_actors_t *t = node_actors_new();
+    node_actors_t *t = node_actors_new(NULL);
     uint8_t conv[16] = {3}, team[16] = {4};
     node_actor_t *a = node_actors_add(t, conv, team, 0);
     cr_assert_null(a->mbox, "mailbox allocated before use");

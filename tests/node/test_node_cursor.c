@@ -1,6 +1,6 @@
 /*  test_node_cursor — opaque list cursors: round trips, and table-driven
     rejection of malformed cursors (client input). */
-#include "node/node_internal.h"
+#include "node/ops/node_ops.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>

@@ -13,7 +13,7 @@
     conversations (split brain) keep every conversation gapless with every
     acknowledged message stored. */
 #include "common/ring.h"
-#include "node/node_internal.h"
+#include "node/ops/node_ops.h"
 #include "node_fake_reg.h"
 #include "node_test.h"
 

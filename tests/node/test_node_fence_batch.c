@@ -7,7 +7,7 @@
     grants exactly ours and the dead node's; and a batch failing as a whole (a row inserted
     by a transaction that stays open: the 200 ms lock timeout) is retried one claim at a
     time, so the others are served and the blocked one follows once the row is free. */
-#include "node/node_internal.h"
+#include "node/ops/node_ops.h"
 #include "node_fake_reg.h"
 #include "node_test.h"
 

@@ -4,7 +4,7 @@
     team's → 404), perm.decide refusals, rule.create / rule.list /
     rule.delete (validation, a conversation rule of another team → 404),
     and strategies. */
-#include "node/node_strategy.h"
+#include "node/ops/node_ops.h"
 #include "node_test.h"
 
 /* ---- pure ------------------------------------------------------------------------------------ */

@@ -8,7 +8,7 @@
     to_char over many random instants). Real Postgres: BICKY_TEST_DATABASE_URL. */
 #include "../lib/pg_test.h"
 #include "common/db_conn_internal.h"
-#include "node/node_render.h"
+#include "node/ops/node_ops.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>

@@ -11,7 +11,7 @@
     waits again; approved, the session is resumed and the call runs; denied,
     the resumed model goes on without it). */
 #include "../agent/claude_cli.h"
-#include "node/node_strategy.h"
+#include "node/ops/node_ops.h"
 #include "node_test.h"
 
 #include <ftw.h>

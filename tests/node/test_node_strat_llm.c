@@ -7,7 +7,7 @@
     stalled) as turn.failed, cancel during a tool call, and a node restarted
     while a request is pending. */
 #include "../agent/llm_fake.h"
-#include "node/node_strategy.h"
+#include "node/ops/node_ops.h"
 #include "node_test.h"
 
 #include <ftw.h>

@@ -3,7 +3,7 @@
     reject / interrupt, cancel (and 409 when idle), fail_every with back-off
     and recovery, per-conversation echo delay, archive, and passivation then
     reactivation keeping seqs gapless. */
-#include "node/node_internal.h"
+#include "node/ops/node_ops.h"
 #include "node_test.h"
 
 /* ---- unit: decisions on a bare actor ----------------------------------------------------- */

@@ -1,0 +1,174 @@
+/*  node_json — small helpers for the node's JSON: a growable reply buffer,
+    validated argument readers (never trusting the gateway) and number parsing.
+    Loop thread only (no shared state). */
+#include "node/core/node_core.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+void node_buf_init(node_buf_t *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void node_buf_add(node_buf_t *b, const char *s, size_t n)
+{
+    if (b->oom) {
+        return;
+    }
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) {
+            cap *= 2;
+        }
+        char *data = realloc(b->data, cap);
+        if (!data) {
+            b->oom = true;
+            return;
+        }
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = 0;
+}
+
+void node_buf_str(node_buf_t *b, const char *s)
+{
+    node_buf_add(b, s, strlen(s));
+}
+
+void node_buf_json_str(node_buf_t *b, const char *s)
+{
+    json_t *j = json_string(s);
+    char *text = j ? json_dumps(j, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    if (!text) {
+        b->oom = true;
+    } else {
+        node_buf_str(b, text);
+    }
+    free(text);
+    json_decref(j);
+}
+
+void node_buf_free(node_buf_t *b)
+{
+    free(b->data);
+    node_buf_init(b);
+}
+
+static bool s_valid_utf8_len(const char *s, size_t min, size_t max)
+{
+    size_t n = strlen(s);
+    return n >= min && n <= max;
+}
+
+int node_arg_str(const json_t *obj, const char *key, size_t minlen, size_t maxlen, const char **out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        return 0;
+    }
+    if (!json_is_string(v)) {
+        return -1;
+    }
+    const char *s = json_string_value(v);
+    /* jansson accepts \u0000 inside strings; Postgres text cannot hold NUL. */
+    if (strlen(s) != json_string_length(v) || !s_valid_utf8_len(s, minlen, maxlen)) {
+        return -1;
+    }
+    *out = s;
+    return 1;
+}
+
+int node_arg_int(const json_t *obj, const char *key, long long min, long long max, long long *out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        return 0;
+    }
+    long long n;
+    if (json_is_integer(v)) {
+        n = json_integer_value(v);
+    } else if (json_is_string(v)) {
+        /* Query-string values may arrive as text. */
+        const char *s = json_string_value(v);
+        char *end = NULL;
+        errno = 0;
+        n = strtoll(s, &end, 10);
+        if (errno || end == s || *end) {
+            return -1;
+        }
+    } else {
+        return -1;
+    }
+    if (n < min || n > max) {
+        return -1;
+    }
+    *out = n;
+    return 1;
+}
+
+int node_arg_object(const json_t *obj, const char *key, const json_t **out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!v || json_is_null(v)) {
+        return 0;
+    }
+    if (!json_is_object(v)) {
+        return -1;
+    }
+    *out = v;
+    return 1;
+}
+
+int node_arg_limit(const json_t *args, long long *out)
+{
+    *out = NODE_LIST_DEFAULT;
+    return node_arg_int(args, "limit", 1, NODE_LIST_MAX, out) < 0 ? -1 : 0;
+}
+
+char *node_json_text(const json_t *value)
+{
+    return json_dumps(value, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
+long long node_parse_ll(const char *text, long long dflt, long long min, long long max)
+{
+    if (!text) {
+        return dflt;
+    }
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(text, &end, 10);
+    if (errno || end == text || *end) {
+        return dflt;
+    }
+    return n < min ? min : n > max ? max : n;
+}
+
+void node_reply_list(node_t *node, node_req_t **req_p, const node_buf_t *rows, const char *cursor)
+{
+    node_buf_t out;
+    node_buf_init(&out);
+    node_buf_str(&out, "{\"data\":[");
+    node_buf_add(&out, rows->data ? rows->data : "", rows->len);
+    node_buf_str(&out, "],\"next_cursor\":");
+    char *encoded = cursor ? node_cursor_encode(cursor) : NULL;
+    if (encoded) {
+        node_buf_json_str(&out, encoded);
+    } else {
+        node_buf_str(&out, "null");
+    }
+    node_buf_str(&out, "}");
+    free(encoded);
+    if (out.oom) {
+        node_reply_busy(node, req_p, "out of memory");
+    } else {
+        node_reply(node, req_p, 200, out.data, 0);
+    }
+    node_buf_free(&out);
+}

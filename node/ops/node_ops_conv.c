@@ -1,0 +1,282 @@
+/*  node_ops_conv — conversation writes, run inside the conversation's actor:
+    conv.create, conv.patch (metadata merged with ||), conv.delete (archive)
+    and conv.cancel. Values are validated here again (the gateway checked the
+    shape; the node never trusts a peer). Loop thread only. */
+#define LOG_MODULE "node_ops_conv"
+#include "common/log.h"
+#include "common/util.h"
+#include "node/ops/node_ops.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
+
+/* Strategies this node can run. */
+static bool s_strategy_known(const char *name)
+{
+    return node_strategy_lookup(name) != NULL;
+}
+
+/* worktree_id: absent (0), null (0, *null_p), a UUID (1) or invalid (-1). */
+static int s_worktree(const json_t *obj, s_uuid_t out, bool *null_p)
+{
+    const json_t *v = json_object_get(obj, "worktree_id");
+    uint8_t raw[16];
+    if (null_p) {
+        *null_p = v && json_is_null(v);
+    }
+    if (!v || json_is_null(v)) {
+        return 0;
+    }
+    if (!json_is_string(v) || util_uuid_parse(json_string_value(v), raw) < 0) {
+        return -1;
+    }
+    util_uuid_format(raw, out);
+    return 1;
+}
+
+/* Checks the fields shared by create and patch; NULL or the bad field. */
+static const char *s_check_common(const json_t *obj)
+{
+    const char *s = NULL;
+    const json_t *o = NULL;
+    s_uuid_t wt;
+    if (node_arg_str(obj, "title", 0, 1000, &s) < 0) {
+        return "title";
+    }
+    if (node_arg_object(obj, "metadata", &o) < 0) {
+        return "metadata";
+    }
+    s = NULL;
+    if (node_arg_str(obj, "strategy", 1, 64, &s) < 0 || (s && !s_strategy_known(s))) {
+        return "strategy";
+    }
+    s = NULL;
+    if (node_arg_str(obj, "on_busy", 1, 16, &s) < 0 || (s && node_on_busy_parse(s) < 0)) {
+        return "on_busy";
+    }
+    if (s_worktree(obj, wt, NULL) < 0) {
+        return "worktree_id";
+    }
+    return NULL;
+}
+
+const char *node_conv_check_create(const json_t *obj)
+{
+    const char *s = NULL;
+    if (node_arg_str(obj, "source", 1, 64, &s) < 0) {
+        return "source";
+    }
+    if (node_arg_str(obj, "type", 1, 64, &s) < 0) {
+        return "type";
+    }
+    return s_check_common(obj);
+}
+
+/* Adds the worktree ownership check (fails the write set when not the team's). */
+static void s_add_wt_check(node_ws_t *ws, const char *wt)
+{
+    s_uuid_t team;
+    util_uuid_format(ws->actor->team_id, team);
+    const char *params[] = {wt, team};
+    node_ws_add(ws, NODE_Q_WT_CHECK, NODE_SK_WORKTREE, 2, params);
+}
+
+int node_conv_add_create(node_ws_t *ws, const json_t *obj)
+{
+    node_actor_t *a = ws->actor;
+    const char *source = NULL, *type = NULL, *title = NULL, *strategy = NULL, *on_busy = NULL;
+    const json_t *meta = NULL;
+    s_uuid_t conv, team, wt;
+    node_arg_str(obj, "source", 1, 64, &source);
+    node_arg_str(obj, "type", 1, 64, &type);
+    node_arg_str(obj, "title", 0, 1000, &title);
+    node_arg_str(obj, "strategy", 1, 64, &strategy);
+    if (!strategy) {
+        strategy = node_strategy_default_name();
+    }
+    node_arg_str(obj, "on_busy", 1, 16, &on_busy);
+    node_arg_object(obj, "metadata", &meta);
+    bool has_wt = s_worktree(obj, wt, NULL) == 1;
+    /* The first message of the new conversation may fold its echo turn (node_turn.c)
+       unless its metadata sets echo options, which the actor learns at commit. */
+    node_actor_set_echo(a, meta && json_object_get(meta, "echo") ? NULL : strategy);
+    char *meta_text = meta ? node_json_text(meta) : NULL;
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    if (has_wt) {
+        s_add_wt_check(ws, wt);
+    }
+    const char *params[] = {
+        conv,    team,      source,        type, title, strategy, has_wt ? wt : NULL,
+        on_busy, meta_text, node_ws_ts(ws)};
+    node_ws_add(ws, NODE_Q_CONV_INSERT, NODE_SK_CONV, 10, params);
+    char src[96];
+    node_user_source(a, src);
+    node_ws_event(ws, "conversation.created", src, NULL, NULL, true);
+    if (meta && !meta_text) {
+        ws->oom = true;
+    }
+    free(meta_text);
+    ws->plan.created = true;
+    return ws->oom ? -1 : 0;
+}
+
+void node_op_conv_create(node_t *node, node_actor_t *a, node_req_t *req)
+{
+    if (a->state == NODE_ACTOR_READY) {
+        node_reply_error(node, &req, 409, "conflict", "conversation already exists");
+        return;
+    }
+    const char *field = node_conv_check_create(req->args);
+    if (field) {
+        node_reply_field(node, &req, field);
+        return;
+    }
+    node_ws_t *ws = node_ws_new(a, req);
+    if (!ws) {
+        node_reply_busy(node, &req, "out of memory");
+        return;
+    }
+    node_conv_add_create(ws, req->args);
+    node_ws_touch(ws, -1);
+    ws->reply_kind = NODE_REPLY_CONV;
+    ws->reply_status = 201;
+    node_ws_finish(node, &ws);
+}
+
+/* The validated patch as JSON (what conversation.updated records). */
+static char *s_changes(const json_t *args)
+{
+    static const char *keys[] = {"title", "metadata", "strategy", "worktree_id", "on_busy"};
+    json_t *changes = json_object();
+    for (size_t i = 0; changes && i < sizeof keys / sizeof keys[0]; i++) {
+        json_t *v = json_object_get(args, keys[i]);
+        if (v) {
+            json_object_set(changes, keys[i], v);
+        }
+    }
+    json_t *action = changes ? json_pack("{s:o}", "changes", changes) : NULL;
+    char *text = action ? node_json_text(action) : NULL;
+    json_decref(action);
+    return text;
+}
+
+static void s_add_patch(node_ws_t *ws, const json_t *args)
+{
+    const char *title = NULL, *strategy = NULL, *on_busy = NULL;
+    const json_t *meta = NULL;
+    bool wt_null = false;
+    s_uuid_t conv, team, wt;
+    node_arg_str(args, "title", 0, 1000, &title);
+    node_arg_str(args, "strategy", 1, 64, &strategy);
+    node_arg_str(args, "on_busy", 1, 16, &on_busy);
+    node_arg_object(args, "metadata", &meta);
+    bool has_wt = s_worktree(args, wt, &wt_null) == 1;
+    char *meta_text = meta ? node_json_text(meta) : NULL;
+    util_uuid_format(ws->actor->conv_id, conv);
+    util_uuid_format(ws->actor->team_id, team);
+    if (has_wt) {
+        s_add_wt_check(ws, wt);
+    }
+    const char *params[] = {conv,
+                            team,
+                            json_object_get(args, "title") ? "true" : "false",
+                            title,
+                            meta_text,
+                            strategy,
+                            has_wt || wt_null ? "true" : "false",
+                            has_wt ? wt : NULL,
+                            on_busy};
+    node_ws_add(ws, NODE_Q_CONV_PATCH, NODE_SK_PLAIN, 9, params);
+    if (meta && !meta_text) {
+        ws->oom = true;
+    }
+    free(meta_text);
+}
+
+void node_op_conv_patch(node_t *node, node_actor_t *a, node_req_t *req)
+{
+    if (a->state != NODE_ACTOR_READY) {
+        node_reply_error(node, &req, 404, "not_found", "conversation not found");
+        return;
+    }
+    const char *field = s_check_common(req->args);
+    if (field) {
+        node_reply_field(node, &req, field);
+        return;
+    }
+    char *changes = s_changes(req->args);
+    node_ws_t *ws = changes ? node_ws_new(a, req) : NULL;
+    if (!ws) {
+        free(changes);
+        node_reply_busy(node, &req, "out of memory");
+        return;
+    }
+    char src[96];
+    node_user_source(a, src);
+    s_add_patch(ws, req->args);
+    node_ws_event(ws, "conversation.updated", src, changes, NULL, false);
+    free(changes);
+    node_ws_touch(ws, -1);
+    ws->reply_kind = NODE_REPLY_CONV;
+    ws->reply_status = 200;
+    node_ws_finish(node, &ws);
+}
+
+void node_op_conv_delete(node_t *node, node_actor_t *a, node_req_t *req)
+{
+    if (a->state != NODE_ACTOR_READY) {
+        node_reply_error(node, &req, 404, "not_found", "conversation not found");
+        return;
+    }
+    if (a->status == NODE_ST_ARCHIVED) {
+        node_reply(node, &req, 204, "", 0);
+        return;
+    }
+    node_ws_t *ws = node_ws_new(a, req);
+    if (!ws) {
+        node_reply_busy(node, &req, "out of memory");
+        return;
+    }
+    if (node_turn_running(a)) {
+        node_turn_add_end(node, ws, NODE_END_CANCELLED);
+    }
+    s_uuid_t conv, team;
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    const char *params[] = {conv, team};
+    node_ws_add(ws, NODE_Q_MSG_CANCEL, NODE_SK_PLAIN, 2, params);
+    char src[96];
+    node_user_source(a, src);
+    node_ws_event(ws, "conversation.archived", src, NULL, NULL, false);
+    ws->plan.clear_queue = true;
+    node_ws_touch(ws, NODE_ST_ARCHIVED);
+    ws->reply_kind = NODE_REPLY_EMPTY;
+    ws->reply_status = 204;
+    node_ws_finish(node, &ws);
+}
+
+void node_op_conv_cancel(node_t *node, node_actor_t *a, node_req_t *req)
+{
+    if (a->state != NODE_ACTOR_READY) {
+        node_reply_error(node, &req, 404, "not_found", "conversation not found");
+        return;
+    }
+    if (!node_turn_running(a)) {
+        node_reply_error(node, &req, 409, "conflict", "no turn is running");
+        return;
+    }
+    node_ws_t *ws = node_ws_new(a, req);
+    if (!ws) {
+        node_reply_busy(node, &req, "out of memory");
+        return;
+    }
+    node_turn_add_end(node, ws, NODE_END_CANCELLED);
+    node_turn_plan_next(node, ws, false);
+    node_ws_touch(ws, node_turn_status_after(a, &ws->plan));
+    ws->reply_kind = NODE_REPLY_EMPTY;
+    ws->reply_status = 202;
+    node_ws_finish(node, &ws);
+}

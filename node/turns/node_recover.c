@@ -1,0 +1,202 @@
+/*  node_recover — recovery on activation. A conversation whose stored status
+    is "processing" or "queued" when an actor is activated for it was left
+    mid-turn by its previous owner (killed, or lost its database connection):
+    nobody streams its "streaming" assistant message and nobody will start its
+    "pending" user messages. The new actor reads those rows (staying LOADING,
+    so requests wait in its mailbox), then, in one write set: marks each
+    streaming assistant message "error" (metadata reason "node_lost") with
+    message.failed and turn.failed {reason: "node_lost"}, and starts the oldest
+    pending user message as a new turn; the others stay queued and run in
+    order. A message acknowledged with 202 right before a crash thus gets its
+    reply. Loop thread only. */
+#define LOG_MODULE "node_recover"
+#include "common/log.h"
+#include "common/util.h"
+#include "node/turns/node_turns.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_REASON  "node_lost"
+#define S_MESSAGE "the node running this turn was lost"
+
+/* Streaming assistant messages (with the user message that started their turn)
+   and pending user messages, oldest first. $1 conv $2 team $3 limit. */
+static const char s_sql[] =
+    "SELECT m.id, m.role, m.content, (SELECT e.action->>'user_message_id' FROM events e WHERE "
+    "e.conversation_id = m.conversation_id AND e.team_id = m.team_id AND e.type = "
+    "'turn.started' AND e.action->>'message_id' = m.id::text ORDER BY e.seq DESC LIMIT 1) FROM "
+    "messages m WHERE m.conversation_id = $1::uuid AND m.team_id = $2::uuid AND ((m.role = "
+    "'assistant' AND m.status = 'streaming') OR (m.role = 'user' AND m.status = 'pending')) "
+    "ORDER BY m.seq LIMIT $3::int";
+
+typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
+
+typedef struct {
+    uint8_t id[16];   /* message id */
+    bool assistant;   /* a streaming assistant message (else a pending user message) */
+    char *content;    /* stored content (owned) */
+    char user_id[37]; /* assistant: user message of its turn ("" unknown) */
+} s_row_t;
+
+typedef struct {
+    node_t *node;        /* borrowed */
+    node_actor_t *actor; /* pinned (LOADING) while the read runs */
+    s_row_t *rows;       /* rows read, oldest first */
+    size_t n;            /* rows used */
+    bool oom;            /* a row could not be kept */
+} s_ctx_t;
+
+static void s_ctx_free(s_ctx_t *ctx)
+{
+    for (size_t i = 0; i < ctx->n; i++) {
+        free(ctx->rows[i].content);
+    }
+    free(ctx->rows);
+    free(ctx);
+}
+
+bool node_recover_needed(const node_actor_t *actor)
+{
+    return actor->state == NODE_ACTOR_READY &&
+           (actor->status == NODE_ST_PROCESSING || actor->status == NODE_ST_QUEUED);
+}
+
+static void s_on_rows(void *arg, db_status_t status, const db_result_t *res)
+{
+    s_ctx_t *ctx = arg;
+    int rows = status == DB_OK ? db_result_rows(res) : 0;
+    ctx->rows = rows > 0 ? calloc((size_t)rows, sizeof *ctx->rows) : NULL;
+    ctx->oom = rows > 0 && !ctx->rows;
+    for (int i = 0; ctx->rows && i < rows; i++) {
+        s_row_t *r = &ctx->rows[ctx->n];
+        const char *content = db_result_value(res, i, 2);
+        const char *uid = db_result_value(res, i, 3);
+        if (util_uuid_parse(db_result_value(res, i, 0), r->id) < 0) {
+            continue;
+        }
+        const char *role = db_result_value(res, i, 1);
+        r->assistant = role && strcmp(role, "assistant") == 0;
+        r->content = strdup(content ? content : "");
+        ctx->oom = ctx->oom || !r->content;
+        snprintf(r->user_id, sizeof r->user_id, "%s", uid ? uid : "");
+        ctx->n++;
+    }
+}
+
+/* Puts the pending user messages in the actor's turn queue, oldest first. */
+static void s_queue_pending(node_t *node, node_actor_t *a, s_ctx_t *ctx)
+{
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (ctx->rows[i].assistant) {
+            continue;
+        }
+        node_plan_t plan;
+        memset(&plan, 0, sizeof plan);
+        plan.enqueue = true;
+        memcpy(plan.user_id, ctx->rows[i].id, 16);
+        plan.content = ctx->rows[i].content;
+        ctx->rows[i].content = NULL;
+        node_turn_apply(node, a, &plan);
+        free(plan.content); /* still ours when the queue could not take it */
+    }
+}
+
+/* Adds the failure of one lost turn: its assistant message and the two events. */
+static void s_add_lost_turn(node_t *node, node_ws_t *ws, const s_row_t *r)
+{
+    node_actor_t *a = ws->actor;
+    s_uuid_t aid, conv, team;
+    util_uuid_format(r->id, aid);
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    const char *meta = "{\"error\":\"" S_MESSAGE "\",\"reason\":\"" S_REASON "\"}";
+    const char *params[] = {aid, conv, r->content ? r->content : "", "error", meta, team};
+    node_ws_add(ws, NODE_Q_MSG_FINISH, NODE_SK_PLAIN, 6, params);
+    json_t *j =
+        json_pack("{s:s, s:s?, s:s, s:s}", "message_id", aid, "user_message_id",
+                  r->user_id[0] ? r->user_id : NULL, "reason", S_REASON, "error", S_MESSAGE);
+    char *action = j ? node_json_text(j) : NULL;
+    json_decref(j);
+    /* The recovering node speaks as the system. */
+    j = json_pack("{s:s, s:s}", "kind", "system", "id", node->cfg->id);
+    char *source = j ? node_json_text(j) : NULL;
+    json_decref(j);
+    ws->oom = ws->oom || !action || !source;
+    node_ws_event(ws, "message.failed", source ? source : "{}", NULL, r->id, false);
+    node_ws_event(ws, "turn.failed", source ? source : "{}", action, NULL, false);
+    free(action);
+    free(source);
+}
+
+/* The recovery write: lost turns failed, the next pending message started. */
+static void s_write(node_t *node, node_actor_t *a, s_ctx_t *ctx)
+{
+    s_queue_pending(node, a, ctx);
+    node_ws_t *ws = node_ws_new(a, NULL);
+    if (!ws) {
+        a->flags |= NODE_AF_RELOAD;
+        return;
+    }
+    size_t lost = 0;
+    for (size_t i = 0; i < ctx->n; i++) {
+        if (ctx->rows[i].assistant) {
+            s_add_lost_turn(node, ws, &ctx->rows[i]);
+            lost++;
+        }
+    }
+    node_turn_plan_next(node, ws, false);
+    int status = node_turn_status_after(a, &ws->plan);
+    if (status == NODE_ST_IDLE && lost > 0) {
+        status = NODE_ST_ERROR; /* as after any failed turn; the conversation stays usable */
+    }
+    node_ws_touch(ws, status);
+    LOG_N("recovering conversation: lost turns=%zu pending messages=%u", lost, node_turn_queued(a));
+    node_ws_finish(node, &ws);
+}
+
+static void s_on_read(void *arg, db_status_t status, const char *error, const char *sqlstate)
+{
+    s_ctx_t *ctx = arg;
+    node_t *node = ctx->node;
+    node_actor_t *a = ctx->actor;
+    (void)sqlstate;
+    if (status != DB_OK || ctx->oom) {
+        LOG_W("recovery read failed status=%d error=\"%s\"", (int)status, error ? error : "");
+        s_ctx_free(ctx);
+        a->state = NODE_ACTOR_ABSENT;
+        node_actor_drop(node, a, "database unavailable");
+        return;
+    }
+    a->state = NODE_ACTOR_READY;
+    if (!node->stopping && !node->closing && !(a->flags & NODE_AF_DOOMED)) {
+        s_write(node, a, ctx);
+    }
+    s_ctx_free(ctx);
+    node_actor_pump(node, a);
+}
+
+void node_recover_start(node_t *node, node_actor_t *actor)
+{
+    s_uuid_t conv, team;
+    char limit[24];
+    util_uuid_format(actor->conv_id, conv);
+    util_uuid_format(actor->team_id, team);
+    /* Queued turns are bounded by --mailbox-max; a few lost turns on top. */
+    snprintf(limit, sizeof limit, "%ld", node->cfg->mailbox_max + 16);
+    const char *params[] = {conv, team, limit};
+    s_ctx_t *ctx = calloc(1, sizeof *ctx);
+    db_batch_t *b = ctx && !node->closing ? db_batch_new(node->db, false) : NULL;
+    if (!b || db_batch_add(b, NULL, s_sql, 3, params, s_on_rows, ctx) < 0) {
+        db_batch_destroy(&b);
+        free(ctx);
+        actor->state = NODE_ACTOR_ABSENT;
+        node_actor_drop(node, actor, "cannot recover the conversation");
+        return;
+    }
+    ctx->node = node;
+    ctx->actor = actor;
+    actor->state = NODE_ACTOR_LOADING;
+    db_batch_submit(&b, s_on_read, ctx);
+}

@@ -28,26 +28,6 @@ void node_cfg_defaults(node_cfg_t *cfg)
     cfg->tool_workers = 4;
 }
 
-void node_publish(node_t *node,
-                  const uint8_t team[16],
-                  const uint8_t conv[16],
-                  const node_event_out_t *ev)
-{
-    proto_msg_t m = {.v = PROTO_VERSION, .type = PROTO_EVENT, .ring_epoch = node->epoch};
-    m.has_team = m.has_conv = true;
-    memcpy(m.team_id, team, 16);
-    memcpy(m.conv_id, conv, 16);
-    m.event_id = ev->id;
-    m.seq = ev->seq;
-    m.event_type = (char *)ev->type;
-    m.body = (char *)ev->body;
-    uint8_t topic[PROTO_TOPIC_LEN];
-    proto_topic(team, conv, topic);
-    if (wire_publish(node->pub, topic, sizeof topic, &m) < 0) {
-        LOG_W("event not published type=%s id=%llu", ev->type, (unsigned long long)ev->id);
-    }
-}
-
 static int s_on_router(zloop_t *loop, zsock_t *sock, void *arg)
 {
     node_t *self = arg;

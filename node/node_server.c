@@ -141,7 +141,10 @@ static int s_start(node_t *self)
         return -1;
     }
     self->sched = node_sched_new(self);
-    self->commit = node_commit_new(self, node_actor_committed);
+    self->engine = &node_turn_engine;
+    self->fence = node_fence_new(self, &node_runtime_actors);
+    self->commit =
+        self->fence ? node_commit_new(self, node_actor_committed, &node_fence_guard) : NULL;
     self->db = db_conn_new(self->loop, self->cfg->database_url);
     if (!self->sched || !self->commit || !self->db || node_sql_prepare(self->db) < 0) {
         return -1;
@@ -199,6 +202,7 @@ void node_destroy(node_t **self_p)
     self->closing = true;
     db_conn_destroy(&self->db);
     node_commit_destroy(&self->commit);
+    node_fence_destroy(&self->fence);
     node_reg_destroy(&self->reg);
     node_sched_destroy(&self->sched);
     node_actors_destroy(&self->actors);

@@ -324,3 +324,9 @@ size_t node_mbox_count(const node_actor_t *actor)
 {
     return actor->mbox ? actor->mbox->count : 0;
 }
+
+bool node_actor_quiescent(const node_actor_t *actor)
+{
+    return actor->state != NODE_ACTOR_LOADING &&
+           !(actor->flags & (NODE_AF_COMMITTING | NODE_AF_IDEM)) && !actor->mbox && !actor->turns;
+}

@@ -29,6 +29,8 @@ typedef struct node_actor_t node_actor_t;
 typedef struct node_actors_t node_actors_t;
 typedef struct node_sched_t node_sched_t;
 typedef struct node_commit_t node_commit_t;
+typedef struct node_fence_t node_fence_t;   /* single activation (node/placement) */
+typedef struct node_engine_t node_engine_t; /* the turn engine (node/runtime) */
 typedef struct node_ws_t node_ws_t;
 typedef struct node_merged_t node_merged_t; /* node_ws_stmt.h */
 typedef struct node_reg_t node_reg_t;
@@ -39,29 +41,31 @@ typedef struct node_run_t node_run_t;       /* a running non-echo turn (node_str
 /* ---- the node ---------------------------------------------------------------------------- */
 
 struct node_t {
-    const node_cfg_t *cfg;  /* borrowed configuration */
-    zloop_t *loop;          /* the one loop */
-    zsock_t *router;        /* API requests from gateways */
-    zsock_t *pub;           /* events to gateways */
-    char router_ep[256];    /* bound ROUTER endpoint (advertised) */
-    char pub_ep[256];       /* bound PUB endpoint (advertised) */
-    db_conn_t *db;          /* the Postgres pipeline connection */
-    node_reg_t *reg;        /* registry client; NULL when standalone */
-    node_actors_t *actors;  /* resident actors */
-    node_sched_t *sched;    /* turn steps and back-off wake-ups */
-    node_commit_t *commit;  /* group commit */
-    ring_t *ring;           /* current ring (alive nodes sorted by id) */
-    ring_member_t *members; /* ring members, same order as given to ring_set */
-    size_t nmembers;        /* count of members */
-    uint64_t epoch;         /* epoch of the current ring */
-    bool have_ring;         /* a ring was received (or standalone) */
-    bool stopping;          /* graceful stop in progress: refuse new requests */
-    bool closing;           /* node_destroy is running: submit no database work */
-    int64_t stop_deadline;  /* mono ms at which the loop ends regardless */
-    int tick_timer;         /* NODE_TICK_MS timer */
-    int sweep_timer;        /* passivation sweep timer */
-    uint64_t requests;      /* API requests received (stats) */
-    node_agents_t *agents;  /* strategies, agent pool, HTTP client, worktrees */
+    const node_cfg_t *cfg;       /* borrowed configuration */
+    zloop_t *loop;               /* the one loop */
+    zsock_t *router;             /* API requests from gateways */
+    zsock_t *pub;                /* events to gateways */
+    char router_ep[256];         /* bound ROUTER endpoint (advertised) */
+    char pub_ep[256];            /* bound PUB endpoint (advertised) */
+    db_conn_t *db;               /* the Postgres pipeline connection */
+    node_reg_t *reg;             /* registry client; NULL when standalone */
+    node_actors_t *actors;       /* resident actors */
+    node_sched_t *sched;         /* turn steps and back-off wake-ups */
+    node_commit_t *commit;       /* group commit */
+    node_fence_t *fence;         /* ownership claims and guards */
+    const node_engine_t *engine; /* turns, as the runtime drives them */
+    ring_t *ring;                /* current ring (alive nodes sorted by id) */
+    ring_member_t *members;      /* ring members, same order as given to ring_set */
+    size_t nmembers;             /* count of members */
+    uint64_t epoch;              /* epoch of the current ring */
+    bool have_ring;              /* a ring was received (or standalone) */
+    bool stopping;               /* graceful stop in progress: refuse new requests */
+    bool closing;                /* node_destroy is running: submit no database work */
+    int64_t stop_deadline;       /* mono ms at which the loop ends regardless */
+    int tick_timer;              /* NODE_TICK_MS timer */
+    int sweep_timer;             /* passivation sweep timer */
+    uint64_t requests;           /* API requests received (stats) */
+    node_agents_t *agents;       /* strategies, agent pool, HTTP client, worktrees */
 };
 
 /* Owner of a conversation according to the current ring. */
@@ -192,6 +196,8 @@ node_actor_t *node_actors_add(node_actors_t *self,
 void node_actors_remove(node_actors_t *self, node_actor_t *actor);
 /* Marks activity: moves the actor to the LRU tail. */
 void node_actors_touch(node_actors_t *self, node_actor_t *actor, int64_t now_ms);
+/* True when nothing is waiting, running or in flight for the actor. */
+bool node_actor_quiescent(const node_actor_t *actor);
 /* Least recently used actor, or NULL. */
 node_actor_t *node_actors_oldest(const node_actors_t *self);
 /* Resident actors. */

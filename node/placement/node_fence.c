@@ -15,7 +15,7 @@
     - a freed actor's claim is deleted (batched per loop turn, always sent
       before any later claim), and a node started under an id deletes the
       claims an earlier run of that id left behind.
-    The fence object is owned by the group commit (node_fence_of). Loop thread only. */
+    The fence object belongs to the node (node->fence; node_server.c). Loop thread only. */
 #define LOG_MODULE "node_fence"
 #include "common/log.h"
 #include "common/util.h"
@@ -32,17 +32,18 @@
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 
 struct node_fence_t {
-    node_t *node;           /* borrowed */
-    bool clean;             /* no claim of an earlier run of our id is left */
-    bool cleaning;          /* the cleanup is in flight */
-    node_claims_t *claims;  /* activation claims (node_fence_claim.c, owned) */
-    uint8_t (*rel)[16];     /* conversations whose claim must be deleted */
-    size_t nrel;            /* entries used */
-    size_t caprel;          /* entries allocated */
-    int rel_timer;          /* timer sending the releases, -1 none */
-    bool rel_failing;       /* the last release failed (logged once per streak) */
-    uint64_t lost;          /* write sets refused by the guard (logged) */
-    node_handoff_t handoff; /* hand-off progress (node_handoff.c) */
+    node_t *node;                  /* borrowed */
+    const node_actor_life_t *life; /* drops and reloads actors (borrowed) */
+    bool clean;                    /* no claim of an earlier run of our id is left */
+    bool cleaning;                 /* the cleanup is in flight */
+    node_claims_t *claims;         /* activation claims (node_fence_claim.c, owned) */
+    uint8_t (*rel)[16];            /* conversations whose claim must be deleted */
+    size_t nrel;                   /* entries used */
+    size_t caprel;                 /* entries allocated */
+    int rel_timer;                 /* timer sending the releases, -1 none */
+    bool rel_failing;              /* the last release failed (logged once per streak) */
+    uint64_t lost;                 /* write sets refused by the guard (logged) */
+    node_handoff_t handoff;        /* hand-off progress (node_handoff.c) */
 };
 
 typedef struct {
@@ -51,13 +52,14 @@ typedef struct {
     size_t n;            /* count */
 } s_release_t;
 
-node_fence_t *node_fence_new(node_t *node)
+node_fence_t *node_fence_new(node_t *node, const node_actor_life_t *life)
 {
     node_fence_t *self = calloc(1, sizeof *self);
     if (!self) {
         return NULL;
     }
     self->node = node;
+    self->life = life;
     if (!(self->claims = node_claims_new(node))) {
         free(self);
         return NULL;
@@ -68,15 +70,25 @@ node_fence_t *node_fence_new(node_t *node)
     return self;
 }
 
+void node_fence_drop(node_t *node, node_actor_t *actor, const char *why)
+{
+    node->fence->life->drop(node, actor, why);
+}
+
+void node_fence_reload(node_t *node, node_actor_t *actor)
+{
+    node->fence->life->reload(node, actor);
+}
+
 node_claims_t *node_fence_claims(node_t *node)
 {
-    node_fence_t *self = node_fence_of(node);
+    node_fence_t *self = node->fence;
     return self ? self->claims : NULL;
 }
 
 node_handoff_t *node_fence_handoff(node_t *node)
 {
-    node_fence_t *self = node_fence_of(node);
+    node_fence_t *self = node->fence;
     return self ? &self->handoff : NULL;
 }
 
@@ -240,7 +252,7 @@ static void s_release_send(node_fence_t *self, const uint8_t (*ids)[16], size_t 
 
 void node_fence_prepare(node_t *node)
 {
-    node_fence_t *self = node_fence_of(node);
+    node_fence_t *self = node->fence;
     if (self) {
         s_cleanup(self);
         node_fence_flush(node);
@@ -249,7 +261,7 @@ void node_fence_prepare(node_t *node)
 
 void node_fence_flush(node_t *node)
 {
-    node_fence_t *self = node_fence_of(node);
+    node_fence_t *self = node->fence;
     if (!self || !self->nrel || node->closing) {
         return;
     }
@@ -276,7 +288,7 @@ static int s_on_rel_timer(zloop_t *loop, int timer_id, void *arg)
 
 void node_fence_release(node_t *node, node_actor_t *a)
 {
-    node_fence_t *self = node_fence_of(node);
+    node_fence_t *self = node->fence;
     bool held = node_fence_held(a->fence_epoch);
     a->fence_epoch = 0;
     if (!self) {
@@ -386,7 +398,7 @@ void node_fence_committed(node_t *node, const node_ws_t *ws)
 
 void node_fence_lost(node_t *node, node_ws_t *ws)
 {
-    node_fence_t *self = node_fence_of(node);
+    node_fence_t *self = node->fence;
     node_actor_t *a = ws->actor;
     s_uuid_t c;
     util_uuid_format(a->conv_id, c);
@@ -404,3 +416,11 @@ void node_fence_lost(node_t *node, node_ws_t *ws)
     a->fence_epoch = 0;
     node_reg_refresh(node);
 }
+
+const node_guard_t node_fence_guard = {
+    .flush = node_fence_flush,
+    .add_guards = node_fence_add_guards,
+    .add_own = node_fence_add_own,
+    .committed = node_fence_committed,
+    .lost = node_fence_lost,
+};

@@ -13,7 +13,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "node/placement/node_placement.h"
-#include "node/runtime/node_runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -165,11 +164,11 @@ static void s_wait_step(node_claims_t *self, node_actor_t *a, int64_t now)
         }
         node_claims_forget(self, a);
         a->state = NODE_ACTOR_ABSENT;
-        node_actor_drop(node, a, doomed ? "conversation moved" : "conversation is moving");
+        node_fence_drop(node, a, doomed ? "conversation moved" : "conversation is moving");
         return;
     }
     w->inflight = true;
-    node_actor_reload(node, a);
+    node_fence_reload(node, a);
 }
 
 static int s_on_wait_timer(zloop_t *loop, int timer_id, void *arg)
@@ -384,7 +383,7 @@ static void s_refused_moved(node_t *node, node_actor_t *a)
     }
     a->state = NODE_ACTOR_ABSENT;
     node_reg_refresh(node);
-    node_actor_drop(node, a, "conversation moved");
+    node_fence_drop(node, a, "conversation moved");
 }
 
 bool node_fence_loaded(node_t *node, node_actor_t *a, db_status_t status, const char *sqlstate)
@@ -421,6 +420,6 @@ bool node_fence_loaded(node_t *node, node_actor_t *a, db_status_t status, const 
     }
     node_claims_forget(self, a);
     a->state = NODE_ACTOR_ABSENT;
-    node_actor_drop(node, a, "cannot claim the conversation");
+    node_fence_drop(node, a, "cannot claim the conversation");
     return true;
 }

@@ -11,7 +11,6 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "node/placement/node_placement.h"
-#include "node/runtime/node_runtime.h"
 
 #include <stdlib.h>
 
@@ -59,7 +58,7 @@ static bool s_give_up(node_t *node, node_actor_t *a)
     }
     a->flags |= NODE_AF_DOOMED;
     if (node_actor_quiescent(a)) {
-        node_actor_drop(node, a, "conversation moved");
+        node_fence_drop(node, a, "conversation moved");
         return true;
     }
     return false;

@@ -35,15 +35,27 @@ const char *node_reg_live(const node_t *node);
    (conversation_owners: node_id, epoch) claimed at activation; every group-commit write set
    re-checks it (FOR SHARE) in the same transaction. */
 
-typedef struct node_fence_t node_fence_t;
 #define NODE_CLAIM_RETRY_MS 100  /* a claim waiting for the previous owner's release */
 #define NODE_CLAIM_WAIT_MS  5000 /* ... gives up (503) after this long */
 #define NODE_CLAIM_CHUNK    1000 /* activations claimed per statement (and transaction) */
 
-node_fence_t *node_fence_new(node_t *node);
+/* What the fence does to actors it must give up or reload; node/runtime implements it. */
+typedef struct {
+    /* Answers the waiting requests 503 (why) and frees the actor, or dooms it while
+       database work is in flight. */
+    void (*drop)(node_t *node, node_actor_t *actor, const char *why);
+    /* Forgets the actor's state and loads it again (keeps the mailbox). */
+    void (*reload)(node_t *node, node_actor_t *actor);
+} node_actor_life_t;
+
+/* Creates the fence; life (borrowed) drops and reloads actors. NULL on OOM. */
+node_fence_t *node_fence_new(node_t *node, const node_actor_life_t *life);
+/* Drops / reloads an actor through the fence's node_actor_life_t. */
+void node_fence_drop(node_t *node, node_actor_t *actor, const char *why);
+void node_fence_reload(node_t *node, node_actor_t *actor);
 void node_fence_destroy(node_fence_t **self_p);
-/* The fence of the node (owned by the group commit, node_commit.c). */
-node_fence_t *node_fence_of(node_t *node);
+/* The fence as the group commit's guard (node_store.h node_guard_t). */
+extern const node_guard_t node_fence_guard;
 /* Activation (node_fence_claim.c): takes the actor's load batch (*load_p, nulled) and
    sends it, with done(arg), right after the actor's claim, so the state loaded is the one
    left by the previous owner. Claims are grouped like commits: those made while a claim

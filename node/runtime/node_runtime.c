@@ -9,7 +9,6 @@
 #include "node/runtime/node_runtime.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "node/turns/node_turns.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +27,6 @@ typedef struct {
 
 static void s_load(node_t *node, node_actor_t *actor);
 
-bool node_actor_quiescent(const node_actor_t *actor)
-{
-    return actor->state != NODE_ACTOR_LOADING &&
-           !(actor->flags & (NODE_AF_COMMITTING | NODE_AF_IDEM)) && !actor->mbox && !actor->turns;
-}
-
 static bool s_pinned(const node_actor_t *actor)
 {
     return actor->state == NODE_ACTOR_LOADING ||
@@ -42,7 +35,7 @@ static bool s_pinned(const node_actor_t *actor)
 
 static void s_release(node_t *node, node_actor_t *actor)
 {
-    node_turns_release(node, actor);
+    node->engine->release(node, actor);
     node_fence_release(node, actor); /* single activation: the claim goes (node_fence.c) */
     node_actors_remove(node->actors, actor);
 }
@@ -52,7 +45,7 @@ void node_actor_drop(node_t *node, node_actor_t *actor, const char *why)
     for (node_req_t *r; (r = node_mbox_pop(actor));) {
         node_reply_busy(node, &r, why);
     }
-    node_turns_release(node, actor);
+    node->engine->release(node, actor);
     if (s_pinned(actor)) {
         actor->flags |= NODE_AF_DOOMED;
         return;
@@ -62,7 +55,7 @@ void node_actor_drop(node_t *node, node_actor_t *actor, const char *why)
 
 void node_actor_reload(node_t *node, node_actor_t *actor)
 {
-    node_turns_release(node, actor);
+    node->engine->release(node, actor);
     actor->flags &= (uint8_t)~NODE_AF_RELOAD;
     s_load(node, actor);
 }
@@ -88,6 +81,7 @@ static void s_ctx_free(s_ctx_t *ctx)
 
 static void s_on_load_row(void *arg, db_status_t status, const db_result_t *res)
 {
+    node_t *node = ((s_ctx_t *)arg)->node;
     node_actor_t *a = ((s_ctx_t *)arg)->actor;
     if (status != DB_OK || db_result_rows(res) < 1) {
         return;
@@ -100,7 +94,7 @@ static void s_on_load_row(void *arg, db_status_t status, const db_result_t *res)
     a->last_evt_seq = (uint64_t)node_parse_ll(db_result_value(res, 0, 3), 0, 0, INT64_MAX);
     a->echo_delay_ms = (int32_t)node_parse_ll(db_result_value(res, 0, 4), -1, 0, 60000);
     a->echo_fail_every = (int32_t)node_parse_ll(db_result_value(res, 0, 5), -1, 0, 1000000);
-    node_actor_set_echo(a, db_result_value(res, 0, 6));
+    node->engine->strategy_known(a, db_result_value(res, 0, 6));
     a->state = NODE_ACTOR_READY;
 }
 
@@ -121,8 +115,8 @@ static void s_on_loaded(void *arg, db_status_t status, const char *error, const 
     }
     if (a->state == NODE_ACTOR_LOADING) {
         a->state = NODE_ACTOR_ABSENT;
-    } else if (node_recover_needed(a) && !node->stopping && !(a->flags & NODE_AF_DOOMED)) {
-        node_recover_start(node, a);
+    } else if (node->engine->recover_needed(a) && !node->stopping && !(a->flags & NODE_AF_DOOMED)) {
+        node->engine->recover_start(node, a);
         return;
     }
     node_actor_pump(node, a);
@@ -326,7 +320,7 @@ void node_actor_pump(node_t *node, node_actor_t *a)
             node_actor_reload(node, a);
             return;
         }
-        if (a->state == NODE_ACTOR_READY && node_turn_pending_write(node, a)) {
+        if (a->state == NODE_ACTOR_READY && node->engine->pending_write(node, a)) {
             return;
         }
         node_req_t *req = node_mbox_peek(a);
@@ -338,21 +332,6 @@ void node_actor_pump(node_t *node, node_actor_t *a)
     bool unwanted = a->state == NODE_ACTOR_ABSENT || (a->flags & NODE_AF_DOOMED);
     if (unwanted && node_actor_quiescent(a)) {
         s_release(node, a);
-    }
-}
-
-void node_actor_wake(node_t *node, node_actor_t *a)
-{
-    node_turns_t *t = a->turns;
-    if (!t) {
-        return;
-    }
-    if (t->running && !t->end_ready) {
-        node_echo_step(node, a);
-    } else if (t->backoff) {
-        t->backoff = false;
-        t->start_ready = true;
-        node_actor_pump(node, a);
     }
 }
 
@@ -403,9 +382,9 @@ static void s_commit_ok(node_t *node, node_actor_t *a, node_ws_t *ws)
     a->on_busy = (uint8_t)(busy < 0 ? a->on_busy : busy);
     a->echo_delay_ms = (int32_t)node_parse_ll(node_ws_value(ws, t, 3), -1, 0, 60000);
     a->echo_fail_every = (int32_t)node_parse_ll(node_ws_value(ws, t, 4), -1, 0, 1000000);
-    node_actor_set_echo(a, node_ws_value(ws, t, 5));
+    node->engine->strategy_known(a, node_ws_value(ws, t, 5));
     a->state = NODE_ACTOR_READY;
-    node_turn_apply(node, a, &ws->plan);
+    node->engine->apply(node, a, &ws->plan);
     s_reply_ok(node, ws);
 }
 
@@ -500,3 +479,8 @@ void node_actors_sweep(node_t *node)
         LOG_I("passivated actors=%zu resident=%zu", passivated, node_actors_count(node->actors));
     }
 }
+
+const node_actor_life_t node_runtime_actors = {
+    .drop = node_actor_drop,
+    .reload = node_actor_reload,
+};

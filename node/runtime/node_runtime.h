@@ -16,15 +16,30 @@ void node_actor_reload(node_t *node, node_actor_t *actor);
 /* Answers every waiting request with 503 and frees the actor (or dooms it when
    database work is in flight). */
 void node_actor_drop(node_t *node, node_actor_t *actor, const char *why);
-/* True when nothing is waiting, running or in flight for the actor. */
-bool node_actor_quiescent(const node_actor_t *actor);
 /* Passivation sweep: frees actors idle for --actor-idle-s. */
 void node_actors_sweep(node_t *node);
 
 /* Group commit outcome of one of an actor's write sets (node_runtime.c). */
 void node_actor_committed(node_t *node, node_ws_t *ws, node_ws_outcome_t outcome);
 
-/* Scheduler callback: an actor's wake-up is due. */
-void node_actor_wake(node_t *node, node_actor_t *actor);
+/* The turn engine as the runtime drives it: node/turns implements it (node_turn_engine)
+   and node_server.c installs it as node->engine. Loop thread only. */
+struct node_engine_t {
+    /* The conversation's stored strategy is known (activation, or a write set it). */
+    void (*strategy_known)(node_actor_t *actor, const char *strategy);
+    /* The freshly loaded actor's stored status says a turn was running or waiting. */
+    bool (*recover_needed)(const node_actor_t *actor);
+    /* Recovers that turn (the actor stays LOADING meanwhile). */
+    void (*recover_start)(node_t *node, node_actor_t *actor);
+    /* Applies a committed write set's plan to the actor's turns. */
+    void (*apply)(node_t *node, node_actor_t *actor, node_plan_t *plan);
+    /* Builds and submits a write the actor's turns owe; true when one was submitted. */
+    bool (*pending_write)(node_t *node, node_actor_t *actor);
+    /* Frees the actor's turn state (and stops its strategy). */
+    void (*release)(node_t *node, node_actor_t *actor);
+};
+
+/* The actor lifecycle as node/placement needs it (node_runtime_actors). */
+extern const node_actor_life_t node_runtime_actors;
 
 #endif

@@ -46,17 +46,17 @@ static void s_group_free(s_group_t *g)
 }
 
 struct node_commit_t {
-    node_t *node;          /* borrowed */
-    node_ws_done_fn *done; /* outcome callback */
-    s_group_t *open;       /* group collecting this loop turn's writes, or NULL */
-    int flush_timer;       /* zero-delay timer sending the open group, -1 none */
-    size_t in_flight;      /* groups sent and not completed */
-    node_fence_t *fence;   /* ownership claims and guards (owned) */
+    node_t *node;              /* borrowed */
+    node_ws_done_fn *done;     /* outcome callback */
+    s_group_t *open;           /* group collecting this loop turn's writes, or NULL */
+    int flush_timer;           /* zero-delay timer sending the open group, -1 none */
+    size_t in_flight;          /* groups sent and not completed */
+    const node_guard_t *guard; /* ownership guard (borrowed), or NULL */
 };
 
-node_fence_t *node_fence_of(node_t *node)
+int node_commit_add_own(node_commit_t *self, node_ws_t *ws)
 {
-    return node->commit ? node->commit->fence : NULL;
+    return self->guard ? self->guard->add_own(self->node, ws) : 0;
 }
 
 /* ---- write sets -------------------------------------------------------------------------- */
@@ -349,10 +349,12 @@ static node_ws_t *s_group_pop(s_group_t *g)
 static void s_finish(node_commit_t *self, node_ws_t *ws, node_ws_outcome_t outcome)
 {
     if (outcome == NODE_WS_OK) {
-        node_fence_committed(self->node, ws);
-    } else if (outcome == NODE_WS_STALE && ws->failed == S_FENCE_FAILED) {
+        if (self->guard) {
+            self->guard->committed(self->node, ws);
+        }
+    } else if (outcome == NODE_WS_STALE && ws->failed == S_FENCE_FAILED && self->guard) {
         /* Answers MOVED now; the STALE outcome then drops the actor. */
-        node_fence_lost(self->node, ws);
+        self->guard->lost(self->node, ws);
     }
     self->done(self->node, ws, outcome);
 }
@@ -440,13 +442,14 @@ static bool s_add_stmts(db_batch_t *batch, node_ws_t *ws, size_t from, size_t to
    several); then the sets whose inserts and touch can go with the others'
    (node_ws_merge.c): their statements before the inserts, the merged inserts and
    touches, their statements after the touch; then the other sets whole. */
-static bool s_group_add(node_t *node, db_batch_t *batch, s_group_t *g)
+static bool s_group_add(node_commit_t *self, db_batch_t *batch, s_group_t *g)
 {
+    node_t *node = self->node;
     bool ok = true;
     node_ws_t **sets = g->n > 1 ? malloc(g->n * sizeof *sets) : NULL;
     size_t *runs = g->n > 1 ? malloc(2 * g->n * sizeof *runs) : NULL;
     size_t ns = 0;
-    ok = node_fence_add_guards(node, batch, g->head, s_on_fence) == 0;
+    ok = !self->guard || self->guard->add_guards(node, batch, g->head, s_on_fence) == 0;
     for (node_ws_t *ws = g->head; ws && ok; ws = ws->next) {
         ws->grouped = false;
         if (sets && runs && node_ws_groupable(ws, &runs[2 * ns], &runs[2 * ns + 1])) {
@@ -483,9 +486,11 @@ static void s_group_send(node_commit_t *self, s_group_t *g)
 {
     node_t *node = self->node;
     /* Claims released earlier in this loop turn are deleted before this group's claims. */
-    node_fence_flush(node);
+    if (self->guard) {
+        self->guard->flush(node);
+    }
     db_batch_t *batch = node->closing ? NULL : db_batch_new(node->db, true);
-    if (!batch || !s_group_add(node, batch, g)) {
+    if (!batch || !s_group_add(self, batch, g)) {
         db_batch_destroy(&batch);
         node_ws_t *ws;
         while ((ws = s_group_pop(g))) {
@@ -500,7 +505,7 @@ static void s_group_send(node_commit_t *self, s_group_t *g)
 
 /* ---- the commit object ------------------------------------------------------------------- */
 
-node_commit_t *node_commit_new(node_t *node, node_ws_done_fn *done)
+node_commit_t *node_commit_new(node_t *node, node_ws_done_fn *done, const node_guard_t *guard)
 {
     node_commit_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -508,12 +513,8 @@ node_commit_t *node_commit_new(node_t *node, node_ws_done_fn *done)
     }
     self->node = node;
     self->done = done;
+    self->guard = guard;
     self->flush_timer = -1;
-    self->fence = node_fence_new(node);
-    if (!self->fence) {
-        free(self);
-        return NULL;
-    }
     return self;
 }
 
@@ -533,7 +534,6 @@ void node_commit_destroy(node_commit_t **self_p)
         }
         s_group_free(self->open);
     }
-    node_fence_destroy(&self->fence);
     free(self);
     *self_p = NULL;
 }

@@ -153,11 +153,33 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws);
 /* Called once per write set when its fate is known (ws ownership passes back). */
 typedef void(node_ws_done_fn)(node_t *node, node_ws_t *ws, node_ws_outcome_t outcome);
 
-node_commit_t *node_commit_new(node_t *node, node_ws_done_fn *done);
+/* The ownership guard of the group commit (single activation, docs/placement.md): the
+   placement layer's fence implements it and node_server.c installs it, so the store
+   knows nothing of claims. Every entry is called on the loop thread. */
+typedef struct {
+    /* Before a group is sent: deletes the claims released earlier in this loop turn. */
+    void (*flush)(node_t *node);
+    /* Adds the guards of the write sets from head (linked by next) to batch, ahead of
+       their statements; cb(ws) gets a single set's guard result. 0, or -1 on OOM. */
+    int (*add_guards)(node_t *node, db_batch_t *batch, node_ws_t *head, db_stmt_fn *cb);
+    /* A write set creating its conversation: appends the claim insert. -1 on OOM. */
+    int (*add_own)(node_t *node, node_ws_t *ws);
+    /* ws committed. */
+    void (*committed)(node_t *node, const node_ws_t *ws);
+    /* ws failed its guard: another node holds the conversation. */
+    void (*lost)(node_t *node, node_ws_t *ws);
+} node_guard_t;
+
+/* Creates the group commit; done gets every write set's outcome, guard (borrowed, may be
+   NULL: no ownership checks) runs with every group. NULL on OOM. */
+node_commit_t *node_commit_new(node_t *node, node_ws_done_fn *done, const node_guard_t *guard);
 void node_commit_destroy(node_commit_t **self_p);
 /* Adds ws to the current group; the group is sent at the end of this loop turn
    as one transactional batch. Takes ownership. */
 void node_commit_submit(node_commit_t *self, node_ws_t **ws_p);
+/* A write set creating its conversation claims it in the same transaction (the guard's
+   add_own; 0 without a guard). -1 on OOM. */
+int node_commit_add_own(node_commit_t *self, node_ws_t *ws);
 /* Sends the open group now (graceful stop). */
 void node_commit_flush(node_commit_t *self);
 /* True when no group is open and none is in flight. */

@@ -7,7 +7,6 @@
 #define LOG_MODULE "node_write"
 #include "common/log.h"
 #include "common/util.h"
-#include "node/placement/node_placement.h"
 #include "node/store/node_store.h"
 
 #include <stdio.h>
@@ -240,7 +239,7 @@ void node_ws_finish(node_t *node, node_ws_t **ws_p)
                  node_arg_str(ws->req->args, "idempotency_key", 1, 255, &key) == 1 &&
                  node_arg_str(ws->req->args, "request_hash", 1, 128, &hash) == 1;
     /* A conversation created by this write set is claimed in the same transaction. */
-    bool own_failed = ws->plan.created && node_fence_add_own(node, ws) < 0;
+    bool own_failed = ws->plan.created && node_commit_add_own(node->commit, ws) < 0;
     if (ws->oom || own_failed || (keyed && s_add_idem(ws, key, hash) < 0)) {
         node_ws_abort(node, ws_p, 503, "unavailable", "out of memory");
         return;

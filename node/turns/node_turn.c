@@ -457,3 +457,27 @@ int node_turn_enqueue(node_actor_t *actor, const uint8_t user_id[16], const char
     free(p.content);
     return 0;
 }
+
+void node_actor_wake(node_t *node, node_actor_t *a)
+{
+    node_turns_t *t = a->turns;
+    if (!t) {
+        return;
+    }
+    if (t->running && !t->end_ready) {
+        node_echo_step(node, a);
+    } else if (t->backoff) {
+        t->backoff = false;
+        t->start_ready = true;
+        node_actor_pump(node, a);
+    }
+}
+
+const node_engine_t node_turn_engine = {
+    .strategy_known = node_actor_set_echo,
+    .recover_needed = node_recover_needed,
+    .recover_start = node_recover_start,
+    .apply = node_turn_apply,
+    .pending_write = node_turn_pending_write,
+    .release = node_turns_release,
+};

@@ -227,6 +227,11 @@ struct node_turns_t {
 
 /* Turn state of actor, allocated on demand (NULL on OOM). */
 node_turns_t *node_turns_get(node_actor_t *actor);
+/* The turn engine the runtime drives (node_runtime.h node_engine_t). */
+extern const node_engine_t node_turn_engine;
+/* Scheduler callback: an actor's wake-up is due (the running turn's next step, or the
+   end of its back-off). */
+void node_actor_wake(node_t *node, node_actor_t *actor);
 /* Frees turn state (queue included) and cancels its wake-up. */
 void node_turns_release(node_t *node, node_actor_t *actor);
 /* Frees turn state without touching the scheduler (table teardown). Accepts NULL. */

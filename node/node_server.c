@@ -150,7 +150,8 @@ static int s_start(node_t *self)
         return -1;
     }
     self->agents = node_agents_new(self);
-    if (!self->agents || node_agents_sql_prepare(self->db) < 0) {
+    if (!self->agents || node_wt_init(self->agents) < 0 || node_agents_sql_prepare(self->db) < 0 ||
+        node_wt_sql_prepare(self->db) < 0 || node_ops_perm_sql_prepare(self->db) < 0) {
         return -1;
     }
     if (s_sockets(self) < 0) {
@@ -207,6 +208,9 @@ void node_destroy(node_t **self_p)
     node_sched_destroy(&self->sched);
     node_actors_destroy(&self->actors);
     /* After the actors: their turns release their runs into it. */
+    if (self->agents) {
+        node_wt_destroy(self->agents);
+    }
     node_agents_destroy(&self->agents);
     ring_destroy(&self->ring);
     free(self->members);

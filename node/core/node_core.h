@@ -151,7 +151,7 @@ typedef enum { NODE_BUSY_ENQUEUE, NODE_BUSY_REJECT, NODE_BUSY_INTERRUPT } node_o
                                permission decision or turn recovery (node_strategy.h) */
 #define NODE_AF_DOOMED 0x04 /* not ours any more: free when quiescent */
 #define NODE_AF_RELOAD 0x08 /* state unknown (connection lost mid-commit): reload */
-#define NODE_AF_ECHO   0x10 /* the stored strategy is an echo strategy on this node */
+#define NODE_AF_WHOLE  0x10 /* the stored strategy may write whole turns (node_turns.h) */
 
 typedef struct node_mbox_t node_mbox_t;
 typedef struct node_turns_t node_turns_t;

@@ -30,7 +30,7 @@ void node_op_msg_post(node_t *node, node_actor_t *actor, node_req_t *req);
 const char *node_conv_check_create(const json_t *obj);
 /* Adds the conversation insert (+ worktree check) and conversation.created for the
    (validated) fields of obj. Returns 0 or -1 (OOM). */
-int node_conv_add_create(node_ws_t *ws, const json_t *obj);
+int node_conv_add_create(node_t *node, node_ws_t *ws, const json_t *obj);
 
 /* ---- worktrees (node_wt_queue.c, node_ops_wt.c) ------------------------------------------ */
 

@@ -83,7 +83,7 @@ static void s_add_wt_check(node_ws_t *ws, const char *wt)
     node_ws_add(ws, NODE_Q_WT_CHECK, NODE_SK_WORKTREE, 2, params);
 }
 
-int node_conv_add_create(node_ws_t *ws, const json_t *obj)
+int node_conv_add_create(node_t *node, node_ws_t *ws, const json_t *obj)
 {
     node_actor_t *a = ws->actor;
     const char *source = NULL, *type = NULL, *title = NULL, *strategy = NULL, *on_busy = NULL;
@@ -99,9 +99,10 @@ int node_conv_add_create(node_ws_t *ws, const json_t *obj)
     node_arg_str(obj, "on_busy", 1, 16, &on_busy);
     node_arg_object(obj, "metadata", &meta);
     bool has_wt = s_worktree(obj, wt, NULL) == 1;
-    /* The first message of the new conversation may fold its echo turn (node_turn.c)
-       unless its metadata sets echo options, which the actor learns at commit. */
-    node_actor_set_echo(a, meta && json_object_get(meta, "echo") ? NULL : strategy);
+    /* The first message of the new conversation may be written with its whole turn
+       (node_turns.h whole_turn) unless its metadata sets echo options, which the actor
+       learns at commit. */
+    node_turn_strategy_known(node, a, meta && json_object_get(meta, "echo") ? NULL : strategy);
     char *meta_text = meta ? node_json_text(meta) : NULL;
     util_uuid_format(a->conv_id, conv);
     util_uuid_format(a->team_id, team);
@@ -139,7 +140,7 @@ void node_op_conv_create(node_t *node, node_actor_t *a, node_req_t *req)
         node_reply_busy(node, &req, "out of memory");
         return;
     }
-    node_conv_add_create(ws, req->args);
+    node_conv_add_create(node, ws, req->args);
     node_ws_touch(ws, -1);
     ws->reply_kind = NODE_REPLY_CONV;
     ws->reply_status = 201;

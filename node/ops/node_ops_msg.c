@@ -92,7 +92,7 @@ void node_op_msg_post(node_t *node, node_actor_t *a, node_req_t *req)
         return;
     }
     if (creating) {
-        node_conv_add_create(ws, create);
+        node_conv_add_create(node, ws, create);
     } else if (a->on_busy == NODE_BUSY_INTERRUPT && node_turn_running(a)) {
         node_turn_add_end(node, ws, NODE_END_CANCELLED);
     }

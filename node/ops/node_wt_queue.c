@@ -49,6 +49,7 @@ typedef struct node_wtq_t {
     s_op_t *head, *tail; /* head is the running op */
     size_t n;            /* ops queued (running one included) */
     bool lock_held;      /* we hold the repository lock */
+    int timer;           /* retries a lock another node holds (NODE_AGENT_TICK_MS), -1 none */
 } node_wtq_t;
 
 static void s_next(node_agents_t *ag);
@@ -62,10 +63,20 @@ static void s_op_free(s_op_t *op)
 
 /* ---- the queue --------------------------------------------------------------------------- */
 
+static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    node_wt_tick(arg);
+    return 0;
+}
+
 int node_wt_init(node_agents_t *ag)
 {
     ag->wtq = calloc(1, sizeof *ag->wtq);
-    return ag->wtq ? 0 : -1;
+    if (!ag->wtq) {
+        return -1;
+    }
+    ag->wtq->timer = zloop_timer(ag->node->loop, NODE_AGENT_TICK_MS, 0, s_on_tick, ag);
+    return ag->wtq->timer < 0 ? -1 : 0;
 }
 
 void node_wt_destroy(node_agents_t *ag)
@@ -84,6 +95,9 @@ void node_wt_destroy(node_agents_t *ag)
         } else {
             s_op_free(op);
         }
+    }
+    if (q->timer >= 0) {
+        zloop_timer_end(ag->node->loop, q->timer);
     }
     free(q);
     ag->wtq = NULL;

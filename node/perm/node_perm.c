@@ -12,7 +12,6 @@
 #include "node/perm/node_perm.h"
 #include "common/log.h"
 #include "common/util.h"
-#include "node/strategies/node_strategies.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -392,7 +391,7 @@ void node_perm_decide_committed(node_t *node, node_actor_t *a, node_plan_t *plan
         const char *reason = json_string_value(json_object_get(req, "reason"));
         char msg[1100];
         snprintf(msg, sizeof msg, "Permission denied: %s", reason ? reason : "denied");
-        node_claude_answer(run, (size_t)idx, plan->strat_arg % 2,
+        run->impl->decided(run, (size_t)idx, plan->strat_arg % 2,
                            json_object_get(req, "updated_input"), msg);
         json_decref(req);
         run->calls[idx].state = NODE_CALL_DONE;
@@ -560,4 +559,21 @@ int node_perm_sql_prepare(db_conn_t *db)
         }
     }
     return 0;
+}
+
+int node_ws_event_perm(node_ws_t *ws,
+                       const char *type,
+                       const char *source,
+                       const char *action,
+                       const uint8_t perm_id[16])
+{
+    node_actor_t *a = ws->actor;
+    s_uuid_t conv, team, pid;
+    char seq[24];
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    util_uuid_format(perm_id, pid);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)++a->last_evt_seq);
+    const char *params[] = {team, conv, seq, type, source, action, pid};
+    return node_ws_add(ws, NODE_Q_EVT_PERM, NODE_SK_EVENT, 7, params);
 }

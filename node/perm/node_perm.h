@@ -8,6 +8,14 @@
 
 /* ---- permissions (node_perm.c) ----------------------------------------------------------- */
 
+/* Appends a new event with the next seq: NODE_Q_EVT_PERM embeds permission perm_id
+   as action.request. Returns the statement index or -1. */
+int node_ws_event_perm(node_ws_t *ws,
+                       const char *type,
+                       const char *source,
+                       const char *action,
+                       const uint8_t perm_id[16]);
+
 /* Specificity of pattern for tool name: -1 no match, else higher = more specific
    ("*" 0, "prefix*" 1 + prefix length, exact 10000). Pure. */
 int node_perm_match(const char *pattern, const char *tool);

@@ -94,7 +94,7 @@ static void s_on_load_row(void *arg, db_status_t status, const db_result_t *res)
     a->last_evt_seq = (uint64_t)node_parse_ll(db_result_value(res, 0, 3), 0, 0, INT64_MAX);
     a->echo_delay_ms = (int32_t)node_parse_ll(db_result_value(res, 0, 4), -1, 0, 60000);
     a->echo_fail_every = (int32_t)node_parse_ll(db_result_value(res, 0, 5), -1, 0, 1000000);
-    node->engine->strategy_known(a, db_result_value(res, 0, 6));
+    node->engine->strategy_known(node, a, db_result_value(res, 0, 6));
     a->state = NODE_ACTOR_READY;
 }
 
@@ -129,7 +129,7 @@ static void s_load(node_t *node, node_actor_t *actor)
     actor->status = NODE_ST_IDLE;
     actor->on_busy = NODE_BUSY_ENQUEUE;
     actor->echo_delay_ms = actor->echo_fail_every = -1;
-    actor->flags &= (uint8_t)~NODE_AF_ECHO;
+    actor->flags &= (uint8_t)~NODE_AF_WHOLE;
     actor->turn_count = 0;
     char conv[UTIL_UUID_STR_LEN + 1], team[UTIL_UUID_STR_LEN + 1];
     util_uuid_format(actor->conv_id, conv);
@@ -382,7 +382,7 @@ static void s_commit_ok(node_t *node, node_actor_t *a, node_ws_t *ws)
     a->on_busy = (uint8_t)(busy < 0 ? a->on_busy : busy);
     a->echo_delay_ms = (int32_t)node_parse_ll(node_ws_value(ws, t, 3), -1, 0, 60000);
     a->echo_fail_every = (int32_t)node_parse_ll(node_ws_value(ws, t, 4), -1, 0, 1000000);
-    node->engine->strategy_known(a, node_ws_value(ws, t, 5));
+    node->engine->strategy_known(node, a, node_ws_value(ws, t, 5));
     a->state = NODE_ACTOR_READY;
     node->engine->apply(node, a, &ws->plan);
     s_reply_ok(node, ws);

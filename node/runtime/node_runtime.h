@@ -26,7 +26,7 @@ void node_actor_committed(node_t *node, node_ws_t *ws, node_ws_outcome_t outcome
    and node_server.c installs it as node->engine. Loop thread only. */
 struct node_engine_t {
     /* The conversation's stored strategy is known (activation, or a write set it). */
-    void (*strategy_known)(node_actor_t *actor, const char *strategy);
+    void (*strategy_known)(node_t *node, node_actor_t *actor, const char *strategy);
     /* The freshly loaded actor's stored status says a turn was running or waiting. */
     bool (*recover_needed)(const node_actor_t *actor);
     /* Recovers that turn (the actor stays LOADING meanwhile). */

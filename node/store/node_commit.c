@@ -15,7 +15,6 @@
 #include "common/log.h"
 #include "node/store/node_store.h"
 #include "node/store/node_ws_stmt.h"
-#include "node/turns/node_turns.h"
 
 #include <limits.h>
 #include <stdlib.h>
@@ -69,7 +68,7 @@ node_ws_t *node_ws_new(node_actor_t *actor, node_req_t *req)
     }
     ws->actor = actor;
     ws->req = req;
-    ws->failed = ws->msg_stmt = ws->touch_stmt = ws->idem_stmt = -1;
+    ws->failed = ws->msg_stmt = ws->touch_stmt = ws->idem_stmt = ws->live_at = -1;
     ws->saved_msg_seq = actor->last_msg_seq;
     ws->saved_evt_seq = actor->last_evt_seq;
     ws->saved_state = actor->state;
@@ -103,7 +102,7 @@ void node_ws_destroy(node_ws_t **ws_p)
     node_merged_free_list(&ws->merged);
     free(ws->stmts);
     free(ws->plan.content);
-    free(ws->plan.fold_reply);
+    free(ws->plan.whole_reply);
     node_req_destroy(&ws->req);
     free(ws);
     *ws_p = NULL;
@@ -233,8 +232,8 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
         }
         node_buf_free(&b);
         last = id > last ? id : last;
-        if (ws->plan.folded && (int)i == ws->plan.fold_evt) {
-            node_echo_deltas(node, ws->actor, ws->plan.asst_id, ws->plan.fold_reply);
+        if (ws->live && (int)i == ws->live_at) {
+            ws->live(node, ws);
         }
     }
     return last;

@@ -92,9 +92,8 @@ typedef struct {
     int strat_ctx;         /* 1 + index of the turn-context statement, 0 = none */
     uint8_t strat_op;      /* strategy write (node_strategy.h node_sop_t), 0 = none */
     int32_t strat_arg;     /* its argument (a tool call index, -1 = none) */
-    bool folded;           /* a whole echo turn is written by this set (node_turn.c) */
-    int fold_evt;          /* its turn.started statement: deltas are published after it */
-    char *fold_reply;      /* its reply text (owned), published as deltas */
+    bool whole_turn;       /* the strategy wrote the posted message's whole turn here */
+    char *whole_reply;     /* that turn's reply text (owned), for its live deltas */
 } node_plan_t;
 
 typedef enum {
@@ -103,6 +102,10 @@ typedef enum {
     NODE_REPLY_MSG,  /* body = {"message": <user message>} (+ "created") */
     NODE_REPLY_EMPTY /* body = "{}" (or none for 204) */
 } node_reply_kind_t;
+
+/* Publishes what streamed live within a write set (a whole turn's deltas), called while
+   its stored events are published, right after event statement live_at. */
+typedef void(node_ws_live_fn)(node_t *node, const node_ws_t *ws);
 
 struct node_ws_t {
     node_actor_t *actor;       /* writer (borrowed; pinned by NODE_AF_COMMITTING) */
@@ -125,6 +128,8 @@ struct node_ws_t {
     char ts[32];           /* the set's time for the rows it inserts ("" until needed) */
     node_merged_t *merged; /* multi-row inserts standing for several statements */
     bool grouped;          /* sent with other sets' merged statements (node_commit.c) */
+    node_ws_live_fn *live; /* the strategy's live events, or NULL */
+    int live_at;           /* the event statement they follow */
 };
 
 /* Creates an empty write set for actor (req may be NULL). Saves the counters. */

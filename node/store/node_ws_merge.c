@@ -2,7 +2,7 @@
     statement each (NODE_Q_MSG_MULTI, NODE_Q_EVT_MULTI, NODE_Q_TOUCH_MULTI) instead of
     one statement per row.
     - Within a write set (node_ws_merge): a run of consecutive inserts (a post and its
-      folded echo turn are 2 messages and 4 events) goes as one message insert and one
+      whole echo turn are 2 messages and 4 events) goes as one message insert and one
       event insert, in the place of the run; every other statement keeps its place.
     - Across the write sets of a group (node_group_merge): the sets whose inserts are
       one run followed by their touch send their inserts and touches together, after

@@ -231,7 +231,7 @@ static void s_fallback_echo(node_run_t *run)
     node_t *node = node_run_node(run);
     char *content = run->content;
     run->content = NULL;
-    node_strategy_release(run);
+    node_run_release(run);
     node_echo_begin(node, a, content ? content : "");
     free(content);
 }

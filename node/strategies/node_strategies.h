@@ -5,6 +5,42 @@
 
 #include "node/perm/node_perm.h"
 
+/* ---- node-wide (node_strategy.c) --------------------------------------------------------- */
+
+/* The strategies behind the turn engine (echo, openai, anthropic, claude-code). */
+extern const node_strategy_if_t node_strategies;
+/* Creates the agent state of node (pool, HTTP client, work dir); NULL (logged) on failure. */
+node_agents_t *node_agents_new(node_t *node);
+/* Stops every run and the pool and frees; nulls *self_p; accepts NULL. */
+void node_agents_destroy(node_agents_t **self_p);
+/* Registers the statements of the strategies and permissions on db. -1 on failure. */
+int node_agents_sql_prepare(db_conn_t *db);
+
+/* ---- echo (node_echo.c) ------------------------------------------------------------------ */
+
+#define NODE_ECHO_BURST 64 /* deltas per scheduler step when delay is 0 */
+
+/* Echo strategy: one scheduler step of the running turn (stream deltas, detect end). */
+void node_echo_step(node_t *node, node_actor_t *actor);
+/* Prepares a starting turn's reply from the user content. */
+int node_echo_begin(node_t *node, node_actor_t *actor, const char *content);
+/* Words (runs of non-space) in text. */
+uint32_t node_echo_words(const char *text);
+/* Publishes reply as the message.delta events of assistant message asst_id, numbered
+   from 0 (one per word with its leading whitespace), as node_echo_step does. */
+void node_echo_deltas(node_t *node,
+                      node_actor_t *actor,
+                      const uint8_t asst_id[16],
+                      const char *reply);
+/* Whether the strategy named name (NULL = the default, "echo") is an echo strategy. */
+bool node_echo_is(const char *name);
+/* The interface's whole_turn for echo: a posted message to an echo conversation with no
+   delay, whose reply fits one scheduler step and whose turn does not fail, is written
+   whole with the message. 1 added, 0 not, -1 OOM. */
+int node_echo_whole_turn(node_t *node, node_ws_t *ws);
+/* The interface's end_json for an echo turn (usage, or the injected failure). */
+void node_echo_end_json(const node_actor_t *actor, node_end_t how, char **meta, char **action);
+
 /* ---- openai / anthropic (node_strat_llm.c) ----------------------------------------------- */
 
 /* Starts the turn: loads the history, then the first model call. */

@@ -49,7 +49,7 @@ static void s_queue_clear(node_turns_t *t)
 void node_turns_free(node_turns_t *turns)
 {
     if (turns) {
-        node_strategy_release(turns->run);
+        node_run_release(turns->run);
         s_queue_clear(turns);
         free(turns->reply);
         free(turns);
@@ -103,7 +103,7 @@ int node_turn_status_after(const node_actor_t *actor, const node_plan_t *plan)
 {
     bool running = node_turn_running(actor) && plan->end == NODE_END_NONE;
     if (plan->start || running) {
-        return running && node_strategy_waiting(actor) ? NODE_ST_WAITING : NODE_ST_PROCESSING;
+        return running && node_run_waiting(actor) ? NODE_ST_WAITING : NODE_ST_PROCESSING;
     }
     if (plan->end == NODE_END_FAILED) {
         return NODE_ST_ERROR;
@@ -113,15 +113,8 @@ int node_turn_status_after(const node_actor_t *actor, const node_plan_t *plan)
 
 /* ---- statements -------------------------------------------------------------------------- */
 
-static char *s_json(json_t *j)
-{
-    char *text = j ? node_json_text(j) : NULL;
-    json_decref(j);
-    return text;
-}
-
 /* Adds a start for user message user_id (from the queue: its status goes to completed). */
-static void s_add_start(node_ws_t *ws, const uint8_t user_id[16], bool from_queue)
+static void s_add_start(node_t *node, node_ws_t *ws, const uint8_t user_id[16], bool from_queue)
 {
     node_actor_t *a = ws->actor;
     node_plan_t *p = &ws->plan;
@@ -144,63 +137,23 @@ static void s_add_start(node_ws_t *ws, const uint8_t user_id[16], bool from_queu
     char action[128];
     snprintf(action, sizeof action, "{\"user_message_id\":\"%s\",\"message_id\":\"%s\"}", uid, aid);
     node_ws_event(ws, "turn.started", NODE_ACTOR_SOURCE, action, NULL, false);
-    node_strategy_add_start(ws);
+    node->agents->strategy->add_start(ws);
     p->start = true;
     p->start_from_queue = from_queue;
 }
 
-/* A posted message to an echo conversation with no delay, whose reply fits one
-   scheduler step and whose turn does not fail: the whole turn is written with the
-   message, in one commit. The same rows, events and deltas as a streamed turn; the
-   assistant message is never stored as "streaming". */
-static bool s_fold_ok(const node_t *node, const node_ws_t *ws)
+/* Asks the strategy to write the posted message's whole turn with it (the actor's
+   stored strategy allows it). 1 added, 0 not, -1 on OOM. */
+static int s_whole_turn(node_t *node, node_ws_t *ws)
 {
-    const node_actor_t *a = ws->actor;
-    if (!(a->flags & NODE_AF_ECHO) || !ws->plan.content) {
-        return false;
+    if (!(ws->actor->flags & NODE_AF_WHOLE) || !ws->plan.content || !node->agents) {
+        return 0;
     }
-    long delay = a->echo_delay_ms >= 0 ? a->echo_delay_ms : node->cfg->echo_delay_ms;
-    long every = a->echo_fail_every >= 0 ? a->echo_fail_every : node->cfg->echo_fail_every;
-    if (delay != 0 || (every > 0 && (a->turn_count + 1) % (uint32_t)every == 0)) {
-        return false;
-    }
-    return node_echo_words(ws->plan.content) + 1 <= NODE_ECHO_BURST;
-}
-
-static void s_add_folded(node_ws_t *ws)
-{
-    node_plan_t *p = &ws->plan;
-    size_t n = strlen(p->content);
-    p->fold_reply = malloc(n + 7);
-    if (!p->fold_reply) {
+    int r = node->agents->strategy->whole_turn(node, ws);
+    if (r < 0) {
         ws->oom = true;
-        return;
     }
-    memcpy(p->fold_reply, "echo: ", 6);
-    memcpy(p->fold_reply + 6, p->content, n + 1);
-    util_uuid_generate(p->asst_id);
-    s_uuid_t uid, aid;
-    util_uuid_format(p->user_id, uid);
-    util_uuid_format(p->asst_id, aid);
-    unsigned in = node_echo_words(p->content), out = node_echo_words(p->fold_reply);
-    /* Fixed shapes of UUIDs and counts: formatted directly (jansson's pack and dump
-       were ~5% of a node's time in P1). */
-    char meta[192], started[128], done[192];
-    snprintf(meta, sizeof meta,
-             "{\"user_message_id\":\"%s\",\"model\":\"echo\",\"usage\":{\"input_tokens\":%u,"
-             "\"output_tokens\":%u}}",
-             uid, in, out);
-    snprintf(started, sizeof started, "{\"user_message_id\":\"%s\",\"message_id\":\"%s\"}", uid,
-             aid);
-    snprintf(done, sizeof done,
-             "{\"message_id\":\"%s\",\"user_message_id\":\"%s\",\"usage\":{\"input_tokens\":%u,"
-             "\"output_tokens\":%u}}",
-             aid, uid, in, out);
-    node_ws_message(ws, p->asst_id, "assistant", p->fold_reply, "completed", meta);
-    p->fold_evt = node_ws_event(ws, "turn.started", NODE_ACTOR_SOURCE, started, NULL, false);
-    node_ws_event(ws, "message.completed", NODE_ACTOR_SOURCE, NULL, p->asst_id, false);
-    node_ws_event(ws, "turn.completed", NODE_ACTOR_SOURCE, done, NULL, false);
-    p->folded = true;
+    return r;
 }
 
 int node_turn_plan_next(node_t *node, node_ws_t *ws, bool posted)
@@ -210,12 +163,12 @@ int node_turn_plan_next(node_t *node, node_ws_t *ws, bool posted)
     if (!s_can_start(node, a, p->end)) {
         p->enqueue = posted;
     } else if (node_turn_queued(a) > 0) {
-        s_add_start(ws, a->turns->head->user_id, true);
+        s_add_start(node, ws, a->turns->head->user_id, true);
         p->enqueue = posted;
-    } else if (posted && s_fold_ok(node, ws)) {
-        s_add_folded(ws);
+    } else if (posted && s_whole_turn(node, ws) != 0) {
+        /* The strategy wrote the whole turn (or ran out of memory: ws->oom). */
     } else if (posted) {
-        s_add_start(ws, p->user_id, false);
+        s_add_start(node, ws, p->user_id, false);
     }
     return ws->oom ? -1 : 0;
 }
@@ -225,44 +178,17 @@ static const char *s_end_status(node_end_t how)
     return how == NODE_END_COMPLETED ? "completed" : how == NODE_END_FAILED ? "error" : "cancelled";
 }
 
-/* Metadata merged into the assistant message, and the turn event's action. */
-static void s_end_json(const node_actor_t *a, node_end_t how, char **meta, char **action)
-{
-    const node_turns_t *t = a->turns;
-    if (t->run) {
-        node_strategy_end_json(a, how, meta, action);
-        return;
-    }
-    s_uuid_t uid, aid;
-    util_uuid_format(t->user_id, uid);
-    util_uuid_format(t->asst_id, aid);
-    json_t *usage = json_pack("{s:I, s:I}", "input_tokens", (json_int_t)t->input_tokens,
-                              "output_tokens", (json_int_t)t->index);
-    char reason[96];
-    snprintf(reason, sizeof reason, "echo: injected failure (fail_every)");
-    if (how == NODE_END_FAILED) {
-        *meta = s_json(json_pack("{s:s, s:s}", "model", "echo", "error", reason));
-        *action = s_json(json_pack("{s:s, s:s, s:s}", "message_id", aid, "user_message_id", uid,
-                                   "error", reason));
-        json_decref(usage);
-        return;
-    }
-    *meta = s_json(json_pack("{s:s, s:O}", "model", "echo", "usage", usage));
-    *action = s_json(
-        json_pack("{s:s, s:s, s:o}", "message_id", aid, "user_message_id", uid, "usage", usage));
-}
-
 int node_turn_add_end(node_t *node, node_ws_t *ws, node_end_t how)
 {
     node_actor_t *a = ws->actor;
     node_turns_t *t = a->turns;
     /* Pause streaming: what is stored must be what was sent. */
     node_sched_cancel(node->sched, a);
-    if (node_strategy_add_end(node, ws, how) < 0) {
+    if (node->agents->strategy->add_end(node, ws, how) < 0) {
         ws->oom = true;
     }
     char *meta = NULL, *action = NULL;
-    s_end_json(a, how, &meta, &action);
+    node->agents->strategy->end_json(a, how, &meta, &action);
     const char *reply = t->reply ? t->reply : "";
     char *content = strndup(reply, how == NODE_END_COMPLETED ? strlen(reply) : t->pos);
     s_uuid_t aid, conv, team;
@@ -298,7 +224,7 @@ static void s_apply_end(node_t *node, node_actor_t *a, node_end_t how)
 {
     node_turns_t *t = a->turns;
     node_sched_cancel(node->sched, a);
-    node_strategy_release(t->run);
+    node_run_release(t->run);
     free(t->reply);
     t->reply = NULL;
     t->running = false;
@@ -361,14 +287,14 @@ static void s_apply_start(node_t *node, node_actor_t *a, node_plan_t *p)
     memcpy(t->asst_id, p->asst_id, 16);
     t->start_ready = false;
     a->turn_count++;
-    node_strategy_begin(node, a, p, content ? content : "");
+    node->agents->strategy->begin(node, a, p, content ? content : "");
     free(content);
 }
 
 void node_turn_apply(node_t *node, node_actor_t *actor, node_plan_t *plan)
 {
     if (plan->strat_op != 0) {
-        node_strategy_committed(node, actor, plan);
+        node->agents->strategy->committed(node, actor, plan);
     }
     node_turns_t *t = actor->turns;
     if (plan->end != NODE_END_NONE && t) {
@@ -388,7 +314,7 @@ void node_turn_apply(node_t *node, node_actor_t *actor, node_plan_t *plan)
     if (plan->start && !plan->start_from_queue) {
         s_apply_start(node, actor, plan);
     }
-    if (plan->folded) {
+    if (plan->whole_turn) {
         actor->turn_count++; /* started and completed by this commit */
         if (actor->turns) {
             actor->turns->backoff_ms = 0;
@@ -417,7 +343,7 @@ static bool s_submit_internal(node_t *node, node_actor_t *a, node_end_t end)
 
 bool node_turn_pending_write(node_t *node, node_actor_t *a)
 {
-    if (node_strategy_pending_write(node, a)) {
+    if (node->agents->strategy->pending_write(node, a)) {
         return true;
     }
     node_turns_t *t = a->turns;
@@ -465,7 +391,7 @@ void node_actor_wake(node_t *node, node_actor_t *a)
         return;
     }
     if (t->running && !t->end_ready) {
-        node_echo_step(node, a);
+        node->agents->strategy->step(node, a);
     } else if (t->backoff) {
         t->backoff = false;
         t->start_ready = true;
@@ -473,8 +399,17 @@ void node_actor_wake(node_t *node, node_actor_t *a)
     }
 }
 
+void node_turn_strategy_known(node_t *node, node_actor_t *actor, const char *strategy)
+{
+    if (strategy && node->agents && node->agents->strategy->whole_turns(strategy)) {
+        actor->flags |= NODE_AF_WHOLE;
+    } else {
+        actor->flags &= (uint8_t)~NODE_AF_WHOLE;
+    }
+}
+
 const node_engine_t node_turn_engine = {
-    .strategy_known = node_actor_set_echo,
+    .strategy_known = node_turn_strategy_known,
     .recover_needed = node_recover_needed,
     .recover_start = node_recover_start,
     .apply = node_turn_apply,

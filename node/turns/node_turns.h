@@ -1,7 +1,7 @@
 /*  node_turns — turns: the turn engine (start, stream, end, queue, back-off), the
-    strategy interface and its runs, the echo strategy, the tools a run calls, and the
-    recovery of a turn left by a lost node. Loop thread only, except where a comment
-    says a function runs on a pool worker. */
+    strategy interface and the runs of model-driven strategies, the tools a run calls,
+    the scheduler of turn steps, and the recovery of a turn left by a lost node. Loop thread only,
+   except where a comment says a function runs on a pool worker. */
 #ifndef BICKY_NODE_TURNS_H
 #define BICKY_NODE_TURNS_H
 
@@ -16,7 +16,6 @@
 #include <jansson.h>
 #include <limits.h>
 
-#define NODE_ECHO_BURST      64  /* deltas per scheduler step when delay is 0 */
 #define NODE_BACKOFF_MIN_MS  200 /* strategy restart back-off after a failed turn */
 #define NODE_BACKOFF_MAX_MS  5000
 #define NODE_HISTORY_ROWS    400               /* messages loaded for a model's history */
@@ -83,6 +82,7 @@ typedef enum {
 } node_run_phase_t;
 
 typedef struct node_cc_t node_cc_t;
+typedef struct node_strategy_if_t node_strategy_if_t;
 
 /* A running non-echo turn. Owned by the actor's node_turns_t; async work
    holds references so that callbacks after the turn ended find it dead. */
@@ -109,71 +109,90 @@ struct node_run_t {
     char *error;                               /* failure reason (turn.failed) */
     uint8_t next_id[16];                       /* next model call's assistant message */
     char strategy_name[CFG_FILE_MAX_NAME + 1]; /* the conversation's strategy */
-    node_cc_t *cc; /* claude-code state (node_strat_claude.c), or NULL */
+    node_cc_t *cc;                  /* claude-code state (node_strat_claude.c), or NULL */
+    const node_strategy_if_t *impl; /* the strategies (the agents' strategy) */
 };
 
 /* Node-wide agent state. */
 struct node_agents_t {
-    node_t *node;               /* owner */
-    const cfg_file_t *cfg;      /* strategies (borrowed, or own_cfg) */
-    cfg_file_t *own_cfg;        /* built-in default when none was given */
-    agent_pool_t *pool;         /* tools and git */
-    agent_http_t *http;         /* model calls */
-    char work_dir[PATH_MAX];    /* absolute work dir */
-    char conv_dir[PATH_MAX];    /* work_dir/conversations */
-    char wt_dir[PATH_MAX];      /* work_dir/worktrees */
-    char repo[PATH_MAX];        /* absolute repository, "" when none */
-    int64_t wt_lock_key;        /* advisory lock key of the repository */
-    agent_tool_limits_t limits; /* tool caps */
-    node_run_t *runs;           /* live runs */
-    int timer;                  /* NODE_AGENT_TICK_MS timer */
-    int64_t next_sweep_ms;      /* next expired-request sweep (mono) */
-    bool any_timeout;           /* some strategy sets permission_timeout_s */
-    struct node_wtq_t *wtq;     /* worktree operations (node_ops_wt.c) */
-    bool git_init;              /* agent_worktree_global_init was called */
-    agent_claude_t *claude;     /* claude-code runs */
-    char mcp_bin[PATH_MAX];     /* bicky-mcp-permission (permission_channel = mcp) */
+    const node_strategy_if_t *strategy; /* the strategies (node/strategies) */
+    node_t *node;                       /* owner */
+    const cfg_file_t *cfg;              /* strategies (borrowed, or own_cfg) */
+    cfg_file_t *own_cfg;                /* built-in default when none was given */
+    agent_pool_t *pool;                 /* tools and git */
+    agent_http_t *http;                 /* model calls */
+    char work_dir[PATH_MAX];            /* absolute work dir */
+    char conv_dir[PATH_MAX];            /* work_dir/conversations */
+    char wt_dir[PATH_MAX];              /* work_dir/worktrees */
+    char repo[PATH_MAX];                /* absolute repository, "" when none */
+    int64_t wt_lock_key;                /* advisory lock key of the repository */
+    agent_tool_limits_t limits;         /* tool caps */
+    node_run_t *runs;                   /* live runs */
+    int timer;                          /* NODE_AGENT_TICK_MS timer */
+    int64_t next_sweep_ms;              /* next expired-request sweep (mono) */
+    bool any_timeout;                   /* some strategy sets permission_timeout_s */
+    struct node_wtq_t *wtq;             /* worktree operations (node_ops_wt.c) */
+    bool git_init;                      /* agent_worktree_global_init was called */
+    agent_claude_t *claude;             /* claude-code runs */
+    char mcp_bin[PATH_MAX];             /* bicky-mcp-permission (permission_channel = mcp) */
 };
 
-/* ---- node-wide (node_strategy.c) --------------------------------------------------------- */
+/* ---- the strategy interface ----------------------------------------------------------- */
 
-/* Creates the agent state of node (pool, HTTP client, work dir); NULL (logged) on failure. */
-node_agents_t *node_agents_new(node_t *node);
-/* Stops every run and the pool and frees; nulls *self_p; accepts NULL. */
-void node_agents_destroy(node_agents_t **self_p);
-/* Registers every statement of the agent modules on db. -1 on failure. */
-int node_agents_sql_prepare(db_conn_t *db);
+/* What the turn engine (node_turn.c), runs and permissions ask of a conversation's
+   strategy. node/strategies implements it for echo, openai, anthropic and claude-code
+   (node_strategies) and sets it in node_agents_t.strategy. Loop thread only. */
+struct node_strategy_if_t {
+    /* Whether the stored strategy name lets a posted message's whole turn be written
+       with the message (whole_turn); the actor keeps the answer in NODE_AF_WHOLE. */
+    bool (*whole_turns)(const char *name);
+    /* May add the whole turn of ws's posted message (plan.content) to ws: its assistant
+       message and events, plan.whole_turn set, and ws->live to publish what streamed.
+       1 when added, 0 when the turn streams as usual, -1 on OOM. */
+    int (*whole_turn)(node_t *node, node_ws_t *ws);
+    /* Adds the turn-context statement to a starting turn's write set. */
+    void (*add_start)(node_ws_t *ws);
+    /* Starts the strategy of a stored turn start (content: the user message). */
+    void (*begin)(node_t *node, node_actor_t *actor, node_plan_t *plan, const char *content);
+    /* A scheduled wake-up of the running turn (node_sched_at). */
+    void (*step)(node_t *node, node_actor_t *actor);
+    /* Metadata merged into the ending assistant message and the end event's action (new
+       strings; NULL on OOM). */
+    void (*end_json)(const node_actor_t *actor, node_end_t how, char **meta, char **action);
+    /* Extra statements of a turn end; stops the model call. 0, or -1 on OOM. */
+    int (*add_end)(node_t *node, node_ws_t *ws, node_end_t how);
+    /* Builds and submits a write the strategy owes (or starts recovering a turn left
+       waiting for a permission). True when the actor is now busy. */
+    bool (*pending_write)(node_t *node, node_actor_t *actor);
+    /* A strategy write of plan committed. */
+    void (*committed)(node_t *node, node_actor_t *actor, node_plan_t *plan);
+    /* The run fails: its model call or CLI stops; its state stays for the end write. */
+    void (*cancel)(node_run_t *run);
+    /* The run goes: everything it runs stops without callbacks, its state is freed. */
+    void (*stop)(node_run_t *run);
+    /* The permission request of call i was decided (input: approved replacement
+       arguments or NULL; msg: the denial's text). */
+    void (*decided)(node_run_t *run, size_t i, bool allow, const json_t *input, const char *msg);
+};
+
+/* ---- the strategies config (node_run.c) -------------------------------------------------- */
 
 /* The process's strategies config (STYLE §4: the only global, read-only after start).
    node_agents_new sets it; NULL = the built-in default. */
 void node_strategy_config_set(const cfg_file_t *cfg);
+/* The config set, or NULL. */
+const cfg_file_t *node_strategy_config(void);
 /* The strategy called name, or NULL when not configured. */
 const cfg_strategy_t *node_strategy_lookup(const char *name);
 /* Name of the default strategy. */
 const char *node_strategy_default_name(void);
 
-/* ---- turn hooks (called by node_turn.c) -------------------------------------------------- */
-
-/* Adds the turn-context statement to a starting turn's write set. */
-void node_strategy_add_start(node_ws_t *ws);
-/* Starts the strategy of a stored turn start (content: the user message). */
-void node_strategy_begin(node_t *node, node_actor_t *actor, node_plan_t *plan, const char *content);
-/* Metadata merged into the ending assistant message and the end event's action, for a
-   run (new strings; NULL on OOM). */
-void node_strategy_end_json(const node_actor_t *actor, node_end_t how, char **meta, char **action);
-/* Extra statements of a turn end (pending requests denied); stops the model call. */
-int node_strategy_add_end(node_t *node, node_ws_t *ws, node_end_t how);
-/* Builds and submits a write the strategy owes (or starts recovering a turn left waiting
-   for a permission). True when the actor is now busy. */
-bool node_strategy_pending_write(node_t *node, node_actor_t *actor);
-/* A strategy write of plan committed. */
-void node_strategy_committed(node_t *node, node_actor_t *actor, node_plan_t *plan);
 /* The turn state is going away: stops and releases its run. Accepts NULL. */
-void node_strategy_release(node_run_t *run);
+void node_run_release(node_run_t *run);
 /* True when the running turn waits for a permission decision. */
-bool node_strategy_waiting(const node_actor_t *actor);
+bool node_run_waiting(const node_actor_t *actor);
 
-/* ---- runs (node_strategy.c) -------------------------------------------------------------- */
+/* ---- runs (node_run.c) ------------------------------------------------------------------- */
 
 /* A new run for actor's running turn (attached to actor->turns). NULL on OOM. */
 node_run_t *node_run_new(node_t *node, node_actor_t *actor, const cfg_strategy_t *s);
@@ -192,13 +211,6 @@ node_t *node_run_node(const node_run_t *run);
 void node_run_delta(node_run_t *run, const char *text, size_t len);
 /* Status the conversation has after a write of this run (waiting or processing). */
 int node_run_status(const node_run_t *run);
-/* Appends a new event with the next seq: NODE_Q_EVT_PERM embeds permission perm_id
-   as action.request. Returns the statement index or -1. */
-int node_ws_event_perm(node_ws_t *ws,
-                       const char *type,
-                       const char *source,
-                       const char *action,
-                       const uint8_t perm_id[16]);
 
 /* ---- turns (node_turn.c) and echo (node_echo.c) ------------------------------------------ */
 
@@ -262,22 +274,8 @@ int node_turn_status_after(const node_actor_t *actor, const node_plan_t *plan);
 /* Appends a stored pending user message to the actor's queue (turn recovery). 0 or -1. */
 int node_turn_enqueue(node_actor_t *actor, const uint8_t user_id[16], const char *content);
 
-/* Echo strategy: one scheduler step of the running turn (stream deltas, detect end). */
-void node_echo_step(node_t *node, node_actor_t *actor);
-/* Prepares a starting turn's reply from the user content. */
-int node_echo_begin(node_t *node, node_actor_t *actor, const char *content);
-/* Words (runs of non-space) in text. */
-uint32_t node_echo_words(const char *text);
-/* Publishes reply as the message.delta events of assistant message asst_id, numbered
-   from 0 (one per word with its leading whitespace), as node_echo_step does. */
-void node_echo_deltas(node_t *node,
-                      node_actor_t *actor,
-                      const uint8_t asst_id[16],
-                      const char *reply);
-/* Whether the strategy named name (NULL = the default, "echo") is an echo strategy. */
-bool node_echo_is(const char *name);
-/* Sets or clears NODE_AF_ECHO from the conversation's stored strategy (NULL: clears). */
-void node_actor_set_echo(node_actor_t *actor, const char *strategy);
+/* The conversation's stored strategy is known: sets or clears NODE_AF_WHOLE. */
+void node_turn_strategy_known(node_t *node, node_actor_t *actor, const char *strategy);
 
 /* ---- scheduler (node_sched.c): one wake-up per actor, one zloop timer ------------------- */
 

@@ -11,7 +11,6 @@
 #define LOG_MODULE "node_perm"
 #include "common/log.h"
 #include "common/util.h"
-#include "node/perm/node_perm.h"
 #include "node/strategies/node_strategies.h"
 
 #include <stdlib.h>

@@ -1,48 +1,22 @@
-/*  node_strategy — the strategy interface behind node_turn.c and the
-    node-wide agent state. A turn start carries one extra statement (the
-    conversation's strategy and worktree path, read in the same transaction),
-    so echo starts at once and the other strategies know where their tools
-    run. A non-echo turn is a node_run_t: owned by the actor's turn state,
-    referenced by its async work (database reads, pool jobs), so that a
-    callback arriving after the turn ended finds it dead and only drops its
-    reference. Loop thread only. */
+/*  node_strategy — the strategies behind the turn engine's interface
+    (node_turns.h node_strategy_if_t): echo (node_echo.c), openai and anthropic
+    (node_strat_llm.c) and claude-code (node_strat_claude.c), and the node-wide agent
+    state they share (pool, HTTP client, CLI runner, work dir, repository). A turn start
+    carries one extra statement (the conversation's strategy and worktree path, read in
+    the same transaction), so echo starts at once and the other strategies know where
+    their tools run. Loop thread only. */
 #define LOG_MODULE "node_strategy"
 #include "common/log.h"
 #include "common/util.h"
 #include "node/agent/agent_worktree.h"
-#include "node/ops/node_ops.h"
-#include "node/turns/node_turns.h"
+#include "node/strategies/node_strategies.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#define S_REPLY_MAX (4u * 1024 * 1024) /* bytes of one assistant message's text */
-
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
-
-/* The only global (STYLE §4): the strategies config, read-only after start. */
-static const cfg_file_t *s_config;
-
-void node_strategy_config_set(const cfg_file_t *cfg)
-{
-    s_config = cfg;
-}
-
-const cfg_strategy_t *node_strategy_lookup(const char *name)
-{
-    if (!s_config) {
-        return NULL;
-    }
-    return cfg_file_strategy(s_config, name);
-}
-
-const char *node_strategy_default_name(void)
-{
-    const cfg_strategy_t *s = s_config ? cfg_file_default_strategy(s_config) : NULL;
-    return s ? s->name : "echo";
-}
 
 /* ---- node-wide state --------------------------------------------------------------------- */
 
@@ -102,7 +76,6 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     for (node_run_t *r = self->runs; r; r = r->next) {
         node_perm_tick(r, now);
     }
-    node_wt_tick(self);
     if (self->any_timeout && util_mono_ms() >= self->next_sweep_ms) {
         self->next_sweep_ms = util_mono_ms() + NODE_EXPIRE_SWEEP_S * 1000;
         node_perm_sweep(self);
@@ -118,6 +91,7 @@ node_agents_t *node_agents_new(node_t *node)
     }
     self->node = node;
     self->timer = -1;
+    self->strategy = &node_strategies;
     self->cfg = node->cfg->strategies;
     char err[256];
     if (!self->cfg) {
@@ -146,7 +120,7 @@ node_agents_t *node_agents_new(node_t *node)
     self->claude = agent_claude_new(node->loop);
     node_claude_mcp_init(self);
     self->timer = zloop_timer(node->loop, NODE_AGENT_TICK_MS, 0, s_on_tick, self);
-    if (!self->pool || !self->http || !self->claude || self->timer < 0 || node_wt_init(self) < 0) {
+    if (!self->pool || !self->http || !self->claude || self->timer < 0) {
         node_agents_destroy(&self);
         return NULL;
     }
@@ -167,7 +141,6 @@ void node_agents_destroy(node_agents_t **self_p)
     }
     agent_http_destroy(&self->http);
     agent_claude_destroy(&self->claude);
-    node_wt_destroy(self);
     agent_pool_destroy(&self->pool);
     if (self->git_init) {
         agent_worktree_global_shutdown();
@@ -175,7 +148,7 @@ void node_agents_destroy(node_agents_t **self_p)
     if (self->timer >= 0 && self->node->loop) {
         zloop_timer_end(self->node->loop, self->timer);
     }
-    if (s_config == self->cfg) {
+    if (node_strategy_config() == self->cfg) {
         node_strategy_config_set(NULL);
     }
     cfg_file_destroy(&self->own_cfg);
@@ -203,210 +176,12 @@ int node_agents_sql_prepare(db_conn_t *db)
             return -1;
         }
     }
-    return node_perm_sql_prepare(db) < 0 || node_wt_sql_prepare(db) < 0 ||
-                   node_ops_perm_sql_prepare(db) < 0 || node_claude_sql_prepare(db) < 0
-               ? -1
-               : 0;
-}
-
-/* ---- runs -------------------------------------------------------------------------------- */
-
-node_run_t *node_run_new(node_t *node, node_actor_t *actor, const cfg_strategy_t *s)
-{
-    node_agents_t *ag = node->agents;
-    node_turns_t *t = actor->turns;
-    node_run_t *run = ag && t ? calloc(1, sizeof *run) : NULL;
-    if (!run) {
-        return NULL;
-    }
-    run->agents = ag;
-    run->actor = actor;
-    run->refs = 1;
-    run->strategy = s;
-    snprintf(run->strategy_name, sizeof run->strategy_name, "%s", s ? s->name : "");
-    json_t *src = json_pack("{s:s, s:s}", "kind", "actor", "id", s ? s->name : "strategy");
-    char *text = src ? node_json_text(src) : NULL;
-    snprintf(run->source, sizeof run->source, "%s",
-             text ? text : "{\"kind\":\"actor\",\"id\":\"strategy\"}");
-    free(text);
-    json_decref(src);
-    run->next = ag->runs;
-    if (ag->runs) {
-        ag->runs->prev = run;
-    }
-    ag->runs = run;
-    t->run = run;
-    t->running = true;
-    t->end_ready = NODE_END_NONE;
-    return run;
-}
-
-void node_run_clear_calls(node_run_t *run)
-{
-    for (size_t i = 0; i < run->ncalls; i++) {
-        node_call_t *c = &run->calls[i];
-        free(c->id);
-        free(c->name);
-        json_decref(c->args);
-        free(c->result);
-        free(c->cli_request);
-        node_req_destroy(&c->ask);
-    }
-    free(run->calls);
-    run->calls = NULL;
-    run->ncalls = 0;
-}
-
-void node_run_ref(node_run_t *run)
-{
-    run->refs++;
-}
-
-void node_run_unref(node_run_t *run)
-{
-    if (--run->refs > 0) {
-        return;
-    }
-    node_claude_stop(run);
-    node_run_clear_calls(run);
-    json_decref(run->history);
-    free(run->content);
-    free(run->root);
-    free(run->error);
-    free(run);
-}
-
-void node_strategy_release(node_run_t *run)
-{
-    if (!run || !run->actor) {
-        return;
-    }
-    agent_llm_cancel(&run->req);
-    node_claude_stop(run);
-    node_agents_t *ag = run->agents;
-    if (run->prev) {
-        run->prev->next = run->next;
-    } else if (ag->runs == run) {
-        ag->runs = run->next;
-    }
-    if (run->next) {
-        run->next->prev = run->prev;
-    }
-    run->prev = run->next = NULL;
-    if (run->actor->turns && run->actor->turns->run == run) {
-        run->actor->turns->run = NULL;
-    }
-    run->actor = NULL;
-    node_run_unref(run);
-}
-
-node_t *node_run_node(const node_run_t *run)
-{
-    return run->agents->node;
-}
-
-void node_run_pump(node_run_t *run)
-{
-    if (run->actor) {
-        node_actor_t *a = run->actor;
-        node_actors_touch(run->agents->node->actors, a, util_mono_ms());
-        node_actor_pump(run->agents->node, a);
-    }
-}
-
-void node_run_fail(node_run_t *run, const char *reason)
-{
-    if (!run->actor || !run->actor->turns || run->phase == NODE_RUN_ENDING) {
-        return;
-    }
-    LOG_I("turn failed strategy=%s reason=\"%s\"", run->strategy_name, reason);
-    free(run->error);
-    run->error = strdup(reason);
-    agent_llm_cancel(&run->req);
-    node_claude_cancel(run);
-    run->phase = NODE_RUN_ENDING;
-    run->actor->turns->end_ready = NODE_END_FAILED;
-    node_run_pump(run);
-}
-
-int node_run_status(const node_run_t *run)
-{
-    for (size_t i = 0; i < run->ncalls; i++) {
-        if (run->calls[i].state == NODE_CALL_PENDING) {
-            return NODE_ST_WAITING;
-        }
-    }
-    return NODE_ST_PROCESSING;
-}
-
-bool node_strategy_waiting(const node_actor_t *actor)
-{
-    const node_turns_t *t = actor->turns;
-    return t && t->run && t->running && node_run_status(t->run) == NODE_ST_WAITING;
-}
-
-void node_run_delta(node_run_t *run, const char *text, size_t len)
-{
-    node_actor_t *a = run->actor;
-    node_turns_t *t = a ? a->turns : NULL;
-    if (!t || !len) {
-        return;
-    }
-    size_t have = t->reply ? strlen(t->reply) : 0;
-    /* Room for every NUL becoming U+FFFD (Postgres text holds no NUL). */
-    char *grown = have + 3 * len <= S_REPLY_MAX ? realloc(t->reply, have + 3 * len + 1) : NULL;
-    if (!grown) {
-        node_run_fail(run, "the model's answer is too large");
-        return;
-    }
-    char *o = grown + have;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i]) {
-            *o++ = text[i];
-        } else {
-            memcpy(o, "\xEF\xBF\xBD", 3);
-            o += 3;
-        }
-    }
-    *o = '\0';
-    text = grown + have;
-    len = (size_t)(o - text);
-    t->reply = grown;
-    t->pos = have + len;
-    s_uuid_t mid, conv;
-    util_uuid_format(t->asst_id, mid);
-    util_uuid_format(a->conv_id, conv);
-    json_t *j = json_pack("{s:s, s:s, s:I, s:s%}", "conversation_id", conv, "message_id", mid,
-                          "index", (json_int_t)t->index++, "text", text, len);
-    char *body = j ? node_json_text(j) : NULL;
-    if (body) {
-        node_event_out_t ev = {.type = "message.delta", .body = body};
-        node_publish(run->agents->node, a->team_id, a->conv_id, &ev);
-    }
-    free(body);
-    json_decref(j);
-}
-
-int node_ws_event_perm(node_ws_t *ws,
-                       const char *type,
-                       const char *source,
-                       const char *action,
-                       const uint8_t perm_id[16])
-{
-    node_actor_t *a = ws->actor;
-    s_uuid_t conv, team, pid;
-    char seq[24];
-    util_uuid_format(a->conv_id, conv);
-    util_uuid_format(a->team_id, team);
-    util_uuid_format(perm_id, pid);
-    snprintf(seq, sizeof seq, "%llu", (unsigned long long)++a->last_evt_seq);
-    const char *params[] = {team, conv, seq, type, source, action, pid};
-    return node_ws_add(ws, NODE_Q_EVT_PERM, NODE_SK_EVENT, 7, params);
+    return node_perm_sql_prepare(db) < 0 || node_claude_sql_prepare(db) < 0 ? -1 : 0;
 }
 
 /* ---- turn hooks -------------------------------------------------------------------------- */
 
-void node_strategy_add_start(node_ws_t *ws)
+static void s_add_start(node_ws_t *ws)
 {
     s_uuid_t conv, team;
     util_uuid_format(ws->actor->conv_id, conv);
@@ -417,7 +192,7 @@ void node_strategy_add_start(node_ws_t *ws)
     ws->plan.strat_ctx = i >= 0 ? i + 1 : 0;
 }
 
-void node_strategy_begin(node_t *node, node_actor_t *a, node_plan_t *plan, const char *content)
+static void s_begin(node_t *node, node_actor_t *a, node_plan_t *plan, const char *content)
 {
     const char *name = NULL;
     if (plan->ws && plan->strat_ctx > 0 && node_ws_rows(plan->ws, plan->strat_ctx - 1) > 0) {
@@ -453,10 +228,14 @@ void node_strategy_begin(node_t *node, node_actor_t *a, node_plan_t *plan, const
     node_llm_begin(run, content);
 }
 
-void node_strategy_end_json(const node_actor_t *a, node_end_t how, char **meta, char **action)
+static void s_end_json(const node_actor_t *a, node_end_t how, char **meta, char **action)
 {
     const node_turns_t *t = a->turns;
     const node_run_t *run = t->run;
+    if (!run) {
+        node_echo_end_json(a, how, meta, action);
+        return;
+    }
     s_uuid_t uid, aid;
     util_uuid_format(t->user_id, uid);
     util_uuid_format(t->asst_id, aid);
@@ -504,7 +283,7 @@ void node_strategy_end_json(const node_actor_t *a, node_end_t how, char **meta, 
     json_decref(act);
 }
 
-int node_strategy_add_end(node_t *node, node_ws_t *ws, node_end_t how)
+static int s_add_end(node_t *node, node_ws_t *ws, node_end_t how)
 {
     node_run_t *run = ws->actor->turns ? ws->actor->turns->run : NULL;
     if (!run) {
@@ -518,7 +297,7 @@ int node_strategy_add_end(node_t *node, node_ws_t *ws, node_end_t how)
     return node_perm_add_end(ws, run, how);
 }
 
-bool node_strategy_pending_write(node_t *node, node_actor_t *a)
+static bool s_pending_write(node_t *node, node_actor_t *a)
 {
     node_turns_t *t = a->turns;
     if (!t) {
@@ -547,7 +326,7 @@ bool node_strategy_pending_write(node_t *node, node_actor_t *a)
     }
 }
 
-void node_strategy_committed(node_t *node, node_actor_t *a, node_plan_t *plan)
+static void s_committed(node_t *node, node_actor_t *a, node_plan_t *plan)
 {
     node_run_t *run = a->turns ? a->turns->run : NULL;
     int32_t i = plan->strat_arg;
@@ -590,3 +369,39 @@ void node_strategy_committed(node_t *node, node_actor_t *a, node_plan_t *plan)
         node_tools_all_done(run);
     }
 }
+
+/* A run that fails: its CLI stops (the claude state stays for the end write). */
+static void s_cancel(node_run_t *run)
+{
+    node_claude_cancel(run);
+}
+
+/* A run that goes: its CLI stops and the claude state is freed. */
+static void s_stop(node_run_t *run)
+{
+    node_claude_stop(run);
+}
+
+/* A permission request of call i was decided: a claude-code CLI waiting for it is
+   answered (the HTTP strategies run or refuse the tool themselves). */
+static void s_decided(node_run_t *run, size_t i, bool allow, const json_t *input, const char *msg)
+{
+    if (run->cc) {
+        node_claude_answer(run, i, allow, input, msg);
+    }
+}
+
+const node_strategy_if_t node_strategies = {
+    .whole_turns = node_echo_is,
+    .whole_turn = node_echo_whole_turn,
+    .add_start = s_add_start,
+    .begin = s_begin,
+    .step = node_echo_step,
+    .end_json = s_end_json,
+    .add_end = s_add_end,
+    .pending_write = s_pending_write,
+    .committed = s_committed,
+    .cancel = s_cancel,
+    .stop = s_stop,
+    .decided = s_decided,
+};

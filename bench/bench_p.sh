@@ -290,7 +290,7 @@ p9_listing() {
     sql_after=$("$BICKY_BIN/bench_sql" node_conv_list_after)
     {
         IFS='|' read -r ts id < <(printf '%s' "$deep" | tr -- '-_' '+/' | base64 -d 2>/dev/null)
-        echo "-- the node's statement node_conv_list (node/node_sql.c), first page, team with $BIG rows"
+        echo "-- the node's statement node_conv_list (node/store/node_sql.c), first page, team with $BIG rows"
         echo "$sql"
         echo
         echo "-- custom plan (first executions of the prepared statement)"

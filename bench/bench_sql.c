@@ -1,5 +1,5 @@
 /*  bench_sql — prints the SQL text of one of the node's named prepared statements
-    (node/node_sql.c), so bench/run can EXPLAIN exactly what the node runs.
+    (node/store/node_sql.c), so bench/run can EXPLAIN exactly what the node runs.
     It links node_sql.c alone and stands in for db_conn_prepare, recording the
     statements instead of sending them. Usage: bench_sql NAME (no NAME: list). */
 #include "common/db_conn.h"

@@ -43,8 +43,6 @@ node_t *node_new(const node_cfg_t *cfg);
    failed and its requests answered 503 before the sockets close. */
 void node_destroy(node_t **self_p);
 
-/* The node's loop, to register extra readers (tests: a zactor pipe). */
-zloop_t *node_loop(node_t *self);
 
 /* Runs the loop until util_interrupted is set (graceful stop: new requests
    get 503, in-flight commits finish, at most ~4.5 s) or node_stop is called.
@@ -54,9 +52,6 @@ int node_run(node_t *self);
 /* Asks a running node to stop gracefully (same path as SIGTERM). Loop thread only. */
 void node_stop(node_t *self);
 
-/* Endpoints actually bound (wildcard ports resolved); borrowed strings. */
-const char *node_router_endpoint(const node_t *self);
-const char *node_pub_endpoint(const node_t *self);
 
 /* zactor body running a node in a thread (tests): args is a node_cfg_t *.
    Signals 0 on the pipe when ready (-1 on failure); stops on "$TERM". */

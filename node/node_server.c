@@ -221,11 +221,6 @@ void node_destroy(node_t **self_p)
     *self_p = NULL;
 }
 
-zloop_t *node_loop(node_t *self)
-{
-    return self->loop;
-}
-
 int node_run(node_t *self)
 {
     /* zloop_start returns 0 when a signal interrupts its poll (EINTR): the loop is
@@ -240,16 +235,6 @@ int node_run(node_t *self)
     }
     LOG_N("node stopped id=%s actors=%zu", self->cfg->id, node_actors_count(self->actors));
     return 0;
-}
-
-const char *node_router_endpoint(const node_t *self)
-{
-    return self->router_ep;
-}
-
-const char *node_pub_endpoint(const node_t *self)
-{
-    return self->pub_ep;
 }
 
 static int s_on_pipe(zloop_t *loop, zsock_t *pipe, void *arg)

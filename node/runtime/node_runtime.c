@@ -86,15 +86,19 @@ static void s_on_load_row(void *arg, db_status_t status, const db_result_t *res)
     if (status != DB_OK || db_result_rows(res) < 1) {
         return;
     }
-    int st = node_status_parse(db_result_value(res, 0, 0));
-    int busy = node_on_busy_parse(db_result_value(res, 0, 1));
+    int st = node_status_parse(db_result_value(res, 0, NODE_LOAD_STATUS));
+    int busy = node_on_busy_parse(db_result_value(res, 0, NODE_LOAD_ON_BUSY));
     a->status = (uint8_t)(st < 0 ? NODE_ST_IDLE : st);
     a->on_busy = (uint8_t)(busy < 0 ? NODE_BUSY_ENQUEUE : busy);
-    a->last_msg_seq = (uint64_t)node_parse_ll(db_result_value(res, 0, 2), 0, 0, INT64_MAX);
-    a->last_evt_seq = (uint64_t)node_parse_ll(db_result_value(res, 0, 3), 0, 0, INT64_MAX);
-    a->echo_delay_ms = (int32_t)node_parse_ll(db_result_value(res, 0, 4), -1, 0, 60000);
-    a->echo_fail_every = (int32_t)node_parse_ll(db_result_value(res, 0, 5), -1, 0, 1000000);
-    node->engine->strategy_known(node, a, db_result_value(res, 0, 6));
+    a->last_msg_seq =
+        (uint64_t)node_parse_ll(db_result_value(res, 0, NODE_LOAD_MSG_SEQ), 0, 0, INT64_MAX);
+    a->last_evt_seq =
+        (uint64_t)node_parse_ll(db_result_value(res, 0, NODE_LOAD_EVT_SEQ), 0, 0, INT64_MAX);
+    a->echo_delay_ms =
+        (int32_t)node_parse_ll(db_result_value(res, 0, NODE_LOAD_ECHO_DELAY), -1, 0, 60000);
+    a->echo_fail_every =
+        (int32_t)node_parse_ll(db_result_value(res, 0, NODE_LOAD_ECHO_FAIL), -1, 0, 1000000);
+    node->engine->strategy_known(node, a, db_result_value(res, 0, NODE_LOAD_STRATEGY));
     a->state = NODE_ACTOR_READY;
 }
 
@@ -215,10 +219,10 @@ static void s_on_idem_row(void *arg, db_status_t status, const db_result_t *res)
     if (status != DB_OK || db_result_rows(res) < 1) {
         return;
     }
-    const char *hash = db_result_value(res, 0, 0);
-    const char *resp = db_result_value(res, 0, 2);
+    const char *hash = db_result_value(res, 0, NODE_IDEM_HASH);
+    const char *resp = db_result_value(res, 0, NODE_IDEM_RESPONSE);
     ctx->found = true;
-    ctx->status = (int)node_parse_ll(db_result_value(res, 0, 1), 200, 100, 599);
+    ctx->status = (int)node_parse_ll(db_result_value(res, 0, NODE_IDEM_STATUS), 200, 100, 599);
     ctx->hash = strdup(hash ? hash : "");
     ctx->response = strdup(resp ? resp : "");
 }
@@ -346,7 +350,7 @@ static void s_reply_ok(node_t *node, node_ws_t *ws)
     node_buf_t b;
     node_buf_init(&b);
     if (!body && ws->reply_kind == NODE_REPLY_CONV) {
-        body = node_ws_value(ws, ws->touch_stmt, 0);
+        body = node_ws_value(ws, ws->touch_stmt, NODE_TOUCH_CONV_JSON);
     } else if (!body && ws->reply_kind == NODE_REPLY_MSG) {
         const char *name = node_ws_name(ws, ws->msg_stmt);
         const char *msg = node_ws_value(ws, ws->msg_stmt, 0);
@@ -376,13 +380,15 @@ static void s_commit_ok(node_t *node, node_actor_t *a, node_ws_t *ws)
 {
     node_ws_publish(node, ws);
     int t = ws->touch_stmt;
-    int st = node_status_parse(node_ws_value(ws, t, 1));
-    int busy = node_on_busy_parse(node_ws_value(ws, t, 2));
+    int st = node_status_parse(node_ws_value(ws, t, NODE_TOUCH_STATUS));
+    int busy = node_on_busy_parse(node_ws_value(ws, t, NODE_TOUCH_ON_BUSY));
     a->status = (uint8_t)(st < 0 ? a->status : st);
     a->on_busy = (uint8_t)(busy < 0 ? a->on_busy : busy);
-    a->echo_delay_ms = (int32_t)node_parse_ll(node_ws_value(ws, t, 3), -1, 0, 60000);
-    a->echo_fail_every = (int32_t)node_parse_ll(node_ws_value(ws, t, 4), -1, 0, 1000000);
-    node->engine->strategy_known(node, a, node_ws_value(ws, t, 5));
+    a->echo_delay_ms =
+        (int32_t)node_parse_ll(node_ws_value(ws, t, NODE_TOUCH_ECHO_DELAY), -1, 0, 60000);
+    a->echo_fail_every =
+        (int32_t)node_parse_ll(node_ws_value(ws, t, NODE_TOUCH_ECHO_FAIL), -1, 0, 1000000);
+    node->engine->strategy_known(node, a, node_ws_value(ws, t, NODE_TOUCH_STRATEGY));
     a->state = NODE_ACTOR_READY;
     node->engine->apply(node, a, &ws->plan);
     s_reply_ok(node, ws);

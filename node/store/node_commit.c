@@ -196,14 +196,15 @@ static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b
 {
     bool node_rendered = strcmp(s->name, NODE_Q_EVT) == 0 || strcmp(s->name, NODE_Q_EVT_EMBED) == 0;
     if (!node_rendered) {
-        return s->cols[1];
+        return s->cols[NODE_EVT_RET_JSON];
     }
     node_evt_fields_t e = {.id = (long long)id,
-                           .conversation_id = s->params[1],
-                           .seq = node_parse_ll(s->params[2], 0, 0, INT64_MAX),
-                           .type = s->params[3],
-                           .source = s->cols[1],
-                           .action = s->cols[2] ? s->cols[2] : "{}",
+                           .conversation_id = s->params[NODE_EVT_P_CONV],
+                           .seq = node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
+                           .type = s->params[NODE_EVT_P_TYPE],
+                           .source = s->cols[NODE_EVT_RET_JSON],
+                           .action =
+                               s->cols[NODE_EVT_RET_ACTION] ? s->cols[NODE_EVT_RET_ACTION] : "{}",
                            .created_at = s->params[s->nparams - 1]};
     node_render_evt(b, &e);
     return b->oom ? NULL : b->data;
@@ -214,17 +215,17 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
     uint64_t last = 0;
     for (size_t i = 0; i < ws->n; i++) {
         const node_stmt_t *s = &ws->stmts[i];
-        if (s->kind != NODE_SK_EVENT || !s->cols[0] || !s->cols[1]) {
+        if (s->kind != NODE_SK_EVENT || !s->cols[NODE_EVT_RET_ID] || !s->cols[NODE_EVT_RET_JSON]) {
             continue;
         }
-        uint64_t id = (uint64_t)node_parse_ll(s->cols[0], 0, 0, INT64_MAX);
+        uint64_t id = (uint64_t)node_parse_ll(s->cols[NODE_EVT_RET_ID], 0, 0, INT64_MAX);
         node_buf_t b;
         node_buf_init(&b);
-        /* Seq and type are parameters 2 and 3 of every event insert. */
-        node_event_out_t ev = {.id = id,
-                               .seq = (uint64_t)node_parse_ll(s->params[2], 0, 0, INT64_MAX),
-                               .type = s->params[3],
-                               .body = s_event_body(s, id, &b)};
+        node_event_out_t ev = {
+            .id = id,
+            .seq = (uint64_t)node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
+            .type = s->params[NODE_EVT_P_TYPE],
+            .body = s_event_body(s, id, &b)};
         if (ev.body) {
             node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
         } else {

@@ -14,6 +14,41 @@
 
 /* Registers every prepared statement on db. -1 on failure. */
 int node_sql_prepare(db_conn_t *db);
+/* Named result columns and parameters of the statements whose results are read by
+   position (node_sql.c keeps each statement's SQL in this order). */
+typedef enum { /* NODE_Q_CONV_LOAD: the row an actor is activated from */
+               NODE_LOAD_STATUS,
+               NODE_LOAD_ON_BUSY,
+               NODE_LOAD_MSG_SEQ,
+               NODE_LOAD_EVT_SEQ,
+               NODE_LOAD_ECHO_DELAY,
+               NODE_LOAD_ECHO_FAIL,
+               NODE_LOAD_STRATEGY
+} node_load_col_t;
+typedef enum { /* NODE_Q_CONV_TOUCH / _TOUCH_LITE (and each row of NODE_Q_TOUCH_MULTI
+                  after its id): what a write set leaves the actor with */
+               NODE_TOUCH_CONV_JSON, /* the conversation's JSON (NULL in the lite touch) */
+               NODE_TOUCH_STATUS,
+               NODE_TOUCH_ON_BUSY,
+               NODE_TOUCH_ECHO_DELAY,
+               NODE_TOUCH_ECHO_FAIL,
+               NODE_TOUCH_STRATEGY
+} node_touch_col_t;
+typedef enum { /* NODE_Q_IDEM_GET */
+               NODE_IDEM_HASH,
+               NODE_IDEM_STATUS,
+               NODE_IDEM_RESPONSE
+} node_idem_col_t;
+/* Every event insert (NODE_Q_EVT*, NODE_Q_EVT_PERM...) returns the event id first, then
+   (rendered by Postgres) the event's JSON or (NODE_Q_EVT, _EMBED) its stored source and
+   action; its parameters begin team, conversation, seq, type, and end with the time. */
+#define NODE_EVT_RET_ID     0
+#define NODE_EVT_RET_JSON   1 /* or the stored source */
+#define NODE_EVT_RET_ACTION 2
+#define NODE_EVT_P_CONV     1
+#define NODE_EVT_P_SEQ      2
+#define NODE_EVT_P_TYPE     3
+
 /* Statement names. */
 #define NODE_Q_CONV_LOAD       "node_conv_load"
 #define NODE_Q_CONV_INSERT     "node_conv_insert"

@@ -54,11 +54,6 @@ void node_sched_destroy(node_sched_t **self_p)
     *self_p = NULL;
 }
 
-size_t node_sched_size(const node_sched_t *self)
-{
-    return self->n;
-}
-
 static void s_set(node_sched_t *self, size_t i, s_entry_t e)
 {
     self->heap[i] = e;

@@ -285,8 +285,6 @@ void node_sched_destroy(node_sched_t **self_p);
 int node_sched_at(node_sched_t *self, node_actor_t *actor, int64_t due_ms);
 /* Cancels the actor's wake-up if any. */
 void node_sched_cancel(node_sched_t *self, node_actor_t *actor);
-/* Scheduled wake-ups. */
-size_t node_sched_size(const node_sched_t *self);
 
 /* ---- recovery on activation (node_recover.c) --------------------------------------------- */
 

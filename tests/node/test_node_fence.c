@@ -310,7 +310,9 @@ Test(node_fence, uncommitted_claim_costs_at_most_the_lock_timeout, .timeout = 60
     uint8_t conv[16], other[16];
     s_conv_of(members, 1, t.cfg.id, conv);
     s_conv_of(members, 1, t.cfg.id, other);
-    s_wait_owner(&t, conv);
+    /* Waits on the other conversation: conv.get warms the actor of the conversation it
+       reads, and that activation's claim could land after the insert below. */
+    s_wait_owner(&t, other);
     /* The conversation exists but nobody claimed it; a stopped claimant's transaction
        inserted its claim and never ended. */
     s_exec(&t, "INSERT INTO conversations (id, team_id) VALUES ('%s', '%s')", s_id(conv).s,

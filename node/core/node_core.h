@@ -84,7 +84,7 @@ void node_publish(node_t *node,
                   const uint8_t conv[16],
                   const node_event_out_t *ev);
 
-/* ---- requests and replies (node_dispatch.c) ---------------------------------------------- */
+/* ---- requests and replies (node_reply.c) ------------------------------------------------- */
 
 typedef struct node_req_t {
     zframe_t *identity;  /* ROUTER peer frame (owned) */

@@ -49,12 +49,8 @@ int node_perm_call_of(const node_run_t *run, const uint8_t perm_id[16]);
 int node_perm_add_end(node_ws_t *ws, node_run_t *run, node_end_t how);
 /* Marks requests past their expiry (timer). */
 void node_perm_tick(node_run_t *run, int64_t now_wall_ms);
-/* Starts recovering actor's turn left waiting for a permission. */
-void node_perm_recover(node_t *node, node_actor_t *actor);
 /* Registers the permission statements. */
 int node_perm_sql_prepare(db_conn_t *db);
-/* Sweeps the database for expired requests of conversations this node owns. */
-void node_perm_sweep(node_agents_t *agents);
 
 /* The decision of perm.decide, built by node_ops_perm.c. */
 typedef struct {

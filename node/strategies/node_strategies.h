@@ -16,6 +16,13 @@ void node_agents_destroy(node_agents_t **self_p);
 /* Registers the statements of the strategies and permissions on db. -1 on failure. */
 int node_agents_sql_prepare(db_conn_t *db);
 
+/* ---- a turn left waiting for a permission (node_perm_recover.c) ------------------------ */
+
+/* Starts recovering actor's turn left waiting for a permission. */
+void node_perm_recover(node_t *node, node_actor_t *actor);
+/* Sweeps the database for expired requests of conversations this node owns. */
+void node_perm_sweep(node_agents_t *agents);
+
 /* ---- echo (node_echo.c) ------------------------------------------------------------------ */
 
 #define NODE_ECHO_BURST 64 /* deltas per scheduler step when delay is 0 */

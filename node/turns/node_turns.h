@@ -212,7 +212,7 @@ void node_run_delta(node_run_t *run, const char *text, size_t len);
 /* Status the conversation has after a write of this run (waiting or processing). */
 int node_run_status(const node_run_t *run);
 
-/* ---- turns (node_turn.c) and echo (node_echo.c) ------------------------------------------ */
+/* ---- turn state (node_turn.c) ------------------------------------------------------------- */
 
 typedef struct node_pending_t node_pending_t;
 
@@ -253,7 +253,7 @@ bool node_turn_running(const node_actor_t *actor);
 /* Queued turns. */
 uint32_t node_turn_queued(const node_actor_t *actor);
 
-/* ---- turns (node_turn.c) and echo (node_echo.c) ------------------------------------------ */
+/* ---- the turn engine (node_turn.c) -------------------------------------------------------- */
 
 /* True when a message posted by this write (whose running turn ends with end) starts a
    turn at once: nothing runs, nothing waits, no back-off, conversation open. */

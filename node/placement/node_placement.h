@@ -117,9 +117,6 @@ node_claims_t *node_fence_claims(node_t *node);
    are freed now (claims released), busy ones after their in-flight commit / running
    turn. Logs the hand-off's progress until no such actor is left. */
 void node_handoff_rehome(node_t *node);
-/* A conversation-bound read: activates the conversation's actor when none is
-   resident (so a conversation left mid-turn by a lost node is recovered). */
-void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16]);
 /* The Postgres uuid[] literal of ids[0..n); malloc'd, NULL on OOM (node_fence.c). */
 char *node_uuid_array(const uint8_t (*ids)[16], size_t n);
 

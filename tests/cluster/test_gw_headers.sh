@@ -2,6 +2,9 @@
 # test_gw_headers.sh — the gateway's per-connection memory pool (4 KiB, issue 6
 # P7) against large requests:
 #  - requests with 3 KiB of extra headers are served (API call, SSE stream);
+#  - the gateway's own limits answer the API's JSON error: a head (request
+#    line and headers) over 3584 bytes is 431 headers_too_large, a request
+#    target over 2048 bytes is 414 uri_too_long; at the limits: 200;
 #  - an 8 KiB Authorization header, four 2 KiB headers, 16 KiB and 64 KiB of
 #    headers are either served or refused cleanly (431/414/413/400/401), quickly,
 #    never a hang or a crash; a request line of 6 KiB likewise;
@@ -52,7 +55,48 @@ t_check "SSE stream with a 3 KiB header: served, stored events arrive" \
     grep -q 'event: message.created' "$TC_VAR/sse1"
 t_check "a post went through ($mid)" test -n "$mid"
 
+# ---------------------------------------------------------------- the gateway's own limits: JSON
+
+# Whether the last answer is the API's JSON error with this status and code.
+json_error() {
+    [[ $TC_CODE == "$1" && $(tc_header Content-Type) == application/json* &&
+        $(tc_jq .code) == "$2" && -n $(tc_jq .error) ]]
+}
+# req_head SIZE PATH: GET PATH whose head is SIZE bytes as the gateway counts
+# it (request line, "name: value" CRLF per header, final CRLF). curl's own
+# User-Agent and Accept are removed: Host, X-Pad and (unless TC_TOKEN is -)
+# Authorization remain.
+req_head() {
+    local host=${BICKY_URL#http://} fixed
+    # "GET " PATH " HTTP/1.1" CRLF, "Host: " host CRLF, "X-Pad: " CRLF, CRLF.
+    fixed=$((4 + ${#2} + 11 + 8 + ${#host} + 9 + 2))
+    if [[ $TC_TOKEN != - ]]; then
+        fixed=$((fixed + 24 + ${#TC_TOKEN})) # "Authorization: Bearer " CRLF
+    fi
+    tc_req GET "$2" "" -H 'User-Agent:' -H 'Accept:' -H "X-Pad: $(pad $(($1 - fixed)))"
+}
+TC_TOKEN=- req_head 3584 /health
+t_check "a head of 3584 bytes (the limit): 200 ($TC_CODE)" test "$TC_CODE" = 200
+TC_TOKEN=- req_head 3585 /health
+t_check "a head of 3585 bytes: 431 JSON headers_too_large ($TC_CODE $(head -c 80 <<<"$TC_BODY"))" \
+    json_error 431 headers_too_large
+req_head 3584 "/api/conversations/$c"
+t_check "an API call with a head of 3584 bytes: 200 ($TC_CODE)" test "$TC_CODE" = 200
+req_head 3585 "/api/conversations/$c"
+t_check "an API call with a head of 3585 bytes: 431 JSON ($TC_CODE $(head -c 80 <<<"$TC_BODY"))" \
+    json_error 431 headers_too_large
+TC_TOKEN=- tc_req GET "/health?p=$(pad 2038)"
+t_check "a request target of 2048 bytes (the limit): 200 ($TC_CODE)" test "$TC_CODE" = 200
+TC_TOKEN=- tc_req GET "/health?p=$(pad 2039)"
+t_check "a request target of 2049 bytes: 414 JSON uri_too_long ($TC_CODE $(head -c 80 <<<"$TC_BODY"))" \
+    json_error 414 uri_too_long
+tc_req GET "/api/conversations?cursor=$(pad 3000)"
+t_check "a 3 KiB query on an API route: 414 JSON ($TC_CODE $(head -c 80 <<<"$TC_BODY"))" \
+    json_error 414 uri_too_long
+
 # ---------------------------------------------------------------- refused cleanly
+# Past the 4 KiB pool libmicrohttpd answers 431/414 itself (HTML body) or
+# closes: still a clean refusal.
 
 big=$(pad 8192)
 ms0=$(bk_now_ms)

@@ -2,6 +2,7 @@
 # test_gw_headers.sh — the gateway's per-connection memory pool (4 KiB, issue 6
 # P7) against large requests:
 #  - requests with 3 KiB of extra headers are served (API call, SSE stream);
+#  - SSE answers carry Content-Type: text/event-stream; charset=utf-8;
 #  - the gateway's own limits answer the API's JSON error: a head (request
 #    line and headers) over 3584 bytes is 431 headers_too_large, a request
 #    target over 2048 bytes is 414 uri_too_long; at the limits: 200;
@@ -54,6 +55,17 @@ curl -s -N -m 3 -H "Authorization: Bearer $BICKY_TOKEN" -H "X-Pad: $P3K" \
 t_check "SSE stream with a 3 KiB header: served, stored events arrive" \
     grep -q 'event: message.created' "$TC_VAR/sse1"
 t_check "a post went through ($mid)" test -n "$mid"
+# The media type of every SSE answer names its charset.
+sse_type() {
+    curl -s -N -m 1 -D "$TC_VAR/sse.hdrs" -o /dev/null -H "Authorization: Bearer $BICKY_TOKEN" \
+        -H "Accept: text/event-stream" "$BICKY_URL$1"
+    tr -d '\r' <"$TC_VAR/sse.hdrs" | awk -F': ' 'tolower($1) == "content-type" { print $2 }'
+}
+for p in "/api/conversations/$c/events?after=0" /api/stream; do
+    ct=$(sse_type "$p")
+    t_check "SSE $p: Content-Type: text/event-stream; charset=utf-8 ($ct)" \
+        test "$ct" = "text/event-stream; charset=utf-8"
+done
 
 # ---------------------------------------------------------------- the gateway's own limits: JSON
 

@@ -1,6 +1,8 @@
 /*  cfg — flags and environment variables from one table. Main thread only. */
 #include "common/cfg.h"
 
+#include "common/util.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@ static int s_set(const cfg_opt_t *o, const char *value, const char *origin)
 {
     switch (o->kind) {
         case CFG_STR:
+        case CFG_CONNINFO:
             *(const char **)o->target = value;
             return 0;
         case CFG_INT: {
@@ -45,9 +48,11 @@ void cfg_usage(const char *prog, const char *usage, const cfg_opt_t *opts)
 {
     printf("Usage: %s %s\n\nOptions (flag, environment variable, default):\n", prog, usage);
     for (const cfg_opt_t *o = opts; o->flag; o++) {
-        char def[64] = "";
+        char def[256] = "";
         if (o->kind == CFG_STR && *(const char **)o->target) {
             snprintf(def, sizeof def, "%s", *(const char **)o->target);
+        } else if (o->kind == CFG_CONNINFO && *(const char **)o->target) {
+            util_mask_conninfo(*(const char **)o->target, def, sizeof def);
         } else if (o->kind == CFG_INT) {
             snprintf(def, sizeof def, "%ld", *(long *)o->target);
         } else if (o->kind == CFG_BOOL) {

@@ -6,13 +6,16 @@
 
 #include <stdbool.h>
 
-typedef enum { CFG_STR, CFG_INT, CFG_BOOL } cfg_kind_t;
+/* CFG_CONNINFO is a string that may hold a password (a libpq conninfo or
+   postgresql:// URL): parsed like CFG_STR, printed by --help only through
+   util_mask_conninfo. */
+typedef enum { CFG_STR, CFG_INT, CFG_BOOL, CFG_CONNINFO } cfg_kind_t;
 
 typedef struct {
     const char *flag; /* long flag, e.g. "--http-port" */
     const char *env;  /* environment variable or NULL */
     cfg_kind_t kind;  /* type of *target */
-    void *target;     /* const char ** (CFG_STR), long * (CFG_INT), bool * (CFG_BOOL) */
+    void *target;     /* const char ** (CFG_STR, CFG_CONNINFO), long *, bool * */
     long min, max;    /* accepted range for CFG_INT */
     const char *help; /* one line for --help */
 } cfg_opt_t;
@@ -31,7 +34,9 @@ int cfg_parse(const char *prog,
               int *rest_argc,
               char ***rest_argv);
 
-/* Prints the usage text and the option table on stdout. */
+/* Prints the usage text and the option table on stdout, each option with its
+   current value (default, or from the environment); CFG_CONNINFO values
+   with their password masked. */
 void cfg_usage(const char *prog, const char *usage, const cfg_opt_t *opts);
 
 #endif

@@ -64,32 +64,6 @@ static void s_clean_message(const char *msg, const char *password, char *out, si
     out[k] = 0;
 }
 
-void db_schema_mask_conninfo(const char *conninfo, char *out, size_t outlen)
-{
-    if (!out || outlen == 0) {
-        return;
-    }
-    out[0] = 0;
-    PQconninfoOption *opts = PQconninfoParse(conninfo ? conninfo : "", NULL);
-    if (!opts) {
-        /* libpq's parse error may quote the text around a password: don't echo it. */
-        snprintf(out, outlen, "(unparseable conninfo)");
-        return;
-    }
-    size_t k = 0;
-    for (PQconninfoOption *o = opts; o->keyword && k + 1 < outlen; o++) {
-        if (!o->val || !*o->val) {
-            continue;
-        }
-        const char *v = strcmp(o->keyword, "password") ? o->val : "***";
-        bool quote = strchr(v, ' ') != NULL;
-        int n = snprintf(out + k, outlen - k, "%s%s=%s%s%s", k ? " " : "", o->keyword,
-                         quote ? "'" : "", v, quote ? "'" : "");
-        k = n < 0 || (size_t)n >= outlen - k ? outlen - 1 : k + (size_t)n;
-    }
-    PQconninfoFree(opts);
-}
-
 /* ---- connection and small query helpers --------------------------------- */
 
 static void s_quiet_notice(void *arg, const char *message)
@@ -116,7 +90,7 @@ PGconn *db_schema_connect(
         return conn;
     }
     char masked[512], password[256], why[512];
-    db_schema_mask_conninfo(conninfo, masked, sizeof masked);
+    util_mask_conninfo(conninfo, masked, sizeof masked);
     s_password(conninfo, password, sizeof password);
     s_clean_message(conn ? PQerrorMessage(conn) : "out of memory", password, why, sizeof why);
     snprintf(err, errlen, "cannot connect to the database (%s): %s", masked, why);

@@ -59,17 +59,13 @@ struct pg_conn;
    connect_timeout timeout_s unless conninfo sets one, application_name
    app_name unless conninfo sets one, NOTICEs silenced. Returns the
    connection (the caller PQfinish-es it), or NULL with a one-line reason in
-   err that names the masked conninfo and never the password. */
+   err that names the conninfo masked by util_mask_conninfo and never the
+   password. */
 struct pg_conn *db_schema_connect(
     const char *conninfo, const char *app_name, int timeout_s, char *err, size_t errlen);
 
 /* Makes one line of a libpq message (whitespace runs → one space, tail
    trimmed) into out. */
 void db_schema_error_line(const char *msg, char *out, size_t outlen);
-
-/* Writes a printable form of conninfo (key=value or URI) into out with any
-   password replaced by "***", e.g. "host=/tmp/pg port=5432 dbname=bicky".
-   Use it whenever a conninfo goes into a log line or an error. */
-void db_schema_mask_conninfo(const char *conninfo, char *out, size_t outlen);
 
 #endif

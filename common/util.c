@@ -1,12 +1,14 @@
-/*  util — UUIDs, clocks, hashing, tokens and the interrupt flag. */
+/*  util — UUIDs, clocks, hashing, tokens, conninfo masking and the interrupt flag. */
 #include "common/util.h"
 
+#include <ctype.h>
 #include <czmq.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <uuid/uuid.h>
 
@@ -196,6 +198,176 @@ static void s_on_signal(int sig)
 {
     (void)sig;
     util_interrupted = 1;
+}
+
+/* ---- conninfo masking ---------------------------------------------------- */
+
+typedef struct {
+    char *buf;   /* NUL-terminated output */
+    size_t size; /* capacity of buf, NUL included */
+    size_t len;  /* bytes written, at most size - 1 */
+} mask_out_t;
+
+static void s_put(mask_out_t *o, const char *text, size_t n)
+{
+    size_t room = o->size - 1 - o->len;
+    n = n < room ? n : room;
+    memcpy(o->buf + o->len, text, n);
+    o->len += n;
+    o->buf[o->len] = 0;
+}
+
+/* True when a key (percent-decoded when from a URL) names a password, in any
+   case. A key too long to check is taken for one. */
+static bool s_secret_key(const char *key, size_t n, bool url)
+{
+    char low[64];
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)key[i];
+        if (url && c == '%' && i + 2 < n && s_hex(key[i + 1]) >= 0 && s_hex(key[i + 2]) >= 0) {
+            c = s_hex(key[i + 1]) * 16 + s_hex(key[i + 2]);
+            i += 2;
+        }
+        if (k + 1 >= sizeof low) {
+            return true;
+        }
+        low[k++] = (char)tolower(c);
+    }
+    low[k] = 0;
+    return strstr(low, "password") != NULL;
+}
+
+/* The URL form, split as libpq splits it: the user part ends at an '@' before
+   the first '/' (the last such '@', so a password holding '@' stays hidden),
+   and its password starts after the first ':'. Query parameters are key=value
+   separated by '&'. */
+static void s_mask_url(const char *url, size_t scheme_len, mask_out_t *o)
+{
+    const char *auth = url + scheme_len;
+    const char *at = NULL;
+    for (const char *p = auth; *p && *p != '/'; p++) {
+        if (*p == '@') {
+            at = p;
+        }
+    }
+    const char *p = url;
+    if (at) {
+        const char *colon = memchr(auth, ':', (size_t)(at - auth));
+        if (colon) {
+            s_put(o, url, (size_t)(colon + 1 - url));
+            s_put(o, "***", 3);
+            p = at;
+        }
+    }
+    const char *query = strchr(at ? at : auth, '?');
+    if (!query) {
+        s_put(o, p, strlen(p));
+        return;
+    }
+    s_put(o, p, (size_t)(query + 1 - p));
+    for (p = query + 1; *p;) {
+        size_t n = strcspn(p, "&"), k = strcspn(p, "=&");
+        if (k < n && s_secret_key(p, k, true)) {
+            s_put(o, p, k + 1);
+            s_put(o, "***", 3);
+        } else {
+            s_put(o, p, n);
+        }
+        p += n;
+        if (*p) {
+            s_put(o, p++, 1);
+        }
+    }
+}
+
+/* Skips one value the way libpq's conninfo parser reads it (quoted with
+   backslash escapes, or up to the next whitespace); NULL when unterminated. */
+static const char *s_skip_value(const char *p)
+{
+    if (*p != '\'') {
+        for (; *p && !isspace((unsigned char)*p); p++) {
+            if (*p == '\\' && p[1]) {
+                p++;
+            }
+        }
+        return p;
+    }
+    for (p++; *p != '\''; p++) {
+        if (!*p) {
+            return NULL;
+        }
+        if (*p == '\\' && p[1]) {
+            p++;
+        }
+    }
+    return p + 1;
+}
+
+/* The key=value form; -1 where libpq would report a syntax error. */
+static int s_mask_pairs(const char *text, mask_out_t *o)
+{
+    const char *p = text;
+    while (*p) {
+        const char *start = p;
+        while (isspace((unsigned char)*p)) {
+            p++;
+        }
+        const char *key = p;
+        while (*p && *p != '=' && !isspace((unsigned char)*p)) {
+            p++;
+        }
+        size_t key_len = (size_t)(p - key);
+        while (isspace((unsigned char)*p)) {
+            p++;
+        }
+        if (key_len == 0 && !*p) {
+            s_put(o, start, (size_t)(p - start));
+            break;
+        }
+        if (*p != '=') {
+            return -1;
+        }
+        for (p++; isspace((unsigned char)*p);) {
+            p++;
+        }
+        const char *value = p;
+        if (!(p = s_skip_value(p))) {
+            return -1;
+        }
+        s_put(o, start, (size_t)(value - start));
+        if (s_secret_key(key, key_len, false)) {
+            s_put(o, "***", 3);
+        } else {
+            s_put(o, value, (size_t)(p - value));
+        }
+    }
+    return 0;
+}
+
+void util_mask_conninfo(const char *conninfo, char *out, size_t outlen)
+{
+    if (!out || outlen == 0) {
+        return;
+    }
+    mask_out_t o = {out, outlen, 0};
+    out[0] = 0;
+    const char *text = conninfo ? conninfo : "";
+    /* libpq takes only these two prefixes for the URL form. */
+    static const char *const schemes[] = {"postgresql://", "postgres://"};
+    for (size_t i = 0; i < sizeof schemes / sizeof schemes[0]; i++) {
+        if (strncasecmp(text, schemes[i], strlen(schemes[i])) == 0) {
+            s_mask_url(text, strlen(schemes[i]), &o);
+            return;
+        }
+    }
+    if (s_mask_pairs(text, &o) < 0) {
+        /* Where the parse fails libpq and we may disagree on what the
+           password is: show nothing of it. */
+        o.len = 0;
+        out[0] = 0;
+        s_put(&o, "(unparseable conninfo)", 22);
+    }
 }
 
 void util_signals_install(void)

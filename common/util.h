@@ -1,6 +1,7 @@
 /*  util — small helpers every process uses: UUIDs, clocks, hashing, tokens,
-    process-wide interrupt handling. Thread-safe (no shared state) except
-    util_signals_install, which main calls once before any thread starts. */
+    conninfo masking, process-wide interrupt handling. Thread-safe (no shared
+    state) except util_signals_install, which main calls once before any
+    thread starts. */
 #ifndef BICKY_UTIL_H
 #define BICKY_UTIL_H
 
@@ -36,6 +37,17 @@ void util_time_format(int64_t wall_ms, char out[32]);
 /* Stable 64-bit hash of bytes (FNV-1a 64 mixed with the murmur3 finaliser);
    identical in every process and across restarts. */
 uint64_t util_hash64(const void *data, size_t len);
+
+/* Writes conninfo (libpq key=value form, or a postgresql:// / postgres:// URL)
+   into out with every password replaced by "***": the value of a key that
+   names a password (password, sslpassword; in the URL's query too) and the
+   password of a URL's user:password@. Everything else is kept as written,
+   e.g. "host=/tmp/pg password=*** dbname=b", "postgresql://bob:***@h/db".
+   A key=value string libpq would refuse gives "(unparseable conninfo)".
+   Truncated to outlen - 1 bytes (a password never reaches out). Use it
+   wherever a conninfo is printed or logged. Borrows conninfo (may be NULL);
+   any thread. */
+void util_mask_conninfo(const char *conninfo, char *out, size_t outlen);
 
 /* Process-wide stop flag set by SIGTERM/SIGINT (installed by util_signals_install,
    which also disables czmq's own handlers: call it before creating any socket). */

@@ -358,6 +358,7 @@ struct gw_req_t {
     char *body;                               /* request body (owned, NUL-terminated) */
     size_t body_len;                          /* bytes of body */
     bool too_large;                           /* body passed --max-body */
+    int head_status;                          /* 414/431: request head over our limit */
     size_t discarded;                         /* body bytes dropped past the limit */
     bool suspended;                           /* MHD connection suspended by us */
     gw_req_state_t state;                     /* lifecycle */

@@ -18,6 +18,40 @@
 /* A chunked body past --max-body is read and dropped up to this much more
    (to answer 413), then the connection is closed. */
 #define S_DISCARD_MAX (16u * 1024 * 1024)
+/* The request head's limits, checked here so that what the gateway gets to
+   see is refused with the API's JSON error. They sit just below what
+   libmicrohttpd's 4 KiB connection pool holds (S_MHD_MEMORY in gw_server.c:
+   about 3.6 KiB of request line and headers, less the answer's headers).
+   Past the pool libmicrohttpd 0.9.75 answers 431 or 414 itself, before any
+   callback of ours runs, with a fixed HTML body that no option replaces; a
+   bigger pool would cost memory on every SSE client (docs/performance.md). */
+#define S_MAX_TARGET 2048 /* path and query, percent-decoded → 414 */
+#define S_MAX_HEAD   3584 /* request line and header lines → 431 */
+
+/* Adds one header line ("name: value\r\n") or query argument ("name=value&")
+   to the byte count in cls. */
+static enum MHD_Result
+s_count_bytes(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    size_t *bytes = cls;
+    *bytes += strlen(key) + (value ? strlen(value) : 0) + (kind == MHD_HEADER_KIND ? 4 : 2);
+    return MHD_YES;
+}
+
+/* 414 when the request target is over S_MAX_TARGET, 431 when the whole head
+   is over S_MAX_HEAD, else 0. */
+static int
+s_head_status(struct MHD_Connection *conn, const char *url, const char *method, const char *version)
+{
+    size_t target = strlen(url ? url : "/"), headers = 0;
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, s_count_bytes, &target);
+    if (target > S_MAX_TARGET) {
+        return 414;
+    }
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, s_count_bytes, &headers);
+    size_t line = strlen(method) + target + strlen(version ? version : "") + 4;
+    return line + headers + 2 > S_MAX_HEAD ? 431 : 0;
+}
 
 static gw_req_t *
 s_req_new(gw_server_t *srv, struct MHD_Connection *conn, const char *url, const char *method)
@@ -93,13 +127,19 @@ static bool s_is_json(const char *ctype)
     return c == 0 || c == ';' || c == ' ' || c == '\t';
 }
 
-/* Runs the route: 404/405, 413, 415, then auth and the handler. */
+/* Runs the route: 414/431, 404/405, 413, 415, then auth and the handler. */
 static void s_dispatch(gw_req_t *req)
 {
     gw_server_t *srv = req->srv;
     req->state = GW_REQ_RUNNING;
     req->deadline_ms = util_mono_ms() + srv->cfg->request_timeout_ms;
-    if (!req->route) {
+    if (req->head_status == 414) {
+        gw_req_fail(req, 414, "uri_too_long", "the request target is longer than %d bytes",
+                    S_MAX_TARGET);
+    } else if (req->head_status == 431) {
+        gw_req_fail(req, 431, "headers_too_large",
+                    "the request line and headers are larger than %d bytes", S_MAX_HEAD);
+    } else if (!req->route) {
         if (req->miss_status == 405) {
             gw_req_fail(req, 405, "method_not_allowed", "%s is not allowed on %s", req->method,
                         req->path);
@@ -158,6 +198,12 @@ enum MHD_Result gw_http_access(void *cls,
         /* First call: headers only. Answering now would close the connection. */
         req = s_req_new(cls, conn, url, method);
         *req_cls = req;
+        if (req) {
+            /* Answered after the body, like any request: the answer is
+               queued on the second call, keeps the connection and leaves
+               more of the pool for its headers. */
+            req->head_status = s_head_status(conn, url, method, version);
+        }
         if (req && req->too_large) {
             /* Content-Length is over the limit: answer 413 before reading the
                body; answering on the first call also closes the connection. */

@@ -337,7 +337,7 @@ static void s_begin_stream(gw_sse_t *c)
         s_setup_fail(c, 503, "{\"error\":\"out of memory\",\"code\":\"unavailable\"}", 1);
         return;
     }
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream; charset=utf-8");
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(resp, "X-Accel-Buffering", "no");
     /* A first comment lets the headers and a first chunk leave at once. */

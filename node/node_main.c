@@ -28,7 +28,7 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
         {"--bind", "BICKY_NODE_BIND", CFG_STR, &cfg->bind, 0, 0, "ROUTER endpoint (API requests)"},
         {"--pub-bind", "BICKY_NODE_PUB_BIND", CFG_STR, &cfg->pub_bind, 0, 0,
          "PUB endpoint (events)"},
-        {"--database-url", "BICKY_DATABASE_URL", CFG_STR, &cfg->database_url, 0, 0,
+        {"--database-url", "BICKY_DATABASE_URL", CFG_CONNINFO, &cfg->database_url, 0, 0,
          "Postgres conninfo (required)"},
         {"--weight", "BICKY_NODE_WEIGHT", CFG_INT, &cfg->weight, 1, 64, "ring weight"},
         {"--actor-idle-s", "BICKY_ACTOR_IDLE_S", CFG_INT, &cfg->actor_idle_s, 1, 86400,

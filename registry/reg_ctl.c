@@ -76,7 +76,7 @@ static void s_merge_opts(reg_ctl_t *ctl, const cfg_opt_t *opts, cfg_opt_t *out)
                            "comma list of registry ROUTER endpoints, tried in turn"};
     out[k++] = (cfg_opt_t){"--database-url",
                            "BICKY_DATABASE_URL",
-                           CFG_STR,
+                           CFG_CONNINFO,
                            &ctl->database_url,
                            0,
                            0,

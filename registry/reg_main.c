@@ -43,7 +43,7 @@ int main(int argc, char **argv)
         {"--bind", "BICKY_REGISTRY_BIND", CFG_STR, &bind, 0, 0, "ROUTER endpoint for requests"},
         {"--pub-bind", "BICKY_REGISTRY_PUB_BIND", CFG_STR, &pub_bind, 0, 0,
          "PUB endpoint for ring updates (advertised: must be connectable)"},
-        {"--database-url", "BICKY_DATABASE_URL", CFG_STR, &database_url, 0, 0,
+        {"--database-url", "BICKY_DATABASE_URL", CFG_CONNINFO, &database_url, 0, 0,
          "libpq conninfo or postgresql:// URL (required)"},
         {"--dead-after-ms", "BICKY_DEAD_AFTER_MS", CFG_INT, &dead_after_ms, 200, 3600000,
          "heartbeat silence after which a node is dead"},

@@ -62,17 +62,30 @@ bk_install_packages() {
 
 # ---------------------------------------------------------------- build
 
-# bk_build BUILD_DIR [cmake -D options...]: configures (when needed) and builds.
+# bk_build BUILD_DIR [cmake -D options...] [-- TARGET...]: configures and
+# builds TARGETs (default: everything, tests included). A configure of an
+# unchanged tree changes no compile flags, so a re-run rebuilds nothing.
+# The daemon targets, all that deploy/local/up runs:
+# shellcheck disable=SC2034 # used by deploy/local/up
+BK_DAEMON_TARGETS=(bicky-registry bicky-node bicky-gateway bickyctl bicky-mcp-permission)
 bk_build() {
-    local dir=$1
+    local dir=$1 opts=() targets=()
     shift
-    bk_say "building $dir"
-    cmake -S "$BK_ROOT" -B "$dir" "$@" >"$dir.configure.log" 2>&1 || {
+    while (($#)) && [[ $1 != -- ]]; do
+        opts+=("$1")
+        shift
+    done
+    if (($#)); then
+        shift
+        targets=(--target "$@")
+    fi
+    bk_say "building $dir${targets[*]:+ (${targets[*]:1})}"
+    cmake -S "$BK_ROOT" -B "$dir" "${opts[@]}" >"$dir.configure.log" 2>&1 || {
         cat "$dir.configure.log" >&2
         bk_die "cmake configure failed for $dir"
     }
     rm -f "$dir.configure.log"
-    cmake --build "$dir" -j "${BICKY_JOBS:-2}"
+    cmake --build "$dir" -j "${BICKY_JOBS:-2}" "${targets[@]}"
 }
 
 # ---------------------------------------------------------------- processes

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # test_smoke.sh — end to end: deploy/local/up -d starts a real cluster (own
 # Postgres, registry, 2 nodes, gateway) from $BICKY_BIN in a temporary
-# BICKY_VAR; we check readiness, membership, a node crash and its restart,
-# hostile bytes on every ZeroMQ and HTTP port, then deploy/local/down leaves
-# no process behind, every process exited 0 on SIGTERM and no sanitizer spoke.
+# BICKY_VAR; we check --help masks the database password, readiness,
+# membership, the database URL passed only in the environment, a node crash
+# and its restart, hostile bytes on every ZeroMQ and HTTP port, then
+# deploy/local/down leaves no process behind, every process exited 0 on
+# SIGTERM and no sanitizer spoke.
 # Env: BICKY_BIN (binaries under test), BICKY_SRC (source tree), optional
 # BICKY_TEST_TMPDIR (parent of the temporary dir), BICKY_TEST_KEEP=1.
 set -uo pipefail
@@ -103,6 +105,46 @@ cluster_answers() {
     t_check "$what: GET /api/conversations is 200 (got $s)" test "$s" = 200
 }
 
+# True when no process of the cluster has the database URL on its command
+# line (ps shows it to every user): registry and nodes get it in their
+# environment, the gateway not at all.
+url_only_in_env() {
+    local n pid env
+    for n in registry n1 n2 gateway; do
+        pid=$(bk_read_pid "$VAR/run/$n.pid")
+        [[ -n $pid ]] || return 1
+        if tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -e --database-url -e "$BICKY_DATABASE_URL"; then
+            echo "$n (pid $pid) has the database URL on its command line"
+            return 1
+        fi
+        env=$(tr '\0' '\n' <"/proc/$pid/environ" | grep -c '^BICKY_DATABASE_URL=')
+        if [[ $n == gateway && $env != 0 ]] || [[ $n != gateway && $env != 1 ]]; then
+            echo "$n (pid $pid): $env BICKY_DATABASE_URL in its environment"
+            return 1
+        fi
+    done
+}
+
+# True when `$1 --help` with a password in BICKY_DATABASE_URL (both forms)
+# shows the URL masked and never the password.
+help_masks_password() {
+    local url out
+    for url in 'host=/tmp/x port=1 user=u password=s3cretpw dbname=d' \
+        'postgresql://u:s3cretpw@127.0.0.1:1/d'; do
+        out=$(BICKY_DATABASE_URL=$url "$BICKY_BIN/$1" --help 2>&1)
+        if [[ $out == *s3cretpw* || ($out != *"password=***"* && $out != *"u:***@"*) ]]; then
+            echo "$1 --help: $(grep -F -e s3cretpw -e -database-url <<<"$out")"
+            return 1
+        fi
+    done
+}
+
+# ---------------------------------------------------------------- --help
+
+for b in bicky-registry bicky-node bickyctl; do
+    t_check "$b --help masks the database password" help_masks_password "$b"
+done
+
 # ---------------------------------------------------------------- up
 
 echo "smoke: BICKY_VAR=$VAR http=$HTTP zmq=$ZMQ bin=$BICKY_BIN"
@@ -122,6 +164,7 @@ t_check "GET /health is 200" bk_http_ok "$BICKY_URL/health"
 s=$(http_status GET /api/conversations '')
 t_check "no token: 401 (got $s)" test "$s" = 401
 cluster_answers "after start"
+t_check "the database URL is in no command line, only in the environment" url_only_in_env
 
 # ---------------------------------------------------------------- a node dies
 
@@ -135,6 +178,7 @@ t_check "supervisor logged the restart" grep -q "n1 pid=$old exited (signal 9)" 
     "$VAR/log/supervisor.log"
 bk_wait_for 10 bk_http_ok "$BICKY_URL/ready" >/dev/null
 cluster_answers "after the restart"
+t_check "after the restart, the database URL is still in no command line" url_only_in_env
 
 # ---------------------------------------------------------------- hostile bytes
 

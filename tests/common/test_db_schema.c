@@ -1,6 +1,6 @@
 /*  test_db_schema — the embedded migrations, db_schema_migrate and
     db_schema_check against a throwaway database created (and dropped) on
-    BICKY_TEST_DATABASE_URL's server. Also the conninfo masking. */
+    BICKY_TEST_DATABASE_URL's server. */
 #include "common/db_schema.h"
 #include "tests/registry/reg_testutil.h"
 
@@ -102,26 +102,10 @@ Test(db_schema, check_reports_connection_errors_without_password)
         cr_assert_eq(db_schema_check(bad[i], err, sizeof err), -1);
         cr_assert_not_null(strstr(err, "cannot connect to the database"), "%s", err);
         cr_assert_null(strstr(err, "hunter2"), "password leaked: %s", err);
-        cr_assert_not_null(strstr(err, "password=***"), "%s", err);
+        cr_assert_not_null(strstr(err, i == 0 ? "password=***" : "u:***@"), "%s", err);
         cr_assert_eq(db_schema_migrate(bad[i], NULL, err, sizeof err), -1);
         cr_assert_null(strstr(err, "hunter2"), "password leaked: %s", err);
     }
-}
-
-Test(db_schema, mask_conninfo)
-{
-    char out[256];
-    db_schema_mask_conninfo("host=/tmp/pg port=5432 password=s3cret dbname=b", out, sizeof out);
-    cr_assert_null(strstr(out, "s3cret"));
-    cr_assert_not_null(strstr(out, "host=/tmp/pg"));
-    cr_assert_not_null(strstr(out, "password=***"));
-    db_schema_mask_conninfo("postgresql://bob:s3cret@db.example:6543/app", out, sizeof out);
-    cr_assert_null(strstr(out, "s3cret"));
-    cr_assert_not_null(strstr(out, "user=bob"), "%s", out);
-    db_schema_mask_conninfo("password", out, sizeof out);
-    cr_assert_str_eq(out, "(unparseable conninfo)");
-    db_schema_mask_conninfo("host=x password=s3cret", out, 8);
-    cr_assert_eq(strlen(out), 7);
 }
 
 static void *s_migrate_thread(void *arg)

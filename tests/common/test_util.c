@@ -1,6 +1,7 @@
 /*  test_util — UUIDs (parse, format, random v4 generation, never the same in a
     forked child as in its parent), SHA-256 hex and API tokens: well-formed
-    output, round trips, malformed input refused. */
+    output, round trips, malformed input refused. Conninfo masking: every
+    password hidden in both forms, the rest kept as written. */
 #include "common/util.h"
 
 #include <criterion/criterion.h>
@@ -124,4 +125,64 @@ Test(util, sha256_hex_matches_the_standard_vectors)
     cr_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     util_sha256_hex("", 0, hex);
     cr_assert_str_eq(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+/* ---- util_mask_conninfo -------------------------------------------------- */
+
+typedef struct {
+    const char *in;   /* conninfo given */
+    const char *want; /* expected output */
+} mask_case_t;
+
+Test(util, mask_conninfo_hides_every_password)
+{
+    const mask_case_t cases[] = {
+        /* key=value form */
+        {"host=/tmp/pg port=5432 password=s3cret dbname=b",
+         "host=/tmp/pg port=5432 password=*** dbname=b"},
+        {"password=s3cret", "password=***"},
+        {"host=h password = 's3 \\ cr\\'et' user=u", "host=h password = *** user=u"},
+        {"host=h password=s3\\ cret user=u", "host=h password=*** user=u"},
+        {"password='s3cret'dbname=b", "password=***dbname=b"},
+        {"sslpassword=s3cret sslkey=/k", "sslpassword=*** sslkey=/k"},
+        {"  host=h  ", "  host=h  "},
+        {"host=h user=bob dbname=bicky", "host=h user=bob dbname=bicky"},
+        {"", ""},
+        /* URL form */
+        {"postgresql://bob:s3cret@db.example:6543/app", "postgresql://bob:***@db.example:6543/app"},
+        {"postgres://bob:s3cret@h/db", "postgres://bob:***@h/db"},
+        {"postgresql://bob:s3@cr?et@h/db", "postgresql://bob:***@h/db"},
+        {"postgresql://bob@h:5432/db", "postgresql://bob@h:5432/db"},
+        {"postgresql://h:5432/db?user=bob", "postgresql://h:5432/db?user=bob"},
+        {"postgresql://h/db?sslmode=disable&password=s3cret&user=bob",
+         "postgresql://h/db?sslmode=disable&password=***&user=bob"},
+        {"postgresql://h/db?pass%77ord=s3cret", "postgresql://h/db?pass%77ord=***"},
+        {"postgresql://bob:s3cret@h/db?password=s3cret", "postgresql://bob:***@h/db?password=***"},
+        {"POSTGRESQL://bob:s3cret@h", "POSTGRESQL://bob:***@h"},
+        {"postgresql://", "postgresql://"},
+        /* what libpq refuses shows nothing */
+        {"password", "(unparseable conninfo)"},
+        {"host=h password='s3cret", "(unparseable conninfo)"},
+        {"host=h s3cret", "(unparseable conninfo)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256];
+        util_mask_conninfo(cases[i].in, out, sizeof out);
+        cr_assert_str_eq(out, cases[i].want, "case %zu: '%s'", i, cases[i].in);
+        cr_assert_null(strstr(out, "s3"), "case %zu leaks: '%s'", i, out);
+    }
+}
+
+Test(util, mask_conninfo_truncates_and_takes_null)
+{
+    char out[16];
+    util_mask_conninfo("host=x password=s3cret dbname=b", out, 8);
+    cr_assert_str_eq(out, "host=x ");
+    util_mask_conninfo("host=x password=s3cret dbname=b", out, sizeof out);
+    cr_assert_str_eq(out, "host=x password");
+    util_mask_conninfo(NULL, out, sizeof out);
+    cr_assert_str_eq(out, "");
+    util_mask_conninfo("host=x", out, 1);
+    cr_assert_str_eq(out, "");
+    util_mask_conninfo("host=x", NULL, 0); /* nothing to write to: no crash */
 }

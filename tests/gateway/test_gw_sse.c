@@ -64,7 +64,8 @@ Test(gw_sse, resume_replays_then_goes_live_without_duplicates)
     http_t *r = http_do(&t, "GET", "/api/conversations/44444444-4444-4444-8444-444444444444/events",
                         hdrs, NULL, 1500);
     cr_assert_eq(r->status, 200);
-    cr_assert(strcasestr(r->headers, "Content-Type: text/event-stream"), "%s", r->headers);
+    cr_assert(strcasestr(r->headers, "Content-Type: text/event-stream; charset=utf-8\r\n"), "%s",
+              r->headers);
     long ids[64];
     size_t deltas;
     size_t n = s_sse_ids(r->body, ids, 64, &deltas);

@@ -7,18 +7,23 @@ Reads an SSE stream and prints one JSON line per event on stdout:
 then one last line {"end": REASON, "events": N, "bytes": N} where REASON is
 count | stored | until | idle | timeout | eof | reset. It stops (and closes the
 connection, with a TCP reset when --rst is given) as soon as one condition
-holds: --count events read, --stored events with an id read, an event of type
---until read, --idle seconds without an event (keep-alive comments do not
-count), --timeout seconds in all, or the server ended the stream. A non-200 answer prints {"status": N, "body": "..."}
-and exits 2.
+holds: --count events read, --stored events with an id read, the
+--until-count-th event of type --until read (the first by default), --idle
+seconds without an event (keep-alive comments do not count), --timeout
+seconds in all, or the server ended the stream. A non-200 answer prints
+{"status": N, "body": "..."} and exits 2.
 
 --stall SECS: connect with a small receive buffer (--rcvbuf), send the
-request, then read nothing for SECS seconds (a stalled reader); afterwards
-drain what is left and report how the stream ended (eof/reset/timeout) and
-the bytes received, as the "end" line.
+request, then read nothing for SECS seconds, or until --stall-file exists
+(a stalled reader); afterwards drain what is left and report how the stream
+ended (eof/reset/timeout) and the bytes received, as the "end" line.
 
 --ready-file F: create F once the response headers (and the first chunk)
 arrived, so that a test can post only after the stream is open.
+
+--header "Name: value" (repeatable) adds a request header. --headers-only
+prints {"status": N, "headers": {lowercased name: value}} once the response
+headers arrived, and exits.
 """
 import argparse
 import json
@@ -38,12 +43,16 @@ def parse_args():
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--stored", type=int, default=0)
     p.add_argument("--until", default="")
+    p.add_argument("--until-count", type=int, default=1)
     p.add_argument("--idle", type=float, default=0.0)
     p.add_argument("--timeout", type=float, default=10.0)
     p.add_argument("--rst", action="store_true")
     p.add_argument("--ready-file")
     p.add_argument("--stall", type=float, default=0.0)
     p.add_argument("--rcvbuf", type=int, default=4096)
+    p.add_argument("--stall-file")
+    p.add_argument("--header", action="append", default=[])
+    p.add_argument("--headers-only", action="store_true")
     return p.parse_args()
 
 
@@ -71,6 +80,7 @@ class Stream:
         ]
         if args.last_event_id is not None:
             lines.append("Last-Event-ID: %s" % args.last_event_id)
+        lines.extend(args.header)
         self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         self.raw = b""  # bytes received, not yet decoded
         self.body = b""  # decoded body, not yet parsed
@@ -168,7 +178,7 @@ def events_from(stream):
 
 
 def read_mode(args, s, start):
-    n = stored = 0
+    n = stored = until = 0
     last_event = time.monotonic()
     reason = "eof"
     while True:
@@ -181,7 +191,8 @@ def read_mode(args, s, start):
                 return "count", n
             if args.stored and stored >= args.stored:
                 return "stored", n
-            if args.until and etype == args.until:
+            until += bool(args.until) and etype == args.until
+            if args.until and until >= args.until_count:
                 return "until", n
         if s.done:
             return "eof", n
@@ -202,7 +213,11 @@ def read_mode(args, s, start):
 
 
 def stall_mode(args, s):
-    time.sleep(args.stall)
+    end = time.monotonic() + args.stall
+    while time.monotonic() < end:
+        if args.stall_file and os.path.exists(args.stall_file):
+            break
+        time.sleep(0.05)
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         try:
@@ -225,7 +240,7 @@ def main():
     start = time.monotonic()
     try:
         s = Stream(args)
-        status, _ = s.headers(start + args.timeout)
+        status, hdrs = s.headers(start + args.timeout)
     except (OSError, EOFError, ValueError, IndexError) as e:
         emit({"end": "error", "error": str(e), "events": 0, "bytes": 0})
         return 1
@@ -242,15 +257,19 @@ def main():
         emit({"status": status, "body": s.body.decode("utf-8", "replace")})
         s.close(False)
         return 2
+    if args.headers_only:
+        emit({"status": status, "headers": hdrs})
+        s.close(False)
+        return 0
+    if args.ready_file:
+        with open(args.ready_file, "w") as f:
+            f.write("ready\n")
     if args.stall:
         reason = stall_mode(args, s)
         emit({"end": reason, "events": 0, "bytes": s.total})
         s.close(args.rst)
         return 0
     s.decode()
-    if args.ready_file:
-        with open(args.ready_file, "w") as f:
-            f.write("ready\n")
     reason, n = read_mode(args, s, start)
     emit({"end": reason, "events": n, "bytes": s.total})
     s.close(args.rst)

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# test_guard_rails.sh — the checks tests/run makes before building:
+# tools/check-lines and tools/check-format pass on a clone of the tree (its
+# committed HEAD, with the scripts of the tree under test), then fail and name
+# the file once a hand-written .c file of 601 lines and a badly formatted
+# file are added, while generated files (first line "GENERATED, DO NOT
+# EDIT") of 700 lines, badly formatted, stay exempt. Starts no cluster.
+set -uo pipefail
+
+SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BK_TAG=guard_rails
+# shellcheck source=deploy/local/lib.sh
+source "$SRC/deploy/local/lib.sh"
+# shellcheck source=tests/lib/assert.sh
+source "$SRC/tests/lib/assert.sh"
+
+TMPD=$(mktemp -d "${BICKY_TEST_TMPDIR:-/tmp}/guard_rails.XXXXXX")
+trap 'rm -rf "$TMPD"' EXIT
+R=$TMPD/repo
+git clone -q "$SRC" "$R" || bk_die "cannot clone $SRC"
+cp "$SRC/tools/check-lines" "$SRC/tools/check-format" "$R/tools/"
+
+# run NAME SCRIPT: runs the check on the clone, output in $TMPD/NAME.
+run() { "$R/tools/$2" "$R" >"$TMPD/$1" 2>&1; }
+
+t_check "check-lines passes on the tree" run lines.clean check-lines
+t_check "check-format passes on the tree" run format.clean check-format
+
+{
+    echo "/* GENERATED, DO NOT EDIT: a table */"
+    for i in $(seq 1 700); do echo "X($i)"; done
+} >"$R/common/table.inc"
+{
+    echo "/* GENERATED, DO NOT EDIT: more */"
+    for i in $(seq 1 700); do echo "int  generated_$i ;"; done
+} >"$R/common/generated.c"
+git -C "$R" add common/table.inc common/generated.c
+t_check "700-line generated files are exempt from check-lines" run lines.gen check-lines
+t_check "... and from check-format" run format.gen check-format
+
+for i in $(seq 1 601); do echo "int line_$i;"; done >"$R/common/too_long.c"
+printf 'int  ugly( void ){return 0;}\n' >"$R/gateway/gw_ugly.c"
+git -C "$R" add common/too_long.c gateway/gw_ugly.c
+t_check "check-lines fails on a 601-line .c file" eval '! run lines.bad check-lines'
+t_check "... naming it and its length" grep -q 'common/too_long.c has 601 lines' "$TMPD/lines.bad"
+t_check "... and only it" test "$(grep -c 'lines, more than 600' "$TMPD/lines.bad")" = 1
+t_check "check-format fails on a badly formatted file" eval '! run format.bad check-format'
+t_check "... naming it with the fix" \
+    grep -q 'check-format: 1 file(s) differ from .clang-format; fix: clang-format-14 -i gateway/gw_ugly.c' \
+    "$TMPD/format.bad"
+if ((T_FAILED)); then
+    tail -n 20 "$TMPD"/lines.* "$TMPD"/format.*
+fi
+t_finish guard_rails

@@ -43,7 +43,6 @@ node_t *node_new(const node_cfg_t *cfg);
    failed and its requests answered 503 before the sockets close. */
 void node_destroy(node_t **self_p);
 
-
 /* Runs the loop until util_interrupted is set (graceful stop: new requests
    get 503, in-flight commits finish, at most ~4.5 s) or node_stop is called.
    Returns 0 on a clean stop. */
@@ -51,7 +50,6 @@ int node_run(node_t *self);
 
 /* Asks a running node to stop gracefully (same path as SIGTERM). Loop thread only. */
 void node_stop(node_t *self);
-
 
 /* zactor body running a node in a thread (tests): args is a node_cfg_t *.
    Signals 0 on the pipe when ready (-1 on failure); stops on "$TERM". */

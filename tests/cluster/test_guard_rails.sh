@@ -4,7 +4,9 @@
 # committed HEAD, with the scripts of the tree under test), then fail and name
 # the file once a hand-written .c file of 601 lines and a badly formatted
 # file are added, while generated files (first line "GENERATED, DO NOT
-# EDIT") of 700 lines, badly formatted, stay exempt. Starts no cluster.
+# EDIT") of 700 lines, badly formatted, stay exempt; tools/check-layers passes,
+# then fails and names both edges once a lower node/ folder includes a higher
+# one's header. Starts no cluster.
 set -uo pipefail
 
 SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -18,7 +20,7 @@ TMPD=$(mktemp -d "${BICKY_TEST_TMPDIR:-/tmp}/guard_rails.XXXXXX")
 trap 'rm -rf "$TMPD"' EXIT
 R=$TMPD/repo
 git clone -q "$SRC" "$R" || bk_die "cannot clone $SRC"
-cp "$SRC/tools/check-lines" "$SRC/tools/check-format" "$R/tools/"
+cp "$SRC/tools/check-lines" "$SRC/tools/check-format" "$SRC/tools/check-layers" "$R/tools/"
 
 # run NAME SCRIPT: runs the check on the clone, output in $TMPD/NAME.
 run() { "$R/tools/$2" "$R" >"$TMPD/$1" 2>&1; }
@@ -48,7 +50,17 @@ t_check "check-format fails on a badly formatted file" eval '! run format.bad ch
 t_check "... naming it with the fix" \
     grep -q 'check-format: 1 file(s) differ from .clang-format; fix: clang-format-14 -i gateway/gw_ugly.c' \
     "$TMPD/format.bad"
+t_check "check-layers passes on the tree" run layers.clean check-layers
+t_check "... and lists the layers, core lowest, ops highest" \
+    grep -qE 'lowest first: .*core.* < store < .* < ops$' "$TMPD/layers.clean"
+# The store reaching up into the turns closes a cycle (turns include the store).
+printf '#include "node/turns/node_turns.h"\n' >>"$R/node/store/node_write.c"
+t_check "check-layers fails on an include from store up to turns" \
+    eval '! run layers.bad check-layers'
+t_check "... naming the cycle and the include that closes it" \
+    grep -q 'store -> turns  (node/store/node_write.c: #include "node/turns/node_turns.h")' \
+    "$TMPD/layers.bad"
 if ((T_FAILED)); then
-    tail -n 20 "$TMPD"/lines.* "$TMPD"/format.*
+    tail -n 20 "$TMPD"/lines.* "$TMPD"/format.* "$TMPD"/layers.*
 fi
 t_finish guard_rails

@@ -2,7 +2,7 @@
     db_schema_check against a throwaway database created (and dropped) on
     BICKY_TEST_DATABASE_URL's server. Also the conninfo masking. */
 #include "common/db_schema.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>

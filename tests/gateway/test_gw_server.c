@@ -3,7 +3,7 @@
     client. Phase-1 behaviour: health/ready/metrics, 404/405, 503 without a
     ring, 504 on a silent node, 413, malformed frames, registry failover,
     graceful stop that answers waiting requests. */
-#include "gw_fake.h"
+#include "tests/fixtures/gw_fake.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

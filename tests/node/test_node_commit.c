@@ -5,7 +5,7 @@
     an unreachable database gives 503 with retry_after, writes made while two
     groups are in flight wait and commit together, and a group whose one guard
     statement fails for one lost conversation refuses only that one. */
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 Test(node_commit, one_transaction_per_loop_turn, .timeout = 60)
 {

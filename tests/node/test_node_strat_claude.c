@@ -12,7 +12,7 @@
     the resumed model goes on without it). */
 #include "../agent/claude_cli.h"
 #include "node/ops/node_ops.h"
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 #include <ftw.h>
 

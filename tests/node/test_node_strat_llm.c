@@ -8,7 +8,7 @@
     while a request is pending. */
 #include "../agent/llm_fake.h"
 #include "node/ops/node_ops.h"
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 #include <ftw.h>
 

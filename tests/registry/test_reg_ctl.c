@@ -3,7 +3,7 @@
     every command, its JSON output and its exit codes. */
 #include "common/ring.h"
 #include "registry/reg_server.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>

@@ -2,7 +2,7 @@
     processes: --help and usage exit codes, the startup schema check, and a
     clean SIGTERM exit. Binaries from BICKY_BIN (else build/bin next to this
     test); skipped when neither exists. */
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>

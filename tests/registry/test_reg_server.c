@@ -5,7 +5,7 @@
     by and taking over, and demotion when the database session is lost. */
 #include "registry/reg_server.h"
 #include "registry/reg_store.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>

@@ -8,7 +8,7 @@
     Binaries from BICKY_BIN (else build/bin next to this test). */
 #include "registry/reg_server.h"
 #include "registry/reg_store.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>

@@ -4,7 +4,7 @@
     and bump the epoch only when asked; when the active store goes away the
     other one takes over with the stored membership and a larger epoch. */
 #include "registry/reg_store.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 

@@ -114,7 +114,10 @@ Test(node_commit, database_down_gives_503, .timeout = 30)
     if (!nt_open(&t)) {
         cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
     }
-    t.cfg.database_url = "host=127.0.0.1 port=7299 dbname=nothing connect_timeout=1";
+    char conninfo[128]; /* nothing listens on the port */
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=nothing connect_timeout=1",
+             tf_refused_port());
+    t.cfg.database_url = conninfo;
     nt_start_node(&t);
     nt_connect(&t);
     uint8_t conv[16];

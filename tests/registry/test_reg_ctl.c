@@ -199,9 +199,11 @@ Test(reg_ctl, tokens_and_migrate)
     cr_assert_not_null(strstr(out, "nothing to apply"), "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, false, "migrate --json"), 0);
     cr_assert_not_null(strstr(out, "\"applied\":0"), "%s", out);
+    /* A database that refuses connections. */
     cr_assert_eq(s_ctl(out, sizeof out, true,
-                       "migrate --database-url 'host=127.0.0.1 port=7199 "
-                       "password=hunter2 connect_timeout=2'"),
+                       "migrate --database-url 'host=127.0.0.1 port=%d "
+                       "password=hunter2 connect_timeout=2'",
+                       tf_refused_port()),
                  1);
     cr_assert_null(strstr(out, "hunter2"), "%s", out);
     unsetenv("BICKY_DATABASE_URL");

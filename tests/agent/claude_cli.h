@@ -3,7 +3,7 @@
     scratch directories (HOME and cwd per test, removed at the end), a
     recorder of agent_claude callbacks with a permission policy, and a loop
     driver. The fake model is tests/fixtures/fake_llm.py (llm_fake.h) on a
-    port from 7600–7649 unless BICKY_FAKE_LLM_PORTS says otherwise.
+    port the kernel picks unless BICKY_FAKE_LLM_PORTS says otherwise.
     Header-only: included by one test file each. */
 #ifndef BICKY_TESTS_CLAUDE_CLI_H
 #define BICKY_TESTS_CLAUDE_CLI_H

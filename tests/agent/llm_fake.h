@@ -1,7 +1,8 @@
 /*  llm_fake — test helpers around tests/fixtures/fake_llm.py: start it as a
-    child process on a port from 7400–7499 (BICKY_FAKE_LLM_PORTS overrides the
-    range), script it, read back what it received, stop it. The control calls
-    use blocking curl: they run in the test process, never on a loop.
+    child process on a port the kernel picks (BICKY_FAKE_LLM_PORTS=A-B makes it
+    take the first free port of that range instead), script it, read back what
+    it received, stop it. The control calls use blocking curl: they run in the
+    test process, never on a loop.
     Header-only: included by one test file each. */
 #ifndef BICKY_TESTS_LLM_FAKE_H
 #define BICKY_TESTS_LLM_FAKE_H
@@ -54,8 +55,9 @@ static inline void llm_fake_start(llm_fake_t *f)
         dup2(fds[1], STDOUT_FILENO);
         close(fds[0]);
         close(fds[1]);
-        execlp("python3", "python3", path, "--port-range", ports && *ports ? ports : "7400-7499",
-               (char *)NULL);
+        /* fake_llm.py binds port 0 unless given a range, and prints the port. */
+        execlp("python3", "python3", path, ports && *ports ? "--port-range" : "--port",
+               ports && *ports ? ports : "0", (char *)NULL);
         _exit(127);
     }
     close(fds[1]);

@@ -26,7 +26,6 @@ static char s_base_url[64];
 static void s_setup(void)
 {
     util_signals_install();
-    setenv("BICKY_FAKE_LLM_PORTS", "7600-7649", 0);
     cc_dirs_make(&s_dirs);
     s_loop = zloop_new();
     s_cc = agent_claude_new(s_loop);

@@ -7,8 +7,8 @@
     error paths (spawn failures, non-CLI output, exit without result) and
     the runner's destroy run with ordinary programs. The session helpers
     have their own file, test_agent_claude_session.c. */
-#include "claude_cli.h"
 #include "common/wire.h"
+#include "tests/fixtures/claude_cli.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>

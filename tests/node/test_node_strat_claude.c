@@ -10,8 +10,8 @@
     Postgres); and a node restart while a request is pending (the request
     waits again; approved, the session is resumed and the call runs; denied,
     the resumed model goes on without it). */
-#include "../agent/claude_cli.h"
 #include "node/ops/node_ops.h"
+#include "tests/fixtures/claude_cli.h"
 #include "tests/fixtures/node_test.h"
 
 #include <ftw.h>

@@ -6,8 +6,8 @@
     conversation's directory, provider failures (429, 500, malformed,
     stalled) as turn.failed, cancel during a tool call, and a node restarted
     while a request is pending. */
-#include "../agent/llm_fake.h"
 #include "node/ops/node_ops.h"
+#include "tests/fixtures/llm_fake.h"
 #include "tests/fixtures/node_test.h"
 
 #include <ftw.h>

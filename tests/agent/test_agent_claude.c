@@ -7,8 +7,8 @@
     error paths (spawn failures, non-CLI output, exit without result) and
     the runner's destroy run with ordinary programs. The session helpers
     have their own file, test_agent_claude_session.c. */
-#include "claude_cli.h"
 #include "common/wire.h"
+#include "tests/fixtures/claude_cli.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -26,7 +26,6 @@ static char s_base_url[64];
 static void s_setup(void)
 {
     util_signals_install();
-    setenv("BICKY_FAKE_LLM_PORTS", "7600-7649", 0);
     cc_dirs_make(&s_dirs);
     s_loop = zloop_new();
     s_cc = agent_claude_new(s_loop);

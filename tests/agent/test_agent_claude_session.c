@@ -4,7 +4,7 @@
     the size bound, and refusal of damaged or hostile bundles (traversal,
     another session's files, bad sizes, truncation at every point). The
     resume through the real CLI is in test_agent_claude. */
-#include "claude_cli.h"
+#include "tests/fixtures/claude_cli.h"
 
 #include <criterion/criterion.h>
 #include <sys/stat.h>

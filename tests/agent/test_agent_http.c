@@ -5,7 +5,7 @@
 #include "node/agent/agent_http.h"
 
 #include "common/util.h"
-#include "llm_fake.h"
+#include "tests/fixtures/llm_fake.h"
 
 #include <criterion/criterion.h>
 

@@ -7,7 +7,7 @@
 #include "node/agent/agent_llm.h"
 
 #include "common/util.h"
-#include "llm_fake.h"
+#include "tests/fixtures/llm_fake.h"
 
 #include <criterion/criterion.h>
 #include <czmq.h>

@@ -5,8 +5,8 @@
     timeout, cancellation, garbage of every kind (answered, never a crash),
     and a clean exit on stdin EOF and on SIGTERM. (The run with the real CLI
     is in test_agent_claude.) */
-#include "claude_cli.h"
 #include "common/wire.h"
+#include "tests/fixtures/claude_cli.h"
 
 #include <criterion/criterion.h>
 #include <fcntl.h>

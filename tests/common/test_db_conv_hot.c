@@ -4,8 +4,8 @@
     up to that limit by inserts, two touches of a row in one transaction that leave its status as
     it was are both HOT (no index entry), and a touch that changes the status (indexed in
     conversations_team_status) is not. Everything runs in one transaction, rolled back. */
-#include "../lib/pg_test.h"
 #include "common/db_schema.h"
+#include "tests/fixtures/pg_test.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>

@@ -2,7 +2,7 @@
     db_schema_check against a throwaway database created (and dropped) on
     BICKY_TEST_DATABASE_URL's server. */
 #include "common/db_schema.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -93,11 +93,12 @@ Test(db_schema, check_refuses_newer_and_older)
 
 Test(db_schema, check_reports_connection_errors_without_password)
 {
-    char err[768];
-    const char *bad[] = {
-        "host=127.0.0.1 port=7199 user=u password=hunter2 dbname=x connect_timeout=2",
-        "postgresql://u:hunter2@127.0.0.1:7199/x?connect_timeout=2",
-    };
+    char err[768], bad[2][128];
+    int port = tf_refused_port(); /* nothing listens there */
+    snprintf(bad[0], sizeof bad[0],
+             "host=127.0.0.1 port=%d user=u password=hunter2 dbname=x connect_timeout=2", port);
+    snprintf(bad[1], sizeof bad[1], "postgresql://u:hunter2@127.0.0.1:%d/x?connect_timeout=2",
+             port);
     for (size_t i = 0; i < 2; i++) {
         cr_assert_eq(db_schema_check(bad[i], err, sizeof err), -1);
         cr_assert_not_null(strstr(err, "cannot connect to the database"), "%s", err);

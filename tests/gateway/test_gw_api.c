@@ -2,7 +2,7 @@
     gateway loop against the fake node of gw_fake.h. Checks what reaches the
     node (op, args, conversation, team), what the client gets back, the auth
     cache, MOVED retries and SSE replay + live without gap or duplicate. */
-#include "gw_fake.h"
+#include "tests/fixtures/gw_fake.h"
 
 TestSuite(gw_api, .timeout = 30);
 

@@ -2,7 +2,7 @@
     real gateway loop with the fake node of gw_fake.h publishing events.
     Resume without gap or duplicate, replay paging, team streams, keep-alive,
     unsubscribe when the last listener leaves, and the slow-client bound. */
-#include "gw_fake.h"
+#include "tests/fixtures/gw_fake.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

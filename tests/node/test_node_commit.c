@@ -5,7 +5,7 @@
     an unreachable database gives 503 with retry_after, writes made while two
     groups are in flight wait and commit together, and a group whose one guard
     statement fails for one lost conversation refuses only that one. */
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 Test(node_commit, one_transaction_per_loop_turn, .timeout = 60)
 {
@@ -114,7 +114,10 @@ Test(node_commit, database_down_gives_503, .timeout = 30)
     if (!nt_open(&t)) {
         cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
     }
-    t.cfg.database_url = "host=127.0.0.1 port=7299 dbname=nothing connect_timeout=1";
+    char conninfo[128]; /* nothing listens on the port */
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=nothing connect_timeout=1",
+             tf_refused_port());
+    t.cfg.database_url = conninfo;
     nt_start_node(&t);
     nt_connect(&t);
     uint8_t conv[16];

@@ -14,8 +14,8 @@
     acknowledged message stored. */
 #include "common/ring.h"
 #include "node/ops/node_ops.h"
-#include "node_fake_reg.h"
-#include "node_test.h"
+#include "tests/fixtures/node_fake_reg.h"
+#include "tests/fixtures/node_test.h"
 
 /* ---- nodes ------------------------------------------------------------------------------- */
 

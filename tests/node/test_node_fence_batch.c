@@ -8,8 +8,8 @@
     by a transaction that stays open: the 200 ms lock timeout) is retried one claim at a
     time, so the others are served and the blocked one follows once the row is free. */
 #include "node/ops/node_ops.h"
-#include "node_fake_reg.h"
-#include "node_test.h"
+#include "tests/fixtures/node_fake_reg.h"
+#include "tests/fixtures/node_test.h"
 
 /* A registry-mode node alone in the ring at epoch 3, with its own id. */
 static void s_start_alone(nt_t *t, fr_t *f, const char *tag)

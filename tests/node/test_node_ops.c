@@ -3,7 +3,7 @@
     (metadata merged), validation, conv.list keyset pagination and filters,
     msg.list, events.list (conversation and team), auth, status, and a create
     marked "fresh" (no lookup) that names a taken id. */
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 Test(node_ops, other_team_gets_404_everywhere, .timeout = 30)
 {

@@ -5,7 +5,7 @@
     rule.delete (validation, a conversation rule of another team → 404),
     and strategies. */
 #include "node/ops/node_ops.h"
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 /* ---- pure ------------------------------------------------------------------------------------ */
 

@@ -6,7 +6,7 @@
     on state "unknown", failover to the next registry after 1 s of silence,
     and 503 while no ring is known. */
 #include "common/ring.h"
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 typedef struct {
     zsock_t *router;

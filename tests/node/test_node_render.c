@@ -6,9 +6,9 @@
     plain columns (NODE_*_COLS) next to the former SQL rendering, and compares.
     Timestamp conversion is also checked on its own (table-driven, and against
     to_char over many random instants). Real Postgres: BICKY_TEST_DATABASE_URL. */
-#include "../lib/pg_test.h"
 #include "common/db_conn_internal.h"
 #include "node/ops/node_ops.h"
+#include "tests/fixtures/pg_test.h"
 
 #include <criterion/criterion.h>
 #include <libpq-fe.h>

@@ -3,7 +3,7 @@
     The main path (create → post → 202 → deltas, message.completed,
     turn.completed in order, seqs gapless), malformed frames, and a graceful
     SIGTERM of the real binary. */
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 #include <signal.h>
 #include <sys/wait.h>

@@ -10,9 +10,9 @@
     Postgres); and a node restart while a request is pending (the request
     waits again; approved, the session is resumed and the call runs; denied,
     the resumed model goes on without it). */
-#include "../agent/claude_cli.h"
 #include "node/ops/node_ops.h"
-#include "node_test.h"
+#include "tests/fixtures/claude_cli.h"
+#include "tests/fixtures/node_test.h"
 
 #include <ftw.h>
 
@@ -48,7 +48,6 @@ static void s_setup_ch(const char *cli, const char *channel)
     if (!nt_open(&s_t)) {
         cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
     }
-    setenv("BICKY_FAKE_LLM_PORTS", "7700-7799", 0);
     setenv("BICKY_TEST_CLAUDE_KEY", "sk-test-claude", 1);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     llm_fake_start(&s_fake);

@@ -6,9 +6,9 @@
     conversation's directory, provider failures (429, 500, malformed,
     stalled) as turn.failed, cancel during a tool call, and a node restarted
     while a request is pending. */
-#include "../agent/llm_fake.h"
 #include "node/ops/node_ops.h"
-#include "node_test.h"
+#include "tests/fixtures/llm_fake.h"
+#include "tests/fixtures/node_test.h"
 
 #include <ftw.h>
 
@@ -27,7 +27,6 @@ static void s_setup_kind(cfg_strategy_kind_t kind, const char *extra)
     if (!nt_open(&s_t)) {
         cr_skip_test("BICKY_TEST_DATABASE_URL is not set");
     }
-    setenv("BICKY_FAKE_LLM_PORTS", "7700-7799", 0);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     llm_fake_start(&s_fake);
     char text[512];

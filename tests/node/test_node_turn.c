@@ -4,7 +4,7 @@
     and recovery, per-conversation echo delay, archive, and passivation then
     reactivation keeping seqs gapless. */
 #include "node/ops/node_ops.h"
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 /* ---- unit: decisions on a bare actor ----------------------------------------------------- */
 

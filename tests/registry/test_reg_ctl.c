@@ -3,7 +3,7 @@
     every command, its JSON output and its exit codes. */
 #include "common/ring.h"
 #include "registry/reg_server.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <stdarg.h>
@@ -118,17 +118,18 @@ Test(reg_ctl, nodes_ring_locate_and_status)
     cr_assert_eq(s_ctl(out, sizeof out, false, "status"), 0);
     cr_assert_not_null(strstr(out, "2 alive, 0 draining, 0 dead"), "%s", out);
     cr_assert_not_null(strstr(out, "up to date"), "%s", out);
-    /* The list is tried in turn: a dead first registry does not fail the command. */
-    cr_assert_eq(s_ctl(out, sizeof out, false, "status --json --registry tcp://127.0.0.1:7199,%s",
-                       s_env.router),
-                 0);
-    cr_assert_not_null(strstr(out, "\"endpoint\":\"tcp://127.0.0.1:7199\",\"reachable\":false"),
-                       "%s", out);
+    /* The list is tried in turn: a dead first registry (nobody binds it) does
+       not fail the command. */
+    char dead[64], want[128];
+    tf_endpoint(dead, sizeof dead, "nobody");
     cr_assert_eq(
-        s_ctl(out, sizeof out, false, "nodes --registry tcp://127.0.0.1:7199,%s", s_env.router), 0);
-    cr_assert_eq(s_ctl(out, sizeof out, true, "status --registry tcp://127.0.0.1:7199"), 1);
+        s_ctl(out, sizeof out, false, "status --json --registry %s,%s", dead, s_env.router), 0);
+    snprintf(want, sizeof want, "\"endpoint\":\"%s\",\"reachable\":false", dead);
+    cr_assert_not_null(strstr(out, want), "%s", out);
+    cr_assert_eq(s_ctl(out, sizeof out, false, "nodes --registry %s,%s", dead, s_env.router), 0);
+    cr_assert_eq(s_ctl(out, sizeof out, true, "status --registry %s", dead), 1);
     cr_assert_not_null(strstr(out, "UNREACHABLE"), "%s", out);
-    cr_assert_eq(s_ctl(out, sizeof out, true, "nodes --registry tcp://127.0.0.1:7199"), 1);
+    cr_assert_eq(s_ctl(out, sizeof out, true, "nodes --registry %s", dead), 1);
     cr_assert_not_null(strstr(out, "no registry answered"), "%s", out);
 }
 
@@ -198,9 +199,11 @@ Test(reg_ctl, tokens_and_migrate)
     cr_assert_not_null(strstr(out, "nothing to apply"), "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, false, "migrate --json"), 0);
     cr_assert_not_null(strstr(out, "\"applied\":0"), "%s", out);
+    /* A database that refuses connections. */
     cr_assert_eq(s_ctl(out, sizeof out, true,
-                       "migrate --database-url 'host=127.0.0.1 port=7199 "
-                       "password=hunter2 connect_timeout=2'"),
+                       "migrate --database-url 'host=127.0.0.1 port=%d "
+                       "password=hunter2 connect_timeout=2'",
+                       tf_refused_port()),
                  1);
     cr_assert_null(strstr(out, "hunter2"), "%s", out);
     unsetenv("BICKY_DATABASE_URL");

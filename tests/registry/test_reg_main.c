@@ -2,7 +2,7 @@
     processes: --help and usage exit codes, the startup schema check, and a
     clean SIGTERM exit. Binaries from BICKY_BIN (else build/bin next to this
     test); skipped when neither exists. */
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -74,11 +74,11 @@ Test(reg_main, registry_requires_a_database_url)
 
 Test(reg_main, registry_refuses_an_unmigrated_database)
 {
-    char out[4096];
+    char out[4096], ep[64];
     rt_db_create(&s_db, false);
     setenv("BICKY_DATABASE_URL", s_db.conninfo, 1);
-    setenv("BICKY_REGISTRY_BIND", "ipc://@/bicky-reg-main-unmigrated", 1);
-    setenv("BICKY_REGISTRY_PUB_BIND", "ipc://@/bicky-reg-main-unmigrated-pub", 1);
+    setenv("BICKY_REGISTRY_BIND", tf_endpoint(ep, sizeof ep, "unmigrated"), 1);
+    setenv("BICKY_REGISTRY_PUB_BIND", tf_endpoint(ep, sizeof ep, "unmigrated-pub"), 1);
     cr_assert_eq(s_sh(out, sizeof out, "bicky-registry"), 1);
     cr_assert_not_null(strstr(out, "database schema is at version 0, this binary needs"), "%s",
                        out);

@@ -8,7 +8,7 @@
     Binaries from BICKY_BIN (else build/bin next to this test). */
 #include "registry/reg_server.h"
 #include "registry/reg_store.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -45,8 +45,8 @@ static void s_teardown(void)
 
 TestSuite(reg_standby, .fini = s_teardown, .timeout = 90);
 
-/* Database and endpoints for registries A and B on ports base..base+3. */
-static void s_setup(int base, long dead_after_ms)
+/* Database and endpoints (unique ipc names) for registries A and B. */
+static void s_setup(long dead_after_ms)
 {
     if (!rt_bin_dir()) {
         cr_skip_test("built binaries not found (set BICKY_BIN)");
@@ -54,9 +54,8 @@ static void s_setup(int base, long dead_after_ms)
     rt_db_create(&s_env.db, true);
     s_env.dead_after_ms = dead_after_ms;
     for (int i = 0; i < S_MAX_REG; i++) {
-        snprintf(s_env.reg[i].router, sizeof s_env.reg[i].router, "tcp://127.0.0.1:%d",
-                 base + 2 * i);
-        snprintf(s_env.reg[i].pub, sizeof s_env.reg[i].pub, "tcp://127.0.0.1:%d", base + 2 * i + 1);
+        tf_endpoint(s_env.reg[i].router, sizeof s_env.reg[i].router, i ? "reg-b" : "reg-a");
+        tf_endpoint(s_env.reg[i].pub, sizeof s_env.reg[i].pub, i ? "pub-b" : "pub-a");
     }
 }
 
@@ -334,7 +333,7 @@ static void s_ctl_skips_the_standby(void)
 
 Test(reg_standby, kill_9_of_the_active_the_standby_takes_over)
 {
-    s_setup(7510, 3000);
+    s_setup(3000);
     s_start_pair();
     /* n1, n2 list A first; n3 lists B first and must move on to A. */
     s_node_t nodes[3];
@@ -379,7 +378,7 @@ Test(reg_standby, kill_9_of_the_active_the_standby_takes_over)
 
 Test(reg_standby, epochs_only_grow_and_one_is_active_at_a_time)
 {
-    s_setup(7520, 3000);
+    s_setup(3000);
     s_start_pair();
     uint64_t last = 0, e = 0;
     cr_assert_eq(s_role(0, &last), 1);
@@ -409,7 +408,7 @@ Test(reg_standby, epochs_only_grow_and_one_is_active_at_a_time)
 
 Test(reg_standby, drained_while_dead_survives_a_registry_crash)
 {
-    s_setup(7530, 1000);
+    s_setup(1000);
     s_spawn(0);
     s_wait_role(0, 1, 5000, NULL);
     s_node_t nodes[2];
@@ -450,7 +449,7 @@ Test(reg_standby, drained_while_dead_survives_a_registry_crash)
 
 Test(reg_standby, a_frozen_active_loses_the_lock_to_the_standby)
 {
-    s_setup(7540, 3000);
+    s_setup(3000);
     s_spawn(0);
     uint64_t before = 0, after = 0, e = 0;
     s_wait_role(0, 1, 5000, &before);

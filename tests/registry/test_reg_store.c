@@ -4,7 +4,7 @@
     and bump the epoch only when asked; when the active store goes away the
     other one takes over with the stored membership and a larger epoch. */
 #include "registry/reg_store.h"
-#include "tests/registry/reg_testutil.h"
+#include "tests/fixtures/reg_testutil.h"
 
 #include <criterion/criterion.h>
 
@@ -107,8 +107,10 @@ Test(reg_store, elects_one_saves_and_hands_over)
 
 Test(reg_store, an_unreachable_database_means_standby)
 {
-    reg_store_t *s =
-        reg_store_new("host=127.0.0.1 port=7599 dbname=nothing connect_timeout=1", 3000);
+    char conninfo[128]; /* nothing listens on the port */
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d dbname=nothing connect_timeout=1",
+             tf_refused_port());
+    reg_store_t *s = reg_store_new(conninfo, 3000);
     cr_assert_not_null(s);
     reg_store_event_t ev;
     s_event(s, 5000, &ev);

@@ -1,9 +1,13 @@
 /*  test_proto_ops — the op table (proto/proto_ops.c): the UTF-8 length every
-    limit is counted with (valid, invalid and NUL input, table driven) and the
-    table's own consistency. */
+    limit is counted with (valid, invalid and NUL input, table driven), the
+    table's own consistency, and docs/protocol.md's op table, which must say
+    what the C table says: each row is rendered from the table here and
+    compared; on a difference the whole table as it should be is written to
+    protocol_ops.expected.md (replies kept from the docs) to paste. */
 #include "proto/proto_ops.h"
 
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,4 +139,181 @@ Test(proto_ops, table_is_consistent)
         n--;
     }
     cr_assert_eq(n, 0, "create has fields conv.create has not");
+}
+
+/* ---- docs/protocol.md -------------------------------------------------------------------------
+ */
+
+static const char *s_where(const proto_op_t *op)
+{
+    switch (op->scope) {
+        case PROTO_SCOPE_TEAM:
+            return "any node";
+        case PROTO_SCOPE_CONV:
+            return "owner";
+        case PROTO_SCOPE_CONV_OPT:
+            return "owner with conv_id, else any node";
+        case PROTO_SCOPE_LOCAL:
+            return "the node running the turn";
+    }
+    return "?";
+}
+
+/* Appends to buf (cap bytes) what one argument accepts, in the docs' words. */
+static void s_render_field(char *buf, size_t cap, const proto_field_t *f)
+{
+    size_t n = strlen(buf);
+    /* Bold: always required. A condition says when the field is accepted (and,
+       when it is required, that it must be there then). */
+    bool req = (f->flags & PROTO_F_REQUIRED) && !f->when;
+    n += (size_t)snprintf(buf + n, cap - n, "%s`%s`%s ", req ? "**" : "", f->name, req ? "**" : "");
+    switch (f->type) {
+        case PROTO_FT_STRING:
+            if (f->min == f->max) {
+                n += (size_t)snprintf(buf + n, cap - n, "string of %lld", (long long)f->max);
+            } else {
+                n += (size_t)snprintf(buf + n, cap - n, "string %lld–%lld", (long long)f->min,
+                                      (long long)f->max);
+            }
+            break;
+        case PROTO_FT_INT:
+            if (f->max == INT64_MAX) {
+                n += (size_t)snprintf(buf + n, cap - n, "int ≥ %lld", (long long)f->min);
+            } else {
+                n += (size_t)snprintf(buf + n, cap - n, "int %lld–%lld", (long long)f->min,
+                                      (long long)f->max);
+            }
+            break;
+        case PROTO_FT_ENUM:
+            for (size_t i = 0; f->values[i]; i++) {
+                n += (size_t)snprintf(buf + n, cap - n, "%s`%s`", i ? "\\|" : "", f->values[i]);
+            }
+            break;
+        case PROTO_FT_OBJECT:
+            n += (size_t)snprintf(buf + n, cap - n, "object");
+            for (const proto_field_t *g = f->fields; g && g->name; g++) {
+                n += (size_t)snprintf(buf + n, cap - n, "%s`%s`", g == f->fields ? " {" : ", ",
+                                      g->name);
+            }
+            n += (size_t)snprintf(buf + n, cap - n, "%s", f->fields ? "}" : "");
+            break;
+        default:
+            n += (size_t)snprintf(buf + n, cap - n, "%s",
+                                  f->type == PROTO_FT_BOOL ? "bool" : proto_ftype_name(f->type));
+            break;
+    }
+    if ((f->flags & PROTO_F_NULL) && !(f->flags & PROTO_F_REQUIRED)) {
+        n += (size_t)snprintf(buf + n, cap - n, " or null");
+    }
+    if (f->flags & PROTO_F_NONBLANK) {
+        n += (size_t)snprintf(buf + n, cap - n, ", not blank");
+    }
+    if (f->when && (f->flags & PROTO_F_REQUIRED)) {
+        n += (size_t)snprintf(buf + n, cap - n, ", required if %s = `%s`, refused otherwise",
+                              f->when, f->when_is);
+    } else if (f->when) {
+        n += (size_t)snprintf(buf + n, cap - n, ", only if %s = `%s`", f->when, f->when_is);
+    }
+    if (f->flags & PROTO_F_GATEWAY) {
+        snprintf(buf + n, cap - n, " (gateway)");
+    }
+}
+
+/* The docs row of op, up to (not including) the free-text reply cell. */
+static void s_render_row(char *buf, size_t cap, const proto_op_t *op)
+{
+    snprintf(buf, cap, "| `%s` | %s | %s | %s | ", op->name, s_where(op), op->team ? "yes" : "—",
+             op->write ? "yes" : "—");
+    bool any = false;
+    for (const proto_field_t *f = op->fields; f->name; f++) {
+        if (strcmp(f->name, "idempotency_key") == 0 || strcmp(f->name, "request_hash") == 0) {
+            continue; /* the Idempotency-Key column says it */
+        }
+        if (any) {
+            strncat(buf, "; ", cap - strlen(buf) - 1);
+        }
+        s_render_field(buf, cap, f);
+        any = true;
+    }
+    if (!any) {
+        strncat(buf, "—", cap - strlen(buf) - 1);
+    }
+    strncat(buf, " |", cap - strlen(buf) - 1);
+}
+
+#define S_HEADER                                                                                   \
+    "| op | where | team_id | Idempotency-Key | arguments (JSON; **required**) | reply |\n"        \
+    "|---|---|---|---|---|---|\n"
+
+/* The op table rows of docs/protocol.md ("| `op` | …"), in order; returns the count. */
+static size_t s_doc_rows(char rows[][4096], size_t max)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/docs/protocol.md", BICKY_SRC_DIR);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    char line[4096];
+    bool in_section = false;
+    size_t n = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (strncmp(line, "## ", 3) == 0) {
+            in_section = strcmp(line, "## API operations (`api_req.op`)") == 0;
+        } else if (in_section && strncmp(line, "| `", 3) == 0) {
+            cr_assert_lt(n, max);
+            snprintf(rows[n++], sizeof rows[0], "%s", line);
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+/* The reply cell of op's row in the docs (after the rendered cells), or "". */
+static const char *s_doc_reply(char rows[][4096], size_t n, const proto_op_t *op)
+{
+    char head[96];
+    snprintf(head, sizeof head, "| `%s` |", op->name);
+    for (size_t i = 0; i < n; i++) {
+        char *bar = strncmp(rows[i], head, strlen(head)) == 0 ? strrchr(rows[i], '|') : NULL;
+        if (!bar || bar == rows[i]) {
+            continue;
+        }
+        /* The reply is the last cell: between the last two unescaped bars. */
+        char *start = bar - 1;
+        while (start > rows[i] && !(start[0] == '|' && start[-1] != '\\')) {
+            start--;
+        }
+        return start + 1;
+    }
+    return " ? |";
+}
+
+Test(proto_ops, protocol_md_lists_every_op_as_the_table_says)
+{
+    static char rows[64][4096];
+    size_t n = s_doc_rows(rows, 64);
+    bool same = n == PROTO_OP_COUNT;
+    for (size_t i = 0; same && i < n; i++) {
+        char want[2048];
+        s_render_row(want, sizeof want, &proto_ops[i]);
+        same = strncmp(rows[i], want, strlen(want)) == 0;
+    }
+    if (same) {
+        return;
+    }
+    /* Write the table as it should be (replies kept from the docs) for pasting. */
+    FILE *out = fopen("protocol_ops.expected.md", "w");
+    cr_assert_not_null(out);
+    fputs(S_HEADER, out);
+    for (int i = 0; i < PROTO_OP_COUNT; i++) {
+        char want[2048];
+        s_render_row(want, sizeof want, &proto_ops[i]);
+        want[strlen(want) - 1] = 0; /* the reply cell's opening bar comes with the reply */
+        fprintf(out, "%s|%s\n", want, s_doc_reply(rows, n, &proto_ops[i]));
+    }
+    fclose(out);
+    cr_assert_fail("docs/protocol.md's op table differs from proto/proto_ops.c (%zu rows, %d "
+                   "ops); the table as it should be is in protocol_ops.expected.md in the test's "
+                   "directory",
+                   n, PROTO_OP_COUNT);
 }

@@ -67,8 +67,10 @@ json_t *gw_json_parse(const char *body, size_t len, gw_error_t *err)
     json_error_t jerr;
     json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!v) {
-        gw_error_set(err, 400, "invalid_json", NULL, "invalid JSON at line %d, column %d: %s",
-                     jerr.line, jerr.column, jerr.text);
+        gw_error_set(err, 400, "invalid_json", NULL, "invalid JSON at line %d, column %d: %s%s",
+                     jerr.line, jerr.column,
+                     json_error_code(&jerr) == json_error_invalid_utf8 ? "not valid UTF-8, " : "",
+                     jerr.text);
         err->line = jerr.line > 0 ? jerr.line : 1;
         err->column = jerr.column > 0 ? jerr.column : 1;
         return NULL;

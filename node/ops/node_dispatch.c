@@ -84,9 +84,10 @@ static int s_parse_args(node_t *node, node_req_t **req_p, const char *body)
     json_error_t err;
     json_t *args = body && *body ? json_loads(body, JSON_REJECT_DUPLICATES, &err) : json_object();
     if (!args || !json_is_object(args)) {
-        char text[200];
-        snprintf(text, sizeof text, "invalid JSON args at line %d: %s", args ? 1 : err.line,
-                 args ? "not an object" : err.text);
+        char text[256];
+        bool utf8 = !args && json_error_code(&err) == json_error_invalid_utf8;
+        snprintf(text, sizeof text, "invalid JSON args at line %d: %s%s", args ? 1 : err.line,
+                 utf8 ? "not valid UTF-8, " : "", args ? "not an object" : err.text);
         json_decref(args);
         node_reply_error(node, req_p, 400, "invalid_json", text);
         return -1;

@@ -114,6 +114,21 @@ Test(gw_json, validation_table)
     }
 }
 
+Test(gw_json, invalid_utf8_is_named)
+{
+    const char *bodies[] = {"{\"content\":\"bad \xff\xfe\"}", "{\"content\":\"\xc0\xaf\"}",
+                            "{\"content\":\"\xed\xa0\x80\"}", "{\"content\":\"\xf4\x90\x80\x80\"}"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        gw_error_t err;
+        cr_assert_null(gw_json_parse(bodies[i], strlen(bodies[i]), &err), "case %zu", i);
+        cr_assert_str_eq(err.code, "invalid_json");
+        cr_assert(strstr(err.message, "not valid UTF-8"), "case %zu: %s", i, err.message);
+        char *text = gw_error_body(&err);
+        cr_assert_not_null(text, "case %zu: the error itself must be valid JSON", i);
+        free(text);
+    }
+}
+
 Test(gw_json, invalid_json_reports_position)
 {
     gw_error_t err;

@@ -151,6 +151,10 @@ Test(node_args, invalid_utf8_never_reaches_an_op, .timeout = 30)
         nt_rep_t r = s_create(&t, bodies[i]);
         cr_assert_eq(r.status, 400, "case %zu: %d", i, r.status);
         cr_assert_str_eq(nt_str(r.body, "code", NULL), "invalid_json", "case %zu", i);
+        if (i < 3) {
+            cr_assert(strstr(nt_str(r.body, "error", NULL), "not valid UTF-8"), "case %zu: %s", i,
+                      nt_str(r.body, "error", NULL));
+        }
         nt_rep_free(&r);
     }
     nt_stop(&t);

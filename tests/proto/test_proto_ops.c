@@ -159,14 +159,9 @@ static const char *s_where(const proto_op_t *op)
     return "?";
 }
 
-/* Appends to buf (cap bytes) what one argument accepts, in the docs' words. */
-static void s_render_field(char *buf, size_t cap, const proto_field_t *f)
+/* Appends to buf (cap bytes, n used) the type and limits of f; returns the new length. */
+static size_t s_render_type(char *buf, size_t cap, size_t n, const proto_field_t *f)
 {
-    size_t n = strlen(buf);
-    /* Bold: always required. A condition says when the field is accepted (and,
-       when it is required, that it must be there then). */
-    bool req = (f->flags & PROTO_F_REQUIRED) && !f->when;
-    n += (size_t)snprintf(buf + n, cap - n, "%s`%s`%s ", req ? "**" : "", f->name, req ? "**" : "");
     switch (f->type) {
         case PROTO_FT_STRING:
             if (f->min == f->max) {
@@ -202,6 +197,18 @@ static void s_render_field(char *buf, size_t cap, const proto_field_t *f)
                                   f->type == PROTO_FT_BOOL ? "bool" : proto_ftype_name(f->type));
             break;
     }
+    return n;
+}
+
+/* Appends to buf (cap bytes) what one argument accepts, in the docs' words. */
+static void s_render_field(char *buf, size_t cap, const proto_field_t *f)
+{
+    size_t n = strlen(buf);
+    /* Bold: always required. A condition says when the field is accepted (and,
+       when it is required, that it must be there then). */
+    bool req = (f->flags & PROTO_F_REQUIRED) && !f->when;
+    n += (size_t)snprintf(buf + n, cap - n, "%s`%s`%s ", req ? "**" : "", f->name, req ? "**" : "");
+    n = s_render_type(buf, cap, n, f);
     if ((f->flags & PROTO_F_NULL) && !(f->flags & PROTO_F_REQUIRED)) {
         n += (size_t)snprintf(buf + n, cap - n, " or null");
     }

@@ -14,19 +14,19 @@
 
 #include "common/ring.h"
 #include "proto/proto.h"
+#include "proto/proto_ops.h"
 
-#define GW_PARAMS_MAX      2            /* path parameters per route */
-#define GW_PARAM_LEN       128          /* longest path parameter kept */
-#define GW_TICK_MS         50           /* sweep timer: timeouts, parked retries, interrupt */
-#define GW_MOVED_MAX       3            /* MOVED retries before 503 */
-#define GW_MOVED_PARK_MS   250          /* wait for a fresh ring before resending a MOVED call */
-#define GW_LIST_LIMIT_MAX  500          /* ?limit= upper bound */
-#define GW_LIST_LIMIT_DEF  50           /* ?limit= default */
-#define GW_IDEMPOTENCY_MAX 255          /* Idempotency-Key length bound */
-#define GW_TOKEN_MAX       512          /* longest bearer token accepted */
-#define GW_CURSOR_MAX      1024         /* longest opaque cursor accepted */
-#define GW_AUTH_CACHE_SIZE 4096         /* auth cache entries */
-#define GW_AUTH_POS_TTL_MS 60000        /* a known token stays trusted this long */
+#define GW_PARAMS_MAX      2              /* path parameters per route */
+#define GW_PARAM_LEN       128            /* longest path parameter kept */
+#define GW_TICK_MS         50             /* sweep timer: timeouts, parked retries, interrupt */
+#define GW_MOVED_MAX       3              /* MOVED retries before 503 */
+#define GW_MOVED_PARK_MS   250            /* wait for a fresh ring before resending a MOVED call */
+#define GW_LIST_LIMIT_MAX  PROTO_LIST_MAX /* ?limit= upper bound (the op table's) */
+#define GW_LIST_LIMIT_DEF  PROTO_LIST_DEFAULT /* ?limit= default */
+#define GW_IDEMPOTENCY_MAX 255                /* Idempotency-Key length bound */
+#define GW_TOKEN_MAX       512                /* longest bearer token accepted */
+#define GW_AUTH_CACHE_SIZE 4096               /* auth cache entries */
+#define GW_AUTH_POS_TTL_MS 60000              /* a known token stays trusted this long */
 #define GW_AUTH_NEG_TTL_MS 5000         /* an unknown token is refused this long without asking */
 #define GW_SSE_BUFFER      (64 * 1024)  /* per-client output buffer */
 #define GW_SSE_HELD_MAX    (256 * 1024) /* live events held back during a replay */
@@ -96,32 +96,31 @@ char *gw_error_body(const gw_error_t *err);
 
 /* ---- JSON bodies and query values (gw_json.c, pure) --------------------- */
 
-typedef enum {
-    GW_SHAPE_CONV_CREATE, /* POST /api/conversations */
-    GW_SHAPE_CONV_PATCH,  /* PATCH /api/conversations/:id */
-    GW_SHAPE_MSG_POST,    /* POST /api/conversations/:id/messages */
-    GW_SHAPE_MESSAGE,     /* POST /api/message */
-    GW_SHAPE_EMPTY,       /* routes that take no fields (cancel) */
-} gw_shape_t;
-
 /* Parses a request body (len bytes, not NUL-terminated; empty means {}) with
    duplicate keys rejected. Returns a new object or NULL with err set
    (400 invalid_json with line/column). */
 json_t *gw_json_parse(const char *body, size_t len, gw_error_t *err);
-/* Checks obj against shape: unknown fields, types, lengths, enums, UUIDs.
-   Returns a new object holding the validated fields (UUIDs lowercased), or
-   NULL with err set (400 invalid_field naming the field). obj is borrowed. */
-json_t *gw_json_validate(const json_t *obj, gw_shape_t shape, gw_error_t *err);
+/* Checks a client body obj against op's row of the op table (common/op_args.h):
+   only the fields a client may set, their types and limits, required fields;
+   then adds preset's members (the fields the gateway sets: path ids, the
+   decision; may be NULL) and checks the whole as the node will. Takes obj and
+   preset. Returns the args (obj, UUIDs lowercased), or NULL with err set
+   (400 invalid_field naming the field and what is allowed). */
+json_t *gw_json_args(json_t *obj, proto_op_id_t op, json_t *preset, gw_error_t *err);
+/* POST /api/message: splits obj (taken) into msg.post's args, with the
+   conversation fields under "create", each part checked against the op table;
+   a "conversation_id" is checked and removed, its bytes written to conv and
+   *has_conv set. Returns the args or NULL with err set. */
+json_t *gw_json_message_args(json_t *obj, uint8_t conv[16], bool *has_conv, gw_error_t *err);
 /* Parses a decimal integer in [min, max]; -1 on anything else. */
 int gw_parse_int(const char *text, long long min, long long max, long long *out);
 /* Validates ?limit= (NULL → default), 1..500; -1 with err naming "limit". */
 int gw_parse_limit(const char *text, long *out, gw_error_t *err);
-/* Validates an opaque cursor: 1..1024 printable ASCII; -1 with err. */
+/* Validates an opaque cursor: printable ASCII, not empty (its length is the op
+   table's); -1 with err. */
 int gw_parse_cursor(const char *text, gw_error_t *err);
 /* Validates a UUID (path or field); writes the 16 bytes. -1 with err naming field. */
 int gw_parse_uuid(const char *text, const char *field, uint8_t out[16], gw_error_t *err);
-/* Number of UTF-8 code points in s (s is valid UTF-8). */
-size_t gw_utf8_len(const char *s);
 
 /* ---- routes (gw_routes.c) ---------------------------------------------- */
 
@@ -405,10 +404,12 @@ void gw_req_respond_error(gw_req_t *req, const gw_error_t *err);
 /* Shorthand: error with a formatted message. */
 void gw_req_fail(gw_req_t *req, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* Starts an upstream call for req; on the reply `then` runs (or, when then is
-   NULL, the reply is passed through). Answers 503 itself when no node can
-   take it. args is taken (decref'd). */
-void gw_req_call(gw_req_t *req, const char *op, bool conv_bound, json_t *args, gw_reply_fn *then);
+/* Starts an upstream call of op for req; on the reply `then` runs (or, when
+   then is NULL, the reply is passed through). The op table says where it goes:
+   to the owner of req->conv_id (conversation-bound ops; events.list when
+   req->conv_id is set), else to any live node. Answers 503 itself when no
+   node can take it. args is taken (decref'd). */
+void gw_req_call(gw_req_t *req, proto_op_id_t op, json_t *args, gw_reply_fn *then);
 /* A request header (borrowed) or NULL; a query argument likewise. */
 const char *gw_req_header(gw_req_t *req, const char *name);
 const char *gw_req_query(gw_req_t *req, const char *name);
@@ -424,13 +425,15 @@ void gw_http_fail_all(gw_server_t *srv);
    request itself (400) and returns -1 / NULL when the input is invalid. */
 /* Parses the :id path parameter into req->conv_id. */
 int gw_api_conv_param(gw_req_t *req);
-/* Parses and validates the JSON body against shape, adds the idempotency
-   fields; returns the args object (new reference). */
-json_t *gw_api_body(gw_req_t *req, gw_shape_t shape);
-/* Adds ?limit= (default 50) and ?cursor= to args. */
-int gw_api_page_args(gw_req_t *req, json_t *args);
-/* Adds the non-negative integer query argument name to args when present. */
-int gw_api_uint_arg(gw_req_t *req, json_t *args, const char *name);
+/* Parses the JSON body and checks it against op's row (gw_json_args, with
+   preset: the fields the handler sets, taken, may be NULL), then adds the
+   idempotency fields when op is a write; returns the args (new reference). */
+json_t *gw_api_body(gw_req_t *req, proto_op_id_t op, json_t *preset);
+/* Adds to args the query arguments named by op's row (?limit= defaulting to 50,
+   ?cursor=, filters, ?after=…), checked against the row as the node will. */
+int gw_api_query(gw_req_t *req, proto_op_id_t op, json_t *args);
+/* Adds the :id path parameter to args["id"] as a lowercase UUID. */
+int gw_api_id_arg(gw_req_t *req, json_t *args);
 /* A new conversation id: derived from team + Idempotency-Key when args
    carry one (so a retry lands on the same id and owner), else random. */
 /* The id of a conversation a request creates: derived from team and Idempotency-Key,
@@ -455,17 +458,6 @@ void gw_h_team_events(gw_req_t *req);
 void gw_h_stream(gw_req_t *req);
 
 /* Permissions, rules, worktrees, strategies (gw_api_perm.c, gw_api_wt.c, gw_api_strat.c). */
-typedef enum { GW_F_STR, GW_F_UUID, GW_F_OBJECT, GW_F_BOOL } gw_ftype_t;
-typedef struct {
-    const char *name;          /* JSON key */
-    gw_ftype_t type;           /* accepted type */
-    size_t max;                /* GW_F_STR: longest value in characters */
-    const char *const *values; /* GW_F_STR: allowed values (NULL-terminated) or NULL */
-} gw_field_t;
-/* Parses the body and checks it against fields (NULL-terminated by name): unknown
-   keys, types, lengths, enums; UUIDs are lowercased. Returns a new object, or NULL
-   after answering 400. */
-json_t *gw_api_fields(gw_req_t *req, const gw_field_t *fields);
 void gw_h_perm_list(gw_req_t *req);
 void gw_h_perm_get(gw_req_t *req);
 void gw_h_perm_approve(gw_req_t *req);

@@ -1,20 +1,19 @@
 /*  gw_api_conv — conversation routes: create, list, get, patch, delete
     (archive), cancel; plus the request helpers the other API handlers share
-    (path id, validated body, list paging). Each handler validates, then hands
+    (path ids, bodies and query arguments checked against the op table,
+    proto/proto_ops.c, as the node checks them). Each handler validates, then hands
     the op to the owning node (or any node for team-wide reads) and suspends.
     Loop thread only. */
 #define LOG_MODULE "gw_api"
 #include "gateway/gateway_internal.h"
 
 #include "common/log.h"
+#include "common/op_args.h"
 #include "common/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *s_statuses[] = {"idle",  "queued",   "processing", "waiting_for_permission",
-                                   "error", "archived", NULL};
 
 int gw_api_conv_param(gw_req_t *req)
 {
@@ -31,13 +30,17 @@ int gw_api_conv_param(gw_req_t *req)
     return 0;
 }
 
-json_t *gw_api_body(gw_req_t *req, gw_shape_t shape)
+json_t *gw_api_body(gw_req_t *req, proto_op_id_t op, json_t *preset)
 {
     gw_error_t err;
     json_t *obj = gw_json_parse(req->body, req->body_len, &err);
-    json_t *args = obj ? gw_json_validate(obj, shape, &err) : NULL;
-    json_decref(obj);
-    if (args && gw_req_idempotency(req, args, &err) < 0) {
+    json_t *args = NULL;
+    if (obj) {
+        args = gw_json_args(obj, op, preset, &err);
+    } else {
+        json_decref(preset);
+    }
+    if (args && proto_ops[op].write && gw_req_idempotency(req, args, &err) < 0) {
         json_decref(args);
         args = NULL;
     }
@@ -47,37 +50,61 @@ json_t *gw_api_body(gw_req_t *req, gw_shape_t shape)
     return args;
 }
 
-int gw_api_page_args(gw_req_t *req, json_t *args)
+/* The query value of field f as JSON: integers parsed (text the parser refuses
+   stays text, which the check then refuses with the field's message). */
+static json_t *s_query_value(const proto_field_t *f, const char *text)
 {
+    long long n;
+    if (f->type == PROTO_FT_INT && gw_parse_int(text, f->min, f->max, &n) == 0) {
+        return json_integer((json_int_t)n);
+    }
+    return json_string(text);
+}
+
+int gw_api_query(gw_req_t *req, proto_op_id_t op, json_t *args)
+{
+    const proto_op_t *spec = &proto_ops[op];
     gw_error_t err;
-    long limit;
-    const char *cursor = gw_req_query(req, "cursor");
-    if (gw_parse_limit(gw_req_query(req, "limit"), &limit, &err) < 0 ||
-        (cursor && gw_parse_cursor(cursor, &err) < 0)) {
+    op_args_err_t e;
+    for (const proto_field_t *f = spec->fields; f->name; f++) {
+        const char *text = f->flags & PROTO_F_GATEWAY ? NULL : gw_req_query(req, f->name);
+        if (!text) {
+            continue;
+        }
+        if (strcmp(f->name, "cursor") == 0 && gw_parse_cursor(text, &err) < 0) {
+            gw_req_respond_error(req, &err);
+            return -1;
+        }
+        json_t *v = s_query_value(f, text);
+        if (!v) { /* not UTF-8: json_string refuses it */
+            gw_error_set(&err, 400, "invalid_field", f->name, "%s is not valid UTF-8", f->name);
+            gw_req_respond_error(req, &err);
+            return -1;
+        }
+        json_object_set_new(args, f->name, v);
+    }
+    if (op_args_check(spec, args, 0, &e) < 0) {
+        gw_error_set(&err, 400, "invalid_field", e.field, "%s", e.message);
         gw_req_respond_error(req, &err);
         return -1;
     }
-    json_object_set_new(args, "limit", json_integer(limit));
-    if (cursor) {
-        json_object_set_new(args, "cursor", json_string(cursor));
+    if (proto_field_find(spec->fields, "limit") && !json_object_get(args, "limit")) {
+        json_object_set_new(args, "limit", json_integer(PROTO_LIST_DEFAULT));
     }
     return 0;
 }
 
-int gw_api_uint_arg(gw_req_t *req, json_t *args, const char *name)
+int gw_api_id_arg(gw_req_t *req, json_t *args)
 {
-    const char *text = gw_req_query(req, name);
-    long long v;
-    if (!text) {
-        return 0;
-    }
-    if (gw_parse_int(text, 0, INT64_MAX, &v) < 0) {
-        gw_error_t err;
-        gw_error_set(&err, 400, "invalid_field", name, "%s must be a non-negative integer", name);
+    gw_error_t err;
+    uint8_t raw[16];
+    char id[UTIL_UUID_STR_LEN + 1];
+    if (gw_parse_uuid(req->params[0], "id", raw, &err) < 0) {
         gw_req_respond_error(req, &err);
         return -1;
     }
-    json_object_set_new(args, name, json_integer((json_int_t)v));
+    util_uuid_format(raw, id);
+    json_object_set_new(args, "id", json_string(id));
     return 0;
 }
 
@@ -110,48 +137,24 @@ bool gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16])
 
 void gw_h_conv_create(gw_req_t *req)
 {
-    json_t *args = gw_api_body(req, GW_SHAPE_CONV_CREATE);
+    json_t *args = gw_api_body(req, PROTO_OP_CONV_CREATE, NULL);
     if (!args) {
         return;
     }
     if (gw_api_new_conv_id(req, args, req->conv_id)) {
         json_object_set_new(args, "fresh", json_true()); /* the node skips its lookup */
     }
-    gw_req_call(req, "conv.create", true, args, NULL);
-}
-
-static int s_filter(gw_req_t *req, json_t *args, const char *name, const char **allowed)
-{
-    const char *v = gw_req_query(req, name);
-    if (!v) {
-        return 0;
-    }
-    bool ok = *v && strlen(v) <= 64;
-    if (ok && allowed) {
-        ok = false;
-        for (const char **a = allowed; *a && !ok; a++) {
-            ok = strcmp(*a, v) == 0;
-        }
-    }
-    if (!ok) {
-        gw_error_t err;
-        gw_error_set(&err, 400, "invalid_field", name, "%s is not a valid filter value", name);
-        gw_req_respond_error(req, &err);
-        return -1;
-    }
-    json_object_set_new(args, name, json_string(v));
-    return 0;
+    gw_req_call(req, PROTO_OP_CONV_CREATE, args, NULL);
 }
 
 void gw_h_conv_list(gw_req_t *req)
 {
     json_t *args = json_object();
-    if (gw_api_page_args(req, args) < 0 || s_filter(req, args, "source", NULL) < 0 ||
-        s_filter(req, args, "type", NULL) < 0 || s_filter(req, args, "status", s_statuses) < 0) {
+    if (gw_api_query(req, PROTO_OP_CONV_LIST, args) < 0) {
         json_decref(args);
         return;
     }
-    gw_req_call(req, "conv.list", false, args, NULL);
+    gw_req_call(req, PROTO_OP_CONV_LIST, args, NULL);
 }
 
 void gw_h_conv_get(gw_req_t *req)
@@ -159,7 +162,7 @@ void gw_h_conv_get(gw_req_t *req)
     if (gw_api_conv_param(req) < 0) {
         return;
     }
-    gw_req_call(req, "conv.get", true, json_object(), NULL);
+    gw_req_call(req, PROTO_OP_CONV_GET, json_object(), NULL);
 }
 
 void gw_h_conv_patch(gw_req_t *req)
@@ -167,9 +170,9 @@ void gw_h_conv_patch(gw_req_t *req)
     if (gw_api_conv_param(req) < 0) {
         return;
     }
-    json_t *args = gw_api_body(req, GW_SHAPE_CONV_PATCH);
+    json_t *args = gw_api_body(req, PROTO_OP_CONV_PATCH, NULL);
     if (args) {
-        gw_req_call(req, "conv.patch", true, args, NULL);
+        gw_req_call(req, PROTO_OP_CONV_PATCH, args, NULL);
     }
 }
 
@@ -185,7 +188,7 @@ void gw_h_conv_delete(gw_req_t *req)
         gw_req_respond_error(req, &err);
         return;
     }
-    gw_req_call(req, "conv.delete", true, args, NULL);
+    gw_req_call(req, PROTO_OP_CONV_DELETE, args, NULL);
 }
 
 void gw_h_conv_cancel(gw_req_t *req)
@@ -193,8 +196,8 @@ void gw_h_conv_cancel(gw_req_t *req)
     if (gw_api_conv_param(req) < 0) {
         return;
     }
-    json_t *args = gw_api_body(req, GW_SHAPE_EMPTY);
+    json_t *args = gw_api_body(req, PROTO_OP_CONV_CANCEL, NULL);
     if (args) {
-        gw_req_call(req, "conv.cancel", true, args, NULL);
+        gw_req_call(req, PROTO_OP_CONV_CANCEL, args, NULL);
     }
 }

@@ -51,14 +51,16 @@ static void s_stream(gw_req_t *req, bool conv)
     gw_sse_start(req, &spec);
 }
 
-static void s_list(gw_req_t *req, bool conv)
+/* A page of events: the conversation's when req->conv_id is set (its route), else the
+   team's. */
+static void s_list(gw_req_t *req)
 {
     json_t *args = json_object();
-    if (gw_api_uint_arg(req, args, "after") < 0 || gw_api_page_args(req, args) < 0) {
+    if (gw_api_query(req, PROTO_OP_EVENTS_LIST, args) < 0) {
         json_decref(args);
         return;
     }
-    gw_req_call(req, "events.list", conv, args, NULL);
+    gw_req_call(req, PROTO_OP_EVENTS_LIST, args, NULL);
 }
 
 void gw_h_conv_events(gw_req_t *req)
@@ -69,7 +71,7 @@ void gw_h_conv_events(gw_req_t *req)
     if (s_wants_sse(req)) {
         s_stream(req, true);
     } else {
-        s_list(req, true);
+        s_list(req);
     }
 }
 
@@ -80,5 +82,5 @@ void gw_h_stream(gw_req_t *req)
 
 void gw_h_team_events(gw_req_t *req)
 {
-    s_list(req, false);
+    s_list(req);
 }

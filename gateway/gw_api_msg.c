@@ -17,11 +17,11 @@ void gw_h_msg_list(gw_req_t *req)
         return;
     }
     json_t *args = json_object();
-    if (gw_api_uint_arg(req, args, "after_seq") < 0 || gw_api_page_args(req, args) < 0) {
+    if (gw_api_query(req, PROTO_OP_MSG_LIST, args) < 0) {
         json_decref(args);
         return;
     }
-    gw_req_call(req, "msg.list", true, args, NULL);
+    gw_req_call(req, PROTO_OP_MSG_LIST, args, NULL);
 }
 
 void gw_h_msg_post(gw_req_t *req)
@@ -29,25 +29,13 @@ void gw_h_msg_post(gw_req_t *req)
     if (gw_api_conv_param(req) < 0) {
         return;
     }
-    json_t *args = gw_api_body(req, GW_SHAPE_MSG_POST);
+    json_t *args = gw_api_body(req, PROTO_OP_MSG_POST, NULL);
     if (args) {
-        gw_req_call(req, "msg.post", true, args, NULL);
+        gw_req_call(req, PROTO_OP_MSG_POST, args, NULL);
     }
 }
 
 /* ---- POST /api/message ------------------------------------------------------ */
-
-static bool s_is_conv_field(const char *key)
-{
-    static const char *keys[] = {"source",      "type",    "title", "strategy",
-                                 "worktree_id", "on_busy", NULL};
-    for (const char **k = keys; *k; k++) {
-        if (strcmp(*k, key) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
 
 static void s_message_reply(void *owner, const gw_reply_t *reply)
 {
@@ -72,31 +60,22 @@ static void s_message_reply(void *owner, const gw_reply_t *reply)
 
 void gw_h_message(gw_req_t *req)
 {
-    json_t *in = gw_api_body(req, GW_SHAPE_MESSAGE);
-    if (!in) {
+    gw_error_t err;
+    bool has_conv = false;
+    json_t *obj = gw_json_parse(req->body, req->body_len, &err);
+    json_t *args = obj ? gw_json_message_args(obj, req->conv_id, &has_conv, &err) : NULL;
+    if (args && gw_req_idempotency(req, args, &err) < 0) {
+        json_decref(args);
+        args = NULL;
+    }
+    if (!args) {
+        gw_req_respond_error(req, &err);
         return;
     }
-    json_t *args = json_object();
-    json_t *create = json_object();
-    const char *key;
-    json_t *v;
-    json_object_foreach(in, key, v)
-    {
-        if (s_is_conv_field(key)) {
-            json_object_set(create, key, v);
-        } else if (strcmp(key, "conversation_id") != 0) {
-            json_object_set(args, key, v);
-        }
-    }
-    const char *cid = json_string_value(json_object_get(in, "conversation_id"));
-    if (cid) {
-        util_uuid_parse(cid, req->conv_id);
-    } else if (gw_api_new_conv_id(req, in, req->conv_id)) {
+    if (!has_conv && gw_api_new_conv_id(req, args, req->conv_id)) {
         json_object_set_new(args, "fresh", json_true()); /* the node skips its lookup */
     }
-    json_object_set_new(args, "create", create);
-    json_decref(in);
-    gw_req_call(req, "msg.post", true, args, s_message_reply);
+    gw_req_call(req, PROTO_OP_MSG_POST, args, s_message_reply);
 }
 
 /* ---- GET /api/status ----------------------------------------------------------- */
@@ -141,5 +120,5 @@ static void s_status_reply(void *owner, const gw_reply_t *reply)
 
 void gw_h_status(gw_req_t *req)
 {
-    gw_req_call(req, "status", false, json_object(), s_status_reply);
+    gw_req_call(req, PROTO_OP_STATUS, json_object(), s_status_reply);
 }

@@ -227,6 +227,6 @@ void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
             break;
     }
     req->next = next;
-    gw_req_call(req, "auth", false, json_pack("{s:s}", "token_sha256", req->token_sha),
+    gw_req_call(req, PROTO_OP_AUTH, json_pack("{s:s}", "token_sha256", req->token_sha),
                 s_auth_reply);
 }

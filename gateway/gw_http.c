@@ -347,15 +347,18 @@ static void s_on_reply(void *owner, const gw_reply_t *reply)
     }
 }
 
-void gw_req_call(gw_req_t *req, const char *op, bool conv_bound, json_t *args, gw_reply_fn *then)
+void gw_req_call(gw_req_t *req, proto_op_id_t op, json_t *args, gw_reply_fn *then)
 {
+    const proto_op_t *spec = &proto_ops[op];
+    bool conv_bound = spec->scope == PROTO_SCOPE_CONV ||
+                      (spec->scope == PROTO_SCOPE_CONV_OPT && !util_uuid_is_nil(req->conv_id));
     char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
     json_decref(args);
     if (!text) {
         gw_req_fail(req, 503, "unavailable", "out of memory");
         return;
     }
-    gw_call_t call = {.op = op,
+    gw_call_t call = {.op = spec->name,
                       .conv_id = conv_bound ? req->conv_id : NULL,
                       .team_id = req->has_team ? req->team_id : NULL,
                       .args = text,

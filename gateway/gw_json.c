@@ -1,8 +1,11 @@
-/*  gw_json — request body parsing and field validation, query value parsing,
-    and the API.md error body. Pure functions over their arguments; any thread
-    (the gateway calls them from its loop thread). */
+/*  gw_json — request body parsing, the check of bodies against the op table
+    (proto/proto_ops.c, through common/op_args.c: the same rows and messages
+    as the node's), query value parsing, and the API.md error body. Pure
+    functions over their arguments; any thread (the gateway calls them from
+    its loop thread). */
 #include "gateway/gateway_internal.h"
 
+#include "common/op_args.h"
 #include "common/util.h"
 
 #include <ctype.h>
@@ -64,8 +67,10 @@ json_t *gw_json_parse(const char *body, size_t len, gw_error_t *err)
     json_error_t jerr;
     json_t *v = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!v) {
-        gw_error_set(err, 400, "invalid_json", NULL, "invalid JSON at line %d, column %d: %s",
-                     jerr.line, jerr.column, jerr.text);
+        gw_error_set(err, 400, "invalid_json", NULL, "invalid JSON at line %d, column %d: %s%s",
+                     jerr.line, jerr.column,
+                     json_error_code(&jerr) == json_error_invalid_utf8 ? "not valid UTF-8, " : "",
+                     jerr.text);
         err->line = jerr.line > 0 ? jerr.line : 1;
         err->column = jerr.column > 0 ? jerr.column : 1;
         return NULL;
@@ -78,187 +83,73 @@ json_t *gw_json_parse(const char *body, size_t len, gw_error_t *err)
     return v;
 }
 
-/* ---- field validation -------------------------------------------------- */
+/* ---- arguments: the op table's rows (common/op_args.c) ------------------ */
 
-typedef enum {
-    K_TEXT,      /* non-blank string, 1..max code points */
-    K_TEXT_NULL, /* string of ≤ max code points, or null */
-    K_CONTENT,   /* non-blank string (bounded by --max-body) */
-    K_OBJECT,    /* JSON object */
-    K_UUID,      /* UUID string */
-    K_UUID_NULL, /* UUID string or null */
-    K_ON_BUSY,   /* enqueue | reject | interrupt */
-} s_kind_t;
-
-typedef struct {
-    const char *name; /* JSON key */
-    s_kind_t kind;    /* accepted values */
-    size_t max;       /* code points for K_TEXT / K_TEXT_NULL */
-    bool required;    /* absent → invalid_field */
-} s_spec_t;
-
-#define CONV_FIELDS                                                                                \
-    {"title", K_TEXT_NULL, 1000, false}, {"metadata", K_OBJECT, 0, false},                         \
-        {"strategy", K_TEXT, 64, false}, {"worktree_id", K_UUID_NULL, 0, false},                   \
-    {                                                                                              \
-        "on_busy", K_ON_BUSY, 0, false                                                             \
-    }
-
-static const s_spec_t s_conv_create[] = {
-    {"source", K_TEXT, 64, false}, {"type", K_TEXT, 64, false}, CONV_FIELDS, {NULL, 0, 0, 0}};
-static const s_spec_t s_conv_patch[] = {CONV_FIELDS, {NULL, 0, 0, 0}};
-static const s_spec_t s_msg_post[] = {
-    {"content", K_CONTENT, 0, true}, {"metadata", K_OBJECT, 0, false}, {NULL, 0, 0, 0}};
-static const s_spec_t s_message[] = {{"content", K_CONTENT, 0, true},
-                                     {"conversation_id", K_UUID, 0, false},
-                                     {"source", K_TEXT, 64, false},
-                                     {"type", K_TEXT, 64, false},
-                                     CONV_FIELDS,
-                                     {NULL, 0, 0, 0}};
-static const s_spec_t s_empty[] = {{NULL, 0, 0, 0}};
-
-static const s_spec_t *s_shape_specs(gw_shape_t shape)
+static int s_refuse(gw_error_t *err, const op_args_err_t *e)
 {
-    switch (shape) {
-        case GW_SHAPE_CONV_CREATE:
-            return s_conv_create;
-        case GW_SHAPE_CONV_PATCH:
-            return s_conv_patch;
-        case GW_SHAPE_MSG_POST:
-            return s_msg_post;
-        case GW_SHAPE_MESSAGE:
-            return s_message;
-        case GW_SHAPE_EMPTY:
-            return s_empty;
-    }
-    return s_empty;
+    return gw_error_set(err, 400, "invalid_field", e->field, "%s", e->message);
 }
 
-size_t gw_utf8_len(const char *s)
+json_t *gw_json_args(json_t *obj, proto_op_id_t op, json_t *preset, gw_error_t *err)
 {
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        n += (*p & 0xC0) != 0x80;
+    const proto_op_t *spec = &proto_ops[op];
+    op_args_err_t e;
+    /* First what the client sent, as a client may send it; then, with the
+       fields the gateway sets, the same check the node makes (conditions such
+       as "reason only when decision is deny" involve both). */
+    int rc = op_args_check(spec, obj, OP_ARGS_CLIENT, &e);
+    if (rc == 0 && json_object_size(preset) > 0) {
+        json_object_update(obj, preset);
+        rc = op_args_check(spec, obj, 0, &e);
     }
-    return n;
+    json_decref(preset);
+    if (rc < 0) {
+        s_refuse(err, &e);
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
 }
 
-static int s_check_text(const s_spec_t *sp, const json_t *v, gw_error_t *err)
-{
-    if (sp->kind == K_TEXT_NULL && json_is_null(v)) {
-        return 0;
-    }
-    if (!json_is_string(v)) {
-        return gw_error_set(err, 400, "invalid_field", sp->name, "%s must be a string%s", sp->name,
-                            sp->kind == K_TEXT_NULL ? " or null" : "");
-    }
-    const char *s = json_string_value(v);
-    size_t bytes = json_string_length(v);
-    if (sp->kind != K_TEXT_NULL && s_blank(s, bytes)) {
-        return gw_error_set(err, 400, "invalid_field", sp->name, "%s must not be empty", sp->name);
-    }
-    if (sp->max && gw_utf8_len(s) > sp->max) {
-        return gw_error_set(err, 400, "invalid_field", sp->name,
-                            "%s must be at most %zu characters", sp->name, sp->max);
-    }
-    return 0;
-}
+/* POST /api/message names the conversation in its body (the envelope's conv_id). */
+static const proto_field_t s_conversation_id = {
+    "conversation_id", PROTO_FT_UUID, 0, 0, 0, NULL, NULL, NULL, NULL};
 
-/* Validates one UUID field; on success *norm is the lowercase form (new
-   reference) or NULL for null. */
-static int s_check_uuid(const s_spec_t *sp, const json_t *v, json_t **norm, gw_error_t *err)
+json_t *gw_json_message_args(json_t *obj, uint8_t conv[16], bool *has_conv, gw_error_t *err)
 {
-    *norm = NULL;
-    if (sp->kind == K_UUID_NULL && json_is_null(v)) {
-        *norm = json_null();
-        return 0;
-    }
-    uint8_t id[16];
-    if (!json_is_string(v) || util_uuid_parse(json_string_value(v), id) < 0) {
-        return gw_error_set(err, 400, "invalid_field", sp->name, "%s must be a UUID%s", sp->name,
-                            sp->kind == K_UUID_NULL ? " or null" : "");
-    }
-    char text[UTIL_UUID_STR_LEN + 1];
-    util_uuid_format(id, text);
-    *norm = json_string(text);
-    return 0;
-}
-
-static int s_check_field(const s_spec_t *sp, const json_t *v, json_t *out, gw_error_t *err)
-{
-    json_t *norm = NULL;
-    switch (sp->kind) {
-        case K_TEXT:
-        case K_TEXT_NULL:
-        case K_CONTENT:
-            if (s_check_text(sp, v, err) < 0) {
-                return -1;
-            }
-            break;
-        case K_OBJECT:
-            if (!json_is_object(v)) {
-                return gw_error_set(err, 400, "invalid_field", sp->name, "%s must be a JSON object",
-                                    sp->name);
-            }
-            break;
-        case K_UUID:
-        case K_UUID_NULL:
-            if (s_check_uuid(sp, v, &norm, err) < 0) {
-                return -1;
-            }
-            break;
-        case K_ON_BUSY: {
-            const char *s = json_string_value(v);
-            if (!s || (strcmp(s, "enqueue") && strcmp(s, "reject") && strcmp(s, "interrupt"))) {
-                return gw_error_set(err, 400, "invalid_field", sp->name,
-                                    "%s must be one of enqueue, reject, interrupt", sp->name);
-            }
-            break;
-        }
-    }
-    json_object_set_new(out, sp->name, norm ? norm : json_deep_copy(v));
-    return 0;
-}
-
-static const s_spec_t *s_find_spec(const s_spec_t *specs, const char *key)
-{
-    for (const s_spec_t *sp = specs; sp->name; sp++) {
-        if (strcmp(sp->name, key) == 0) {
-            return sp;
-        }
-    }
-    return NULL;
-}
-
-json_t *gw_json_validate(const json_t *obj, gw_shape_t shape, gw_error_t *err)
-{
-    const s_spec_t *specs = s_shape_specs(shape);
-    json_t *out = json_object();
+    const proto_op_t *post = &proto_ops[PROTO_OP_MSG_POST];
+    const proto_field_t *conv_fields = proto_field_find(post->fields, "create")->fields;
+    json_t *create = json_object();
+    json_t *cid = json_object_get(obj, "conversation_id");
+    op_args_err_t e;
+    int rc = cid ? op_args_check_value(&s_conversation_id, cid, 0, &e) : 0;
+    *has_conv = cid && rc == 0 && util_uuid_parse(json_string_value(cid), conv) == 0;
+    json_object_del(obj, "conversation_id");
+    /* The conversation's fields go under "create"; metadata is the message's. */
     const char *key;
     json_t *v;
-    json_object_foreach((json_t *)obj, key, v)
+    void *next;
+    json_object_foreach_safe(obj, next, key, v)
     {
-        const s_spec_t *sp = s_find_spec(specs, key);
-        if (!sp) {
-            char shown[48];
-            snprintf(shown, sizeof shown, "%s", key);
-            gw_error_set(err, 400, "invalid_field", shown, "unknown field '%s'", shown);
-            json_decref(out);
-            return NULL;
-        }
-        if (s_check_field(sp, v, out, err) < 0) {
-            json_decref(out);
-            return NULL;
+        if (strcmp(key, "metadata") != 0 && proto_field_find(conv_fields, key)) {
+            json_object_set(create, key, v);
+            json_object_del(obj, key);
         }
     }
-    for (const s_spec_t *sp = specs; sp->name; sp++) {
-        if (sp->required && !json_object_get(obj, sp->name)) {
-            gw_error_set(err, 400, "invalid_field", sp->name, "%s is required", sp->name);
-            json_decref(out);
-            return NULL;
-        }
+    if (rc == 0) {
+        rc = op_args_check(post, obj, OP_ARGS_CLIENT, &e);
     }
-    return out;
+    if (rc == 0) {
+        rc = op_args_check_fields(conv_fields, create, OP_ARGS_CLIENT, &e);
+    }
+    if (rc < 0) {
+        s_refuse(err, &e);
+        json_decref(create);
+        json_decref(obj);
+        return NULL;
+    }
+    json_object_set_new(obj, "create", create);
+    return obj;
 }
 
 /* ---- query values ------------------------------------------------------ */
@@ -301,7 +192,7 @@ int gw_parse_limit(const char *text, long *out, gw_error_t *err)
 int gw_parse_cursor(const char *text, gw_error_t *err)
 {
     size_t n = text ? strlen(text) : 0;
-    bool ok = n > 0 && n <= GW_CURSOR_MAX;
+    bool ok = n > 0;
     for (size_t i = 0; ok && i < n; i++) {
         ok = text[i] > 0x20 && text[i] < 0x7f;
     }

@@ -183,7 +183,7 @@ static int s_request_page(gw_sse_t *c)
 {
     json_t *args =
         json_pack("{s:I, s:i}", "after", (json_int_t)c->last_id, "limit", GW_SSE_REPLAY_PAGE);
-    return s_call(c, "events.list", args, s_on_page);
+    return s_call(c, proto_ops[PROTO_OP_EVENTS_LIST].name, args, s_on_page);
 }
 
 /* Ends a stream that already sent its headers with an `error` event. */
@@ -413,7 +413,7 @@ void gw_sse_start(gw_req_t *req, const gw_sse_spec_t *spec)
         c->replaying = true;
         rc = s_request_page(c);
     } else if (spec->has_conv) {
-        rc = s_call(c, "conv.get", json_object(), s_on_check);
+        rc = s_call(c, proto_ops[PROTO_OP_CONV_GET].name, json_object(), s_on_check);
     } else {
         s_begin_stream(c);
     }

@@ -8,6 +8,7 @@
 #include "common/ring.h"
 #include "node/node.h"
 #include "proto/proto.h"
+#include "proto/proto_ops.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -109,13 +110,13 @@ typedef enum {
 typedef void(node_read_fn)(node_t *node, node_req_t *req);
 typedef void(node_actor_fn)(node_t *node, node_actor_t *actor, node_req_t *req);
 
+/* The node's binding of an op of the shared table (proto/proto_ops.h: name, scope,
+   team, idempotency, arguments) to the code that runs it. */
 struct node_op_t {
-    const char *name;    /* "conv.create" */
-    node_op_kind_t kind; /* where it runs */
-    bool needs_team;     /* team_id required (all but auth) */
-    bool write;          /* accepts idempotency_key */
-    node_read_fn *read;  /* NODE_OP_TEAM / NODE_OP_READ */
-    node_actor_fn *run;  /* NODE_OP_ACTOR */
+    const proto_op_t *spec; /* the op's row in proto_ops[] */
+    node_op_kind_t kind;    /* where it runs */
+    node_read_fn *read;     /* NODE_OP_TEAM / NODE_OP_READ */
+    node_actor_fn *run;     /* NODE_OP_ACTOR */
 };
 
 /* Frees a request (identity, args); accepts NULL, nulls *req_p. No reply is sent. */

@@ -60,12 +60,6 @@ void node_buf_free(node_buf_t *b)
     node_buf_init(b);
 }
 
-static bool s_valid_utf8_len(const char *s, size_t min, size_t max)
-{
-    size_t n = strlen(s);
-    return n >= min && n <= max;
-}
-
 int node_arg_str(const json_t *obj, const char *key, size_t minlen, size_t maxlen, const char **out)
 {
     const json_t *v = json_object_get(obj, key);
@@ -75,12 +69,13 @@ int node_arg_str(const json_t *obj, const char *key, size_t minlen, size_t maxle
     if (!json_is_string(v)) {
         return -1;
     }
-    const char *s = json_string_value(v);
-    /* jansson accepts \u0000 inside strings; Postgres text cannot hold NUL. */
-    if (strlen(s) != json_string_length(v) || !s_valid_utf8_len(s, minlen, maxlen)) {
+    /* Lengths are characters of valid UTF-8, counted as the op table counts them
+       (proto_utf8_len); a NUL (Postgres text cannot hold one) is refused too. */
+    int64_t n = proto_utf8_len(json_string_value(v), json_string_length(v));
+    if (n < 0 || (uint64_t)n < minlen || (uint64_t)n > maxlen) {
         return -1;
     }
-    *out = s;
+    *out = json_string_value(v);
     return 1;
 }
 
@@ -127,8 +122,8 @@ int node_arg_object(const json_t *obj, const char *key, const json_t **out)
 
 int node_arg_limit(const json_t *args, long long *out)
 {
-    *out = NODE_LIST_DEFAULT;
-    return node_arg_int(args, "limit", 1, NODE_LIST_MAX, out) < 0 ? -1 : 0;
+    *out = PROTO_LIST_DEFAULT;
+    return node_arg_int(args, "limit", 1, PROTO_LIST_MAX, out) < 0 ? -1 : 0;
 }
 
 char *node_json_text(const json_t *value)

@@ -47,7 +47,7 @@ void node_reply(node_t *node, node_req_t **req_p, int status, const char *body, 
     m.retry_after = retry_after > 0 ? (uint64_t)retry_after : 0;
     s_send(node, req, &m);
     LOG_D("reply req=%llu op=%s status=%d", (unsigned long long)req->req_id,
-          req->op ? req->op->name : "-", status);
+          req->op ? req->op->spec->name : "-", status);
     node_req_destroy(req_p);
 }
 

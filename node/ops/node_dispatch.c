@@ -1,73 +1,64 @@
-/*  node_dispatch — API requests from gateways: the static op table, envelope
-    and argument checks, and the ownership test (PROTO_MOVED with our epoch when
-    the ring gives the conversation to another node).
+/*  node_dispatch — API requests from gateways: the node's handlers of the shared
+    op table, envelope checks, the ownership test (PROTO_MOVED with our epoch when
+    the ring gives the conversation to another node) and the args check against
+    the op's row (node_args.c).
     Loop thread only. */
 #define LOG_MODULE "node_dispatch"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/wire.h"
+#include "node/ops/node_args.h"
 #include "node/ops/node_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define OP_TEAM(n, fn)                                                                             \
-    {                                                                                              \
-        n, NODE_OP_TEAM, true, false, fn, NULL                                                     \
-    }
-#define OP_READ(n, fn)                                                                             \
-    {                                                                                              \
-        n, NODE_OP_READ, true, false, fn, NULL                                                     \
-    }
-#define OP_ACTOR(n, fn)                                                                            \
-    {                                                                                              \
-        n, NODE_OP_ACTOR, true, true, NULL, fn                                                     \
-    }
+/* The node's handler of every op of the shared table (proto/proto_ops.c), by op id: the
+   name, scope, team and idempotency come from the table, only where and how the op runs
+   is the node's. tests/node/test_node_args.c checks every op has one. */
+#define OP(id, kind, read, run) [id] = {&proto_ops[id], kind, read, run}
 
-static const node_op_t s_ops[] = {
-    {"auth", NODE_OP_TEAM, false, false, node_op_auth, NULL},
-    OP_TEAM("status", node_op_status),
-    OP_TEAM("conv.list", node_op_conv_list),
-    /* With a conv_id it is conversation-bound (see s_bound). */
-    OP_TEAM("events.list", node_op_events_list),
-    OP_READ("conv.get", node_op_conv_get),
-    OP_READ("msg.list", node_op_msg_list),
-    OP_ACTOR("conv.create", node_op_conv_create),
-    OP_ACTOR("conv.patch", node_op_conv_patch),
-    OP_ACTOR("conv.delete", node_op_conv_delete),
-    OP_ACTOR("conv.cancel", node_op_conv_cancel),
-    OP_ACTOR("msg.post", node_op_msg_post),
+static const node_op_t s_ops[PROTO_OP_COUNT] = {
+    OP(PROTO_OP_AUTH, NODE_OP_TEAM, node_op_auth, NULL),
+    OP(PROTO_OP_STATUS, NODE_OP_TEAM, node_op_status, NULL),
+    OP(PROTO_OP_CONV_LIST, NODE_OP_TEAM, node_op_conv_list, NULL),
+    /* With a conv_id it is conversation-bound (PROTO_SCOPE_CONV_OPT, see s_bound). */
+    OP(PROTO_OP_EVENTS_LIST, NODE_OP_TEAM, node_op_events_list, NULL),
+    OP(PROTO_OP_CONV_GET, NODE_OP_READ, node_op_conv_get, NULL),
+    OP(PROTO_OP_MSG_LIST, NODE_OP_READ, node_op_msg_list, NULL),
+    OP(PROTO_OP_CONV_CREATE, NODE_OP_ACTOR, NULL, node_op_conv_create),
+    OP(PROTO_OP_CONV_PATCH, NODE_OP_ACTOR, NULL, node_op_conv_patch),
+    OP(PROTO_OP_CONV_DELETE, NODE_OP_ACTOR, NULL, node_op_conv_delete),
+    OP(PROTO_OP_CONV_CANCEL, NODE_OP_ACTOR, NULL, node_op_conv_cancel),
+    OP(PROTO_OP_MSG_POST, NODE_OP_ACTOR, NULL, node_op_msg_post),
     /* Permissions, rules, worktrees, strategies (node_ops_perm.c, node_ops_wt.c). */
-    OP_TEAM("perm.list", node_op_perm_list),
-    OP_TEAM("perm.get", node_op_perm_get),
-    {"perm.decide", NODE_OP_ACTOR, true, false, NULL, node_op_perm_decide},
-    OP_TEAM("rule.list", node_op_rule_list),
-    OP_TEAM("rule.create", node_op_rule_create),
-    OP_TEAM("rule.delete", node_op_rule_delete),
-    OP_TEAM("wt.list", node_op_wt_list),
-    OP_TEAM("wt.get", node_op_wt_get),
-    OP_TEAM("wt.create", node_op_wt_create),
-    OP_TEAM("wt.delete", node_op_wt_delete),
-    OP_TEAM("strategies", node_op_strategies),
+    OP(PROTO_OP_PERM_LIST, NODE_OP_TEAM, node_op_perm_list, NULL),
+    OP(PROTO_OP_PERM_GET, NODE_OP_TEAM, node_op_perm_get, NULL),
+    OP(PROTO_OP_PERM_DECIDE, NODE_OP_ACTOR, NULL, node_op_perm_decide),
+    OP(PROTO_OP_RULE_LIST, NODE_OP_TEAM, node_op_rule_list, NULL),
+    OP(PROTO_OP_RULE_CREATE, NODE_OP_TEAM, node_op_rule_create, NULL),
+    OP(PROTO_OP_RULE_DELETE, NODE_OP_TEAM, node_op_rule_delete, NULL),
+    OP(PROTO_OP_WT_LIST, NODE_OP_TEAM, node_op_wt_list, NULL),
+    OP(PROTO_OP_WT_GET, NODE_OP_TEAM, node_op_wt_get, NULL),
+    OP(PROTO_OP_WT_CREATE, NODE_OP_TEAM, node_op_wt_create, NULL),
+    OP(PROTO_OP_WT_DELETE, NODE_OP_TEAM, node_op_wt_delete, NULL),
+    OP(PROTO_OP_STRATEGIES, NODE_OP_TEAM, node_op_strategies, NULL),
     /* From bicky-mcp-permission (no team): the running claude-code turn on this node. */
-    {"permission.ask", NODE_OP_TEAM, false, false, node_op_perm_ask, NULL},
+    OP(PROTO_OP_PERMISSION_ASK, NODE_OP_TEAM, node_op_perm_ask, NULL),
 };
 
 const node_op_t *node_op_find(const char *name)
 {
-    for (size_t i = 0; name && i < sizeof s_ops / sizeof s_ops[0]; i++) {
-        if (strcmp(s_ops[i].name, name) == 0) {
-            return &s_ops[i];
-        }
-    }
-    return NULL;
+    const proto_op_t *spec = proto_op_find(name);
+    return spec ? &s_ops[spec - proto_ops] : NULL;
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
 
 static bool s_bound(const node_op_t *op, const proto_msg_t *msg)
 {
-    return op->kind != NODE_OP_TEAM || (strcmp(op->name, "events.list") == 0 && msg->has_conv);
+    return op->spec->scope == PROTO_SCOPE_CONV ||
+           (op->spec->scope == PROTO_SCOPE_CONV_OPT && msg->has_conv);
 }
 
 static node_req_t *s_req_new(zframe_t **identity_p, const proto_msg_t *msg)
@@ -93,9 +84,10 @@ static int s_parse_args(node_t *node, node_req_t **req_p, const char *body)
     json_error_t err;
     json_t *args = body && *body ? json_loads(body, JSON_REJECT_DUPLICATES, &err) : json_object();
     if (!args || !json_is_object(args)) {
-        char text[200];
-        snprintf(text, sizeof text, "invalid JSON args at line %d: %s", args ? 1 : err.line,
-                 args ? "not an object" : err.text);
+        char text[256];
+        bool utf8 = !args && json_error_code(&err) == json_error_invalid_utf8;
+        snprintf(text, sizeof text, "invalid JSON args at line %d: %s%s", args ? 1 : err.line,
+                 utf8 ? "not valid UTF-8, " : "", args ? "not an object" : err.text);
         json_decref(args);
         node_reply_error(node, req_p, 400, "invalid_json", text);
         return -1;
@@ -113,10 +105,10 @@ static int s_admit(node_t *node, node_req_t **req_p, const proto_msg_t *msg)
         return -1;
     }
     if (!req->op) {
-        node_reply_error(node, req_p, 400, "invalid_field", "unknown op");
+        node_reply_invalid(node, req_p, "op", "unknown op '%s'", msg->op ? msg->op : "");
         return -1;
     }
-    if (req->op->needs_team && (!req->has_team || util_uuid_is_nil(req->team_id))) {
+    if (req->op->spec->team && (!req->has_team || util_uuid_is_nil(req->team_id))) {
         node_reply_field(node, req_p, "team_id");
         return -1;
     }
@@ -154,7 +146,8 @@ void node_dispatch(node_t *node, zframe_t **identity_p, proto_msg_t *msg)
     }
     req->op = node_op_find(msg->op);
     LOG_D("request req=%llu op=%s", (unsigned long long)req->req_id, msg->op);
-    if (s_admit(node, &req, msg) < 0 || s_parse_args(node, &req, msg->body) < 0) {
+    if (s_admit(node, &req, msg) < 0 || s_parse_args(node, &req, msg->body) < 0 ||
+        node_args_check(node, &req) < 0) {
         return;
     }
     if (req->op->kind == NODE_OP_ACTOR) {

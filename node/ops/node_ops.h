@@ -26,7 +26,8 @@ void node_op_conv_delete(node_t *node, node_actor_t *actor, node_req_t *req);
 void node_op_conv_cancel(node_t *node, node_actor_t *actor, node_req_t *req);
 void node_op_msg_post(node_t *node, node_actor_t *actor, node_req_t *req);
 
-/* Validates the conversation fields of obj (create); NULL or the bad field's name. */
+/* What the op table cannot check of obj's conversation fields (create, patch): NULL, or
+   "strategy" when it is not one this node runs. */
 const char *node_conv_check_create(const json_t *obj);
 /* Adds the conversation insert (+ worktree check) and conversation.created for the
    (validated) fields of obj. Returns 0 or -1 (OOM). */

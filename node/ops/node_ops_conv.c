@@ -1,10 +1,13 @@
 /*  node_ops_conv — conversation writes, run inside the conversation's actor:
     conv.create, conv.patch (metadata merged with ||), conv.delete (archive)
-    and conv.cancel. Values are validated here again (the gateway checked the
-    shape; the node never trusts a peer). Loop thread only. */
+    and conv.cancel. Dispatch checked the args against the op table (the node
+    never trusts a peer); here only what the table cannot say: a configured
+    strategy, and the worktree's owner (in the write's transaction). Loop
+    thread only. */
 #define LOG_MODULE "node_ops_conv"
 #include "common/log.h"
 #include "common/util.h"
+#include "node/ops/node_args.h"
 #include "node/ops/node_ops.h"
 
 #include <stdlib.h>
@@ -12,13 +15,7 @@
 
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 
-/* Strategies this node can run. */
-static bool s_strategy_known(const char *name)
-{
-    return node_strategy_lookup(name) != NULL;
-}
-
-/* worktree_id: absent (0), null (0, *null_p), a UUID (1) or invalid (-1). */
+/* worktree_id of checked args: absent (0), null (0, *null_p) or a UUID (1). */
 static int s_worktree(const json_t *obj, s_uuid_t out, bool *null_p)
 {
     const json_t *v = json_object_get(obj, "worktree_id");
@@ -26,52 +23,20 @@ static int s_worktree(const json_t *obj, s_uuid_t out, bool *null_p)
     if (null_p) {
         *null_p = v && json_is_null(v);
     }
-    if (!v || json_is_null(v)) {
-        return 0;
-    }
     if (!json_is_string(v) || util_uuid_parse(json_string_value(v), raw) < 0) {
-        return -1;
+        return 0;
     }
     util_uuid_format(raw, out);
     return 1;
 }
 
-/* Checks the fields shared by create and patch; NULL or the bad field. */
-static const char *s_check_common(const json_t *obj)
-{
-    const char *s = NULL;
-    const json_t *o = NULL;
-    s_uuid_t wt;
-    if (node_arg_str(obj, "title", 0, 1000, &s) < 0) {
-        return "title";
-    }
-    if (node_arg_object(obj, "metadata", &o) < 0) {
-        return "metadata";
-    }
-    s = NULL;
-    if (node_arg_str(obj, "strategy", 1, 64, &s) < 0 || (s && !s_strategy_known(s))) {
-        return "strategy";
-    }
-    s = NULL;
-    if (node_arg_str(obj, "on_busy", 1, 16, &s) < 0 || (s && node_on_busy_parse(s) < 0)) {
-        return "on_busy";
-    }
-    if (s_worktree(obj, wt, NULL) < 0) {
-        return "worktree_id";
-    }
-    return NULL;
-}
-
+/* What the op table cannot check (dispatch checked the rest against conv.create's
+   row, or msg.post's "create"): the strategy must be one this node runs. NULL or
+   the bad field. */
 const char *node_conv_check_create(const json_t *obj)
 {
-    const char *s = NULL;
-    if (node_arg_str(obj, "source", 1, 64, &s) < 0) {
-        return "source";
-    }
-    if (node_arg_str(obj, "type", 1, 64, &s) < 0) {
-        return "type";
-    }
-    return s_check_common(obj);
+    const char *strategy = node_args_str(obj, "strategy");
+    return strategy && !node_strategy_lookup(strategy) ? "strategy" : NULL;
 }
 
 /* Adds the worktree ownership check (fails the write set when not the team's). */
@@ -86,18 +51,14 @@ static void s_add_wt_check(node_ws_t *ws, const char *wt)
 int node_conv_add_create(node_t *node, node_ws_t *ws, const json_t *obj)
 {
     node_actor_t *a = ws->actor;
-    const char *source = NULL, *type = NULL, *title = NULL, *strategy = NULL, *on_busy = NULL;
-    const json_t *meta = NULL;
+    const char *source = node_args_str(obj, "source"), *type = node_args_str(obj, "type");
+    const char *title = node_args_str(obj, "title"), *on_busy = node_args_str(obj, "on_busy");
+    const char *strategy = node_args_str(obj, "strategy");
+    const json_t *meta = json_object_get(obj, "metadata");
     s_uuid_t conv, team, wt;
-    node_arg_str(obj, "source", 1, 64, &source);
-    node_arg_str(obj, "type", 1, 64, &type);
-    node_arg_str(obj, "title", 0, 1000, &title);
-    node_arg_str(obj, "strategy", 1, 64, &strategy);
     if (!strategy) {
         strategy = node_strategy_default_name();
     }
-    node_arg_str(obj, "on_busy", 1, 16, &on_busy);
-    node_arg_object(obj, "metadata", &meta);
     bool has_wt = s_worktree(obj, wt, NULL) == 1;
     /* The first message of the new conversation may be written with its whole turn
        (node_turns.h whole_turn) unless its metadata sets echo options, which the actor
@@ -130,9 +91,8 @@ void node_op_conv_create(node_t *node, node_actor_t *a, node_req_t *req)
         node_reply_error(node, &req, 409, "conflict", "conversation already exists");
         return;
     }
-    const char *field = node_conv_check_create(req->args);
-    if (field) {
-        node_reply_field(node, &req, field);
+    if (node_conv_check_create(req->args)) {
+        node_reply_bad_strategy(node, &req);
         return;
     }
     node_ws_t *ws = node_ws_new(a, req);
@@ -166,14 +126,11 @@ static char *s_changes(const json_t *args)
 
 static void s_add_patch(node_ws_t *ws, const json_t *args)
 {
-    const char *title = NULL, *strategy = NULL, *on_busy = NULL;
-    const json_t *meta = NULL;
+    const char *title = node_args_str(args, "title"), *strategy = node_args_str(args, "strategy");
+    const char *on_busy = node_args_str(args, "on_busy");
+    const json_t *meta = json_object_get(args, "metadata");
     bool wt_null = false;
     s_uuid_t conv, team, wt;
-    node_arg_str(args, "title", 0, 1000, &title);
-    node_arg_str(args, "strategy", 1, 64, &strategy);
-    node_arg_str(args, "on_busy", 1, 16, &on_busy);
-    node_arg_object(args, "metadata", &meta);
     bool has_wt = s_worktree(args, wt, &wt_null) == 1;
     char *meta_text = meta ? node_json_text(meta) : NULL;
     util_uuid_format(ws->actor->conv_id, conv);
@@ -203,9 +160,8 @@ void node_op_conv_patch(node_t *node, node_actor_t *a, node_req_t *req)
         node_reply_error(node, &req, 404, "not_found", "conversation not found");
         return;
     }
-    const char *field = s_check_common(req->args);
-    if (field) {
-        node_reply_field(node, &req, field);
+    if (node_conv_check_create(req->args)) {
+        node_reply_bad_strategy(node, &req);
         return;
     }
     char *changes = s_changes(req->args);

@@ -5,27 +5,11 @@
 #define LOG_MODULE "node_ops_msg"
 #include "common/log.h"
 #include "common/util.h"
+#include "node/ops/node_args.h"
 #include "node/ops/node_ops.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* Validates the args; NULL or the bad field. */
-static const char *s_check(const json_t *args, const json_t **create)
-{
-    const char *content = NULL;
-    const json_t *meta = NULL;
-    if (node_arg_str(args, "content", 1, NODE_CONTENT_MAX, &content) != 1) {
-        return "content";
-    }
-    if (node_arg_object(args, "metadata", &meta) < 0) {
-        return "metadata";
-    }
-    if (node_arg_object(args, "create", create) < 0) {
-        return "create";
-    }
-    return *create ? node_conv_check_create(*create) : NULL;
-}
 
 /* Refusals that need no write: 404, 409 (archived, reject while busy), 429 (queue full). */
 static int s_refuse(node_t *node, node_actor_t *a, node_req_t **req_p, bool creating)
@@ -76,10 +60,10 @@ static void s_add_post(node_t *node, node_ws_t *ws, const char *content, const j
 
 void node_op_msg_post(node_t *node, node_actor_t *a, node_req_t *req)
 {
-    const json_t *create = NULL;
-    const char *field = s_check(req->args, &create);
-    if (field) {
-        node_reply_field(node, &req, field);
+    /* Dispatch checked the args (and "create") against the op table. */
+    const json_t *create = json_object_get(req->args, "create");
+    if (create && node_conv_check_create(create)) {
+        node_reply_bad_strategy(node, &req);
         return;
     }
     bool creating = a->state != NODE_ACTOR_READY && create;
@@ -96,11 +80,8 @@ void node_op_msg_post(node_t *node, node_actor_t *a, node_req_t *req)
     } else if (a->on_busy == NODE_BUSY_INTERRUPT && node_turn_running(a)) {
         node_turn_add_end(node, ws, NODE_END_CANCELLED);
     }
-    const char *content = NULL;
-    const json_t *meta = NULL;
-    node_arg_str(req->args, "content", 1, NODE_CONTENT_MAX, &content);
-    node_arg_object(req->args, "metadata", &meta);
-    s_add_post(node, ws, content, meta);
+    s_add_post(node, ws, node_args_str(req->args, "content"),
+               json_object_get(req->args, "metadata"));
     node_ws_touch(ws, node_turn_status_after(a, &ws->plan));
     ws->plan.created = creating;
     ws->reply_kind = NODE_REPLY_MSG;

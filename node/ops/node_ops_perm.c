@@ -10,6 +10,7 @@
 #define LOG_MODULE "node_ops_perm"
 #include "common/log.h"
 #include "common/util.h"
+#include "node/ops/node_args.h"
 #include "node/ops/node_ops.h"
 
 #include <stdlib.h>
@@ -86,7 +87,7 @@ static void s_on_done(void *arg, db_status_t status, const char *error, const ch
 {
     s_read_t *r = arg;
     if (status != DB_OK) {
-        LOG_I("op failed op=%s error=\"%s\"", r->req->op->name, error ? error : "");
+        LOG_I("op failed op=%s error=\"%s\"", r->req->op->spec->name, error ? error : "");
         node_reply_busy(r->node, &r->req, "database unavailable");
     } else if (r->body.oom) {
         node_reply_busy(r->node, &r->req, "out of memory");
@@ -122,60 +123,40 @@ static void s_run(node_t *node,
     db_batch_submit(&b, s_on_done, r);
 }
 
-/* A UUID argument into out (text); 0 absent, 1 ok, -1 invalid. */
+/* A checked UUID argument into out (text); 0 absent or null, 1 present. */
 static int s_uuid_arg(const json_t *args, const char *key, s_uuid_t out)
 {
-    const char *s = NULL;
+    const char *s = node_args_str(args, key);
     uint8_t raw[16];
-    int rc = node_arg_str(args, key, 36, 36, &s);
-    if (rc <= 0) {
-        return rc;
-    }
-    if (util_uuid_parse(s, raw) < 0) {
-        return -1;
+    if (!s || util_uuid_parse(s, raw) < 0) {
+        return 0;
     }
     util_uuid_format(raw, out);
     return 1;
 }
 
-/* Paging arguments: limit and the (created_at, id) cursor. NULL or the bad field. */
-static const char *s_page(const json_t *args, long long *limit, char ts[40], char id[37])
+/* Paging arguments: limit and the (created_at, id) cursor. 0, or -1 after a 400. */
+static int s_page(node_t *node, node_req_t **req_p, long long *limit, char ts[40], char id[37])
 {
-    const char *cursor = NULL;
-    if (node_arg_limit(args, limit) < 0) {
-        return "limit";
+    const char *cursor = node_args_str((*req_p)->args, "cursor");
+    node_arg_limit((*req_p)->args, limit);
+    if (cursor && node_cursor_decode_conv(cursor, ts, id) < 0) {
+        node_reply_bad_cursor(node, req_p);
+        return -1;
     }
-    if (node_arg_str(args, "cursor", 1, 256, &cursor) < 0 ||
-        (cursor && node_cursor_decode_conv(cursor, ts, id) < 0)) {
-        return "cursor";
-    }
-    return NULL;
+    return 0;
 }
 
 /* ---- permissions ------------------------------------------------------------------------- */
 
 void node_op_perm_list(node_t *node, node_req_t *req)
 {
-    static const char *statuses[] = {"pending", "approved", "denied", "expired", NULL};
-    const char *status = NULL, *field = NULL;
+    const char *status = node_args_str(req->args, "status");
     s_uuid_t conv, team;
     char ts[40] = "", id[37] = "", lim[24];
     long long limit = 0;
-    bool known = false;
-    node_arg_str(req->args, "status", 1, 16, &status);
-    for (int i = 0; status && statuses[i]; i++) {
-        known |= strcmp(statuses[i], status) == 0;
-    }
     int has_conv = s_uuid_arg(req->args, "conversation_id", conv);
-    if (node_arg_str(req->args, "status", 1, 16, &status) < 0 || (status && !known)) {
-        field = "status";
-    } else if (has_conv < 0) {
-        field = "conversation_id";
-    } else {
-        field = s_page(req->args, &limit, ts, id);
-    }
-    if (field) {
-        node_reply_field(node, &req, field);
+    if (s_page(node, &req, &limit, ts, id) < 0) {
         return;
     }
     util_uuid_format(req->team_id, team);
@@ -189,10 +170,7 @@ void node_op_perm_list(node_t *node, node_req_t *req)
 void node_op_perm_get(node_t *node, node_req_t *req)
 {
     s_uuid_t id, team;
-    if (s_uuid_arg(req->args, "id", id) != 1) {
-        node_reply_field(node, &req, "id");
-        return;
-    }
+    s_uuid_arg(req->args, "id", id);
     util_uuid_format(req->team_id, team);
     const char *params[] = {id, team};
     s_read_t proto = {.ok_status = 200, .what = "permission request"};
@@ -231,17 +209,14 @@ static void s_on_dec_row(void *arg, db_status_t status, const db_result_t *res)
     }
 }
 
-/* The decision asked for (arguments validated by node_op_perm_decide). */
+/* The decision asked for (arguments checked against perm.decide's row in dispatch). */
 static void s_decision(const json_t *args, node_decision_t *out)
 {
-    const char *s = NULL;
     memset(out, 0, sizeof *out);
-    node_arg_str(args, "id", 36, 36, &s);
-    util_uuid_parse(s, out->perm_id);
-    node_arg_str(args, "decision", 1, 16, &s);
-    out->approve = strcmp(s, "approve") == 0;
-    node_arg_str(args, "remember", 1, 16, &out->remember);
-    node_arg_str(args, "reason", 1, 1000, &out->reason);
+    util_uuid_parse(node_args_str(args, "id"), out->perm_id);
+    out->approve = strcmp(node_args_str(args, "decision"), "approve") == 0;
+    out->remember = node_args_str(args, "remember");
+    out->reason = node_args_str(args, "reason");
     node_arg_object(args, "updated_input", &out->updated_input);
 }
 
@@ -304,48 +279,14 @@ static void s_on_dec(void *arg, db_status_t status, const char *error, const cha
     node_actor_pump(node, a);
 }
 
-/* Validates perm.decide's arguments; NULL or the bad field. */
-static const char *s_check_decide(const json_t *args)
-{
-    const char *dec = NULL, *remember = NULL, *reason = NULL;
-    const json_t *updated = NULL;
-    s_uuid_t id;
-    if (s_uuid_arg(args, "id", id) != 1) {
-        return "id";
-    }
-    if (node_arg_str(args, "decision", 1, 16, &dec) != 1 ||
-        (strcmp(dec, "approve") != 0 && strcmp(dec, "deny") != 0)) {
-        return "decision";
-    }
-    bool approve = strcmp(dec, "approve") == 0;
-    if (node_arg_str(args, "remember", 1, 16, &remember) < 0 ||
-        (remember &&
-         (!approve || (strcmp(remember, "conversation") != 0 && strcmp(remember, "team") != 0)))) {
-        return "remember";
-    }
-    if (node_arg_object(args, "updated_input", &updated) < 0 || (updated && !approve)) {
-        return "updated_input";
-    }
-    if (node_arg_str(args, "reason", 1, 1000, &reason) < 0 || (reason && approve)) {
-        return "reason";
-    }
-    return NULL;
-}
-
 void node_op_perm_decide(node_t *node, node_actor_t *a, node_req_t *req)
 {
-    const char *field = s_check_decide(req->args);
-    if (field) {
-        node_reply_field(node, &req, field);
-        return;
-    }
     if (a->state != NODE_ACTOR_READY) {
         node_reply_error(node, &req, 404, "not_found", "permission request not found");
         return;
     }
-    s_uuid_t conv, team;
-    const char *id = NULL;
-    node_arg_str(req->args, "id", 36, 36, &id);
+    s_uuid_t conv, team, id;
+    s_uuid_arg(req->args, "id", id);
     util_uuid_format(a->conv_id, conv);
     util_uuid_format(a->team_id, team);
     const char *params[] = {id, team, conv};
@@ -373,9 +314,7 @@ void node_op_rule_list(node_t *node, node_req_t *req)
     char ts[40] = "", id[37] = "", lim[24];
     long long limit = 0;
     int has_conv = s_uuid_arg(req->args, "conversation_id", conv);
-    const char *field = has_conv < 0 ? "conversation_id" : s_page(req->args, &limit, ts, id);
-    if (field) {
-        node_reply_field(node, &req, field);
+    if (s_page(node, &req, &limit, ts, id) < 0) {
         return;
     }
     util_uuid_format(req->team_id, team);
@@ -388,25 +327,17 @@ void node_op_rule_list(node_t *node, node_req_t *req)
 
 void node_op_rule_create(node_t *node, node_req_t *req)
 {
-    const char *scope = NULL, *pattern = NULL, *decision = NULL;
+    /* Dispatch checked the shape (rule.create's row: scope, conversation_id only and
+       always with scope conversation, decision); the pattern's syntax is ours. */
+    const char *scope = node_args_str(req->args, "scope");
+    const char *pattern = node_args_str(req->args, "tool_pattern");
+    const char *decision = node_args_str(req->args, "decision");
     s_uuid_t conv, team, rid;
-    const char *field = NULL;
-    int has_conv = s_uuid_arg(req->args, "conversation_id", conv);
-    bool conv_scope =
-        node_arg_str(req->args, "scope", 1, 16, &scope) == 1 && strcmp(scope, "conversation") == 0;
-    if (!scope || (!conv_scope && strcmp(scope, "team") != 0)) {
-        field = "scope";
-    } else if (has_conv < 0 || (conv_scope != (has_conv == 1))) {
-        field = "conversation_id";
-    } else if (node_arg_str(req->args, "tool_pattern", 1, 200, &pattern) != 1 ||
-               !node_perm_pattern_valid(pattern)) {
-        field = "tool_pattern";
-    } else if (node_arg_str(req->args, "decision", 1, 8, &decision) != 1 ||
-               (strcmp(decision, "allow") != 0 && strcmp(decision, "deny") != 0)) {
-        field = "decision";
-    }
-    if (field) {
-        node_reply_field(node, &req, field);
+    bool conv_scope = s_uuid_arg(req->args, "conversation_id", conv) == 1;
+    if (!node_perm_pattern_valid(pattern)) {
+        node_reply_invalid(node, &req, "tool_pattern",
+                           "tool_pattern must be a tool name, a name prefix followed by '*', or "
+                           "'*' (letters, digits, '_', '.', ':', '-')");
         return;
     }
     uint8_t raw[16];
@@ -421,10 +352,7 @@ void node_op_rule_create(node_t *node, node_req_t *req)
 void node_op_rule_delete(node_t *node, node_req_t *req)
 {
     s_uuid_t id, team;
-    if (s_uuid_arg(req->args, "id", id) != 1) {
-        node_reply_field(node, &req, "id");
-        return;
-    }
+    s_uuid_arg(req->args, "id", id);
     util_uuid_format(req->team_id, team);
     const char *params[] = {id, team};
     s_read_t proto = {.ok_status = 204, .what = "rule"};

@@ -8,6 +8,7 @@
 #define LOG_MODULE "node_ops_read"
 #include "common/log.h"
 #include "common/util.h"
+#include "node/ops/node_args.h"
 #include "node/ops/node_ops.h"
 
 #include <stdio.h>
@@ -155,14 +156,14 @@ static void s_on_done(void *arg, db_status_t status, const char *error, const ch
 {
     s_read_t *r = arg;
     if (status != DB_OK) {
-        LOG_I("read failed op=%s status=%d error=\"%s\"", r->req->op->name, (int)status,
+        LOG_I("read failed op=%s status=%d error=\"%s\"", r->req->op->spec->name, (int)status,
               error ? error : "");
         node_reply_busy(r->node, &r->req, "database unavailable");
     } else if (r->body.oom) {
         node_reply_busy(r->node, &r->req, "out of memory");
     } else if (r->bad_row) {
         LOG_W("read failed op=%s error=\"unparsable created_at (DateStyle not ISO?)\"",
-              r->req->op->name);
+              r->req->op->spec->name);
         node_reply_busy(r->node, &r->req, "database unavailable");
     } else if (r->check_conv && !r->conv_found) {
         node_reply_error(r->node, &r->req, 404, "not_found", "conversation not found");
@@ -221,8 +222,9 @@ s_submit(s_read_t *r, const char *stmt, int n, const char *const *params, db_stm
 
 void node_op_auth(node_t *node, node_req_t *req)
 {
-    const char *hash = NULL;
-    bool hex = node_arg_str(req->args, "token_sha256", 64, 64, &hash) == 1;
+    /* Dispatch checked the length (auth's row); the hash is lowercase hex or no token's. */
+    const char *hash = node_args_str(req->args, "token_sha256");
+    bool hex = hash != NULL;
     for (int i = 0; hex && i < 64; i++) {
         hex = (hash[i] >= '0' && hash[i] <= '9') || (hash[i] >= 'a' && hash[i] <= 'f');
     }
@@ -262,37 +264,17 @@ void node_op_conv_get(node_t *node, node_req_t *req)
     }
 }
 
-/* Validates source/type/status filters and the cursor; NULL or the bad field. */
-static const char *s_conv_filters(const json_t *args, const char **f, char ts[40], char id[37])
-{
-    if (node_arg_str(args, "source", 1, 64, &f[0]) < 0) {
-        return "source";
-    }
-    if (node_arg_str(args, "type", 1, 64, &f[1]) < 0) {
-        return "type";
-    }
-    if (node_arg_str(args, "status", 1, 32, &f[2]) < 0 || (f[2] && node_status_parse(f[2]) < 0)) {
-        return "status";
-    }
-    const char *cursor = NULL;
-    if (node_arg_str(args, "cursor", 1, 256, &cursor) < 0 ||
-        (cursor && node_cursor_decode_conv(cursor, ts, id) < 0)) {
-        return "cursor";
-    }
-    return NULL;
-}
-
 void node_op_conv_list(node_t *node, node_req_t *req)
 {
-    const char *f[3] = {NULL, NULL, NULL};
+    /* Filters and limit were checked against conv.list's row; the cursor must decode. */
+    const char *f[3] = {node_args_str(req->args, "source"), node_args_str(req->args, "type"),
+                        node_args_str(req->args, "status")};
+    const char *cursor = node_args_str(req->args, "cursor");
     char ts[40] = "", id[37] = "";
     long long limit = 0;
-    const char *field = s_conv_filters(req->args, f, ts, id);
-    if (!field && node_arg_limit(req->args, &limit) < 0) {
-        field = "limit";
-    }
-    if (field) {
-        node_reply_field(node, &req, field);
+    node_arg_limit(req->args, &limit);
+    if (cursor && node_cursor_decode_conv(cursor, ts, id) < 0) {
+        node_reply_bad_cursor(node, &req);
         return;
     }
     s_read_t *r = s_read_new(node, req, READ_LIST_CONV);
@@ -314,19 +296,14 @@ void node_op_conv_list(node_t *node, node_req_t *req)
     }
 }
 
-/* "after" (or after_seq) as a number, or the cursor; -1 when either is malformed. */
+/* "after" (or after_seq) as a number, or the cursor; -1 when the cursor does not decode
+   (the number was checked against the op's row). */
 static int s_after(const json_t *args, const char *key, long long *after)
 {
-    const char *cursor = NULL;
+    const char *cursor = node_args_str(args, "cursor");
     *after = 0;
-    if (node_arg_int(args, key, 0, INT64_MAX, after) < 0) {
-        return -1;
-    }
-    if (node_arg_str(args, "cursor", 1, 256, &cursor) < 0 ||
-        (cursor && node_cursor_decode_num(cursor, after) < 0)) {
-        return -1;
-    }
-    return 0;
+    node_arg_int(args, key, 0, INT64_MAX, after);
+    return cursor && node_cursor_decode_num(cursor, after) < 0 ? -1 : 0;
 }
 
 /* msg.list and events.list share this: stmt(conv?, team, after, limit+1). */
@@ -336,13 +313,10 @@ s_list_num(node_t *node, node_req_t *req, const char *key, const char *stmt, boo
     bool msgs = strcmp(stmt, NODE_Q_MSG_LIST) == 0;
     long long after = 0, limit = 0;
     if (s_after(req->args, key, &after) < 0) {
-        node_reply_field(node, &req, json_object_get(req->args, key) ? key : "cursor");
+        node_reply_bad_cursor(node, &req);
         return;
     }
-    if (node_arg_limit(req->args, &limit) < 0) {
-        node_reply_field(node, &req, "limit");
-        return;
-    }
+    node_arg_limit(req->args, &limit);
     s_read_t *r = s_read_new(node, req, READ_LIST_NUM);
     if (!r) {
         return;

@@ -9,6 +9,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "node/agent/agent_worktree.h"
+#include "node/ops/node_args.h"
 #include "node/ops/node_ops.h"
 
 #include <stdlib.h>
@@ -29,15 +30,22 @@ static bool s_have_repo(node_t *node, node_req_t **req_p)
 
 void node_op_wt_create(node_t *node, node_req_t *req)
 {
-    const char *branch = NULL, *base = NULL;
+    /* Dispatch checked the shape against wt.create's row (in characters); git's own
+       rules, and its refs' limits in bytes, are checked here. */
+    const char *branch = node_args_str(req->args, "branch");
+    const char *base = node_args_str(req->args, "base");
     char why[128];
-    if (node_arg_str(req->args, "branch", 1, AGENT_BRANCH_MAX, &branch) != 1 ||
-        !agent_branch_valid(branch, why, sizeof why)) {
-        node_reply_field(node, &req, "branch");
+    if (strlen(branch) > AGENT_BRANCH_MAX) {
+        node_reply_invalid(node, &req, "branch", "branch is longer than %d bytes",
+                           AGENT_BRANCH_MAX);
         return;
     }
-    if (node_arg_str(req->args, "base", 1, AGENT_WT_REF_MAX, &base) < 0) {
-        node_reply_field(node, &req, "base");
+    if (!agent_branch_valid(branch, why, sizeof why)) {
+        node_reply_invalid(node, &req, "branch", "%s (git check-ref-format --branch rules)", why);
+        return;
+    }
+    if (base && strlen(base) > AGENT_WT_REF_MAX) {
+        node_reply_invalid(node, &req, "base", "base is longer than %d bytes", AGENT_WT_REF_MAX);
         return;
     }
     if (!s_have_repo(node, &req)) {
@@ -187,29 +195,22 @@ static void s_read(node_t *node,
     db_batch_submit(&b, s_on_wt_read, r);
 }
 
-static int s_id_arg(const json_t *args, s_uuid_t out)
+/* The checked "id" argument (wt.get's and wt.delete's rows require it) into out. */
+static void s_id_arg(const json_t *args, s_uuid_t out)
 {
-    const char *s = NULL;
     uint8_t raw[16];
-    if (node_arg_str(args, "id", 36, 36, &s) != 1 || util_uuid_parse(s, raw) < 0) {
-        return -1;
-    }
+    util_uuid_parse(node_args_str(args, "id"), raw);
     util_uuid_format(raw, out);
-    return 0;
 }
 
 void node_op_wt_list(node_t *node, node_req_t *req)
 {
     long long limit = 0;
-    const char *cursor = NULL;
+    const char *cursor = node_args_str(req->args, "cursor");
     char ts[40] = "", id[37] = "", lim[24];
-    if (node_arg_limit(req->args, &limit) < 0) {
-        node_reply_field(node, &req, "limit");
-        return;
-    }
-    if (node_arg_str(req->args, "cursor", 1, 256, &cursor) < 0 ||
-        (cursor && node_cursor_decode_conv(cursor, ts, id) < 0)) {
-        node_reply_field(node, &req, "cursor");
+    node_arg_limit(req->args, &limit);
+    if (cursor && node_cursor_decode_conv(cursor, ts, id) < 0) {
+        node_reply_bad_cursor(node, &req);
         return;
     }
     s_uuid_t team;
@@ -223,10 +224,7 @@ void node_op_wt_list(node_t *node, node_req_t *req)
 void node_op_wt_get(node_t *node, node_req_t *req)
 {
     s_uuid_t id, team;
-    if (s_id_arg(req->args, id) < 0) {
-        node_reply_field(node, &req, "id");
-        return;
-    }
+    s_id_arg(req->args, id);
     util_uuid_format(req->team_id, team);
     const char *params[] = {id, team};
     s_read_t proto = {.one = true, .limit = 1};
@@ -237,14 +235,7 @@ void node_op_wt_delete(node_t *node, node_req_t *req)
 {
     s_uuid_t id, team;
     const json_t *force = json_object_get(req->args, "force");
-    if (s_id_arg(req->args, id) < 0) {
-        node_reply_field(node, &req, "id");
-        return;
-    }
-    if (force && !json_is_boolean(force)) {
-        node_reply_field(node, &req, "force");
-        return;
-    }
+    s_id_arg(req->args, id);
     util_uuid_format(req->team_id, team);
     const char *params[] = {id, team};
     s_read_t proto = {.one = true, .limit = 1, .for_delete = true, .force = json_is_true(force)};

@@ -157,10 +157,11 @@ static void s_load(node_t *node, node_actor_t *actor)
    nothing is overwritten. */
 static bool s_fresh_create(const node_req_t *req)
 {
-    const char *op = req->op->name;
+    const proto_op_t *op = req->op->spec;
     return json_is_true(json_object_get(req->args, "fresh")) &&
-           (strcmp(op, "conv.create") == 0 ||
-            (strcmp(op, "msg.post") == 0 && json_is_object(json_object_get(req->args, "create"))));
+           (op == &proto_ops[PROTO_OP_CONV_CREATE] ||
+            (op == &proto_ops[PROTO_OP_MSG_POST] &&
+             json_is_object(json_object_get(req->args, "create"))));
 }
 
 void node_actor_deliver(node_t *node, node_req_t *req)
@@ -309,7 +310,8 @@ static void s_take(node_t *node, node_actor_t *a, node_req_t *req)
         node_reply_error(node, &req, 404, "not_found", "conversation not found");
         return;
     }
-    if (req->op->write && !req->idem_checked && json_object_get(req->args, "idempotency_key")) {
+    if (req->op->spec->write && !req->idem_checked &&
+        json_object_get(req->args, "idempotency_key")) {
         s_idem_lookup(node, a, req);
         return;
     }
@@ -417,7 +419,7 @@ static bool s_commit_failed(node_t *node, node_actor_t *a, node_ws_t *ws, node_w
             break;
         case NODE_WS_EXISTS:
             a->flags |= NODE_AF_RELOAD; /* the row is there: learn whose it is */
-            if (ws->req && strcmp(ws->req->op->name, "msg.post") == 0) {
+            if (ws->req && ws->req->op->spec == &proto_ops[PROTO_OP_MSG_POST]) {
                 /* msg.post with "create" names its id: taken by another team (this
                    team's row would have loaded). No existence leak: 404. */
                 node_reply_error(node, &ws->req, 404, "not_found", "conversation not found");
@@ -429,7 +431,7 @@ static bool s_commit_failed(node_t *node, node_actor_t *a, node_ws_t *ws, node_w
             node_reply_field(node, &ws->req, ws->field ? ws->field : "value");
             break;
         default:
-            LOG_E("write failed op=%s", ws->req ? ws->req->op->name : "turn");
+            LOG_E("write failed op=%s", ws->req ? ws->req->op->spec->name : "turn");
             node_reply_busy(node, &ws->req, "write failed");
             break;
     }

@@ -235,7 +235,7 @@ void node_ws_finish(node_t *node, node_ws_t **ws_p)
 {
     node_ws_t *ws = *ws_p;
     const char *key = NULL, *hash = NULL;
-    bool keyed = ws->req && ws->req->op->write &&
+    bool keyed = ws->req && ws->req->op->spec->write &&
                  node_arg_str(ws->req->args, "idempotency_key", 1, 255, &key) == 1 &&
                  node_arg_str(ws->req->args, "request_hash", 1, 128, &hash) == 1;
     /* A conversation created by this write set is claimed in the same transaction. */

@@ -6,7 +6,9 @@
 # fields, unknown and malformed ids, bad query arguments and headers. Each
 # case must get its 4xx with the documented code (and the field it names),
 # never a 5xx, and write nothing: the row counts of conversations, messages,
-# events and idempotency keys do not move. Env: see tests/lib/cluster.sh.
+# events and idempotency keys do not move. Then lengths in characters end to
+# end (1000 and 501 "é" titles, 40 "é" sources) and refusals that say what
+# is allowed. Env: see tests/lib/cluster.sh.
 set -uo pipefail
 
 SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -210,6 +212,43 @@ t_check "... and stored exactly" \
     test "$(tc_sql "select content || ' ' || (metadata->'k'->1->>'n' is null)::text from messages
                     where conversation_id = '$C' and role = 'user' order by seq desc limit 1")" \
     = "ünïcödé ✓ 🎉 true"
+# Lengths are characters, counted the same way by the gateway and the nodes
+# (proto/proto_ops.c): a title of 1000 "é" is 2000 bytes and fits; 501 "é"
+# (1002 bytes) used to pass the gateway and be refused by the node.
+for n in 1000 501; do
+    python3 -c "import sys; sys.stdout.write('{\"title\":\"' + '\u00e9' * $n + '\"}')" >"$F/title$n"
+    tc_req POST /api/conversations "@$F/title$n"
+    t_check "a title of $n \"é\" ($((2 * n)) bytes) is accepted (201)" test "$TC_CODE" = 201
+    id=$(tc_jq .id)
+    t_check "... and stored whole" \
+        test "$(tc_sql "select char_length(title) from conversations where id = '$id'")" = "$n"
+done
+tc_req PATCH "$CONV" "@$F/title501"
+t_check "PATCH with a title of 501 \"é\" is accepted (200)" test "$TC_CODE" = 200
+python3 -c 'import sys; sys.stdout.write("{\"source\":\"" + "\u00e9" * 40 + "\",\"type\":\"chat\"}")' >"$F/source40u"
+tc_req POST /api/conversations "@$F/source40u"
+t_check "a source of 40 \"é\" (80 bytes) is accepted (201)" test "$TC_CODE" = 201
+tc_req POST /api/message "{\"content\":\"hi\",\"source\":\"$(printf 'é%.0s' $(seq 1 40))\"}"
+t_check "... also through POST /api/message (202)" test "$TC_CODE" = 202
+tc_req GET "/api/conversations?source=$(printf '%%C3%%A9%.0s' $(seq 1 40))"
+t_check "... and as a list filter (200)" test "$TC_CODE" = 200
+# Refusals say what is allowed.
+tc_req POST /api/conversations "@$F/title1001u"
+t_check "a title of 1001 \"é\": 'title is longer than 1000 characters'" \
+    test "$(tc_jq .error)" = "title is longer than 1000 characters"
+tc_req POST /api/conversations '{"on_busy":"sometimes"}'
+t_check "an unknown on_busy lists the values" \
+    test "$(tc_jq .error)" = "on_busy must be one of: enqueue, reject, interrupt"
+tc_req POST /api/conversations '{"strategy":"no-such-strategy"}'
+t_check "an unknown strategy lists the node's strategies" \
+    eval '[[ $(tc_jq .error) == "strategy must be one of: "*echo* ]]'
+tc_req GET "/api/conversations?status=bogus"
+t_check "an unknown status filter lists the statuses" \
+    test "$(tc_jq .error)" = "status must be one of: idle, queued, processing, waiting_for_permission, error, archived"
+tc_req POST "$MSGS" "@$F/utf8"
+t_check "bytes that are not UTF-8: invalid_json naming the parser's complaint" \
+    eval '[[ $TC_CODE == 400 && $(tc_jq .code) == invalid_json && $(tc_jq .error) == *UTF-8* ]]'
+
 t_check "gateway and nodes still answer" bk_http_ok "$BICKY_URL/ready"
 fives=$(curl -s "$BICKY_URL/metrics" | grep -E 'http_requests_total\{.*status="5' | grep -v '"/ready"')
 t_check "the gateway answered no 5xx on an API route (metrics)" test -z "$fives"

@@ -200,3 +200,120 @@ Test(gw_api, status_merges_ring_and_counts)
     free(r);
     gwt_stop(&t);
 }
+
+/* n copies of s after prefix and before suffix; caller frees. */
+static char *s_repeat(const char *prefix, const char *s, int n, const char *suffix)
+{
+    size_t len = strlen(prefix) + strlen(s) * (size_t)n + strlen(suffix) + 1;
+    char *out = malloc(len);
+    int k = snprintf(out, len, "%s", prefix);
+    for (int i = 0; i < n; i++) {
+        k += snprintf(out + k, len - (size_t)k, "%s", s);
+    }
+    snprintf(out + k, len - (size_t)k, "%s", suffix);
+    return out;
+}
+
+/* The error message of an invalid_field answer naming field, or "" (static). */
+static const char *s_refusal(http_t *r, const char *field)
+{
+    static char msg[512];
+    json_t *o = json_loads(r->body, 0, NULL);
+    bool ok = r->status == 400 &&
+              strcmp(json_string_value(json_object_get(o, "code")) ?: "", "invalid_field") == 0 &&
+              strcmp(json_string_value(json_object_get(o, "field")) ?: "", field) == 0;
+    snprintf(msg, sizeof msg, "%s", ok ? json_string_value(json_object_get(o, "error")) : "");
+    json_decref(o);
+    return msg;
+}
+
+Test(gw_api, limits_count_characters_as_the_node_does)
+{
+    gwt_t t;
+    s_ready(&t);
+    /* 1000 "é" (2000 bytes) is a valid title and reaches the node whole. */
+    char *body = s_repeat("{\"title\":\"", "\xc3\xa9", 1000, "\"}");
+    http_t *r = http_do(&t, "POST", "/api/conversations", s_auth_json, body, 0);
+    cr_assert_eq(r->status, 201, "%ld %s", r->status, r->body);
+    json_t *args = json_loads(fake_stats(&t).args, 0, NULL);
+    cr_assert_eq(json_string_length(json_object_get(args, "title")), 2000);
+    json_decref(args);
+    free(r);
+    free(body);
+    body = s_repeat("{\"title\":\"", "\xc3\xa9", 1001, "\"}");
+    r = http_do(&t, "POST", "/api/conversations", s_auth_json, body, 0);
+    cr_assert_str_eq(s_refusal(r, "title"), "title is longer than 1000 characters", "%s", r->body);
+    free(r);
+    free(body);
+    /* A source filter of 40 "é" is 40 characters (80 bytes): within 64. */
+    char *path = s_repeat("/api/conversations?source=", "%C3%A9", 40, "");
+    r = http_do(&t, "GET", path, s_auth_json, NULL, 0);
+    cr_assert_eq(r->status, 200, "%ld %s", r->status, r->body);
+    free(r);
+    free(path);
+    path = s_repeat("/api/conversations?type=", "%C3%A9", 65, "");
+    r = http_do(&t, "GET", path, s_auth_json, NULL, 0);
+    cr_assert_str_eq(s_refusal(r, "type"), "type is longer than 64 characters", "%s", r->body);
+    free(r);
+    free(path);
+    gwt_stop(&t);
+}
+
+Test(gw_api, refusals_say_what_is_allowed)
+{
+    gwt_t t;
+    s_ready(&t);
+    static const char perm[] = "/api/permissions/3b0e8e2a-8a3c-4c56-9a7e-9c1c2b3d4e5f";
+    char approve[128], deny[128];
+    snprintf(approve, sizeof approve, "%s/approve", perm);
+    snprintf(deny, sizeof deny, "%s/deny", perm);
+    const struct {
+        const char *method, *path, *body, *field, *message;
+    } cases[] = {
+        {"POST", "/api/conversations", "{\"on_busy\":\"later\"}", "on_busy",
+         "on_busy must be one of: enqueue, reject, interrupt"},
+        {"GET", "/api/conversations?status=bogus", NULL, "status",
+         "status must be one of: idle, queued, processing, waiting_for_permission, error, "
+         "archived"},
+        {"GET", "/api/permissions?status=maybe", NULL, "status",
+         "status must be one of: pending, approved, denied, expired"},
+        {"POST", approve, "{\"remember\":\"forever\"}", "remember",
+         "remember must be one of: conversation, team"},
+        {"POST", approve, "{\"reason\":\"because\"}", "reason",
+         "reason is accepted only when decision is deny"},
+        {"POST", deny, "{\"remember\":\"team\"}", "remember",
+         "remember is accepted only when decision is approve"},
+        {"POST", "/api/permission-rules",
+         "{\"scope\":\"sometimes\",\"tool_pattern\":\"*\",\"decision\":\"allow\"}", "scope",
+         "scope must be one of: team, conversation"},
+        {"POST", "/api/permission-rules",
+         "{\"scope\":\"team\",\"conversation_id\":\"3b0e8e2a-8a3c-4c56-9a7e-9c1c2b3d4e5f\","
+         "\"tool_pattern\":\"*\",\"decision\":\"allow\"}",
+         "conversation_id", "conversation_id is accepted only when scope is conversation"},
+        {"POST", "/api/permission-rules",
+         "{\"scope\":\"conversation\",\"tool_pattern\":\"*\","
+         "\"decision\":\"allow\"}",
+         "conversation_id", "conversation_id is required when scope is conversation"},
+        {"POST", "/api/worktrees", "{\"base\":\"main\"}", "branch", "branch is required"},
+        {"POST", "/api/message", "{\"content\":\"x\",\"fresh\":true}", "fresh",
+         "unknown field 'fresh'"},
+        {"GET", "/api/conversations?limit=0", NULL, "limit",
+         "limit must be an integer from 1 to 500"},
+    };
+    int ops_before = fake_stats(&t).ops;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        http_t *r = http_do(&t, cases[i].method, cases[i].path, s_auth_json, cases[i].body, 0);
+        cr_expect_str_eq(s_refusal(r, cases[i].field), cases[i].message, "case %zu: %ld %s", i,
+                         r->status, r->body);
+        free(r);
+    }
+    cr_assert_eq(fake_stats(&t).ops, ops_before, "invalid requests must not reach a node");
+    /* The same characters count once in every body: a deny reason of 1000 "é". */
+    char *body = s_repeat("{\"reason\":\"", "\xc3\xa9", 1001, "\"}");
+    http_t *r = http_do(&t, "POST", deny, s_auth_json, body, 0);
+    cr_assert_str_eq(s_refusal(r, "reason"), "reason is longer than 1000 characters", "%s",
+                     r->body);
+    free(r);
+    free(body);
+    gwt_stop(&t);
+}

@@ -5,6 +5,7 @@
 #define BICKY_MCP_INTERNAL_H
 
 #include "proto/proto.h"
+#include "proto/proto_ops.h"
 
 #include <czmq.h>
 #include <jansson.h>
@@ -16,7 +17,6 @@
 #define MCP_MAX_CALLS    64                 /* tools/call requests waiting for the node */
 #define MCP_PROTOCOL     "2025-11-25"       /* newest MCP revision spoken */
 #define MCP_TOOL_NAME    "approval_prompt"  /* the one tool */
-#define MCP_OP           "permission.ask"   /* PROTO_API_REQ op sent to the node */
 #define MCP_ERR_PARSE    -32700
 #define MCP_ERR_REQUEST  -32600
 #define MCP_ERR_METHOD   -32601

@@ -108,12 +108,11 @@ static int s_ask_node(mcp_t *self, json_t *id, json_t *args, const char **why)
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     mcp_call_t *call = text ? calloc(1, sizeof *call) : NULL;
-    char op[] = MCP_OP;
     proto_msg_t msg = {.v = PROTO_VERSION,
                        .type = PROTO_API_REQ,
                        .req_id = ++self->next_req,
                        .has_conv = true,
-                       .op = op,
+                       .op = (char *)proto_ops[PROTO_OP_PERMISSION_ASK].name,
                        .body = text};
     memcpy(msg.conv_id, self->conv_id, sizeof msg.conv_id);
     *why = "out of memory";

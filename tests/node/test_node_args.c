@@ -5,7 +5,7 @@
     are not UTF-8 never reach an op; enum refusals list the allowed values; an
     unknown op or argument is refused with a message naming it. */
 #include "node/ops/node_ops.h"
-#include "node_test.h"
+#include "tests/fixtures/node_test.h"
 
 Test(node_args, every_op_of_the_table_has_a_fitting_handler)
 {

@@ -238,29 +238,25 @@ static bool s_secret_key(const char *key, size_t n, bool url)
     return strstr(low, "password") != NULL;
 }
 
-/* The URL form, split as libpq splits it: the user part ends at an '@' before
-   the first '/' (the last such '@', so a password holding '@' stays hidden),
-   and its password starts after the first ':'. Query parameters are key=value
-   separated by '&'. */
+/* The URL form: user[:password]@hosts/dbname?key=value&... A password runs
+   from the first ':' to the last '@' of the whole URL: libpq ends the user
+   part at the first '@' before any '/', but a password holding an unencoded
+   '@', '/' or '?' must stay hidden too, so this may hide more than the
+   password, never less. Query parameters are key=value separated by '&'. */
 static void s_mask_url(const char *url, size_t scheme_len, mask_out_t *o)
 {
     const char *auth = url + scheme_len;
-    const char *at = NULL;
-    for (const char *p = auth; *p && *p != '/'; p++) {
-        if (*p == '@') {
-            at = p;
-        }
-    }
+    const char *at = strrchr(auth, '@');
     const char *p = url;
-    if (at) {
-        const char *colon = memchr(auth, ':', (size_t)(at - auth));
-        if (colon) {
-            s_put(o, url, (size_t)(colon + 1 - url));
-            s_put(o, "***", 3);
-            p = at;
-        }
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (colon) {
+        s_put(o, url, (size_t)(colon + 1 - url));
+        s_put(o, "***", 3);
+        p = at;
     }
-    const char *query = strchr(at ? at : auth, '?');
+    /* Without a user password, an '@' found may be inside the query: the
+       query then starts at the first '?'. */
+    const char *query = strchr(colon ? at : auth, '?');
     if (!query) {
         s_put(o, p, strlen(p));
         return;

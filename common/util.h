@@ -41,12 +41,13 @@ uint64_t util_hash64(const void *data, size_t len);
 /* Writes conninfo (libpq key=value form, or a postgresql:// / postgres:// URL)
    into out with every password replaced by "***": the value of a key that
    names a password (password, sslpassword; in the URL's query too) and the
-   password of a URL's user:password@. Everything else is kept as written,
-   e.g. "host=/tmp/pg password=*** dbname=b", "postgresql://bob:***@h/db".
-   A key=value string libpq would refuse gives "(unparseable conninfo)".
-   Truncated to outlen - 1 bytes (a password never reaches out). Use it
-   wherever a conninfo is printed or logged. Borrows conninfo (may be NULL);
-   any thread. */
+   password of a URL's user:password@ (up to the URL's last '@': a URL with
+   another '@' after the password loses more than it, never less). The rest
+   is kept as written, e.g. "host=/tmp/pg password=*** dbname=b",
+   "postgresql://bob:***@h/db". A key=value string libpq would refuse gives
+   "(unparseable conninfo)". Truncated to outlen - 1 bytes (a password never
+   reaches out). Use it wherever a conninfo is printed or logged. Borrows
+   conninfo (may be NULL); any thread. */
 void util_mask_conninfo(const char *conninfo, char *out, size_t outlen);
 
 /* Process-wide stop flag set by SIGTERM/SIGINT (installed by util_signals_install,

@@ -159,6 +159,9 @@ Test(util, mask_conninfo_hides_every_password)
         {"postgresql://h/db?pass%77ord=s3cret", "postgresql://h/db?pass%77ord=***"},
         {"postgresql://bob:s3cret@h/db?password=s3cret", "postgresql://bob:***@h/db?password=***"},
         {"POSTGRESQL://bob:s3cret@h", "POSTGRESQL://bob:***@h"},
+        {"postgresql://h?password=s3cret&application_name=a@b",
+         "postgresql://h?password=***&application_name=a@b"},
+        {"postgresql://bob:s3?cr/et@h/db", "postgresql://bob:***@h/db"},
         {"postgresql://", "postgresql://"},
         /* what libpq refuses shows nothing */
         {"password", "(unparseable conninfo)"},

@@ -135,7 +135,11 @@ static int s_filter(gw_req_t *req, json_t *args, const char *name, const char **
     }
     if (!ok) {
         gw_error_t err;
-        gw_error_set(&err, 400, "invalid_field", name, "%s is not a valid filter value", name);
+        if (allowed) {
+            gw_error_enum(&err, name, allowed);
+        } else {
+            gw_error_set(&err, 400, "invalid_field", name, "%s must be 1 to 64 characters", name);
+        }
         gw_req_respond_error(req, &err);
         return -1;
     }

@@ -76,11 +76,13 @@ static int s_check(const gw_field_t *f, json_t *v, json_t *out, gw_error_t *err)
             return 0;
         }
         case GW_F_STR:
-            if (!s || strlen(s) != json_string_length(v) || !*s || gw_utf8_len(s) > f->max ||
-                !s_allowed(f->values, s)) {
-                return gw_error_set(err, 400, "invalid_field", f->name, "%s must be %s", f->name,
-                                    f->values ? "one of the documented values"
-                                              : "a non-empty string within its length limit");
+            if (f->values && (!s || !s_allowed(f->values, s))) {
+                return gw_error_enum(err, f->name, f->values);
+            }
+            if (!s || strlen(s) != json_string_length(v) || !*s || gw_utf8_len(s) > f->max) {
+                return gw_error_set(err, 400, "invalid_field", f->name,
+                                    "%s must be a non-empty string within its length limit",
+                                    f->name);
             }
             break;
     }
@@ -153,7 +155,8 @@ s_query(gw_req_t *req, json_t *args, const char *name, const char *const *values
         return 0;
     }
     if (!s_allowed(values, v)) {
-        gw_req_fail(req, 400, "invalid_field", "%s is not a valid filter value", name);
+        gw_error_enum(&err, name, values);
+        gw_req_respond_error(req, &err);
         return -1;
     }
     json_object_set_new(args, name, json_string(v));

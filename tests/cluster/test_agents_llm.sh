@@ -38,6 +38,9 @@ t_check "it lists echo, gpt, claude, gpt-expiring in file order" \
 t_check "kinds and models, echo is the default" \
     test "$(tc_jq '[.data[0:4][] | "\(.kind):\(.model):\(.default)"] | join(" ")')" \
     = "echo:null:true openai:fake-gpt:false anthropic:fake-claude:false openai:fake-gpt:false"
+t_check "every strategy has max_turns: null for echo, the file's (default 16) otherwise" \
+    test "$(tc_jq '[.data[0:4][] | if has("max_turns") then .max_turns else "absent" end] | map(tostring) | join(" ")')" \
+    = "null 16 16 16"
 t_check "no base_url, no key, no key variable in the answer" \
     eval "! grep -q -e base_url -e api_key -e '$TA_SECRET' <<<'$TC_BODY'"
 tc_req POST /api/conversations '{"strategy":"nope"}'

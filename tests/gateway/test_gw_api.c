@@ -210,3 +210,28 @@ Test(gw_api, status_merges_ring_and_counts)
     free(r);
     gwt_stop(&t);
 }
+
+Test(gw_api, strategies_carry_every_documented_key)
+{
+    gwt_t t;
+    s_ready(&t);
+    int ops = fake_stats(&t).ops;
+    http_t *r = http_do(&t, "GET", "/api/strategies", s_auth_json, NULL, 0);
+    cr_assert_eq(r->status, 200, "%ld %s", r->status, r->body);
+    json_t *o = json_loads(r->body, 0, NULL);
+    json_t *s0 = json_array_get(json_object_get(o, "data"), 0);
+    /* Without --config: the built-in echo, the default. */
+    cr_assert_str_eq(json_string_value(json_object_get(s0, "name")), "echo", "%s", r->body);
+    static const char *keys[] = {"name", "kind", "model", "default", "tools", "max_turns"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        cr_expect_not_null(json_object_get(s0, keys[i]), "no %s in %s", keys[i], r->body);
+    }
+    cr_assert_eq(json_object_size(s0), sizeof keys / sizeof keys[0], "%s", r->body);
+    cr_assert(json_is_null(json_object_get(s0, "max_turns")), "echo makes no model call");
+    cr_assert(json_is_true(json_object_get(s0, "default")));
+    cr_assert(json_is_null(json_object_get(o, "next_cursor")));
+    cr_assert_eq(fake_stats(&t).ops, ops, "answered by the gateway itself");
+    json_decref(o);
+    free(r);
+    gwt_stop(&t);
+}

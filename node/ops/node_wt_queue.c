@@ -253,11 +253,12 @@ static void s_record(node_agents_t *ag, s_op_t *op)
     }
     const char *src = "{\"kind\":\"user\",\"id\":\"worktrees\"}";
     const char *type = op->kind == OP_CREATE ? "worktree.created" : "worktree.removed";
+    /* The base as the 201 shows it: the ref given, or "HEAD" when none was. */
     const char *p_ins[] = {op->id,
                            op->team,
                            op->info.branch,
                            op->info.path,
-                           op->base[0] ? op->base : NULL,
+                           op->info.base_ref[0] ? op->info.base_ref : NULL,
                            op->info.head[0] ? op->info.head : NULL};
     const char *p_rm[] = {op->id, op->team};
     const char *p_evt[] = {op->team, type, src, action};

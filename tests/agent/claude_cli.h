@@ -119,6 +119,7 @@ typedef struct {
     int inits;                      /* on_init calls */
     char text[16384];               /* text deltas joined */
     int text_calls;                 /* on_text calls */
+    int message_starts;             /* on_message_start calls */
     int started, completed, perms;  /* counts */
     char tool_name[CC_MAX][32];     /* on_tool_started names */
     char tool_content[CC_MAX][256]; /* on_tool_completed contents */
@@ -150,6 +151,12 @@ static inline void cc_on_text(void *arg, const char *text, size_t len)
     cr_assert_eq(strlen(text), len);
     strncat(r->text, text, sizeof r->text - strlen(r->text) - 1);
     r->text_calls++;
+}
+
+static inline void cc_on_message_start(void *arg)
+{
+    cc_rec_t *r = arg;
+    r->message_starts++;
 }
 
 static inline void cc_on_tool_started(void *arg, const char *id, const char *name, json_t *input)
@@ -247,7 +254,7 @@ static inline void cc_on_error(void *arg, const char *reason)
 
 static const agent_claude_callbacks_t cc_callbacks = {
     cc_on_init,       cc_on_text, cc_on_tool_started, cc_on_tool_completed,
-    cc_on_permission, cc_on_done, cc_on_error,
+    cc_on_permission, cc_on_done, cc_on_error,        cc_on_message_start,
 };
 
 /* Loop driver: runs until stop(arg) or max_ms. */

@@ -217,6 +217,8 @@ if grep -q 'strategy.cc' "$BICKY_CONFIG"; then
         test "$(cat "$BICKY_WORK_DIR/conversations/$conv/cc.txt" 2>/dev/null)" = hi
     t_check "claude-code: the answer is stored" \
         eval "[[ '$(ta_assistant "$conv")' == *'Written by claude.'* ]]"
+    t_check "claude-code: the texts of its two model calls are set apart by a blank line" \
+        test "$(tc_sql "select count(*) from messages where conversation_id = '$conv' and role = 'assistant' and content = E'Writing.\\n\\nWritten by claude.'")" = 1
     t_check "claude-code: the session id is in the metadata, the session in Postgres" \
         test "$(tc_sql "select count(*) from claude_sessions s join conversations c on c.id = s.conversation_id where c.id = '$conv' and c.metadata->'claude_code'->>'session_id' = s.session_id")" = 1
 else

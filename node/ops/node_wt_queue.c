@@ -159,7 +159,14 @@ static void s_on_event(void *arg, db_status_t status, const db_result_t *res)
     if (status == DB_OK && db_result_rows(res) > 0) {
         r->evt_id = (uint64_t)node_parse_ll(db_result_value(res, 0, 0), 0, 0, INT64_MAX);
         const char *j = db_result_value(res, 0, 1);
-        r->evt_json = j ? strdup(j) : NULL;
+        node_buf_t b;
+        node_buf_init(&b);
+        node_buf_json(&b, j); /* Postgres' JSON: compacted, as every event the node sends */
+        if (j && !b.oom) {
+            r->evt_json = b.data; /* taken */
+        } else {
+            node_buf_free(&b);
+        }
     }
 }
 

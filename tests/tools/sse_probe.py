@@ -19,6 +19,9 @@ the bytes received, as the "end" line.
 
 --ready-file F: create F once the response headers (and the first chunk)
 arrived, so that a test can post only after the stream is open.
+
+--raw: each event line also carries "raw", the data text exactly as sent
+(to check its bytes, e.g. its JSON spacing).
 """
 import argparse
 import json
@@ -44,6 +47,7 @@ def parse_args():
     p.add_argument("--ready-file")
     p.add_argument("--stall", type=float, default=0.0)
     p.add_argument("--rcvbuf", type=int, default=4096)
+    p.add_argument("--raw", action="store_true")
     return p.parse_args()
 
 
@@ -142,7 +146,7 @@ class Stream:
 
 
 def events_from(stream):
-    """Parses complete events out of stream.body; yields (id, type, data)."""
+    """Parses complete events out of stream.body; yields (id, type, data, text)."""
     while b"\n\n" in stream.body:
         block, stream.body = stream.body.split(b"\n\n", 1)
         eid, etype, data = None, None, []
@@ -164,7 +168,7 @@ def events_from(stream):
             parsed = json.loads(text)
         except ValueError:
             parsed = text
-        yield eid, etype or "message", parsed
+        yield eid, etype or "message", parsed, text
 
 
 def read_mode(args, s, start):
@@ -172,8 +176,11 @@ def read_mode(args, s, start):
     last_event = time.monotonic()
     reason = "eof"
     while True:
-        for eid, etype, data in events_from(s):
-            emit({"id": eid, "event": etype, "data": data})
+        for eid, etype, data, text in events_from(s):
+            line = {"id": eid, "event": etype, "data": data}
+            if args.raw:
+                line["raw"] = text
+            emit(line)
             last_event = time.monotonic()
             n += 1
             stored += eid is not None

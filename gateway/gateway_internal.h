@@ -91,6 +91,9 @@ typedef struct {
 int gw_error_set(
     gw_error_t *err, int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
+/* Sets err to 400 invalid_field for field, saying which values are allowed (values:
+   NULL-terminated). Returns -1. */
+int gw_error_enum(gw_error_t *err, const char *field, const char *const *values);
 /* The error as API.md JSON ({"error","code"[,"field"|"line","column"]}); caller frees. */
 char *gw_error_body(const gw_error_t *err);
 

@@ -1,8 +1,9 @@
 /*  gw_api_strat — GET /api/strategies, answered by the gateway itself from
     the config file it loaded at startup (--config / BICKY_CONFIG: the same
     file as the nodes'; without one, the built-in echo). Only non-secret
-    fields: name, kind, model, tools, max_turns, whether it is the default;
-    never base_url, api_key_env or a key. Loop thread only. */
+    fields: name, kind, model, tools, max_turns (null for echo, which makes
+    no model call), whether it is the default; never base_url, api_key_env
+    or a key. Loop thread only. */
 #define LOG_MODULE "gw_api"
 #include "gateway/gateway_internal.h"
 
@@ -14,13 +15,12 @@ static json_t *s_strategy(const cfg_strategy_t *s, bool is_default)
     for (size_t i = 0; i < s->tools_count; i++) {
         json_array_append_new(tools, json_string(s->tools[i]));
     }
-    json_t *o = json_pack("{s:s, s:s, s:s?, s:b, s:o}", "name", s->name, "kind",
-                          cfg_strategy_kind_name(s->kind), "model", s->model, "default", is_default,
-                          "tools", tools);
-    if (o && s->kind != CFG_STRATEGY_ECHO) {
-        json_object_set_new(o, "max_turns", json_integer(s->max_turns));
-    }
-    return o;
+    /* Every entry has every documented key: max_turns bounds model calls, and an
+       echo turn makes none, so it is null there (as model is). */
+    json_t *max_turns = s->kind == CFG_STRATEGY_ECHO ? json_null() : json_integer(s->max_turns);
+    return json_pack("{s:s, s:s, s:s?, s:b, s:o, s:o}", "name", s->name, "kind",
+                     cfg_strategy_kind_name(s->kind), "model", s->model, "default", is_default,
+                     "tools", tools, "max_turns", max_turns);
 }
 
 void gw_h_strategies(gw_req_t *req)

@@ -29,6 +29,18 @@ int gw_error_set(
     return -1;
 }
 
+int gw_error_enum(gw_error_t *err, const char *field, const char *const *values)
+{
+    gw_error_set(err, 400, "invalid_field", field, "%s must be one of ", field);
+    size_t n = strlen(err->message);
+    for (size_t i = 0; values && values[i] && n < sizeof err->message; i++) {
+        int k =
+            snprintf(err->message + n, sizeof err->message - n, "%s%s", i ? ", " : "", values[i]);
+        n += k > 0 ? (size_t)k : 0;
+    }
+    return -1;
+}
+
 char *gw_error_body(const gw_error_t *err)
 {
     json_t *o = json_pack("{s:s, s:s}", "error", err->message, "code", err->code);

@@ -131,6 +131,9 @@ typedef struct {
     /* The run failed: "timeout", a malformed or oversized output line, the
        CLI exiting without a result ("claude exited with status 1: …"), … */
     void (*on_error)(void *arg, const char *reason);
+    /* A model call of the top-level agent starts (stream_event message_start): the
+       text that follows is that call's. */
+    void (*on_message_start)(void *arg);
 } agent_claude_callbacks_t;
 
 /* Creates a runner whose runs live on loop (borrowed: destroy the runner

@@ -1,6 +1,7 @@
 /*  agent_claude_parse — one stream-json line of the CLI's stdout → callbacks
     (CLAUDE_CODE.md lists the lines): system/init → on_init; stream_event
-    text_delta of the top-level agent → on_text; assistant tool_use blocks →
+    message_start / text_delta of the top-level agent → on_message_start /
+    on_text; assistant tool_use blocks →
     on_tool_started; user tool_result blocks → on_tool_completed;
     control_request can_use_tool → on_permission (other subtypes get an
     error control_response); result → kept for on_done. Unknown line types
@@ -42,6 +43,12 @@ static void s_on_stream_event(agent_claude_run_t *run, json_t *msg)
     json_t *delta = json_object_get(event, "delta");
     json_t *parent = json_object_get(msg, "parent_tool_use_id");
     if (parent && !json_is_null(parent)) {
+        return;
+    }
+    if (strcmp(s_str(event, "type"), "message_start") == 0) {
+        if (run->cb.on_message_start && !run->finished) {
+            run->cb.on_message_start(run->arg);
+        }
         return;
     }
     if (strcmp(s_str(event, "type"), "content_block_delta") != 0 ||

@@ -123,6 +123,9 @@ struct node_op_t {
 void node_req_destroy(node_req_t **req_p);
 /* Sends API_REP {status, body, retry_after} and destroys the request. */
 void node_reply(node_t *node, node_req_t **req_p, int status, const char *body, int retry_after);
+/* Same for a body Postgres built (json_build_object, jsonb text): sent compacted
+   (node_buf_json), the spacing of every body the node sends; 503 on OOM. */
+void node_reply_pg(node_t *node, node_req_t **req_p, int status, const char *json);
 /* Error reply {"error": message, "code": code}; 503/429 carry retry_after. */
 void node_reply_error(
     node_t *node, node_req_t **req_p, int status, const char *code, const char *message);
@@ -237,6 +240,11 @@ void node_buf_add(node_buf_t *b, const char *s, size_t n);
 void node_buf_str(node_buf_t *b, const char *s);
 /* Appends s as a JSON string literal (quoted, escaped). */
 void node_buf_json_str(node_buf_t *b, const char *s);
+/* Appends JSON text json (borrowed, not b's own; NULL → null) in the node's one
+   spacing, jansson's JSON_COMPACT: the whitespace outside strings (Postgres' " : ",
+   ", ", jsonb's ": ") is dropped, everything else is copied as is. One pass, no
+   parsing. */
+void node_buf_json(node_buf_t *b, const char *json);
 void node_buf_free(node_buf_t *b);
 
 /* Field readers: 0 = absent (out untouched), 1 = present and valid, -1 = invalid. */

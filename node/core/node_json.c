@@ -13,10 +13,11 @@ void node_buf_init(node_buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
-void node_buf_add(node_buf_t *b, const char *s, size_t n)
+/* Room for n more bytes and the NUL; false (b->oom set) when it cannot be had. */
+static bool s_reserve(node_buf_t *b, size_t n)
 {
     if (b->oom) {
-        return;
+        return false;
     }
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
@@ -26,10 +27,18 @@ void node_buf_add(node_buf_t *b, const char *s, size_t n)
         char *data = realloc(b->data, cap);
         if (!data) {
             b->oom = true;
-            return;
+            return false;
         }
         b->data = data;
         b->cap = cap;
+    }
+    return true;
+}
+
+void node_buf_add(node_buf_t *b, const char *s, size_t n)
+{
+    if (!s_reserve(b, n)) {
+        return;
     }
     memcpy(b->data + b->len, s, n);
     b->len += n;
@@ -52,6 +61,56 @@ void node_buf_json_str(node_buf_t *b, const char *s)
     }
     free(text);
     json_decref(j);
+}
+
+static bool s_json_space(char c)
+{
+    return c == ' ' || c == '\n' || c == '\t' || c == '\r';
+}
+
+/* End of the JSON string starting at p (on its opening quote): past its closing quote,
+   or at the NUL of a cut text. strcspn: long contents are crossed many bytes at once. */
+static const char *s_string_end(const char *p)
+{
+    for (p++;; p += 2) {
+        p += strcspn(p, "\"\\");
+        if (*p != '\\' || !p[1]) {
+            return *p ? p + 1 : p;
+        }
+    }
+}
+
+void node_buf_json(node_buf_t *b, const char *json)
+{
+    if (!json) {
+        node_buf_add(b, "null", 4);
+        return;
+    }
+    /* Text Postgres printed (rows read back, JSON built in SQL): one reservation,
+       strings crossed whole, and a copy of each run between two pieces of whitespace. */
+    if (!s_reserve(b, strlen(json))) {
+        return;
+    }
+    char *o = b->data + b->len;
+    const char *run = json, *p = json;
+    while (*p) {
+        if (*p == '"') {
+            p = s_string_end(p);
+        } else if (s_json_space(*p)) {
+            memcpy(o, run, (size_t)(p - run));
+            o += p - run;
+            while (s_json_space(*p)) {
+                p++;
+            }
+            run = p;
+        } else {
+            p++;
+        }
+    }
+    memcpy(o, run, (size_t)(p - run));
+    o += p - run;
+    *o = '\0';
+    b->len = (size_t)(o - b->data);
 }
 
 void node_buf_free(node_buf_t *b)

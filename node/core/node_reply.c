@@ -1,5 +1,7 @@
 /*  node_reply — what the node sends: replies to API requests on the ROUTER
-    (status and body, errors, MOVED) and events on the PUB socket. Loop thread only. */
+    (status and body, errors, MOVED) and events on the PUB socket. Every body
+    is compact JSON (jansson's JSON_COMPACT spacing); Postgres-built text is
+    compacted on the way (node_reply_pg). Loop thread only. */
 #define LOG_MODULE "node_reply"
 #include "common/log.h"
 #include "common/wire.h"
@@ -49,6 +51,19 @@ void node_reply(node_t *node, node_req_t **req_p, int status, const char *body, 
     LOG_D("reply req=%llu op=%s status=%d", (unsigned long long)req->req_id,
           req->op ? req->op->spec->name : "-", status);
     node_req_destroy(req_p);
+}
+
+void node_reply_pg(node_t *node, node_req_t **req_p, int status, const char *json)
+{
+    node_buf_t b;
+    node_buf_init(&b);
+    node_buf_json(&b, json);
+    if (b.oom) {
+        node_reply_busy(node, req_p, "out of memory");
+    } else {
+        node_reply(node, req_p, status, b.data, 0);
+    }
+    node_buf_free(&b);
 }
 
 void node_reply_error(

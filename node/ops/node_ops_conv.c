@@ -1,5 +1,6 @@
 /*  node_ops_conv — conversation writes, run inside the conversation's actor:
-    conv.create, conv.patch (metadata merged with ||), conv.delete (archive)
+    conv.create, conv.patch (metadata merged with ||; a patch that changes nothing
+    writes nothing), conv.delete (archive)
     and conv.cancel. Dispatch checked the args against the op table (the node
     never trusts a peer); here only what the table cannot say: a configured
     strategy, and the worktree's owner (in the write's transaction). Loop
@@ -154,16 +155,10 @@ static void s_add_patch(node_ws_t *ws, const json_t *args)
     free(meta_text);
 }
 
-void node_op_conv_patch(node_t *node, node_actor_t *a, node_req_t *req)
+/* Writes the patch: the update, conversation.updated with the validated fields, the
+   touch; answered with the conversation on commit. Takes req. */
+static void s_patch_write(node_t *node, node_actor_t *a, node_req_t *req)
 {
-    if (a->state != NODE_ACTOR_READY) {
-        node_reply_error(node, &req, 404, "not_found", "conversation not found");
-        return;
-    }
-    if (node_conv_check_create(req->args)) {
-        node_reply_bad_strategy(node, &req);
-        return;
-    }
     char *changes = s_changes(req->args);
     node_ws_t *ws = changes ? node_ws_new(a, req) : NULL;
     if (!ws) {
@@ -180,6 +175,128 @@ void node_op_conv_patch(node_t *node, node_actor_t *a, node_req_t *req)
     ws->reply_kind = NODE_REPLY_CONV;
     ws->reply_status = 200;
     node_ws_finish(node, &ws);
+}
+
+/* A patch waiting for the row it is compared with. */
+typedef struct {
+    node_t *node;        /* borrowed */
+    node_actor_t *actor; /* pinned (NODE_AF_IDEM) while the read runs */
+    node_req_t *req;     /* the patch */
+    node_buf_t row;      /* the conversation's JSON as stored */
+    bool found;          /* the row was read */
+    bool same;           /* every given field already has the given value */
+} s_patch_t;
+
+/* True when key is absent from args, or gives the stored value (NULL: SQL NULL). null
+   for strategy / on_busy means "unchanged" (the update coalesces). */
+static bool s_same_str(const json_t *args, const char *key, const char *stored, bool nullable)
+{
+    const json_t *v = json_object_get(args, key);
+    if (!v || (json_is_null(v) && !nullable)) {
+        return true;
+    }
+    if (json_is_null(v)) {
+        return !stored;
+    }
+    return stored && strcmp(json_string_value(v), stored) == 0;
+}
+
+/* True when every key of the metadata patch already has that value (|| merges keys). */
+static bool s_same_meta(const json_t *args, const char *stored_text)
+{
+    const json_t *patch = NULL;
+    if (node_arg_object(args, "metadata", &patch) != 1) {
+        return true;
+    }
+    json_t *stored = stored_text ? json_loads(stored_text, 0, NULL) : NULL;
+    bool same = true;
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)patch, key, v)
+    {
+        same = same && json_equal(v, json_object_get(stored, key));
+    }
+    json_decref(stored);
+    return same;
+}
+
+static void s_on_patch_row(void *arg, db_status_t status, const db_result_t *res)
+{
+    s_patch_t *p = arg;
+    if (status != DB_OK || db_result_rows(res) < 1) {
+        return;
+    }
+    const json_t *args = p->req->args;
+    bool wt_null = false;
+    s_uuid_t wt;
+    int has_wt = s_worktree(args, wt, &wt_null);
+    /* Columns: NODE_CONV_COLS (title 3, strategy 4, worktree_id 5, on_busy 7, metadata 8). */
+    const char *stored_wt = db_result_value(res, 0, 5);
+    p->found = true;
+    p->same = s_same_str(args, "title", db_result_value(res, 0, 3), true) &&
+              s_same_str(args, "strategy", db_result_value(res, 0, 4), false) &&
+              s_same_str(args, "on_busy", db_result_value(res, 0, 7), false) &&
+              s_same_meta(args, db_result_value(res, 0, 8)) &&
+              (has_wt == 1 ? stored_wt && strcmp(stored_wt, wt) == 0 : !wt_null || !stored_wt);
+    node_render_conv_row(&p->row, res, 0, 0);
+}
+
+static void s_on_patch_read(void *arg, db_status_t status, const char *error, const char *sqlstate)
+{
+    s_patch_t *p = arg;
+    node_t *node = p->node;
+    node_actor_t *a = p->actor;
+    a->flags &= (uint8_t)~NODE_AF_IDEM;
+    if (status != DB_OK || p->row.oom) {
+        node_reply_busy(node, &p->req, "database unavailable");
+    } else if (!p->found) {
+        node_reply_error(node, &p->req, 404, "not_found", "conversation not found");
+    } else if (p->same) {
+        /* Nothing to change: no write, no event, updated_at kept. */
+        node_reply(node, &p->req, 200, p->row.data, 0);
+    } else if (node->stopping || (a->flags & NODE_AF_DOOMED)) {
+        node_reply_busy(node, &p->req, "conversation moved");
+    } else {
+        s_patch_write(node, a, p->req);
+        p->req = NULL;
+    }
+    node_buf_free(&p->row);
+    node_req_destroy(&p->req);
+    free(p);
+    node_actor_pump(node, a);
+}
+
+void node_op_conv_patch(node_t *node, node_actor_t *a, node_req_t *req)
+{
+    if (a->state != NODE_ACTOR_READY) {
+        node_reply_error(node, &req, 404, "not_found", "conversation not found");
+        return;
+    }
+    if (node_conv_check_create(req->args)) {
+        node_reply_bad_strategy(node, &req);
+        return;
+    }
+    /* The row is read first, with the actor pinned (no other write of the conversation
+       meanwhile): a patch that changes nothing (`{}`, or the stored values) is answered
+       with the conversation as it is, and writes nothing. */
+    s_uuid_t conv, team;
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    const char *params[] = {conv, team};
+    s_patch_t *p = calloc(1, sizeof *p);
+    db_batch_t *b = p && !node->closing ? db_batch_new(node->db, false) : NULL;
+    if (!b || db_batch_add(b, NODE_Q_CONV_GET, NULL, 2, params, s_on_patch_row, p) < 0) {
+        db_batch_destroy(&b);
+        free(p);
+        node_reply_busy(node, &req, "database unavailable");
+        return;
+    }
+    p->node = node;
+    p->actor = a;
+    p->req = req;
+    node_buf_init(&p->row);
+    a->flags |= NODE_AF_IDEM;
+    db_batch_submit(&b, s_on_patch_read, p);
 }
 
 void node_op_conv_delete(node_t *node, node_actor_t *a, node_req_t *req)

@@ -58,7 +58,7 @@ static void s_on_rows(void *arg, db_status_t status, const db_result_t *res)
             return;
         }
         node_buf_str(&r->body, r->count ? "," : "");
-        node_buf_str(&r->body, json ? json : "null");
+        node_buf_json(&r->body, json); /* built by Postgres: compacted */
         r->count++;
         if (r->list) {
             free(r->cursor);
@@ -262,7 +262,7 @@ static void s_on_dec(void *arg, db_status_t status, const char *error, const cha
         node_reply_error(node, &d->req, 404, "not_found", "permission request not found");
     } else if (strcmp(d->status, "pending") != 0) {
         if (s_identical(d, &want)) {
-            node_reply(node, &d->req, 200, d->json, 0);
+            node_reply_pg(node, &d->req, 200, d->json);
         } else {
             char msg[96];
             snprintf(msg, sizeof msg, "permission request already decided (%s)", d->status);

@@ -57,8 +57,8 @@ static void s_render_row(s_read_t *r, const db_result_t *res, int i)
     if (r->render) {
         r->render(&r->body, res, i, 0);
     } else {
-        const char *json = db_result_value(res, i, 0);
-        node_buf_str(&r->body, json ? json : "null");
+        /* JSON text built by Postgres (status: json_object_agg's "{ "k" : n }"). */
+        node_buf_json(&r->body, db_result_value(res, i, 0));
     }
 }
 

@@ -244,9 +244,11 @@ void node_op_wt_delete(node_t *node, node_req_t *req)
 
 /* ---- statements ---------------------------------------------------------------------------- */
 
+/* A row stored without base_ref was created from HEAD (the base was omitted). */
 #define WT_JSON(w)                                                                                 \
-    "json_build_object('id', " w ".id, 'branch', " w ".branch, 'path', " w ".path, 'base_ref', " w \
-    ".base_ref, 'head', " w ".head, 'created_at', " NODE_TS(w ".created_at") ")"
+    "json_build_object('id', " w ".id, 'branch', " w ".branch, 'path', " w                         \
+    ".path, 'base_ref', coalesce(" w ".base_ref, 'HEAD'), 'head', " w                              \
+    ".head, 'created_at', " NODE_TS(w ".created_at") ")"
 #define TS_CURSOR(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
 static const struct {

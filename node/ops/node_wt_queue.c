@@ -173,7 +173,14 @@ static void s_on_event(void *arg, db_status_t status, const db_result_t *res)
     if (status == DB_OK && db_result_rows(res) > 0) {
         r->evt_id = (uint64_t)node_parse_ll(db_result_value(res, 0, 0), 0, 0, INT64_MAX);
         const char *j = db_result_value(res, 0, 1);
-        r->evt_json = j ? strdup(j) : NULL;
+        node_buf_t b;
+        node_buf_init(&b);
+        node_buf_json(&b, j); /* Postgres' JSON: compacted, as every event the node sends */
+        if (j && !b.oom) {
+            r->evt_json = b.data; /* taken */
+        } else {
+            node_buf_free(&b);
+        }
     }
 }
 
@@ -267,11 +274,12 @@ static void s_record(node_agents_t *ag, s_op_t *op)
     }
     const char *src = "{\"kind\":\"user\",\"id\":\"worktrees\"}";
     const char *type = op->kind == OP_CREATE ? "worktree.created" : "worktree.removed";
+    /* The base as the 201 shows it: the ref given, or "HEAD" when none was. */
     const char *p_ins[] = {op->id,
                            op->team,
                            op->info.branch,
                            op->info.path,
-                           op->base[0] ? op->base : NULL,
+                           op->info.base_ref[0] ? op->info.base_ref : NULL,
                            op->info.head[0] ? op->info.head : NULL};
     const char *p_rm[] = {op->id, op->team};
     const char *p_evt[] = {op->team, type, src, action};

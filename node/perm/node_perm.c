@@ -376,8 +376,10 @@ void node_perm_decide_committed(node_t *node, node_actor_t *a, node_plan_t *plan
 {
     node_ws_t *ws = plan->ws;
     const char *body = ws ? node_ws_value(ws, ws->msg_stmt, 0) : NULL;
-    if (ws && ws->req) {
-        node_reply(node, &ws->req, body ? 200 : 503, body ? body : "{}", 0);
+    if (ws && ws->req && body) {
+        node_reply_pg(node, &ws->req, 200, body);
+    } else if (ws && ws->req) {
+        node_reply(node, &ws->req, 503, "{}", 0);
     }
     node_run_t *run = a->turns ? a->turns->run : NULL;
     int idx = plan->strat_arg >= 0 ? plan->strat_arg / 2 : -1;

@@ -248,7 +248,8 @@ static void s_on_idem(void *arg, db_status_t status, const char *error, const ch
     } else if (node_arg_str(req->args, "request_hash", 1, 128, &hash) == 1 &&
                strcmp(hash, ctx->hash) == 0) {
         req = node_mbox_pop(a);
-        node_reply(node, &req, ctx->status, ctx->response, 0);
+        /* The stored text is Postgres' JSON: compacted, as the first answer was. */
+        node_reply_pg(node, &req, ctx->status, ctx->response);
     } else {
         req = node_mbox_pop(a);
         node_reply_error(node, &req, 409, "conflict",
@@ -343,31 +344,37 @@ void node_actor_pump(node_t *node, node_actor_t *a)
 
 /* ---- commit outcomes --------------------------------------------------------------------- */
 
+/* The answer of a committed write set, compact: the stored idempotent response and the
+   conversation of the touch are Postgres' JSON, compacted (node_buf_json). */
 static void s_reply_ok(node_t *node, node_ws_t *ws)
 {
     if (!ws->req) {
         return;
     }
-    const char *body = ws->idem_stmt >= 0 ? node_ws_value(ws, ws->idem_stmt, 0) : NULL;
+    const char *pg = ws->idem_stmt >= 0 ? node_ws_value(ws, ws->idem_stmt, 0) : NULL;
+    const char *body = NULL;
     node_buf_t b;
     node_buf_init(&b);
-    if (!body && ws->reply_kind == NODE_REPLY_CONV) {
-        body = node_ws_value(ws, ws->touch_stmt, NODE_TOUCH_CONV_JSON);
-    } else if (!body && ws->reply_kind == NODE_REPLY_MSG) {
+    if (!pg && ws->reply_kind == NODE_REPLY_CONV) {
+        pg = node_ws_value(ws, ws->touch_stmt, NODE_TOUCH_CONV_JSON);
+    }
+    if (pg) {
+        node_buf_json(&b, pg);
+        body = b.oom ? NULL : b.data;
+    } else if (ws->reply_kind == NODE_REPLY_MSG) {
         const char *name = node_ws_name(ws, ws->msg_stmt);
-        const char *msg = node_ws_value(ws, ws->msg_stmt, 0);
         node_buf_str(&b, "{\"message\":");
-        if (name && strcmp(name, NODE_Q_MSG_INSERT) == 0 && msg) {
-            node_ws_render_msg(ws, ws->msg_stmt, msg, &b); /* msg: the stored metadata */
+        if (name && strcmp(name, NODE_Q_MSG_INSERT) == 0) {
+            node_ws_render_msg(ws, ws->msg_stmt, NULL, &b); /* the row it inserted */
         } else {
-            node_buf_str(&b, msg ? msg : "null");
+            node_buf_json(&b, node_ws_value(ws, ws->msg_stmt, 0));
         }
         if (json_object_get(ws->req->args, "create")) {
             node_buf_str(&b, ws->plan.created ? ",\"created\":true" : ",\"created\":false");
         }
         node_buf_str(&b, "}");
         body = b.oom ? NULL : b.data;
-    } else if (!body) {
+    } else if (ws->reply_kind != NODE_REPLY_CONV) {
         body = ws->reply_status == 204 ? "" : "{}";
     }
     if (!body) {

@@ -190,23 +190,29 @@ const char *node_ws_name(const node_ws_t *ws, int stmt)
     return stmt >= 0 && (size_t)stmt < ws->n ? ws->stmts[stmt].name : NULL;
 }
 
-/* The JSON of event statement s: rendered by Postgres (column 1), or for NODE_Q_EVT and
-   NODE_Q_EVT_EMBED by the node from the parameters and the stored source and action. */
+/* The JSON of event statement s, compact. NODE_Q_EVT and NODE_Q_EVT_EMBED are rendered
+   by the node from their parameters, its own compact text (source, action, the JSON of
+   an embedded row): nothing is read back or re-spaced on the message path, and a later
+   read gives the same value (jsonb prints keys in its own order). The others are
+   Postgres' JSON (column 1), compacted. NULL when there is none (or on OOM). */
 static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b)
 {
-    bool node_rendered = strcmp(s->name, NODE_Q_EVT) == 0 || strcmp(s->name, NODE_Q_EVT_EMBED) == 0;
-    if (!node_rendered) {
-        return s->cols[NODE_EVT_RET_JSON];
+    bool embed = strcmp(s->name, NODE_Q_EVT_EMBED) == 0;
+    if (embed || strcmp(s->name, NODE_Q_EVT) == 0) {
+        node_evt_fields_t e = {.id = (long long)id,
+                               .conversation_id = s->params[NODE_EVT_P_CONV],
+                               .seq = node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
+                               .type = s->params[NODE_EVT_P_TYPE],
+                               .source = s->params[NODE_EVT_P_SOURCE],
+                               .action = s->params[NODE_EVT_P_ACTION] ? s->params[NODE_EVT_P_ACTION]
+                                                                      : "{}",
+                               .embed = embed ? s->params[NODE_EVT_P_EMBED] : NULL,
+                               .created_at = s->params[s->nparams - 1],
+                               .own = true};
+        node_render_evt(b, &e);
+    } else if (s->cols[NODE_EVT_RET_JSON]) {
+        node_buf_json(b, s->cols[NODE_EVT_RET_JSON]);
     }
-    node_evt_fields_t e = {.id = (long long)id,
-                           .conversation_id = s->params[NODE_EVT_P_CONV],
-                           .seq = node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
-                           .type = s->params[NODE_EVT_P_TYPE],
-                           .source = s->cols[NODE_EVT_RET_JSON],
-                           .action =
-                               s->cols[NODE_EVT_RET_ACTION] ? s->cols[NODE_EVT_RET_ACTION] : "{}",
-                           .created_at = s->params[s->nparams - 1]};
-    node_render_evt(b, &e);
     return b->oom ? NULL : b->data;
 }
 
@@ -215,7 +221,7 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
     uint64_t last = 0;
     for (size_t i = 0; i < ws->n; i++) {
         const node_stmt_t *s = &ws->stmts[i];
-        if (s->kind != NODE_SK_EVENT || !s->cols[NODE_EVT_RET_ID] || !s->cols[NODE_EVT_RET_JSON]) {
+        if (s->kind != NODE_SK_EVENT || !s->cols[NODE_EVT_RET_ID]) {
             continue;
         }
         uint64_t id = (uint64_t)node_parse_ll(s->cols[NODE_EVT_RET_ID], 0, 0, INT64_MAX);
@@ -228,7 +234,7 @@ uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
             .body = s_event_body(s, id, &b)};
         if (ev.body) {
             node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
-        } else {
+        } else if (b.oom) {
             LOG_E("out of memory: event %llu not published", (unsigned long long)id);
         }
         node_buf_free(&b);

@@ -1,6 +1,8 @@
 /*  node_render — API.md JSON of conversations, messages and events from plain
-    fields, byte for byte what json_build_object/to_char produced in SQL (see
-    node_render.h). Pure functions; any thread. */
+    fields, compact (the node's one spacing, as jansson's JSON_COMPACT), with
+    the keys, string escapes and times json_build_object/to_char produced in
+    SQL (see the rendering section of node_store.h). Pure functions; any
+    thread. */
 #include "node/store/node_store.h"
 
 #include <stdio.h>
@@ -240,7 +242,7 @@ int node_ts_cursor(const char *pg, char out[40])
 
 /* ---- objects ----------------------------------------------------------------------------- */
 
-/* ", \"key\" : " (or "{\"key\" : " for the first key): the key literal is passed whole. */
+/* ",\"key\":" (or "{\"key\":" for the first key): the key literal is passed whole. */
 #define KEY(b, lit) node_buf_add(b, lit, sizeof lit - 1)
 
 static void s_ts(node_buf_t *b, const char *pg)
@@ -271,94 +273,113 @@ static void s_ll(node_buf_t *b, long long v)
     node_buf_add(b, p, (size_t)(num + sizeof num - p));
 }
 
-static void s_raw(node_buf_t *b, const char *json)
+/* A jsonb column's text (Postgres prints {"a": 1, "b": [1, 2]}), compacted; or the
+   node's own compact text (own), as it is. */
+static void s_raw(node_buf_t *b, const char *json, bool own)
 {
-    node_buf_str(b, json ? json : "null");
+    if (own) {
+        node_buf_str(b, json ? json : "null");
+    } else {
+        node_buf_json(b, json);
+    }
 }
 
 void node_render_conv(node_buf_t *b, const node_conv_fields_t *c)
 {
-    KEY(b, "{\"id\" : ");
+    KEY(b, "{\"id\":");
     node_render_str(b, c->id);
-    KEY(b, ", \"source\" : ");
+    KEY(b, ",\"source\":");
     node_render_str(b, c->source);
-    KEY(b, ", \"type\" : ");
+    KEY(b, ",\"type\":");
     node_render_str(b, c->type);
-    KEY(b, ", \"title\" : ");
+    KEY(b, ",\"title\":");
     node_render_str(b, c->title);
-    KEY(b, ", \"strategy\" : ");
+    KEY(b, ",\"strategy\":");
     node_render_str(b, c->strategy);
-    KEY(b, ", \"worktree_id\" : ");
+    KEY(b, ",\"worktree_id\":");
     node_render_str(b, c->worktree_id);
-    KEY(b, ", \"status\" : ");
+    KEY(b, ",\"status\":");
     node_render_str(b, c->status);
-    KEY(b, ", \"on_busy\" : ");
+    KEY(b, ",\"on_busy\":");
     node_render_str(b, c->on_busy);
-    KEY(b, ", \"metadata\" : ");
-    s_raw(b, c->metadata);
-    KEY(b, ", \"message_count\" : ");
+    KEY(b, ",\"metadata\":");
+    s_raw(b, c->metadata, c->own);
+    KEY(b, ",\"message_count\":");
     s_ll(b, c->message_count);
-    KEY(b, ", \"last_event_id\" : ");
+    KEY(b, ",\"last_event_id\":");
     if (c->last_event_id_null) {
         node_buf_add(b, "null", 4);
     } else {
         s_ll(b, c->last_event_id);
     }
-    KEY(b, ", \"created_at\" : ");
+    KEY(b, ",\"created_at\":");
     s_ts(b, c->created_at);
-    KEY(b, ", \"updated_at\" : ");
+    KEY(b, ",\"updated_at\":");
     s_ts(b, c->updated_at);
     KEY(b, "}");
 }
 
 void node_render_msg(node_buf_t *b, const node_msg_fields_t *m)
 {
-    KEY(b, "{\"id\" : ");
+    KEY(b, "{\"id\":");
     node_render_str(b, m->id);
-    KEY(b, ", \"conversation_id\" : ");
+    KEY(b, ",\"conversation_id\":");
     node_render_str(b, m->conversation_id);
-    KEY(b, ", \"seq\" : ");
+    KEY(b, ",\"seq\":");
     s_ll(b, m->seq);
-    KEY(b, ", \"role\" : ");
+    KEY(b, ",\"role\":");
     node_render_str(b, m->role);
-    KEY(b, ", \"content\" : ");
+    KEY(b, ",\"content\":");
     node_render_str(b, m->content);
-    KEY(b, ", \"status\" : ");
+    KEY(b, ",\"status\":");
     node_render_str(b, m->status);
-    KEY(b, ", \"metadata\" : ");
-    s_raw(b, m->metadata);
-    KEY(b, ", \"created_at\" : ");
+    KEY(b, ",\"metadata\":");
+    s_raw(b, m->metadata, m->own);
+    KEY(b, ",\"created_at\":");
     s_ts(b, m->created_at);
-    KEY(b, ", \"updated_at\" : ");
+    KEY(b, ",\"updated_at\":");
     s_ts(b, m->updated_at);
     KEY(b, "}");
 }
 
+/* The action, or with an embed (own text only) action || embed: two compact objects
+   without a common key ("{}" is empty), joined in place. */
+static void s_action(node_buf_t *b, const node_evt_fields_t *e)
+{
+    if (!e->embed || !e->action || strcmp(e->action, "{}") == 0) {
+        s_raw(b, e->embed ? e->embed : e->action, e->own);
+        return;
+    }
+    node_buf_add(b, e->action, strlen(e->action) - 1); /* without its '}' */
+    node_buf_add(b, ",", 1);
+    node_buf_str(b, e->embed + 1); /* without its '{' */
+}
+
 void node_render_evt(node_buf_t *b, const node_evt_fields_t *e)
 {
-    KEY(b, "{\"id\" : ");
+    KEY(b, "{\"id\":");
     s_ll(b, e->id);
-    KEY(b, ", \"conversation_id\" : ");
+    KEY(b, ",\"conversation_id\":");
     node_render_str(b, e->conversation_id);
-    KEY(b, ", \"seq\" : ");
+    KEY(b, ",\"seq\":");
     if (e->seq_null) {
         node_buf_add(b, "null", 4);
     } else {
         s_ll(b, e->seq);
     }
-    KEY(b, ", \"type\" : ");
+    KEY(b, ",\"type\":");
     node_render_str(b, e->type);
-    KEY(b, ", \"source\" : ");
-    s_raw(b, e->source);
-    KEY(b, ", \"action\" : ");
-    s_raw(b, e->action);
-    KEY(b, ", \"reversible\" : ");
+    KEY(b, ",\"source\":");
+    s_raw(b, e->source, e->own);
+    KEY(b, ",\"action\":");
+    s_action(b, e);
+    KEY(b, ",\"reversible\":");
     if (e->reversible) {
         node_buf_add(b, "true", 4);
     } else {
         node_buf_add(b, "false", 5);
     }
-    KEY(b, ", \"created_at\" : ");
+    KEY(b, ",\"created_at\":");
     s_ts(b, e->created_at);
     KEY(b, "}");
 }

@@ -106,12 +106,12 @@ static const s_stmt_t s_stmts[] = {
                                    "$6::text) ORDER BY c.created_at DESC, c.id DESC LIMIT $7::int"},
     /* $1 id $2 conv $3 team $4 seq $5 role $6 content $7 status $8 metadata */
     /* $9 the write set's time (node_write.c). The node renders the message (node_render.c)
-       with the stored metadata text. */
+       from these parameters: nothing is returned. */
     {NODE_Q_MSG_INSERT, 9,
      "INSERT INTO messages AS m (id, conversation_id, team_id, seq, role, content, status, "
      "metadata, created_at, updated_at) VALUES ($1::uuid, $2::uuid, $3::uuid, $4::bigint, "
      "$5::text, $6::text, $7::text, coalesce($8::jsonb, '{}'::jsonb), $9::timestamptz, "
-     "$9::timestamptz) RETURNING m.metadata::text"},
+     "$9::timestamptz)"},
     /* $1 id $2 conv $3 content $4 status $5 metadata (merged) $6 team */
     {NODE_Q_MSG_FINISH, 6,
      "UPDATE messages AS m SET content = $3::text, status = $4::text, metadata = m.metadata || "
@@ -130,18 +130,18 @@ static const s_stmt_t s_stmts[] = {
                                   "m.team_id = $2::uuid AND m.seq > $3::bigint ORDER BY m.seq "
                                   "LIMIT $4::int"},
     /* $1 team $2 conv $3 seq $4 type $5 source $6 action */
-    /* $7 the write set's time. Returns the id and the stored source and action text; the
-       node renders the event (node_commit.c node_ws_publish). */
+    /* $7 the write set's time. Returns the id; the node renders the event from these
+       parameters (node_commit.c node_ws_publish). */
     {NODE_Q_EVT, 7,
      "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
      "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
-     "'{}'::jsonb), $7::timestamptz) RETURNING id, source::text, action::text"},
+     "'{}'::jsonb), $7::timestamptz) RETURNING id"},
     /* Same, with $7 merged into the action: {"message": …} or {"conversation": …}, the
        node's JSON of a row the same write set inserts; $8 the time. */
     {NODE_Q_EVT_EMBED, 8,
      "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
      "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
-     "'{}'::jsonb) || $7::jsonb, $8::timestamptz) RETURNING id, source::text, action::text"},
+     "'{}'::jsonb) || $7::jsonb, $8::timestamptz) RETURNING id"},
     /* Several message inserts (node_ws_merge.c), one array per column: $1 ids $2 convs
        $3 teams $4 seqs $5 roles $6 contents $7 statuses $8 metadata $9 times. A row per
        message, in order: its conversation and seq, then what NODE_Q_MSG_INSERT returns. */
@@ -151,7 +151,7 @@ static const s_stmt_t s_stmts[] = {
      "coalesce(t.metadata, '{}'::jsonb), t.ts, t.ts FROM unnest($1::uuid[], $2::uuid[], "
      "$3::uuid[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::jsonb[], "
      "$9::timestamptz[]) WITH ORDINALITY AS t(id, conv, team, seq, role, content, status, "
-     "metadata, ts, n) ORDER BY t.n RETURNING conversation_id, seq, metadata::text"},
+     "metadata, ts, n) ORDER BY t.n RETURNING conversation_id, seq"},
     /* Several event inserts, in order (a conversation's ids follow its seqs): $1 teams
        $2 convs $3 seqs $4 types $5 sources $6 actions $7 embedded rows $8 times. A row per
        event: its conversation and seq, then what NODE_Q_EVT returns. */
@@ -161,7 +161,7 @@ static const s_stmt_t s_stmts[] = {
      "coalesce(t.embed, '{}'::jsonb), t.ts FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], "
      "$4::text[], $5::jsonb[], $6::jsonb[], $7::jsonb[], $8::timestamptz[]) WITH ORDINALITY AS "
      "t(team, conv, seq, type, source, action, embed, ts, n) ORDER BY t.n RETURNING "
-     "conversation_id, seq, id, source::text, action::text"},
+     "conversation_id, seq, id"},
     /* The touches (NODE_Q_CONV_TOUCH_LITE) of several write sets of a group, after all
        their inserts: $1 convs $2 teams $3 last msg seqs $4 last event seqs $5 added
        messages $6 statuses $7 whether the set inserted events; last_event_id is then the

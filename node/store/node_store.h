@@ -40,14 +40,17 @@ typedef enum { /* NODE_Q_IDEM_GET */
                NODE_IDEM_RESPONSE
 } node_idem_col_t;
 /* Every event insert (NODE_Q_EVT*, NODE_Q_EVT_PERM...) returns the event id first, then
-   (rendered by Postgres) the event's JSON or (NODE_Q_EVT, _EMBED) its stored source and
-   action; its parameters begin team, conversation, seq, type, and end with the time. */
-#define NODE_EVT_RET_ID     0
-#define NODE_EVT_RET_JSON   1 /* or the stored source */
-#define NODE_EVT_RET_ACTION 2
-#define NODE_EVT_P_CONV     1
-#define NODE_EVT_P_SEQ      2
-#define NODE_EVT_P_TYPE     3
+   (the inserts whose event Postgres renders) the event's JSON; its parameters begin
+   team, conversation, seq, type, and end with the time. NODE_Q_EVT and _EMBED go on
+   with the source, the action and (_EMBED) the embedded row, rendered by the node. */
+#define NODE_EVT_RET_ID   0
+#define NODE_EVT_RET_JSON 1
+#define NODE_EVT_P_CONV   1
+#define NODE_EVT_P_SEQ    2
+#define NODE_EVT_P_TYPE   3
+#define NODE_EVT_P_SOURCE 4
+#define NODE_EVT_P_ACTION 5
+#define NODE_EVT_P_EMBED  6
 
 /* Statement names. */
 #define NODE_Q_CONV_LOAD       "node_conv_load"
@@ -264,15 +267,19 @@ void node_ws_render_msg(const node_ws_t *ws, int stmt, const char *metadata, nod
 /*  The API.md JSON of conversations, messages and events, built
     in the node from plain fields (instead of json_build_object/to_char in SQL).
 
-    The output is byte for byte what Postgres' json_build_object gave before
-    (tests/node/test_node_render.c compares both on the same values):
-      {"id" : "…", "source" : "api", …}    keys in API.md order, " : " and ", "
+    The output is compact, the one spacing of every JSON body the node sends
+    (jansson's JSON_COMPACT): Postgres' json_build_object output for the same
+    values with the whitespace outside strings dropped (test_node_render.c
+    compares both on the same values):
+      {"id":"…","source":"api",…}    keys in API.md order, no space after ':' or ','
     - strings escaped like Postgres' escape_json (\" \\ \b \f \n \r \t, other
       bytes < 0x20 as \u00xx lowercase, everything else verbatim: UTF-8, '/');
     - a NULL const char * renders null (title, worktree_id, an event's
       conversation_id…); *_null flags do the same for numbers;
-    - metadata / action / source are jsonb TEXT, inserted verbatim (as
-      json_build_object did with a jsonb column: Postgres' jsonb output);
+    - metadata / action / source are jsonb TEXT (Postgres prints it
+      {"a": 1, "b": [1, 2]}), inserted compacted (node_buf_json); or, with
+      `own`, the compact text the node itself built (jansson) for a row it
+      writes, inserted verbatim (no pass over it on the message path);
     - timestamps are given as Postgres timestamptz text output (any DateStyle
       ISO offset, e.g. "2026-11-27 22:59:22.12+00", "… 04:31:27+05:30") and
       rendered "2026-11-27T22:59:22.120Z" (UTC, milliseconds truncated, as
@@ -295,17 +302,19 @@ typedef struct {
     const char *id, *conversation_id; /* uuid text */
     long long seq;
     const char *role, *content, *status;
-    const char *metadata;                /* jsonb text, verbatim */
+    const char *metadata;                /* jsonb text (compacted, unless own) */
     const char *created_at, *updated_at; /* timestamptz text */
+    bool own;                            /* metadata is the node's own compact text */
 } node_msg_fields_t;
 
 typedef struct {
     const char *id, *source, *type, *title, *strategy, *worktree_id, *status, *on_busy;
-    const char *metadata; /* jsonb text, verbatim */
+    const char *metadata; /* jsonb text (compacted, unless own) */
     long long message_count;
     long long last_event_id;
     bool last_event_id_null;
     const char *created_at, *updated_at; /* timestamptz text */
+    bool own;                            /* metadata is the node's own compact text */
 } node_conv_fields_t;
 
 typedef struct {
@@ -314,9 +323,11 @@ typedef struct {
     long long seq;
     bool seq_null;
     const char *type;
-    const char *source, *action; /* jsonb text, verbatim */
+    const char *source, *action; /* jsonb text (compacted, unless own) */
+    const char *embed;           /* own text only: an object joined to action, or NULL */
     bool reversible;
     const char *created_at; /* timestamptz text */
+    bool own;               /* source and action are the node's own compact text */
 } node_evt_fields_t;
 
 /* Append one resource's JSON object to b (b->oom set on allocation failure). */
@@ -358,7 +369,8 @@ int node_ts_api(const char *pg, char out[32]);
 /* Same, microseconds: the conv.list cursor form "2026-11-27T22:59:22.123456Z". */
 int node_ts_cursor(const char *pg, char out[40]);
 
-/* Event JSON as node_sql.c builds it (API.md Event); kept identical. */
+/* Event JSON as node_sql.c builds it (API.md Event), in Postgres' spacing: the node
+   compacts it (node_buf_json) before it sends it. */
 #define NODE_TS(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define NODE_EVT_JSON(e)                                                                           \
     "json_build_object('id', " e ".id, 'conversation_id', " e ".conversation_id, 'seq', " e        \

@@ -62,12 +62,14 @@ static void s_render_conv(const node_ws_t *ws, int stmt, node_buf_t *b)
                             .metadata = p[8] ? p[8] : "{}",
                             .last_event_id_null = true,
                             .created_at = p[9],
-                            .updated_at = p[9]};
+                            .updated_at = p[9],
+                            .own = true};
     node_render_conv(b, &c);
 }
 
 void node_ws_render_msg(const node_ws_t *ws, int stmt, const char *metadata, node_buf_t *b)
 {
+    /* The parameter is the node's own compact text (jansson); stored text is Postgres'. */
     const char *meta = metadata ? metadata : node_ws_param(ws, stmt, 7);
     node_msg_fields_t m = {
         .id = node_ws_param(ws, stmt, 0),
@@ -79,6 +81,7 @@ void node_ws_render_msg(const node_ws_t *ws, int stmt, const char *metadata, nod
         .metadata = meta ? meta : "{}",
         .created_at = node_ws_param(ws, stmt, 8),
         .updated_at = node_ws_param(ws, stmt, 8),
+        .own = !metadata,
     };
     node_render_msg(b, &m);
 }

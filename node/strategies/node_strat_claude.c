@@ -90,9 +90,31 @@ static void s_on_init(void *arg, const char *session_id)
     }
 }
 
+static void s_on_message_start(void *arg)
+{
+    node_run_t *run = arg;
+    run->cc->call_start = true;
+}
+
+/* The CLI runs its own agent loop, and the turn has one assistant message: the text
+   of a model call after an earlier one with text (a tool call's comment, then the
+   answer) is set apart by a blank line, in the deltas as in the stored content. */
 static void s_on_text(void *arg, const char *text, size_t len)
 {
-    node_run_delta(arg, text, len);
+    node_run_t *run = arg;
+    node_turns_t *t = run->actor->turns;
+    bool apart = run->cc->call_start && t && t->reply && t->reply[0];
+    run->cc->call_start = false;
+    char *joined = apart ? malloc(len + 3) : NULL;
+    if (!joined) {
+        node_run_delta(run, text, len);
+        return;
+    }
+    memcpy(joined, "\n\n", 2);
+    memcpy(joined + 2, text, len);
+    joined[len + 2] = '\0';
+    node_run_delta(run, joined, len + 2);
+    free(joined);
 }
 
 static void s_on_tool_started(void *arg, const char *id, const char *name, json_t *input)
@@ -262,9 +284,14 @@ static void s_on_error(void *arg, const char *reason)
 
 void node_claude_start(node_run_t *run)
 {
-    static const agent_claude_callbacks_t cb = {
-        s_on_init,       s_on_text, s_on_tool_started, s_on_tool_completed,
-        s_on_permission, s_on_done, s_on_error};
+    static const agent_claude_callbacks_t cb = {.on_init = s_on_init,
+                                                .on_text = s_on_text,
+                                                .on_tool_started = s_on_tool_started,
+                                                .on_tool_completed = s_on_tool_completed,
+                                                .on_permission = s_on_permission,
+                                                .on_done = s_on_done,
+                                                .on_error = s_on_error,
+                                                .on_message_start = s_on_message_start};
     const cfg_strategy_t *s = run->strategy;
     node_cc_t *cc = run->cc;
     const char *tools[CFG_FILE_MAX_TOOLS + 1];

@@ -87,6 +87,7 @@ struct node_cc_t {
     json_t *grants;  /* resumed after a restart: approved [{name, input}] not asked again */
     char *followup;  /* resumed after a restart: the decisions, told to the model */
     char *task;      /* resumed after a restart: the user's message (if the session is lost) */
+    bool call_start; /* a model call started: its first text is set apart from earlier text */
 };
 
 /* Starts the CLI for the prepared run (node_strat_claude.c). */

@@ -131,6 +131,7 @@ Test(agent_claude, streams_a_turn)
     cr_assert_str_eq(s_rec.res_session, sid_text);
     cr_assert_str_eq(s_rec.text, "Hello from the fake model.");
     cr_assert_geq(s_rec.text_calls, 2, "streamed in pieces");
+    cr_assert_eq(s_rec.message_starts, 1, "one model call");
     cr_assert_str_eq(s_rec.res_text, "Hello from the fake model.");
     cr_assert_str_eq(s_rec.res_subtype, "success");
     cr_assert_not(s_rec.res_is_error);
@@ -170,9 +171,12 @@ Test(agent_claude, permission_allowed_runs_the_tool)
     cr_assert_eq(s_rec.completed, 1);
     cr_assert_not(s_rec.tool_error[0], "tool result: %s", s_rec.tool_content[0]);
     cr_assert(s_file_says_hi());
+    /* The engine passes the text as the CLI streams it; the start of each model call
+       tells its caller where one call's text ends (node_strat_claude.c sets them apart). */
     cr_assert_str_eq(s_rec.text, "Let me write it.All done now.");
     cr_assert_str_eq(s_rec.res_text, "All done now.");
     cr_assert_eq(s_rec.turns, 2);
+    cr_assert_eq(s_rec.message_starts, 2, "a message_start per model call");
     cr_assert_eq(s_rec.denials, 0);
 }
 

@@ -38,6 +38,9 @@ t_check "it lists echo, gpt, claude, gpt-expiring in file order" \
 t_check "kinds and models, echo is the default" \
     test "$(tc_jq '[.data[0:4][] | "\(.kind):\(.model):\(.default)"] | join(" ")')" \
     = "echo:null:true openai:fake-gpt:false anthropic:fake-claude:false openai:fake-gpt:false"
+t_check "every strategy has max_turns: null for echo, the file's (default 16) otherwise" \
+    test "$(tc_jq '[.data[0:4][] | if has("max_turns") then .max_turns else "absent" end] | map(tostring) | join(" ")')" \
+    = "null 16 16 16"
 t_check "no base_url, no key, no key variable in the answer" \
     eval "! grep -q -e base_url -e api_key -e '$TA_SECRET' <<<'$TC_BODY'"
 tc_req POST /api/conversations '{"strategy":"nope"}'
@@ -214,6 +217,8 @@ if grep -q 'strategy.cc' "$BICKY_CONFIG"; then
         test "$(cat "$BICKY_WORK_DIR/conversations/$conv/cc.txt" 2>/dev/null)" = hi
     t_check "claude-code: the answer is stored" \
         eval "[[ '$(ta_assistant "$conv")' == *'Written by claude.'* ]]"
+    t_check "claude-code: the texts of its two model calls are set apart by a blank line" \
+        test "$(tc_sql "select count(*) from messages where conversation_id = '$conv' and role = 'assistant' and content = E'Writing.\\n\\nWritten by claude.'")" = 1
     t_check "claude-code: the session id is in the metadata, the session in Postgres" \
         test "$(tc_sql "select count(*) from claude_sessions s join conversations c on c.id = s.conversation_id where c.id = '$conv' and c.metadata->'claude_code'->>'session_id' = s.session_id")" = 1
 else

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_agents_wt.sh — /api/worktrees end to end on a real cluster whose nodes
 # share one repository (BICKY_REPO): create (201, the branch and directory
-# exist), list, get, a second create of the branch (409), branch injection
+# exist; base_ref HEAD when no base is given, the same in the row, GET and
+# the list), list, get, a second create of the branch (409), branch injection
 # attempts (400 naming "branch", no ref and no directory created), creates
 # racing on both nodes (serialised, all succeed), a conversation bound to a
 # worktree running its tools there, a vanished directory shown "inactive",
@@ -46,10 +47,17 @@ t_check "the answer: branch, active, a head, path under the work dir ($got)" \
     test "$got" = "feature/one active 40 $wt"
 t_check "the branch exists in the repository" eval "[[ '$(branches)' == *feature/one* ]]"
 t_check "the worktree directory has the checkout" test -f "$path/README.md"
+created_base=$(tc_jq .base_ref)
+t_check "no base given: the answer says base_ref HEAD ($created_base)" test "$created_base" = HEAD
 tc_req GET "/api/worktrees/$wt"
 t_check "GET /api/worktrees/:id: 200 active" test "$TC_CODE $(tc_jq .status)" = "200 active"
+t_check "GET agrees with the create on base_ref ($(tc_jq .base_ref))" \
+    test "$(tc_jq .base_ref)" = "$created_base"
+t_check "the row stores it" \
+    test "$(tc_sql "select coalesce(base_ref, 'NULL') from worktrees where id = '$wt'")" = HEAD
 tc_req GET /api/worktrees
 t_check "the list has it" test "$(tc_jq '[.data[].id] | join(",")')" = "$wt"
+t_check "the list agrees on base_ref" test "$(tc_jq '.data[0].base_ref')" = HEAD
 tc_req POST /api/worktrees '{"branch":"feature/one"}'
 t_check "the same branch again: 409" test "$TC_CODE $(tc_jq .code)" = "409 conflict"
 tc_req POST /api/worktrees '{"branch":"feature/two","base":"no-such-ref"}'

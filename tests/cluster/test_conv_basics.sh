@@ -4,7 +4,8 @@
 # (registry, 2 nodes, gateway, Postgres): create → post → assistant reply;
 # the SSE order message.created → turn.started → deltas → message.completed
 # → turn.completed, deltas that concatenate to the stored reply; the stored
-# rows, the event log, POST /api/message, listings on both nodes, the process
+# rows, the event log, a PATCH that changes nothing (no event, the same
+# conversation), POST /api/message, listings on both nodes, the process
 # routes. Ends with the gapless check, down, exit statuses and no sanitizer
 # report. Env: see tests/lib/cluster.sh.
 set -uo pipefail
@@ -79,6 +80,19 @@ t_check "conversation: 2 messages, last_event_id = last event ($last)" \
     test "$(tc_jq '"\(.message_count) \(.last_event_id) \(.status)"')" = "2 $last idle"
 tc_req GET "/api/conversations/$conv/messages?after_seq=1"
 t_check "after_seq=1 gives the reply only" test "$(tc_jq '[.data[].seq] | join(",")')" = 2
+
+# PATCH that changes nothing: the conversation as it is, no event, updated_at kept.
+tc_req GET "/api/conversations/$conv"
+as_is=$(jq -cS . <<<"$TC_BODY")
+n_events=$(tc_sql "select count(*) from events where conversation_id = '$conv'")
+tc_req PATCH "/api/conversations/$conv" '{}'
+t_check "PATCH {}: 200 with the conversation as it is" \
+    test "$TC_CODE $(jq -cS . <<<"$TC_BODY")" = "200 $as_is"
+tc_req PATCH "/api/conversations/$conv" '{"title":"basics","on_busy":"enqueue"}'
+t_check "PATCH with the stored values: 200, unchanged" \
+    test "$TC_CODE $(jq -cS . <<<"$TC_BODY")" = "200 $as_is"
+t_check "neither appended an event" \
+    test "$(tc_sql "select count(*) from events where conversation_id = '$conv'")" = "$n_events"
 
 # Three more turns in a row: every reply in order.
 for w in alpha beta gamma; do

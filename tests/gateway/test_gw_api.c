@@ -86,6 +86,16 @@ Test(gw_api, validation_errors_name_the_field)
         {"GET", "/api/conversations?limit=501", NULL, "invalid_field", "limit", 400},
         {"GET", "/api/conversations/not-a-uuid", NULL, "invalid_field", "\"field\":\"id\"", 400},
         {"GET", "/api/events?after=-1", NULL, "invalid_field", "after", 400},
+        {"GET", "/api/permissions?status=bogus", NULL, "invalid_field", "\"field\":\"status\"",
+         400},
+        {"GET", "/api/permissions?status=bogus", NULL, "invalid_field",
+         "status must be one of pending, approved, denied, expired", 400},
+        {"GET", "/api/conversations?status=bogus", NULL, "invalid_field", "\"field\":\"status\"",
+         400},
+        {"GET", "/api/conversations?status=bogus", NULL, "invalid_field",
+         "one of idle, queued, processing, waiting_for_permission, error, archived", 400},
+        {"POST", "/api/permission-rules", "{\"scope\":\"world\"}", "invalid_field",
+         "scope must be one of team, conversation", 400},
     };
     int ops_before = fake_stats(&t).ops;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -315,5 +325,30 @@ Test(gw_api, refusals_say_what_is_allowed)
                      r->body);
     free(r);
     free(body);
+    gwt_stop(&t);
+}
+
+Test(gw_api, strategies_carry_every_documented_key)
+{
+    gwt_t t;
+    s_ready(&t);
+    int ops = fake_stats(&t).ops;
+    http_t *r = http_do(&t, "GET", "/api/strategies", s_auth_json, NULL, 0);
+    cr_assert_eq(r->status, 200, "%ld %s", r->status, r->body);
+    json_t *o = json_loads(r->body, 0, NULL);
+    json_t *s0 = json_array_get(json_object_get(o, "data"), 0);
+    /* Without --config: the built-in echo, the default. */
+    cr_assert_str_eq(json_string_value(json_object_get(s0, "name")), "echo", "%s", r->body);
+    static const char *keys[] = {"name", "kind", "model", "default", "tools", "max_turns"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        cr_expect_not_null(json_object_get(s0, keys[i]), "no %s in %s", keys[i], r->body);
+    }
+    cr_assert_eq(json_object_size(s0), sizeof keys / sizeof keys[0], "%s", r->body);
+    cr_assert(json_is_null(json_object_get(s0, "max_turns")), "echo makes no model call");
+    cr_assert(json_is_true(json_object_get(s0, "default")));
+    cr_assert(json_is_null(json_object_get(o, "next_cursor")));
+    cr_assert_eq(fake_stats(&t).ops, ops, "answered by the gateway itself");
+    json_decref(o);
+    free(r);
     gwt_stop(&t);
 }

@@ -1,8 +1,9 @@
 /*  test_node_ops — the API ops against a real node and Postgres: team scoping
     (another team's conversation is 404 everywhere), idempotency keys, patch
-    (metadata merged), validation, conv.list keyset pagination and filters,
-    msg.list, events.list (conversation and team), auth, status, and a create
-    marked "fresh" (no lookup) that names a taken id. */
+    (metadata merged; a patch that changes nothing writes nothing),
+    validation, conv.list keyset pagination and filters, msg.list,
+    events.list (conversation and team), auth, status, and a create marked
+    "fresh" (no lookup) that names a taken id. */
 #include "tests/fixtures/node_test.h"
 
 Test(node_ops, other_team_gets_404_everywhere, .timeout = 30)
@@ -148,6 +149,72 @@ Test(node_ops, patch_merges_and_validates, .timeout = 30)
     r = nt_call(&t, "events.list", conv, "{}");
     cr_assert_eq(json_array_size(json_object_get(r.body, "data")), 2);
     nt_rep_free(&r);
+    nt_assert_gapless(&t, conv);
+    nt_stop(&t);
+}
+
+/* "updated_at|events" of the conversation, straight from Postgres. */
+static char *s_patch_state(nt_t *t, const uint8_t conv[16])
+{
+    char c[37], sql[256];
+    util_uuid_format(conv, c);
+    snprintf(sql, sizeof sql,
+             "SELECT c.updated_at::text || '|' || (SELECT count(*) FROM events e WHERE "
+             "e.conversation_id = c.id) FROM conversations c WHERE c.id = '%s'",
+             c);
+    PGresult *r = PQexec(t->pg, sql);
+    cr_assert_eq(PQntuples(r), 1, "%s", PQerrorMessage(t->pg));
+    char *out = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return out;
+}
+
+Test(node_ops, patch_that_changes_nothing_writes_nothing, .timeout = 30)
+{
+    nt_t t;
+    nt_start(&t);
+    uint8_t conv[16];
+    nt_create(&t, conv, "{\"title\":\"a\",\"metadata\":{\"x\":1,\"n\":{\"k\":[1,\"two\"]}}}");
+    nt_rep_t got = nt_call(&t, "conv.get", conv, "{}");
+    cr_assert_eq(got.status, 200);
+    char *before = s_patch_state(&t, conv);
+    const char *noops[] = {
+        "{}",
+        "{\"title\":\"a\"}",
+        "{\"metadata\":{}}",
+        "{\"metadata\":{\"n\":{\"k\":[1,\"two\"]}},\"strategy\":\"echo\",\"on_busy\":\"enqueue\"}",
+        "{\"title\":\"a\",\"metadata\":{\"x\":1},\"worktree_id\":null,\"strategy\":null}",
+    };
+    for (size_t i = 0; i < sizeof noops / sizeof noops[0]; i++) {
+        nt_rep_t r = nt_call(&t, "conv.patch", conv, noops[i]);
+        cr_assert_eq(r.status, 200, "%s: %d", noops[i], r.status);
+        cr_assert(json_equal(r.body, got.body), "%s: answered the conversation as it is", noops[i]);
+        nt_rep_free(&r);
+        char *now = s_patch_state(&t, conv);
+        cr_assert_str_eq(now, before, "%s: no event, updated_at kept", noops[i]);
+        free(now);
+    }
+    /* One value that differs is a change: stored, one conversation.updated. */
+    nt_rep_t r = nt_call(&t, "conv.patch", conv, "{\"title\":\"a\",\"metadata\":{\"x\":2}}");
+    cr_assert_eq(r.status, 200);
+    cr_assert_eq(nt_int(r.body, "metadata", "x"), 2);
+    cr_assert_str_neq(nt_str(r.body, "updated_at", NULL), nt_str(got.body, "updated_at", NULL));
+    nt_rep_free(&r);
+    char *after = s_patch_state(&t, conv);
+    cr_assert_str_neq(after, before);
+    cr_assert(strstr(after, "|2"), "created, updated: %s", after);
+    r = nt_call(&t, "conv.patch", conv, "{\"title\":null}");
+    cr_assert_eq(r.status, 200);
+    cr_assert(json_is_null(json_object_get(r.body, "title")));
+    nt_rep_free(&r);
+    r = nt_call(&t, "events.list", conv, "{}");
+    json_t *data = json_object_get(r.body, "data");
+    cr_assert_eq(json_array_size(data), 3, "conversation.created + two updates");
+    cr_assert_str_eq(nt_str(json_array_get(data, 2), "type", NULL), "conversation.updated");
+    nt_rep_free(&r);
+    free(before);
+    free(after);
+    nt_rep_free(&got);
     nt_assert_gapless(&t, conv);
     nt_stop(&t);
 }

@@ -1,11 +1,15 @@
 /*  test_node_render — the node's JSON of conversations, messages and events
-    (node_render.c) is byte for byte what Postgres' json_build_object/to_char gave:
-    each case stores tricky values (quotes, backslashes, every control byte,
-    unicode, NULLs, timestamps with 0 to 6 fractional digits, odd years, session
-    time zones with minute and second offsets) in a temporary table, selects the
-    plain columns (NODE_*_COLS) next to the former SQL rendering, and compares.
-    Timestamp conversion is also checked on its own (table-driven, and against
-    to_char over many random instants). Real Postgres: BICKY_TEST_DATABASE_URL. */
+    (node_render.c) is compact (jansson's JSON_COMPACT spacing) and otherwise
+    what Postgres' json_build_object/to_char gave: each case stores tricky
+    values (quotes, backslashes, every control byte, unicode, NULLs, jsonb
+    with nested objects and arrays, timestamps with 0 to 6 fractional digits,
+    odd years, session time zones with minute and second offsets) in a
+    temporary table, selects the plain columns (NODE_*_COLS) next to the
+    former SQL rendering, and compares: the same parsed value, and byte for
+    byte Postgres' text with its whitespace outside strings dropped. The
+    compactor (node_buf_json) is checked on its own, table-driven, and so is
+    timestamp conversion (and against to_char over many random instants).
+    Real Postgres: BICKY_TEST_DATABASE_URL. */
 #include "common/db_conn_internal.h"
 #include "node/ops/node_ops.h"
 #include "tests/fixtures/pg_test.h"
@@ -43,19 +47,48 @@ static PGresult *s_query(const char *sql)
 
 typedef void(s_row_fn)(node_buf_t *b, const db_result_t *res, int row, int col);
 
-/* Each row: cols 0.. = NODE_*_COLS, col `ncols` = Postgres' JSON text. Returns rows checked. */
+/* True when text has no whitespace outside its strings (the compact spacing). */
+static bool s_compact(const char *text)
+{
+    bool in = false;
+    for (const char *p = text; *p; p++) {
+        if (in && *p == '\\' && p[1]) {
+            p++;
+        } else if (*p == '"') {
+            in = !in;
+        } else if (!in && strchr(" \t\r\n", *p)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Each row: cols 0.. = NODE_*_COLS, col `ncols` = Postgres' JSON text. The node's JSON is
+   compact, parses to Postgres' value, and is Postgres' text without the whitespace outside
+   strings (keys in the same order, the same escapes and numbers). Returns rows checked. */
 static int s_compare(const char *sql, s_row_fn *render, int ncols)
 {
     PGresult *r = s_query(sql);
     db_result_t res = {.pg = r};
     int rows = PQntuples(r);
     for (int i = 0; i < rows; i++) {
-        node_buf_t b;
+        node_buf_t b, want;
         node_buf_init(&b);
+        node_buf_init(&want);
         render(&b, &res, i, 0);
-        cr_assert(!b.oom);
-        cr_expect_str_eq(b.data, PQgetvalue(r, i, ncols), "row %d", i);
+        node_buf_json(&want, PQgetvalue(r, i, ncols));
+        cr_assert(!b.oom && !want.oom);
+        cr_expect(s_compact(b.data), "row %d is not compact: %s", i, b.data);
+        json_error_t err;
+        json_t *mine = json_loads(b.data, 0, &err);
+        json_t *theirs = json_loads(PQgetvalue(r, i, ncols), 0, NULL);
+        cr_expect_not_null(mine, "row %d does not parse: %s", i, err.text);
+        cr_expect(json_equal(mine, theirs), "row %d: another value than Postgres'", i);
+        cr_expect_str_eq(b.data, want.data, "row %d", i);
+        json_decref(mine);
+        json_decref(theirs);
         node_buf_free(&b);
+        node_buf_free(&want);
     }
     PQclear(r);
     return rows;
@@ -224,7 +257,7 @@ Test(node_render, timestamp_table)
     cr_expect_eq(node_ts_api(NULL, out), -1);
 }
 
-/* Values held in memory (the write path): NULLs and flags. */
+/* Values held in memory (the write path): NULLs, flags, the node's own text. */
 Test(node_render, fields)
 {
     node_buf_t b;
@@ -237,9 +270,9 @@ Test(node_render, fields)
                            .reversible = true,
                            .created_at = "bad"};
     node_render_evt(&b, &e);
-    cr_expect_str_eq(b.data, "{\"id\" : 7, \"conversation_id\" : null, \"seq\" : null, "
-                             "\"type\" : \"team.x\", \"source\" : {}, \"action\" : null, "
-                             "\"reversible\" : true, \"created_at\" : null}");
+    cr_expect_str_eq(b.data, "{\"id\":7,\"conversation_id\":null,\"seq\":null,"
+                             "\"type\":\"team.x\",\"source\":{},\"action\":null,"
+                             "\"reversible\":true,\"created_at\":null}");
     node_buf_free(&b);
     node_conv_fields_t c = {.id = "i",
                             .source = "s",
@@ -247,20 +280,82 @@ Test(node_render, fields)
                             .strategy = "e",
                             .status = "idle",
                             .on_busy = "enqueue",
-                            .metadata = "{}",
+                            .metadata = "{\"a\": [1, 2], \"s\": \"x : y, z\"}",
                             .message_count = 3,
                             .last_event_id = 9,
                             .created_at = "2026-11-27 22:59:22+00",
                             .updated_at = "2026-11-27 22:59:22.5+00"};
     node_render_conv(&b, &c);
     cr_expect_str_eq(b.data,
-                     "{\"id\" : \"i\", \"source\" : \"s\", \"type\" : \"t\", \"title\" : null, "
-                     "\"strategy\" : \"e\", \"worktree_id\" : null, \"status\" : \"idle\", "
-                     "\"on_busy\" : \"enqueue\", \"metadata\" : {}, \"message_count\" : 3, "
-                     "\"last_event_id\" : 9, \"created_at\" : \"2026-11-27T22:59:22.000Z\", "
-                     "\"updated_at\" : \"2026-11-27T22:59:22.500Z\"}");
+                     "{\"id\":\"i\",\"source\":\"s\",\"type\":\"t\",\"title\":null,"
+                     "\"strategy\":\"e\",\"worktree_id\":null,\"status\":\"idle\","
+                     "\"on_busy\":\"enqueue\",\"metadata\":{\"a\":[1,2],\"s\":\"x : y, z\"},"
+                     "\"message_count\":3,\"last_event_id\":9,"
+                     "\"created_at\":\"2026-11-27T22:59:22.000Z\","
+                     "\"updated_at\":\"2026-11-27T22:59:22.500Z\"}");
+    node_buf_free(&b);
+    /* The node's own text (a row it writes): verbatim, and an embedded row joined to the
+       action as jsonb's || would. */
+    node_evt_fields_t own = {.id = 8,
+                             .conversation_id = "c",
+                             .seq = 2,
+                             .type = "turn.cancelled",
+                             .source = "{\"kind\":\"user\",\"id\":\"t\"}",
+                             .action = "{\"message_id\":\"m\"}",
+                             .embed = "{\"message\":{\"id\":\"m\",\"metadata\":{}}}",
+                             .created_at = "2026-11-27 22:59:22+00",
+                             .own = true};
+    node_render_evt(&b, &own);
+    cr_expect_str_eq(b.data, "{\"id\":8,\"conversation_id\":\"c\",\"seq\":2,\"type\":"
+                             "\"turn.cancelled\",\"source\":{\"kind\":\"user\",\"id\":\"t\"},"
+                             "\"action\":{\"message_id\":\"m\",\"message\":{\"id\":\"m\","
+                             "\"metadata\":{}}},\"reversible\":false,\"created_at\":"
+                             "\"2026-11-27T22:59:22.000Z\"}");
+    node_buf_free(&b);
+    own.action = "{}";
+    node_render_evt(&b, &own);
+    cr_expect(strstr(b.data, ",\"action\":{\"message\":{\"id\":\"m\",\"metadata\":{}}},"), "%s",
+              b.data);
+    node_buf_free(&b);
+    own.action = "{\"a\":1}";
+    own.embed = NULL;
+    node_render_evt(&b, &own);
+    cr_expect(strstr(b.data, ",\"action\":{\"a\":1},"), "%s", b.data);
     node_buf_free(&b);
     node_render_str(&b, "a\x01\x1f\x7f\"\\/é");
     cr_expect_str_eq(b.data, "\"a\\u0001\\u001f\x7f\\\"\\\\/é\"");
+    node_buf_free(&b);
+}
+
+/* node_buf_json: the whitespace outside strings goes, strings stay byte for byte. */
+Test(node_render, compact_table)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"{}", "{}"},
+        {"{\"a\": 1, \"b\": [1, 2, {\"c\": null}]}", "{\"a\":1,\"b\":[1,2,{\"c\":null}]}"},
+        {"{\"id\" : 7, \"t\" : \"x\"}", "{\"id\":7,\"t\":\"x\"}"},
+        {"{ \"idle\" : 2, \"error\" : 1 }", "{\"idle\":2,\"error\":1}"},
+        {"[\n  1,\t2\r\n]", "[1,2]"},
+        {"{\"s\": \"a : b, c\"}", "{\"s\":\"a : b, c\"}"},
+        {"{\"s\": \"q\\\" : \\\\\", \"t\": \" \"}", "{\"s\":\"q\\\" : \\\\\",\"t\":\" \"}"},
+        {"{\"é\": \"€ 𝄞\", \"u\": \"\\u0001 \\n\"}", "{\"é\":\"€ 𝄞\",\"u\":\"\\u0001 \\n\"}"},
+        {"\"plain text\"", "\"plain text\""},
+        {"  1.50 ", "1.50"},
+        {"", ""},
+        {"{\"cut\": \"ab\\", "{\"cut\":\"ab\\"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        node_buf_t b;
+        node_buf_init(&b);
+        node_buf_json(&b, cases[i].in);
+        cr_expect_str_eq(b.data ? b.data : "", cases[i].out, "case %zu", i);
+        node_buf_free(&b);
+    }
+    node_buf_t b;
+    node_buf_init(&b);
+    node_buf_json(&b, NULL);
+    cr_expect_str_eq(b.data, "null");
     node_buf_free(&b);
 }

@@ -9,7 +9,8 @@
     also after the node's copy of the session was lost (imported back from
     Postgres); and a node restart while a request is pending (the request
     waits again; approved, the session is resumed and the call runs; denied,
-    the resumed model goes on without it). */
+    the resumed model goes on without it); the texts of a turn's model calls
+    set apart by a blank line. */
 #include "node/ops/node_ops.h"
 #include "tests/fixtures/claude_cli.h"
 #include "tests/fixtures/node_test.h"
@@ -247,6 +248,63 @@ Test(node_strat_claude, the_mcp_channel_asks_the_node)
     r = nt_call(&s_t, "permission.ask", conv, "{\"tool_name\":\"Bash\",\"input\":3}");
     cr_assert_eq(r.status, 400);
     nt_rep_free(&r);
+}
+
+/* Reads the turn's events up to turn.completed: the deltas' texts joined into deltas
+   (cap bytes), the content of message.completed (owned) into content. */
+static void s_turn_text(char *deltas, size_t cap, char **content)
+{
+    deltas[0] = '\0';
+    *content = NULL;
+    char type[64];
+    for (int i = 0; i < 10000; i++) {
+        json_t *b = NULL;
+        long long id = nt_event(&s_t, type, &b, 4 * NT_TIMEOUT);
+        cr_assert_geq(id, 0, "the turn did not end");
+        if (strcmp(type, "message.delta") == 0) {
+            strncat(deltas, nt_str(b, "text", NULL), cap - strlen(deltas) - 1);
+        } else if (strcmp(type, "message.completed") == 0) {
+            *content = strdup(s_msg_content(b));
+        }
+        json_decref(b);
+        if (strcmp(type, "turn.completed") == 0) {
+            return;
+        }
+    }
+}
+
+Test(node_strat_claude, the_texts_of_its_model_calls_are_set_apart)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    s_setup(cli);
+    /* A rule allows Bash: the CLI's three model calls go without waiting. The first has
+       no text, so only the second and the third are set apart. */
+    nt_rep_t r = nt_call(&s_t, "rule.create", NULL,
+                         "{\"scope\":\"team\",\"tool_pattern\":\"Bash\",\"decision\":\"allow\"}");
+    cr_assert_eq(r.status, 201);
+    nt_rep_free(&r);
+    llm_fake_script(
+        &s_fake, "[{\"kind\":\"tool_call\",\"name\":\"Bash\",\"id\":\"toolu_s1\",\"arguments\":"
+                 "{\"command\":\"true\",\"description\":\"first\"}},"
+                 "{\"kind\":\"tool_call\",\"name\":\"Bash\",\"id\":\"toolu_s2\",\"text\":\"I "
+                 "will check now.\",\"arguments\":{\"command\":\"true\",\"description\":\"two\"}},"
+                 "{\"kind\":\"text\",\"text\":\"HELD: all good.\"}]");
+    uint8_t conv[16];
+    s_post(conv, "check twice", true);
+    char deltas[4096], c[37];
+    char *content = NULL;
+    s_turn_text(deltas, sizeof deltas, &content);
+    cr_assert_not_null(content, "no message.completed");
+    cr_assert_str_eq(content, "I will check now.\n\nHELD: all good.");
+    cr_assert_str_eq(deltas, content, "the deltas concatenate to the stored content");
+    util_uuid_format(conv, c);
+    cr_assert_eq(nt_sql_ll(&s_t,
+                           "SELECT count(*) FROM messages WHERE conversation_id = '%s' AND role = "
+                           "'assistant' AND content = E'I will check now.\\n\\nHELD: all good.'",
+                           c),
+                 1);
+    free(content);
+    nt_assert_gapless(&s_t, conv);
 }
 
 /* True when one model request of the fake carries both a and b. */

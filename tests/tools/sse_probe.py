@@ -24,6 +24,8 @@ arrived, so that a test can post only after the stream is open.
 --header "Name: value" (repeatable) adds a request header. --headers-only
 prints {"status": N, "headers": {lowercased name: value}} once the response
 headers arrived, and exits.
+--raw: each event line also carries "raw", the data text exactly as sent
+(to check its bytes, e.g. its JSON spacing).
 """
 import argparse
 import json
@@ -53,6 +55,7 @@ def parse_args():
     p.add_argument("--stall-file")
     p.add_argument("--header", action="append", default=[])
     p.add_argument("--headers-only", action="store_true")
+    p.add_argument("--raw", action="store_true")
     return p.parse_args()
 
 
@@ -152,7 +155,7 @@ class Stream:
 
 
 def events_from(stream):
-    """Parses complete events out of stream.body; yields (id, type, data)."""
+    """Parses complete events out of stream.body; yields (id, type, data, text)."""
     while b"\n\n" in stream.body:
         block, stream.body = stream.body.split(b"\n\n", 1)
         eid, etype, data = None, None, []
@@ -174,7 +177,7 @@ def events_from(stream):
             parsed = json.loads(text)
         except ValueError:
             parsed = text
-        yield eid, etype or "message", parsed
+        yield eid, etype or "message", parsed, text
 
 
 def read_mode(args, s, start):
@@ -182,8 +185,11 @@ def read_mode(args, s, start):
     last_event = time.monotonic()
     reason = "eof"
     while True:
-        for eid, etype, data in events_from(s):
-            emit({"id": eid, "event": etype, "data": data})
+        for eid, etype, data, text in events_from(s):
+            line = {"id": eid, "event": etype, "data": data}
+            if args.raw:
+                line["raw"] = text
+            emit(line)
             last_event = time.monotonic()
             n += 1
             stored += eid is not None

@@ -15,16 +15,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define NODE_ROUTER_HWM   50000 /* queued messages per peer on ROUTER and PUB */
-#define NODE_RECV_BURST   256   /* API requests read per reader call (fairness) */
-#define NODE_TICK_MS      100   /* interrupt check and stop progress */
-#define NODE_SWEEP_MS     1000  /* passivation sweep period */
-#define NODE_STOP_MS      4500  /* graceful stop budget (SIGTERM must exit within 5 s) */
-#define NODE_MAX_REPLY    (8u * 1024 * 1024) /* list replies stop growing here */
-#define NODE_LIST_DEFAULT 50
-#define NODE_LIST_MAX     500
-#define NODE_CONTENT_MAX  (1024 * 1024) /* message content bytes */
-#define NODE_RETRY_AFTER  1             /* seconds, in 503 replies */
+#define NODE_ROUTER_HWM  50000 /* queued messages per peer on ROUTER and PUB */
+#define NODE_RECV_BURST  256   /* API requests read per reader call (fairness) */
+#define NODE_TICK_MS     100   /* interrupt check and stop progress */
+#define NODE_SWEEP_MS    1000  /* passivation sweep period */
+#define NODE_STOP_MS     4500  /* graceful stop budget (SIGTERM must exit within 5 s) */
+#define NODE_MAX_REPLY   (8u * 1024 * 1024) /* list replies stop growing here */
+#define NODE_RETRY_AFTER 1                  /* seconds, in 503 replies */
 
 typedef struct node_actor_t node_actor_t;
 typedef struct node_actors_t node_actors_t;

@@ -89,13 +89,13 @@ Test(gw_api, validation_errors_name_the_field)
         {"GET", "/api/permissions?status=bogus", NULL, "invalid_field", "\"field\":\"status\"",
          400},
         {"GET", "/api/permissions?status=bogus", NULL, "invalid_field",
-         "status must be one of pending, approved, denied, expired", 400},
+         "status must be one of: pending, approved, denied, expired", 400},
         {"GET", "/api/conversations?status=bogus", NULL, "invalid_field", "\"field\":\"status\"",
          400},
         {"GET", "/api/conversations?status=bogus", NULL, "invalid_field",
-         "one of idle, queued, processing, waiting_for_permission, error, archived", 400},
+         "one of: idle, queued, processing, waiting_for_permission, error, archived", 400},
         {"POST", "/api/permission-rules", "{\"scope\":\"world\"}", "invalid_field",
-         "scope must be one of team, conversation", 400},
+         "scope must be one of: team, conversation", 400},
     };
     int ops_before = fake_stats(&t).ops;
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -183,7 +183,7 @@ Test(node_ops, patch_that_changes_nothing_writes_nothing, .timeout = 30)
         "{\"title\":\"a\"}",
         "{\"metadata\":{}}",
         "{\"metadata\":{\"n\":{\"k\":[1,\"two\"]}},\"strategy\":\"echo\",\"on_busy\":\"enqueue\"}",
-        "{\"title\":\"a\",\"metadata\":{\"x\":1},\"worktree_id\":null,\"strategy\":null}",
+        "{\"title\":\"a\",\"metadata\":{\"x\":1},\"worktree_id\":null}",
     };
     for (size_t i = 0; i < sizeof noops / sizeof noops[0]; i++) {
         nt_rep_t r = nt_call(&t, "conv.patch", conv, noops[i]);

@@ -73,13 +73,15 @@ keep_sse() {
     jq -r 'select(.event) | "sse \(.event)\t\(.raw)"' "$1" >>"$BODIES"
 }
 
-# open_sse NAME PATH UNTIL: an SSE reader in the background (raw data); sets SSE_PID.
+# open_sse NAME PATH UNTIL: an SSE reader in the background (raw data) that replays
+# from the first stored event (after=0), so it misses nothing however late it opens;
+# sets SSE_PID.
 open_sse() {
     rm -f "$TC_VAR/ready.$1"
-    tc_sse "$2" --raw --until "$3" --timeout 30 --ready-file "$TC_VAR/ready.$1" \
+    tc_sse "$2?after=0" --raw --until "$3" --timeout 60 --ready-file "$TC_VAR/ready.$1" \
         >"$TC_VAR/$1.sse" &
     SSE_PID=$!
-    bk_wait_for 5 test -e "$TC_VAR/ready.$1" || t_fail "$1: SSE stream open"
+    bk_wait_for 20 test -e "$TC_VAR/ready.$1" || t_fail "$1: SSE stream open"
 }
 
 printf 'self-test\t{"a" : 1, "b": [1, 2]}\n' >"$TC_VAR/selftest.jsonl"
@@ -92,7 +94,7 @@ META='{"tags":["a","b"],"nested":{"k":[1,{"x":true,"y":null}],"s":"a : b, c"},"n
 req "create" POST /api/conversations "{\"title\":\"json, shape: yes\",\"metadata\":$META}"
 conv=$(tc_jq .id)
 t_check "POST /api/conversations is 201" test "$TC_CODE" = 201
-open_sse echo "/api/conversations/$conv/events?after=0" turn.completed
+open_sse echo "/api/conversations/$conv/events" turn.completed
 req "post" POST "/api/conversations/$conv/messages" "{\"content\":\"hello json world\",\"metadata\":$META}"
 t_check "POST message is 202" test "$TC_CODE" = 202
 wait "$SSE_PID"

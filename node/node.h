@@ -27,6 +27,7 @@ typedef struct {
     const char *repo;               /* git repository of the worktrees; NULL/"" = none */
     long tool_workers;              /* agent pool threads (tools, git) */
     const char *mcp_permission_bin; /* bicky-mcp-permission; NULL = next to /proc/self/exe */
+    const char *metrics_bind;       /* GET /metrics at HOST:PORT; NULL/"" = not served */
 } node_cfg_t;
 
 typedef struct node_t node_t;

@@ -53,6 +53,8 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
          "threads running tools and git"},
         {"--mcp-permission-bin", "BICKY_MCP_PERMISSION_BIN", CFG_STR, &cfg->mcp_permission_bin, 0,
          0, "bicky-mcp-permission (permission_channel = mcp); default: next to bicky-node"},
+        {"--metrics-bind", "BICKY_NODE_METRICS_BIND", CFG_STR, &cfg->metrics_bind, 0, 0,
+         "serve GET /metrics (Prometheus) at HOST:PORT; default: not served"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},

@@ -137,7 +137,13 @@ static int s_start(node_t *self)
     self->loop = zloop_new();
     self->actors = node_actors_new(node_turns_free);
     self->ring = ring_new(0);
-    if (!self->loop || !self->actors || !self->ring) {
+    self->metrics = node_metrics_new();
+    if (!self->loop || !self->actors || !self->ring || !self->metrics) {
+        return -1;
+    }
+    if (self->cfg->metrics_bind && *self->cfg->metrics_bind &&
+        !(self->metrics_http =
+              metrics_http_start(self->cfg->metrics_bind, node_metrics_render, self->metrics))) {
         return -1;
     }
     self->sched = node_sched_new(self);
@@ -217,6 +223,8 @@ void node_destroy(node_t **self_p)
     zsock_destroy(&self->router);
     zsock_destroy(&self->pub);
     zloop_destroy(&self->loop);
+    metrics_http_stop(&self->metrics_http); /* its thread reads the histograms */
+    node_metrics_destroy(&self->metrics);
     free(self);
     *self_p = NULL;
 }

@@ -5,6 +5,7 @@
 #define BICKY_NODE_CORE_H
 
 #include "common/db_conn.h"
+#include "common/metrics.h"
 #include "common/ring.h"
 #include "node/node.h"
 #include "proto/proto.h"
@@ -35,35 +36,38 @@ typedef struct node_reg_t node_reg_t;
 typedef struct node_op_t node_op_t;
 typedef struct node_agents_t node_agents_t; /* strategies, tools, permissions (node_strategy.h) */
 typedef struct node_run_t node_run_t;       /* a running non-echo turn (node_strategy.h) */
+typedef struct node_metrics_t node_metrics_t;
 
 /* ---- the node ---------------------------------------------------------------------------- */
 
 struct node_t {
-    const node_cfg_t *cfg;       /* borrowed configuration */
-    zloop_t *loop;               /* the one loop */
-    zsock_t *router;             /* API requests from gateways */
-    zsock_t *pub;                /* events to gateways */
-    char router_ep[256];         /* bound ROUTER endpoint (advertised) */
-    char pub_ep[256];            /* bound PUB endpoint (advertised) */
-    db_conn_t *db;               /* the Postgres pipeline connection */
-    node_reg_t *reg;             /* registry client; NULL when standalone */
-    node_actors_t *actors;       /* resident actors */
-    node_sched_t *sched;         /* turn steps and back-off wake-ups */
-    node_commit_t *commit;       /* group commit */
-    node_fence_t *fence;         /* ownership claims and guards */
-    const node_engine_t *engine; /* turns, as the runtime drives them */
-    ring_t *ring;                /* current ring (alive nodes sorted by id) */
-    ring_member_t *members;      /* ring members, same order as given to ring_set */
-    size_t nmembers;             /* count of members */
-    uint64_t epoch;              /* epoch of the current ring */
-    bool have_ring;              /* a ring was received (or standalone) */
-    bool stopping;               /* graceful stop in progress: refuse new requests */
-    bool closing;                /* node_destroy is running: submit no database work */
-    int64_t stop_deadline;       /* mono ms at which the loop ends regardless */
-    int tick_timer;              /* NODE_TICK_MS timer */
-    int sweep_timer;             /* passivation sweep timer */
-    uint64_t requests;           /* API requests received (stats) */
-    node_agents_t *agents;       /* strategies, agent pool, HTTP client, worktrees */
+    const node_cfg_t *cfg;        /* borrowed configuration */
+    zloop_t *loop;                /* the one loop */
+    zsock_t *router;              /* API requests from gateways */
+    zsock_t *pub;                 /* events to gateways */
+    char router_ep[256];          /* bound ROUTER endpoint (advertised) */
+    char pub_ep[256];             /* bound PUB endpoint (advertised) */
+    db_conn_t *db;                /* the Postgres pipeline connection */
+    node_reg_t *reg;              /* registry client; NULL when standalone */
+    node_actors_t *actors;        /* resident actors */
+    node_sched_t *sched;          /* turn steps and back-off wake-ups */
+    node_commit_t *commit;        /* group commit */
+    node_fence_t *fence;          /* ownership claims and guards */
+    const node_engine_t *engine;  /* turns, as the runtime drives them */
+    ring_t *ring;                 /* current ring (alive nodes sorted by id) */
+    ring_member_t *members;       /* ring members, same order as given to ring_set */
+    size_t nmembers;              /* count of members */
+    uint64_t epoch;               /* epoch of the current ring */
+    bool have_ring;               /* a ring was received (or standalone) */
+    bool stopping;                /* graceful stop in progress: refuse new requests */
+    bool closing;                 /* node_destroy is running: submit no database work */
+    int64_t stop_deadline;        /* mono ms at which the loop ends regardless */
+    int tick_timer;               /* NODE_TICK_MS timer */
+    int sweep_timer;              /* passivation sweep timer */
+    uint64_t requests;            /* API requests received (stats) */
+    node_agents_t *agents;        /* strategies, agent pool, HTTP client, worktrees */
+    node_metrics_t *metrics;      /* latency histograms (GET /metrics) */
+    metrics_http_t *metrics_http; /* their endpoint (--metrics-bind), or NULL */
 };
 
 /* Owner of a conversation according to the current ring. */
@@ -221,6 +225,29 @@ const char *node_status_name(int status);
 int node_status_parse(const char *name); /* -1 when unknown */
 const char *node_on_busy_name(int on_busy);
 int node_on_busy_parse(const char *name); /* -1 when unknown */
+
+/* ---- metrics (node_metrics.c) ---------------------------------------------------------- */
+
+#define NODE_METRICS_STRATEGIES 16 /* strategies with their own turn histogram; more: "other" */
+
+/* The node's latency histograms (Prometheus, docs/performance.md). Observed on the
+   loop thread; rendered on the metrics endpoint's thread (common/metrics.h). */
+struct node_metrics_t {
+    metrics_hist_t commit_us;  /* a group's transaction: sent → its result (µs) */
+    metrics_hist_t group_size; /* write sets per group sent */
+    metrics_hist_t queue_us;   /* a write set: submitted → its group sent (µs) */
+    metrics_hist_t turn_us[NODE_METRICS_STRATEGIES + 1]; /* per strategy; the last: other */
+    char strategy[NODE_METRICS_STRATEGIES][65];          /* their names */
+    _Atomic size_t nstrategies;                          /* names in use */
+};
+
+/* A new set of empty histograms, NULL on OOM. */
+node_metrics_t *node_metrics_new(void);
+void node_metrics_destroy(node_metrics_t **self_p);
+/* Records a turn of strategy (NULL: an echo turn; "": "unknown") that took us µs. */
+void node_metrics_turn(node_metrics_t *self, const char *strategy, int64_t us);
+/* Writes the node's metrics (metrics_render_fn; arg is the node_metrics_t). Any thread. */
+void node_metrics_render(FILE *f, void *arg);
 
 /* ---- helpers (node_json.c, node_cursor.c) ------------------------------------------------ */
 

@@ -13,6 +13,7 @@
     Loop thread only. */
 #define LOG_MODULE "node_commit"
 #include "common/log.h"
+#include "common/util.h"
 #include "node/store/node_store.h"
 #include "node/store/node_ws_stmt.h"
 
@@ -34,6 +35,7 @@ typedef struct s_group_t {
     node_ws_t *tail;
     size_t n;              /* write sets */
     node_merged_t *merged; /* statements merged across its write sets (while sent) */
+    int64_t sent_us;       /* mono µs it was sent (metrics) */
 } s_group_t;
 
 static void s_group_free(s_group_t *g)
@@ -188,62 +190,6 @@ int node_ws_rows(const node_ws_t *ws, int stmt)
 const char *node_ws_name(const node_ws_t *ws, int stmt)
 {
     return stmt >= 0 && (size_t)stmt < ws->n ? ws->stmts[stmt].name : NULL;
-}
-
-/* The JSON of event statement s, compact. NODE_Q_EVT and NODE_Q_EVT_EMBED are rendered
-   by the node from their parameters, its own compact text (source, action, the JSON of
-   an embedded row): nothing is read back or re-spaced on the message path, and a later
-   read gives the same value (jsonb prints keys in its own order). The others are
-   Postgres' JSON (column 1), compacted. NULL when there is none (or on OOM). */
-static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b)
-{
-    bool embed = strcmp(s->name, NODE_Q_EVT_EMBED) == 0;
-    if (embed || strcmp(s->name, NODE_Q_EVT) == 0) {
-        node_evt_fields_t e = {.id = (long long)id,
-                               .conversation_id = s->params[NODE_EVT_P_CONV],
-                               .seq = node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
-                               .type = s->params[NODE_EVT_P_TYPE],
-                               .source = s->params[NODE_EVT_P_SOURCE],
-                               .action = s->params[NODE_EVT_P_ACTION] ? s->params[NODE_EVT_P_ACTION]
-                                                                      : "{}",
-                               .embed = embed ? s->params[NODE_EVT_P_EMBED] : NULL,
-                               .created_at = s->params[s->nparams - 1],
-                               .own = true};
-        node_render_evt(b, &e);
-    } else if (s->cols[NODE_EVT_RET_JSON]) {
-        node_buf_json(b, s->cols[NODE_EVT_RET_JSON]);
-    }
-    return b->oom ? NULL : b->data;
-}
-
-uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
-{
-    uint64_t last = 0;
-    for (size_t i = 0; i < ws->n; i++) {
-        const node_stmt_t *s = &ws->stmts[i];
-        if (s->kind != NODE_SK_EVENT || !s->cols[NODE_EVT_RET_ID]) {
-            continue;
-        }
-        uint64_t id = (uint64_t)node_parse_ll(s->cols[NODE_EVT_RET_ID], 0, 0, INT64_MAX);
-        node_buf_t b;
-        node_buf_init(&b);
-        node_event_out_t ev = {
-            .id = id,
-            .seq = (uint64_t)node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
-            .type = s->params[NODE_EVT_P_TYPE],
-            .body = s_event_body(s, id, &b)};
-        if (ev.body) {
-            node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
-        } else if (b.oom) {
-            LOG_E("out of memory: event %llu not published", (unsigned long long)id);
-        }
-        node_buf_free(&b);
-        last = id > last ? id : last;
-        if (ws->live && (int)i == ws->live_at) {
-            ws->live(node, ws);
-        }
-    }
-    return last;
 }
 
 /* ---- statement and group callbacks ------------------------------------------------------- */
@@ -402,6 +348,9 @@ static void s_on_group(void *arg, db_status_t status, const char *error, const c
     s_group_t *g = arg;
     node_commit_t *self = g->commit;
     self->in_flight--;
+    if (self->node->metrics) {
+        metrics_hist_observe(&self->node->metrics->commit_us, util_mono_us() - g->sent_us);
+    }
     if (status != DB_OK) {
         LOG_I("group failed writes=%zu status=%d sqlstate=%s error=\"%s\"", g->n, (int)status,
               sqlstate ? sqlstate : "", error ? error : "");
@@ -506,6 +455,13 @@ static void s_group_send(node_commit_t *self, s_group_t *g)
         return;
     }
     self->in_flight++;
+    g->sent_us = util_mono_us();
+    if (node->metrics) {
+        metrics_hist_observe(&node->metrics->group_size, (int64_t)g->n);
+        for (node_ws_t *ws = g->head; ws; ws = ws->next) {
+            metrics_hist_observe(&node->metrics->queue_us, g->sent_us - ws->plan.submitted_us);
+        }
+    }
     db_batch_submit(&batch, s_on_group, g);
 }
 
@@ -573,6 +529,7 @@ void node_commit_submit(node_commit_t *self, node_ws_t **ws_p)
 {
     node_ws_t *ws = *ws_p;
     *ws_p = NULL;
+    ws->plan.submitted_us = util_mono_us();
     if (ws->touch_stmt >= 0 && ws->reply_kind != NODE_REPLY_CONV) {
         ws->stmts[ws->touch_stmt].name = NODE_Q_CONV_TOUCH_LITE; /* its JSON is not needed */
     }

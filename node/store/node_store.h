@@ -132,6 +132,7 @@ typedef struct {
     int32_t strat_arg;     /* its argument (a tool call index, -1 = none) */
     bool whole_turn;       /* the strategy wrote the posted message's whole turn here */
     char *whole_reply;     /* that turn's reply text (owned), for its live deltas */
+    int64_t submitted_us;  /* mono µs its write set was submitted (metrics) */
 } node_plan_t;
 
 typedef enum {

@@ -2,12 +2,13 @@
     with the next per-conversation seqs (assigned here, in order, by the one
     actor that owns the conversation), the closing conversation update, the
     idempotency record, the claim of a conversation the set creates (its
-    ownership guard is added by the group commit), and handing the set to the
-    group commit. Loop thread only. */
+    ownership guard is added by the group commit), handing the set to the
+    group commit, and publishing a committed set's events. Loop thread only. */
 #define LOG_MODULE "node_write"
 #include "common/log.h"
 #include "common/util.h"
 #include "node/store/node_store.h"
+#include "node/store/node_ws_stmt.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -249,4 +250,62 @@ void node_ws_finish(node_t *node, node_ws_t **ws_p)
     }
     ws->actor->flags |= NODE_AF_COMMITTING;
     node_commit_submit(node->commit, ws_p);
+}
+
+/* ---- publishing a committed set ---------------------------------------------------------- */
+
+/* The JSON of event statement s, compact. NODE_Q_EVT and NODE_Q_EVT_EMBED are rendered
+   by the node from their parameters, its own compact text (source, action, the JSON of
+   an embedded row): nothing is read back or re-spaced on the message path, and a later
+   read gives the same value (jsonb prints keys in its own order). The others are
+   Postgres' JSON (column 1), compacted. NULL when there is none (or on OOM). */
+static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b)
+{
+    bool embed = strcmp(s->name, NODE_Q_EVT_EMBED) == 0;
+    if (embed || strcmp(s->name, NODE_Q_EVT) == 0) {
+        node_evt_fields_t e = {.id = (long long)id,
+                               .conversation_id = s->params[NODE_EVT_P_CONV],
+                               .seq = node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
+                               .type = s->params[NODE_EVT_P_TYPE],
+                               .source = s->params[NODE_EVT_P_SOURCE],
+                               .action = s->params[NODE_EVT_P_ACTION] ? s->params[NODE_EVT_P_ACTION]
+                                                                      : "{}",
+                               .embed = embed ? s->params[NODE_EVT_P_EMBED] : NULL,
+                               .created_at = s->params[s->nparams - 1],
+                               .own = true};
+        node_render_evt(b, &e);
+    } else if (s->cols[NODE_EVT_RET_JSON]) {
+        node_buf_json(b, s->cols[NODE_EVT_RET_JSON]);
+    }
+    return b->oom ? NULL : b->data;
+}
+
+uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)
+{
+    uint64_t last = 0;
+    for (size_t i = 0; i < ws->n; i++) {
+        const node_stmt_t *s = &ws->stmts[i];
+        if (s->kind != NODE_SK_EVENT || !s->cols[NODE_EVT_RET_ID]) {
+            continue;
+        }
+        uint64_t id = (uint64_t)node_parse_ll(s->cols[NODE_EVT_RET_ID], 0, 0, INT64_MAX);
+        node_buf_t b;
+        node_buf_init(&b);
+        node_event_out_t ev = {
+            .id = id,
+            .seq = (uint64_t)node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
+            .type = s->params[NODE_EVT_P_TYPE],
+            .body = s_event_body(s, id, &b)};
+        if (ev.body) {
+            node_publish(node, ws->actor->team_id, ws->actor->conv_id, &ev);
+        } else if (b.oom) {
+            LOG_E("out of memory: event %llu not published", (unsigned long long)id);
+        }
+        node_buf_free(&b);
+        last = id > last ? id : last;
+        if (ws->live && (int)i == ws->live_at) {
+            ws->live(node, ws);
+        }
+    }
+    return last;
 }

@@ -224,6 +224,11 @@ static void s_apply_end(node_t *node, node_actor_t *a, node_end_t how)
 {
     node_turns_t *t = a->turns;
     node_sched_cancel(node->sched, a);
+    if (t->started_us) {
+        node_metrics_turn(node->metrics, t->run ? t->run->strategy_name : NULL,
+                          util_mono_us() - t->started_us);
+        t->started_us = 0;
+    }
     node_run_release(t->run);
     free(t->reply);
     t->reply = NULL;
@@ -286,6 +291,7 @@ static void s_apply_start(node_t *node, node_actor_t *a, node_plan_t *p)
     }
     memcpy(t->asst_id, p->asst_id, 16);
     t->start_ready = false;
+    t->started_us = util_mono_us();
     a->turn_count++;
     node->agents->strategy->begin(node, a, p, content ? content : "");
     free(content);
@@ -316,6 +322,7 @@ void node_turn_apply(node_t *node, node_actor_t *actor, node_plan_t *plan)
     }
     if (plan->whole_turn) {
         actor->turn_count++; /* started and completed by this commit */
+        node_metrics_turn(node->metrics, NULL, util_mono_us() - plan->submitted_us);
         if (actor->turns) {
             actor->turns->backoff_ms = 0;
         }

@@ -233,8 +233,9 @@ struct node_turns_t {
     int32_t heap_idx;      /* position in the scheduler heap, -1 none */
     node_pending_t *head;  /* queued user messages, oldest first */
     node_pending_t *tail;
-    uint32_t nqueued; /* length of the queue */
-    node_run_t *run;  /* state of a non-echo strategy's running turn, or NULL */
+    uint32_t nqueued;   /* length of the queue */
+    node_run_t *run;    /* state of a non-echo strategy's running turn, or NULL */
+    int64_t started_us; /* running turn: mono µs its start was applied (metrics) */
 };
 
 /* Turn state of actor, allocated on demand (NULL on OOM). */

@@ -458,6 +458,7 @@ void gw_h_msg_post(gw_req_t *req);
 void gw_h_message(gw_req_t *req);
 void gw_h_conv_events(gw_req_t *req);
 void gw_h_team_events(gw_req_t *req);
+void gw_h_event_revert(gw_req_t *req);
 void gw_h_stream(gw_req_t *req);
 
 /* Permissions, rules, worktrees, strategies (gw_api_perm.c, gw_api_wt.c, gw_api_strat.c). */

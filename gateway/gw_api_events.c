@@ -5,6 +5,7 @@
 #include "gateway/gateway_internal.h"
 
 #include "common/log.h"
+#include "common/util.h"
 
 #include <string.h>
 
@@ -83,4 +84,49 @@ void gw_h_stream(gw_req_t *req)
 void gw_h_team_events(gw_req_t *req)
 {
     s_list(req);
+}
+
+/* ---- revert ----------------------------------------------------------------------------- */
+
+/* The path's event id as event.get / event.revert's args; NULL after a 400. */
+static json_t *s_event_id(gw_req_t *req)
+{
+    long long id;
+    if (gw_parse_int(req->params[0], 1, INT64_MAX, &id) < 0) {
+        gw_error_t err;
+        gw_error_set(&err, 400, "invalid_field", "id", "id must be a positive event id");
+        gw_req_respond_error(req, &err);
+        return NULL;
+    }
+    return json_pack("{s:I}", "id", (json_int_t)id);
+}
+
+/* event.get answered: the revert goes to the owner of the event's conversation. */
+static void s_revert_route(void *owner, const gw_reply_t *reply)
+{
+    gw_req_t *req = owner;
+    json_t *body = reply->status == 200 && reply->body ? json_loads(reply->body, 0, NULL) : NULL;
+    const json_t *conv = json_object_get(body, "conversation_id");
+    if (reply->status != 200) {
+        gw_req_respond_json(req, (unsigned)reply->status, reply->body, reply->retry_after);
+    } else if (json_is_null(conv)) {
+        gw_req_fail(req, 409, "not_reversible", "team events are not reversible");
+    } else if (!json_is_string(conv) ||
+               util_uuid_parse(json_string_value(conv), req->conv_id) < 0) {
+        gw_req_fail(req, 502, "bad_gateway", "the node answered an unexpected event");
+    } else {
+        json_t *args = s_event_id(req);
+        if (args) {
+            gw_req_call(req, PROTO_OP_EVENT_REVERT, args, NULL);
+        }
+    }
+    json_decref(body);
+}
+
+void gw_h_event_revert(gw_req_t *req)
+{
+    json_t *args = s_event_id(req);
+    if (args) {
+        gw_req_call(req, PROTO_OP_EVENT_GET, args, s_revert_route);
+    }
 }

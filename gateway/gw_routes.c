@@ -26,6 +26,7 @@ static const gw_route_t s_routes[] = {
     {"POST", "/api/message", gw_h_message, A | B},
     {"GET", "/api/stream", gw_h_stream, A},
     {"GET", "/api/events", gw_h_team_events, A},
+    {"POST", "/api/events/:id/revert", gw_h_event_revert, A | B},
     {"GET", "/api/permissions", gw_h_perm_list, A},
     {"GET", "/api/permissions/:id", gw_h_perm_get, A},
     {"POST", "/api/permissions/:id/approve", gw_h_perm_approve, A | B},

@@ -110,6 +110,7 @@ static const proto_field_t s_page[] = {F_LIMIT, F_CURSOR, END};
 static const proto_field_t s_wt_create[] = {STR("branch", F_REQ | F_NULL, 1, 200),
                                             STR("base", F_NULL, 1, 256), END};
 static const proto_field_t s_wt_delete[] = {UUID("id", F_REQ | F_GW), BOOL("force", F_GW), END};
+static const proto_field_t s_event_id[] = {INT("id", F_REQ | F_GW, 1, INT64_MAX), END};
 static const proto_field_t s_perm_ask[] = {
     UUID("conversation_id", 0), STR("tool_name", F_REQ, 1, 128), OBJ("input", F_REQ, NULL),
     STR("tool_use_id", 0, 1, 128), END};
@@ -156,6 +157,8 @@ const proto_op_t proto_ops[PROTO_OP_COUNT] = {
     /* From bicky-mcp-permission (no team): the running claude-code turn on that node. */
     [PROTO_OP_PERMISSION_ASK] = {"permission.ask", PROTO_SCOPE_LOCAL, false, false, 400,
                                  s_perm_ask},
+    [PROTO_OP_EVENT_GET] = TEAM("event.get", s_event_id),
+    [PROTO_OP_EVENT_REVERT] = CONV("event.revert", s_event_id),
 };
 
 const proto_op_t *proto_op_find(const char *name)

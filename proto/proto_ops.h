@@ -41,6 +41,8 @@ typedef enum {
     PROTO_OP_WT_DELETE,
     PROTO_OP_STRATEGIES,
     PROTO_OP_PERMISSION_ASK,
+    PROTO_OP_EVENT_GET,
+    PROTO_OP_EVENT_REVERT,
     PROTO_OP_COUNT
 } proto_op_id_t;
 

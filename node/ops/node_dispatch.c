@@ -45,6 +45,8 @@ static const node_op_t s_ops[PROTO_OP_COUNT] = {
     OP(PROTO_OP_STRATEGIES, NODE_OP_TEAM, node_op_strategies, NULL),
     /* From bicky-mcp-permission (no team): the running claude-code turn on this node. */
     OP(PROTO_OP_PERMISSION_ASK, NODE_OP_TEAM, node_op_perm_ask, NULL),
+    OP(PROTO_OP_EVENT_GET, NODE_OP_TEAM, node_op_event_get, NULL),
+    OP(PROTO_OP_EVENT_REVERT, NODE_OP_ACTOR, NULL, node_op_event_revert),
 };
 
 const node_op_t *node_op_find(const char *name)

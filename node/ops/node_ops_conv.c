@@ -108,8 +108,9 @@ void node_op_conv_create(node_t *node, node_actor_t *a, node_req_t *req)
     node_ws_finish(node, &ws);
 }
 
-/* The validated patch as JSON (what conversation.updated records). */
-static char *s_changes(const json_t *args)
+/* The validated patch as JSON (what conversation.updated records): its changes, and the
+   values they replace (previous; what event.revert restores). */
+static char *s_changes(const json_t *args, json_t *previous)
 {
     static const char *keys[] = {"title", "metadata", "strategy", "worktree_id", "on_busy"};
     json_t *changes = json_object();
@@ -119,7 +120,8 @@ static char *s_changes(const json_t *args)
             json_object_set(changes, keys[i], v);
         }
     }
-    json_t *action = changes ? json_pack("{s:o}", "changes", changes) : NULL;
+    json_t *action =
+        changes ? json_pack("{s:o, s:O}", "changes", changes, "previous", previous) : NULL;
     char *text = action ? node_json_text(action) : NULL;
     json_decref(action);
     return text;
@@ -157,9 +159,9 @@ static void s_add_patch(node_ws_t *ws, const json_t *args)
 
 /* Writes the patch: the update, conversation.updated with the validated fields, the
    touch; answered with the conversation on commit. Takes req. */
-static void s_patch_write(node_t *node, node_actor_t *a, node_req_t *req)
+static void s_patch_write(node_t *node, node_actor_t *a, node_req_t *req, json_t *previous)
 {
-    char *changes = s_changes(req->args);
+    char *changes = s_changes(req->args, previous);
     node_ws_t *ws = changes ? node_ws_new(a, req) : NULL;
     if (!ws) {
         free(changes);
@@ -169,7 +171,7 @@ static void s_patch_write(node_t *node, node_actor_t *a, node_req_t *req)
     char src[96];
     node_user_source(a, src);
     s_add_patch(ws, req->args);
-    node_ws_event(ws, "conversation.updated", src, changes, NULL, false);
+    node_ws_event_rev(ws, "conversation.updated", src, changes);
     free(changes);
     node_ws_touch(ws, -1);
     ws->reply_kind = NODE_REPLY_CONV;
@@ -183,6 +185,7 @@ typedef struct {
     node_actor_t *actor; /* pinned (NODE_AF_IDEM) while the read runs */
     node_req_t *req;     /* the patch */
     node_buf_t row;      /* the conversation's JSON as stored */
+    json_t *previous;    /* the stored values the patch replaces */
     bool found;          /* the row was read */
     bool same;           /* every given field already has the given value */
 } s_patch_t;
@@ -220,6 +223,46 @@ static bool s_same_meta(const json_t *args, const char *stored_text)
     return same;
 }
 
+/* The stored values of the fields args changes (metadata: the patched keys that exist);
+   null for SQL NULL. Columns as in s_on_patch_row. */
+static json_t *s_previous(const json_t *args, const db_result_t *res)
+{
+    static const struct {
+        const char *key;
+        int col;
+        bool null_unchanged; /* a null in the patch leaves the field as it is */
+    } fields[] = {{"title", 3, false},
+                  {"strategy", 4, true},
+                  {"worktree_id", 5, false},
+                  {"on_busy", 7, true}};
+    json_t *prev = json_object();
+    for (size_t i = 0; prev && i < sizeof fields / sizeof fields[0]; i++) {
+        const json_t *v = json_object_get(args, fields[i].key);
+        if (v && !(json_is_null(v) && fields[i].null_unchanged)) {
+            const char *stored = db_result_value(res, 0, fields[i].col);
+            json_object_set_new(prev, fields[i].key, stored ? json_string(stored) : json_null());
+        }
+    }
+    const json_t *patch = json_object_get(args, "metadata");
+    if (prev && json_is_object(patch)) {
+        const char *text = db_result_value(res, 0, 8);
+        json_t *stored = text ? json_loads(text, 0, NULL) : NULL;
+        json_t *old = json_object();
+        const char *k;
+        json_t *v;
+        json_object_foreach((json_t *)patch, k, v)
+        {
+            json_t *was = json_object_get(stored, k);
+            if (was && old) {
+                json_object_set(old, k, was);
+            }
+        }
+        json_object_set_new(prev, "metadata", old ? old : json_object());
+        json_decref(stored);
+    }
+    return prev;
+}
+
 static void s_on_patch_row(void *arg, db_status_t status, const db_result_t *res)
 {
     s_patch_t *p = arg;
@@ -239,6 +282,7 @@ static void s_on_patch_row(void *arg, db_status_t status, const db_result_t *res
               s_same_meta(args, db_result_value(res, 0, 8)) &&
               (has_wt == 1 ? stored_wt && strcmp(stored_wt, wt) == 0 : !wt_null || !stored_wt);
     node_render_conv_row(&p->row, res, 0, 0);
+    p->previous = s_previous(args, res);
 }
 
 static void s_on_patch_read(void *arg, db_status_t status, const char *error, const char *sqlstate)
@@ -247,7 +291,7 @@ static void s_on_patch_read(void *arg, db_status_t status, const char *error, co
     node_t *node = p->node;
     node_actor_t *a = p->actor;
     a->flags &= (uint8_t)~NODE_AF_IDEM;
-    if (status != DB_OK || p->row.oom) {
+    if (status != DB_OK || p->row.oom || (p->found && !p->previous)) {
         node_reply_busy(node, &p->req, "database unavailable");
     } else if (!p->found) {
         node_reply_error(node, &p->req, 404, "not_found", "conversation not found");
@@ -257,9 +301,10 @@ static void s_on_patch_read(void *arg, db_status_t status, const char *error, co
     } else if (node->stopping || (a->flags & NODE_AF_DOOMED)) {
         node_reply_busy(node, &p->req, "conversation moved");
     } else {
-        s_patch_write(node, a, p->req);
+        s_patch_write(node, a, p->req, p->previous);
         p->req = NULL;
     }
+    json_decref(p->previous);
     node_buf_free(&p->row);
     node_req_destroy(&p->req);
     free(p);
@@ -324,7 +369,7 @@ void node_op_conv_delete(node_t *node, node_actor_t *a, node_req_t *req)
     node_ws_add(ws, NODE_Q_MSG_CANCEL, NODE_SK_PLAIN, 2, params);
     char src[96];
     node_user_source(a, src);
-    node_ws_event(ws, "conversation.archived", src, NULL, NULL, false);
+    node_ws_event_rev(ws, "conversation.archived", src, NULL);
     ws->plan.clear_queue = true;
     node_ws_touch(ws, NODE_ST_ARCHIVED);
     ws->reply_kind = NODE_REPLY_EMPTY;

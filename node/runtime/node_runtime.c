@@ -374,6 +374,8 @@ static void s_reply_ok(node_t *node, node_ws_t *ws)
         }
         node_buf_str(&b, "}");
         body = b.oom ? NULL : b.data;
+    } else if (ws->reply_kind == NODE_REPLY_EVENT) {
+        body = node_ws_render_event(ws, ws->msg_stmt, &b);
     } else if (ws->reply_kind != NODE_REPLY_CONV) {
         body = ws->reply_status == 204 ? "" : "{}";
     }

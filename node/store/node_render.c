@@ -379,6 +379,12 @@ void node_render_evt(node_buf_t *b, const node_evt_fields_t *e)
     } else {
         node_buf_add(b, "false", 5);
     }
+    KEY(b, ",\"reverted_by\":");
+    if (e->reverted_by > 0) {
+        s_ll(b, e->reverted_by);
+    } else {
+        node_buf_add(b, "null", 4);
+    }
     KEY(b, ",\"created_at\":");
     s_ts(b, e->created_at);
     KEY(b, "}");
@@ -448,6 +454,7 @@ void node_render_evt_row(node_buf_t *b, const db_result_t *res, int row, int col
         .source = db_result_value(res, row, col + 4),
         .action = db_result_value(res, row, col + 5),
         .reversible = rev && rev[0] == 't',
+        .reverted_by = s_col_ll(res, row, col + 8, NULL),
         .created_at = db_result_value(res, row, col + 7),
     };
     node_render_evt(b, &e);

@@ -18,10 +18,7 @@
     ".seq, 'role', " m ".role, 'content', " m ".content, 'status', " m ".status, 'metadata', " m   \
     ".metadata, 'created_at', " TS(m ".created_at") ", 'updated_at', " TS(m ".updated_at") ")"
 
-#define EVT_JSON(e)                                                                                \
-    "json_build_object('id', " e ".id, 'conversation_id', " e ".conversation_id, 'seq', " e        \
-    ".seq, 'type', " e ".type, 'source', " e ".source, 'action', " e ".action, 'reversible', " e   \
-    ".reversible, 'created_at', " TS(e ".created_at") ")"
+#define EVT_JSON(e) NODE_EVT_JSON(e)
 
 /* The touch's last_event_id: $7 says the write set inserted events, the last of which is
    the sequence's current value in this session (the touch follows them). */
@@ -136,6 +133,11 @@ static const s_stmt_t s_stmts[] = {
      "INSERT INTO events (team_id, conversation_id, seq, type, source, action, created_at) "
      "VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, coalesce($6::jsonb, "
      "'{}'::jsonb), $7::timestamptz) RETURNING id"},
+    /* Same, for a reversible event (API.md: revert), never merged with others. */
+    {NODE_Q_EVT_REV, 7,
+     "INSERT INTO events (team_id, conversation_id, seq, type, source, action, reversible, "
+     "created_at) VALUES ($1::uuid, $2::uuid, $3::bigint, $4::text, $5::jsonb, "
+     "coalesce($6::jsonb, '{}'::jsonb), true, $7::timestamptz) RETURNING id"},
     /* Same, with $7 merged into the action: {"message": …} or {"conversation": …}, the
        node's JSON of a row the same write set inserts; $8 the time. */
     {NODE_Q_EVT_EMBED, 8,

@@ -70,6 +70,7 @@ typedef enum { /* NODE_Q_IDEM_GET */
 #define NODE_Q_MSG_LIST        "node_msg_list"
 #define NODE_Q_EVT             "node_evt"
 #define NODE_Q_EVT_EMBED       "node_evt_embed"   /* embeds a row the same set inserts */
+#define NODE_Q_EVT_REV         "node_evt_rev"     /* a reversible event (never merged) */
 #define NODE_Q_EVT_MSG_DB      "node_evt_msg_db"  /* message stored earlier */
 #define NODE_Q_MSG_MULTI       "node_msg_multi"   /* several NODE_Q_MSG_INSERT (node_ws_merge.c) */
 #define NODE_Q_EVT_MULTI       "node_evt_multi"   /* several NODE_Q_EVT / _EMBED */
@@ -136,10 +137,11 @@ typedef struct {
 } node_plan_t;
 
 typedef enum {
-    NODE_REPLY_NONE, /* internal write (turn end/start): nobody to answer */
-    NODE_REPLY_CONV, /* body = conversation JSON from the touch statement */
-    NODE_REPLY_MSG,  /* body = {"message": <user message>} (+ "created") */
-    NODE_REPLY_EMPTY /* body = "{}" (or none for 204) */
+    NODE_REPLY_NONE,  /* internal write (turn end/start): nobody to answer */
+    NODE_REPLY_CONV,  /* body = conversation JSON from the touch statement */
+    NODE_REPLY_MSG,   /* body = {"message": <user message>} (+ "created") */
+    NODE_REPLY_EMPTY, /* body = "{}" (or none for 204) */
+    NODE_REPLY_EVENT  /* body = the event inserted by statement msg_stmt */
 } node_reply_kind_t;
 
 /* Publishes what streamed live within a write set (a whole turn's deltas), called while
@@ -238,6 +240,11 @@ int node_ws_message(node_ws_t *ws,
                     const char *content,
                     const char *status,
                     const char *metadata);
+/* Appends the insert of a reversible event (API.md revert: its `reversible` is true),
+   seq = next event seq; action is the node's compact JSON text. Index or -1 (OOM). */
+int node_ws_event_rev(node_ws_t *ws, const char *type, const char *source, const char *action);
+/* The JSON of committed event statement stmt into b; NULL when it is none (or OOM). */
+const char *node_ws_render_event(const node_ws_t *ws, int stmt, node_buf_t *b);
 /* Appends an event insert with seq = next event seq. action is JSON text (NULL = {});
    msg_id embeds that message as action.message, with_conv the conversation. */
 int node_ws_event(node_ws_t *ws,
@@ -327,6 +334,7 @@ typedef struct {
     const char *source, *action; /* jsonb text (compacted, unless own) */
     const char *embed;           /* own text only: an object joined to action, or NULL */
     bool reversible;
+    long long reverted_by;  /* the event.reverted that reverted it, 0 = none */
     const char *created_at; /* timestamptz text */
     bool own;               /* source and action are the node's own compact text */
 } node_evt_fields_t;
@@ -351,8 +359,8 @@ void node_render_evt(node_buf_t *b, const node_evt_fields_t *e);
 #define NODE_MSG_COL_SEQ 2 /* offset of seq in NODE_MSG_COLS */
 #define NODE_EVT_COLS(a)                                                                           \
     a ".id, " a ".conversation_id, " a ".seq, " a ".type, " a ".source, " a ".action, " a          \
-      ".reversible, " a ".created_at"
-#define NODE_EVT_NCOLS  8
+      ".reversible, " a ".created_at, " a ".reverted_by"
+#define NODE_EVT_NCOLS  9
 #define NODE_EVT_COL_ID 0 /* offset of id in NODE_EVT_COLS */
 
 /* Render row `row` of res whose columns col.. are NODE_*_COLS. */
@@ -376,7 +384,7 @@ int node_ts_cursor(const char *pg, char out[40]);
 #define NODE_EVT_JSON(e)                                                                           \
     "json_build_object('id', " e ".id, 'conversation_id', " e ".conversation_id, 'seq', " e        \
     ".seq, 'type', " e ".type, 'source', " e ".source, 'action', " e ".action, 'reversible', " e   \
-    ".reversible, 'created_at', " NODE_TS(e ".created_at") ")"
+    ".reversible, 'reverted_by', " e ".reverted_by, 'created_at', " NODE_TS(e ".created_at") ")"
 /* A permission request (API.md Permission request, plus tool_use_id and updated_input). */
 
 #endif

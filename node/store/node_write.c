@@ -105,6 +105,18 @@ int node_ws_message(node_ws_t *ws,
     return node_ws_add(ws, NODE_Q_MSG_INSERT, NODE_SK_SEQ, 9, params);
 }
 
+int node_ws_event_rev(node_ws_t *ws, const char *type, const char *source, const char *action)
+{
+    node_actor_t *a = ws->actor;
+    s_uuid_t conv, team;
+    char seq[24];
+    util_uuid_format(a->conv_id, conv);
+    util_uuid_format(a->team_id, team);
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)++a->last_evt_seq);
+    const char *params[] = {team, conv, seq, type, source, action, node_ws_ts(ws)};
+    return node_ws_add(ws, NODE_Q_EVT_REV, NODE_SK_EVENT, 7, params);
+}
+
 int node_ws_event(node_ws_t *ws,
                   const char *type,
                   const char *source,
@@ -262,7 +274,8 @@ void node_ws_finish(node_t *node, node_ws_t **ws_p)
 static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b)
 {
     bool embed = strcmp(s->name, NODE_Q_EVT_EMBED) == 0;
-    if (embed || strcmp(s->name, NODE_Q_EVT) == 0) {
+    bool rev = strcmp(s->name, NODE_Q_EVT_REV) == 0;
+    if (embed || rev || strcmp(s->name, NODE_Q_EVT) == 0) {
         node_evt_fields_t e = {.id = (long long)id,
                                .conversation_id = s->params[NODE_EVT_P_CONV],
                                .seq = node_parse_ll(s->params[NODE_EVT_P_SEQ], 0, 0, INT64_MAX),
@@ -271,6 +284,7 @@ static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b
                                .action = s->params[NODE_EVT_P_ACTION] ? s->params[NODE_EVT_P_ACTION]
                                                                       : "{}",
                                .embed = embed ? s->params[NODE_EVT_P_EMBED] : NULL,
+                               .reversible = rev,
                                .created_at = s->params[s->nparams - 1],
                                .own = true};
         node_render_evt(b, &e);
@@ -278,6 +292,15 @@ static const char *s_event_body(const node_stmt_t *s, uint64_t id, node_buf_t *b
         node_buf_json(b, s->cols[NODE_EVT_RET_JSON]);
     }
     return b->oom ? NULL : b->data;
+}
+
+const char *node_ws_render_event(const node_ws_t *ws, int stmt, node_buf_t *b)
+{
+    const node_stmt_t *s = stmt >= 0 && (size_t)stmt < ws->n ? &ws->stmts[stmt] : NULL;
+    if (!s || s->kind != NODE_SK_EVENT || !s->cols[NODE_EVT_RET_ID]) {
+        return NULL;
+    }
+    return s_event_body(s, (uint64_t)node_parse_ll(s->cols[NODE_EVT_RET_ID], 0, 0, INT64_MAX), b);
 }
 
 uint64_t node_ws_publish(node_t *node, const node_ws_t *ws)

@@ -36,7 +36,7 @@
 #define EVT_JSON                                                                                   \
     "json_build_object('id', e.id, 'conversation_id', e.conversation_id, 'seq', e.seq, 'type', "   \
     "e.type, 'source', e.source, 'action', e.action, 'reversible', e.reversible, "                 \
-    "'created_at', " TS("e.created_at") ")::text"
+    "'reverted_by', e.reverted_by, 'created_at', " TS("e.created_at") ")::text"
 
 static PGresult *s_query(const char *sql)
 {
@@ -174,6 +174,7 @@ Test(node_render, events_match_postgres, .init = pg_test_open, .fini = pg_test_c
                  "created_at) SELECT gen_random_uuid(), gen_random_uuid(), row_number() OVER (), "
                  "'message.created', '{\"kind\": \"api\"}', '{}', false, t::timestamptz FROM "
                  "(VALUES " TS_VALUES ") v(t)");
+    pg_test_exec("UPDATE re SET reverted_by = seq + 1000 WHERE seq % 2 = 0");
     pg_test_exec("INSERT INTO re (team_id, conversation_id, seq, type, source, action, reversible) "
                  "VALUES (gen_random_uuid(), NULL, NULL, " ALL_BYTES
                  ", jsonb_build_object('kind', " ALL_BYTES
@@ -272,7 +273,7 @@ Test(node_render, fields)
     node_render_evt(&b, &e);
     cr_expect_str_eq(b.data, "{\"id\":7,\"conversation_id\":null,\"seq\":null,"
                              "\"type\":\"team.x\",\"source\":{},\"action\":null,"
-                             "\"reversible\":true,\"created_at\":null}");
+                             "\"reversible\":true,\"reverted_by\":null,\"created_at\":null}");
     node_buf_free(&b);
     node_conv_fields_t c = {.id = "i",
                             .source = "s",
@@ -309,7 +310,8 @@ Test(node_render, fields)
     cr_expect_str_eq(b.data, "{\"id\":8,\"conversation_id\":\"c\",\"seq\":2,\"type\":"
                              "\"turn.cancelled\",\"source\":{\"kind\":\"user\",\"id\":\"t\"},"
                              "\"action\":{\"message_id\":\"m\",\"message\":{\"id\":\"m\","
-                             "\"metadata\":{}}},\"reversible\":false,\"created_at\":"
+                             "\"metadata\":{}}},\"reversible\":false,\"reverted_by\":null,"
+                             "\"created_at\":"
                              "\"2026-11-27T22:59:22.000Z\"}");
     node_buf_free(&b);
     own.action = "{}";

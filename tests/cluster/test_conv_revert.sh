@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016 # single-quoted strings are eval'd by the checks
+# test_conv_revert.sh — POST /api/events/:id/revert on a real cluster: a patch
+# (title, metadata keys, on_busy) is undone field by field, metadata keys it
+# added are removed again; the answer is the event.reverted event (201, its
+# action names the original), the original gets reverted_by, both are in the
+# log and on the stream; an archive is undone (the conversation takes posts
+# again). Refusals write nothing: not reversible (message events, a revert
+# itself), twice, a field changed since (the body names it; a later change of
+# another metadata key does not block), another team's event (404), bad and
+# unknown ids (400, 404). A revert while messages are posted stays in order
+# (seqs gapless). Env: see tests/lib/cluster.sh.
+set -uo pipefail
+
+SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BK_TAG=conv_revert
+# shellcheck source=deploy/local/lib.sh
+source "$SRC/deploy/local/lib.sh"
+# shellcheck source=tests/lib/assert.sh
+source "$SRC/tests/lib/assert.sh"
+# shellcheck source=tests/lib/cluster.sh
+source "$SRC/tests/lib/cluster.sh"
+
+tc_start conv_revert
+
+# last_event CONV TYPE: id of the conversation's newest event of TYPE.
+last_event() {
+    tc_sql "select id from events where conversation_id = '$1' and type = '$2' order by seq desc limit 1"
+}
+# conv_field CONV JQ: a field of GET /api/conversations/CONV.
+conv_field() {
+    tc_req GET "/api/conversations/$1"
+    tc_jq "$2"
+}
+event_count() { tc_sql "select count(*) from events where conversation_id = '$1'"; }
+
+# ---------------------------------------------------------------- a patch undone
+
+conv=$(tc_conv '{"title":"first","metadata":{"keep":1,"x":1}}')
+t_check "conversation created" test -n "$conv"
+tc_req PATCH "/api/conversations/$conv" '{"title":"second","metadata":{"x":2,"added":true},"on_busy":"reject"}'
+t_check "PATCH is 200 (got $TC_CODE)" test "$TC_CODE" = 200
+upd=$(last_event "$conv" conversation.updated)
+t_check "conversation.updated stored as reversible with the previous values" \
+    test "$(tc_sql "select reversible, action->'previous' from events where id = $upd")" \
+    = 't|{"title": "first", "on_busy": "enqueue", "metadata": {"x": 1}}'
+tc_req GET "/api/conversations/$conv/events"
+t_check "the event list marks it reversible, not reverted" \
+    test "$(tc_jq ".data[] | select(.id == $upd) | [.reversible, .reverted_by] | tostring")" = '[true,null]'
+t_check "conversation.created is not reversible" \
+    test "$(tc_jq '.data[] | select(.type == "conversation.created") | .reversible')" = false
+
+sse=$TC_VAR/revert.sse
+rm -f "$TC_VAR/ready"
+tc_sse "/api/conversations/$conv/events?after=$upd" --until event.reverted --timeout 20 \
+    --ready-file "$TC_VAR/ready" >"$sse" &
+probe=$!
+t_check "SSE stream open" bk_wait_for 10 test -e "$TC_VAR/ready"
+
+tc_req POST "/api/events/$upd/revert"
+t_check "revert is 201 (got $TC_CODE: $TC_BODY)" test "$TC_CODE" = 201
+rev=$(tc_jq .id)
+t_check "the answer is event.reverted naming the original" \
+    test "$(tc_jq '[.type, .action.reverts, .action.type, .reversible] | tostring')" \
+    = "[\"event.reverted\",$upd,\"conversation.updated\",false]"
+t_check "title, metadata and on_busy are back (the added key removed)" \
+    test "$(conv_field "$conv" '[.title, (.metadata | keys), .metadata.x, .on_busy] | tostring')" \
+    = '["first",["keep","x"],1,"enqueue"]'
+t_check "the original is marked reverted_by the new event" \
+    test "$(tc_sql "select reverted_by from events where id = $upd")" = "$rev"
+tc_req GET "/api/conversations/$conv/events"
+t_check "the event list shows reverted_by" \
+    test "$(tc_jq ".data[] | select(.id == $upd) | .reverted_by")" = "$rev"
+wait "$probe"
+t_check "event.reverted arrived on the stream" grep -q '"type":"event.reverted"' "$sse"
+
+# ---------------------------------------------------------------- refusals write nothing
+
+n=$(event_count "$conv")
+tc_req POST "/api/events/$upd/revert"
+t_check "a second revert is 409 already_reverted (got $TC_CODE $(tc_jq .code))" \
+    test "$TC_CODE $(tc_jq .code)" = "409 already_reverted"
+tc_req POST "/api/events/$rev/revert"
+t_check "a revert is not reversible: 409 not_reversible (got $TC_CODE $(tc_jq .code))" \
+    test "$TC_CODE $(tc_jq .code)" = "409 not_reversible"
+created=$(last_event "$conv" conversation.created)
+tc_req POST "/api/events/$created/revert"
+t_check "conversation.created: 409 not_reversible" test "$TC_CODE $(tc_jq .code)" = "409 not_reversible"
+tc_req POST "/api/events/abc/revert"
+t_check "a malformed id is 400 naming id" test "$TC_CODE $(tc_jq .field)" = "400 id"
+tc_req POST "/api/events/0/revert"
+t_check "id 0 is 400" test "$TC_CODE" = 400
+tc_req POST "/api/events/999999999999/revert"
+t_check "an unknown id is 404" test "$TC_CODE" = 404
+other=$(tc_team_token revert-other)
+TC_TOKEN=$other tc_req POST "/api/events/$upd/revert"
+t_check "another team's event is 404 (got $TC_CODE)" test "$TC_CODE" = 404
+t_check "no refusal wrote an event" test "$(event_count "$conv")" = "$n"
+
+# ---------------------------------------------------------------- changed since
+
+tc_req PATCH "/api/conversations/$conv" '{"title":"third","metadata":{"k":1}}'
+e2=$(last_event "$conv" conversation.updated)
+tc_req PATCH "/api/conversations/$conv" '{"title":"fourth"}'
+tc_req POST "/api/events/$e2/revert"
+t_check "a title changed since: 409 changed_since naming title (got $TC_CODE $TC_BODY)" \
+    test "$TC_CODE $(tc_jq .code)" = "409 changed_since" -a -n "$(tc_jq .error | grep -w title)"
+tc_req PATCH "/api/conversations/$conv" '{"metadata":{"m":1}}'
+e4=$(last_event "$conv" conversation.updated)
+tc_req PATCH "/api/conversations/$conv" '{"metadata":{"other":2}}'
+tc_req POST "/api/events/$e4/revert"
+t_check "another metadata key changed since does not block (got $TC_CODE $TC_BODY)" test "$TC_CODE" = 201
+t_check "only key m is removed" \
+    test "$(conv_field "$conv" '.metadata | keys | join(",")')" = "k,keep,other,x"
+tc_req PATCH "/api/conversations/$conv" '{"metadata":{"m":5}}'
+e6=$(last_event "$conv" conversation.updated)
+tc_req PATCH "/api/conversations/$conv" '{"metadata":{"m":6}}'
+tc_req POST "/api/events/$e6/revert"
+t_check "the same metadata key changed since: 409 naming metadata.m" \
+    test "$TC_CODE $(tc_jq .code)" = "409 changed_since" -a -n "$(tc_jq .error | grep -F metadata.m)"
+
+# ---------------------------------------------------------------- archive undone, in order with posts
+
+conv2=$(tc_conv '{}')
+tc_post "$conv2" "before archive" >/dev/null
+t_check "posted before the archive" tc_wait_status "$conv2" idle
+tc_req DELETE "/api/conversations/$conv2"
+t_check "archived (204)" test "$TC_CODE" = 204
+arch=$(last_event "$conv2" conversation.archived)
+tc_post "$conv2" "while archived" >/dev/null
+t_check "an archived conversation refuses posts (409)" test "$TC_CODE" = 409
+tc_req POST "/api/events/$arch/revert"
+t_check "archive revert is 201 (got $TC_CODE $TC_BODY)" test "$TC_CODE" = 201
+t_check "the conversation is idle again" test "$(conv_field "$conv2" .status)" = idle
+for i in 1 2 3; do
+    tc_post "$conv2" "after $i" >/dev/null &
+done
+tc_req PATCH "/api/conversations/$conv2" '{"title":"racing"}'
+e7=$(last_event "$conv2" conversation.updated)
+tc_req POST "/api/events/$e7/revert"
+t_check "a revert among concurrent posts is 201" test "$TC_CODE" = 201
+wait
+t_check "the posts after the undo were taken and answered" \
+    bk_wait_for 15 eval '[[ $(tc_sql "select count(*) from messages where conversation_id = '"'$conv2'"' and role = '"'assistant'"' and status = '"'completed'"'") -ge 4 ]]'
+tc_req DELETE "/api/conversations/$conv2"
+arch2=$(last_event "$conv2" conversation.archived)
+tc_req POST "/api/events/$arch/revert"
+t_check "the first archive, already reverted, stays 409" test "$TC_CODE" = 409
+tc_req POST "/api/events/$arch2/revert"
+t_check "the second archive reverts too" test "$TC_CODE" = 201
+
+tc_finish conv_revert

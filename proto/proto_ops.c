@@ -81,7 +81,7 @@ static const proto_field_t s_conv_list[] = {F_LIMIT,
                                             ENUM("status", 0, s_conv_status),
                                             END};
 static const proto_field_t s_events_list[] = {INT("after", 0, 0, INT64_MAX), F_LIMIT, F_CURSOR,
-                                              END};
+                                              STR("types", 0, 1, 1024), END};
 static const proto_field_t s_msg_list[] = {INT("after_seq", 0, 0, INT64_MAX), F_LIMIT, F_CURSOR,
                                            END};
 static const proto_field_t s_conv[] = {F_CONV, END};

@@ -130,8 +130,13 @@ void node_reply_pg(node_t *node, node_req_t **req_p, int status, const char *jso
 /* Error reply {"error": message, "code": code}; 503/429 carry retry_after. */
 void node_reply_error(
     node_t *node, node_req_t **req_p, int status, const char *code, const char *message);
-/* 400 invalid_field naming the field. */
+/* 400 invalid_field naming the field ("invalid field: <field>"). */
 void node_reply_field(node_t *node, node_req_t **req_p, const char *field);
+/* 400 invalid_field naming the field, with message saying what is allowed. */
+void node_reply_error_field(node_t *node,
+                            node_req_t **req_p,
+                            const char *field,
+                            const char *message);
 /* 503 unavailable with retry_after NODE_RETRY_AFTER. */
 void node_reply_busy(node_t *node, node_req_t **req_p, const char *why);
 /* PROTO_MOVED with the node's epoch: the gateway refreshes its ring and retries. */

@@ -7,6 +7,7 @@
 #include "common/wire.h"
 #include "node/core/node_core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,14 +79,24 @@ void node_reply_error(
     json_decref(j);
 }
 
-void node_reply_field(node_t *node, node_req_t **req_p, const char *field)
+void node_reply_error_field(node_t *node,
+                            node_req_t **req_p,
+                            const char *field,
+                            const char *message)
 {
-    json_t *j = json_pack("{s:s+, s:s, s:s}", "error", "invalid field: ", field, "code",
-                          "invalid_field", "field", field);
+    json_t *j =
+        json_pack("{s:s, s:s, s:s}", "error", message, "code", "invalid_field", "field", field);
     char *body = j ? node_json_text(j) : NULL;
     node_reply(node, req_p, 400, body ? body : "{\"code\":\"invalid_field\"}", 0);
     free(body);
     json_decref(j);
+}
+
+void node_reply_field(node_t *node, node_req_t **req_p, const char *field)
+{
+    char message[96];
+    snprintf(message, sizeof message, "invalid field: %s", field);
+    node_reply_error_field(node, req_p, field, message);
 }
 
 void node_reply_busy(node_t *node, node_req_t **req_p, const char *why)

@@ -334,9 +334,34 @@ s_list_num(node_t *node, node_req_t *req, const char *key, const char *stmt, boo
     util_uuid_format(req->team_id, team);
     snprintf(a, sizeof a, "%lld", after);
     snprintf(lim, sizeof lim, "%lld", limit + 1);
-    const char *with_conv[] = {conv, team, a, lim};
-    const char *team_only[] = {team, a, lim};
-    s_submit(r, stmt, by_conv ? 4 : 3, by_conv ? with_conv : team_only, s_on_rows);
+    const char *types = msgs ? NULL : node_args_str(req->args, "types");
+    const char *with_conv[] = {conv, team, a, lim, types};
+    const char *team_only[] = {team, a, lim, types};
+    s_submit(r, stmt, (by_conv ? 4 : 3) + (msgs ? 0 : 1), by_conv ? with_conv : team_only,
+             s_on_rows);
+}
+
+/* True when types is a comma list of event type names (letters, digits, '.', '_', '-';
+   1–64 each), as events.list's types filter takes it. */
+static bool s_types_ok(const char *types)
+{
+    size_t len = 0;
+    for (const char *p = types;; p++) {
+        if (*p == ',' || *p == '\0') {
+            if (len == 0 || len > 64) {
+                return false;
+            }
+            if (*p == '\0') {
+                return true;
+            }
+            len = 0;
+        } else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                   (*p >= '0' && *p <= '9') || *p == '.' || *p == '_' || *p == '-') {
+            len++;
+        } else {
+            return false;
+        }
+    }
 }
 
 void node_op_msg_list(node_t *node, node_req_t *req)
@@ -346,6 +371,12 @@ void node_op_msg_list(node_t *node, node_req_t *req)
 
 void node_op_events_list(node_t *node, node_req_t *req)
 {
+    const char *types = node_args_str(req->args, "types");
+    if (types && !s_types_ok(types)) {
+        node_reply_error_field(node, &req, "types",
+                               "types must be a comma-separated list of event types");
+        return;
+    }
     if (req->has_conv) {
         s_list_num(node, req, "after", NODE_Q_EVT_LIST, true);
     } else {

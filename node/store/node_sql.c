@@ -195,15 +195,17 @@ static const s_stmt_t s_stmts[] = {
                   "c") ") FROM "
                        "conversations c WHERE c.id = $2::uuid AND c.team_id = $1::uuid RETURNING "
                        "e.id, " EVT_JSON("e") "::text"},
-    /* $1 conv $2 team $3 after id $4 limit */
-    {NODE_Q_EVT_LIST, 4,
+    /* $1 conv $2 team $3 after id $4 limit $5 types (comma list; NULL = all) */
+    {NODE_Q_EVT_LIST, 5,
      "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.conversation_id = $1::uuid AND "
-                                  "e.team_id = $2::uuid AND e.id > $3::bigint ORDER BY e.id LIMIT "
-                                  "$4::int"},
-    /* $1 team $2 after id $3 limit */
-    {NODE_Q_EVT_TEAM, 3,
+                                  "e.team_id = $2::uuid AND e.id > $3::bigint AND ($5::text IS "
+                                  "NULL OR e.type = ANY (string_to_array($5::text, ','))) ORDER "
+                                  "BY e.id LIMIT $4::int"},
+    /* $1 team $2 after id $3 limit $4 types (comma list; NULL = all) */
+    {NODE_Q_EVT_TEAM, 4,
      "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.team_id = $1::uuid AND e.id > "
-                                  "$2::bigint ORDER BY e.id LIMIT $3::int"},
+                                  "$2::bigint AND ($4::text IS NULL OR e.type = ANY "
+                                  "(string_to_array($4::text, ','))) ORDER BY e.id LIMIT $3::int"},
     {NODE_Q_IDEM_GET, 2,
      "SELECT request_hash, status, response FROM idempotency_keys WHERE team_id = $1::uuid AND "
      "key = $2::text AND created_at > now() - interval '24 hours'"},

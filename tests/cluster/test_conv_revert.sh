@@ -9,7 +9,8 @@
 # itself), twice, a field changed since (the body names it; a later change of
 # another metadata key does not block), another team's event (404), bad and
 # unknown ids (400, 404). A revert while messages are posted stays in order
-# (seqs gapless). Env: see tests/lib/cluster.sh.
+# (seqs gapless). The log filtered by types= (GET /api/events and a
+# conversation's events). Env: see tests/lib/cluster.sh.
 set -uo pipefail
 
 SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -148,5 +149,19 @@ tc_req POST "/api/events/$arch/revert"
 t_check "the first archive, already reverted, stays 409" test "$TC_CODE" = 409
 tc_req POST "/api/events/$arch2/revert"
 t_check "the second archive reverts too" test "$TC_CODE" = 201
+
+# ---------------------------------------------------------------- the log, filtered by type
+
+tc_req GET "/api/events?types=event.reverted&limit=500"
+t_check "GET /api/events?types=event.reverted lists exactly the reverts" \
+    test "$(tc_jq '[.data[].type] | unique | join(",")') $(tc_jq '.data | length')" \
+    = "event.reverted $(tc_sql "select count(*) from events where type = 'event.reverted'")"
+tc_req GET "/api/conversations/$conv/events?types=conversation.updated,event.reverted&limit=500"
+t_check "a conversation's events filtered by two types" \
+    test "$(tc_jq '.data | length')" = "$(tc_sql "select count(*) from events where conversation_id = '$conv' and type in ('conversation.updated', 'event.reverted')")"
+tc_req GET "/api/events?types=a,,b"
+t_check "an empty type in types= is 400 naming types" test "$TC_CODE $(tc_jq .field)" = "400 types"
+tc_req GET "/api/events?types=x%20y"
+t_check "a type with a space is 400" test "$TC_CODE" = 400
 
 tc_finish conv_revert

@@ -6,6 +6,8 @@
 #ifndef BICKY_NODE_H
 #define BICKY_NODE_H
 
+#include "common/keys.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 
@@ -27,6 +29,7 @@ typedef struct {
     const char *repo;               /* git repository of the worktrees; NULL/"" = none */
     long tool_workers;              /* agent pool threads (tools, git) */
     const char *mcp_permission_bin; /* bicky-mcp-permission; NULL = next to /proc/self/exe */
+    keys_t *keys;                   /* CURVE node key (borrowed); NULL = insecure */
 } node_cfg_t;
 
 typedef struct node_t node_t;

@@ -42,7 +42,8 @@ static int s_serve(gw_config_t *cfg)
     if (!server) {
         return 1;
     }
-    LOG_N("started version=%s registry=%s", BICKY_VERSION, cfg->registry);
+    LOG_N("started version=%s registry=%s curve=%s", BICKY_VERSION, cfg->registry,
+          cfg->keys ? "on" : "off");
     int rc = gw_server_run(server);
     gw_server_destroy(&server);
     return rc == 0 ? 0 : 1;

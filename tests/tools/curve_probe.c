@@ -5,8 +5,9 @@
 
     curve_probe [--cert FILE] [--server-cert FILE] [--wait-ms N] ENDPOINT ACTION [ARGS]
       register NODE ROUTER PUB | heartbeat NODE | admin ACTION NODE | ring
-      api OP TEAM_UUID [CONV_UUID] [JSON]
-      sub STOP_FILE        count messages on a SUB (empty prefix) until STOP_FILE exists
+      api OP TEAM_UUID [CONV_UUID|-] [JSON]
+      sub STOP_FILE        subscribe (empty prefix), print "event N" per message, until
+                           STOP_FILE exists
     Prints one line: the reply's fields, "no reply", or "received N"; exits
     0 on a reply (or after sub), 3 on no reply, 2 on a usage error. */
 #include "common/util.h"
@@ -97,11 +98,11 @@ static int s_request(int argc, char **argv, proto_msg_t *req)
                              .op = argv[1],
                              .has_team = true,
                              .body = argc == 5 ? argv[4] : "{}"};
+        req->has_conv = argc >= 4 && strcmp(argv[3], "-");
         if (util_uuid_parse(argv[2], req->team_id) < 0 ||
-            (argc >= 4 && util_uuid_parse(argv[3], req->conv_id) < 0)) {
+            (req->has_conv && util_uuid_parse(argv[3], req->conv_id) < 0)) {
             return -1;
         }
-        req->has_conv = argc >= 4;
     } else {
         return -1;
     }
@@ -152,7 +153,11 @@ static int s_sub(const s_opts_t *o, const char *endpoint, const char *stop_file)
     while (access(stop_file, F_OK) != 0) {
         if (zpoller_wait(poller, 100) == sub) {
             zmsg_t *m = zmsg_recv(sub);
-            received += m != NULL;
+            if (m) {
+                received++;
+                printf("event %ld\n", received);
+                fflush(stdout);
+            }
             zmsg_destroy(&m);
         }
     }

@@ -62,9 +62,12 @@ typedef struct {
     bool insecure;    /* run without CURVE (loopback endpoints only) */
 } keys_cfg_t;
 
-#define KEYS_CFG_OPTS(k)                                                                           \
+/* --cert's variable is cert_env: BICKY_CERT for the daemons, BICKY_ADMIN_CERT
+   for bickyctl (so that an operator's shell does not hand its admin key to a
+   daemon started from it). */
+#define KEYS_CFG_OPTS_AS(k, cert_env)                                                              \
     {"--cert",                                                                                     \
-     "BICKY_CERT",                                                                                 \
+     cert_env,                                                                                     \
      CFG_STR,                                                                                      \
      &(k)->cert,                                                                                   \
      0,                                                                                            \
@@ -81,6 +84,7 @@ typedef struct {
         "--insecure", "BICKY_INSECURE", CFG_BOOL, &(k)->insecure, 0, 0,                            \
             "no CURVE and no roles: refused unless every endpoint is loopback or ipc"              \
     }
+#define KEYS_CFG_OPTS(k) KEYS_CFG_OPTS_AS(k, "BICKY_CERT")
 
 typedef struct keys_t keys_t;
 

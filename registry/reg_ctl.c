@@ -89,7 +89,7 @@ static void s_merge_opts(reg_ctl_t *ctl, const cfg_opt_t *opts, cfg_opt_t *out)
                            0,
                            "libpq conninfo or postgresql:// URL"};
     out[k++] = (cfg_opt_t){"--json", NULL, CFG_BOOL, &ctl->json, 0, 0, "JSON output for scripts"};
-    const cfg_opt_t keys[] = {KEYS_CFG_OPTS(&ctl->kc)};
+    const cfg_opt_t keys[] = {KEYS_CFG_OPTS_AS(&ctl->kc, "BICKY_ADMIN_CERT")};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         out[k++] = keys[i];
     }

@@ -167,19 +167,19 @@ t_check "bickyctl drain n2 with the admin key" "$CTL" drain n2
 t_check "bickyctl undrain n2 with the admin key" "$CTL" undrain n2
 for cmd in nodes ring status "drain n1" "undrain n1" "remove n1"; do
     # shellcheck disable=SC2086
-    out=$(env -u BICKY_CERT -u BICKY_KEYS "$CTL" $cmd 2>&1)
+    out=$(env -u BICKY_ADMIN_CERT -u BICKY_KEYS "$CTL" $cmd 2>&1)
     rc=$?
     t_check "bickyctl $cmd without keys fails clearly (rc=$rc)" \
         eval '((rc != 0)) && grep -q "refuses to start without keys" <<<"$out"'
 done
-out=$(BICKY_CERT=$GW_KEY "$CTL" drain n1 2>&1)
+out=$(BICKY_ADMIN_CERT=$GW_KEY "$CTL" drain n1 2>&1)
 t_check "bickyctl with the gateway key is refused ($out)" grep -q "needs a key of role admin" <<<"$out"
-out=$(env -u BICKY_CERT -u BICKY_KEYS "$CTL" --insecure drain n1 2>&1)
+out=$(env -u BICKY_ADMIN_CERT -u BICKY_KEYS "$CTL" --insecure drain n1 2>&1)
 t_check "bickyctl --insecure gets no answer from a CURVE registry" grep -q "no registry answered" <<<"$out"
 t_check "n1 still alive after all that" tc_node_is n1 alive
 
 # ---------------------------------------------------------------- secure by default
-E=(env -u BICKY_CERT -u BICKY_KEYS -u BICKY_INSECURE)
+E=(env -u BICKY_CERT -u BICKY_ADMIN_CERT -u BICKY_KEYS -u BICKY_INSECURE)
 out=$("${E[@]}" "$BICKY_BIN/bicky-registry" --bind tcp://127.0.0.1:1 --pub-bind tcp://127.0.0.1:2 2>&1)
 rc=$?
 t_check "bicky-registry without keys refuses to start (rc=$rc)" \

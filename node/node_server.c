@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 void node_cfg_defaults(node_cfg_t *cfg)
 {
@@ -106,7 +107,8 @@ static int s_on_monitor(zloop_t *loop, zsock_t *reader, void *arg)
 }
 
 /* The local ROUTER of this node's permission servers (CURVE only): an ipc
-   file in the work dir, mode 600, so only this node's user can ask. */
+   file in the work dir, mode 600, so only this node's user can ask. Named
+   with the pid: two nodes (of two clusters) may share a work dir and an id. */
 static int s_local(node_t *self)
 {
     char dir[PATH_MAX];
@@ -116,7 +118,7 @@ static int s_local(node_t *self)
         return -1;
     }
     char path[PATH_MAX + 96];
-    snprintf(path, sizeof path, "%s/perm-%s.ipc", dir, self->cfg->id);
+    snprintf(path, sizeof path, "%s/perm-%s-%d.ipc", dir, self->cfg->id, (int)getpid());
     /* sockaddr_un holds 108 bytes. */
     if (strlen(path) > 100) {
         LOG_E("permission socket path too long (>100 bytes): %s; use a shorter --work-dir", path);
@@ -248,8 +250,9 @@ node_t *node_new(const node_cfg_t *cfg)
         node_destroy(&self);
         return NULL;
     }
-    LOG_N("node started id=%s router=%s pub=%s mode=%s curve=%s", cfg->id, self->router_ep,
-          self->pub_ep, cfg->standalone ? "standalone" : "registry", cfg->keys ? "on" : "off");
+    LOG_N("node started id=%s router=%s pub=%s mode=%s curve=%s%s%s", cfg->id, self->router_ep,
+          self->pub_ep, cfg->standalone ? "standalone" : "registry", cfg->keys ? "on" : "off",
+          self->local_ep[0] ? " local=" : "", self->local_ep);
     return self;
 }
 
@@ -283,6 +286,9 @@ void node_destroy(node_t **self_p)
     zsock_destroy(&self->router);
     zsock_destroy(&self->pub);
     zsock_destroy(&self->local);
+    if (self->local_ep[0]) {
+        unlink(self->local_ep + strlen("ipc://"));
+    }
     zloop_destroy(&self->loop);
     free(self);
     *self_p = NULL;

@@ -129,6 +129,19 @@ t_check "n1 still registered with its own endpoints" test "$(n1_router)" == "$R1
 t_check "no node 'evil'" eval '! node_listed evil'
 t_check "n1 and n2 still alive" eval 'tc_node_is n1 alive && tc_node_is n2 alive'
 
+# ---------------------------------------------------------------- the local permission socket
+LOCAL=$(grep -o 'local=ipc://[^ ]*' "$LOG/n1.log" | tail -n 1)
+LOCAL=${LOCAL#local=}
+t_check "n1 has its permission socket (ipc, mode 600): $LOCAL" \
+    eval '[[ $LOCAL == ipc://* && $(stat -c %a "${LOCAL#ipc://}") == 600 ]]'
+out=$(probe "$LOCAL" api permission.ask "$TEAM" "$conv" \
+    '{"conversation_id":"'"$conv"'","tool_name":"Bash","input":{}}')
+t_check "permission.ask on it reaches the op (no claude turn here: 409) ($out)" \
+    grep -q "api_rep status=409" <<<"$out"
+out=$(probe "$LOCAL" api status "$TEAM")
+t_check "any other op on it is refused 403 ($out)" grep -q "api_rep status=403" <<<"$out"
+t_check "... and logged" logged n1 "the local socket takes permission.ask only"
+
 # ---------------------------------------------------------------- PUB
 owner=$(tc_owner "$conv")
 i=${owner#n}

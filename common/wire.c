@@ -98,11 +98,20 @@ static int s_decode_last(zmsg_t *zm, proto_msg_t *out, const char *what)
 
 int wire_recv(zsock_t *sock, zframe_t **identity_p, proto_msg_t *out, const char *what)
 {
+    return wire_recv_peer(sock, identity_p, out, what, NULL);
+}
+
+int wire_recv_peer(
+    zsock_t *sock, zframe_t **identity_p, proto_msg_t *out, const char *what, keys_peer_t *peer)
+{
     zmsg_t *zm = s_recv_msg(sock, identity_p ? 1 : 0, what);
     if (!zm) {
         return -1;
     }
     int rc = s_decode_last(zm, out, what);
+    if (rc == 0 && peer) {
+        keys_peer(zmsg_last(zm), peer);
+    }
     if (rc == 0 && identity_p) {
         *identity_p = zmsg_pop(zm);
     }

@@ -5,6 +5,7 @@
 #ifndef BICKY_WIRE_H
 #define BICKY_WIRE_H
 
+#include "common/keys.h"
 #include "proto/proto.h"
 
 #include <czmq.h>
@@ -18,6 +19,11 @@ int wire_send(zsock_t *sock, zframe_t *identity, const proto_msg_t *msg);
    with proto_msg_reset), or -1 when the frames were malformed (logged with
    what, dropped) or nothing was readable. */
 int wire_recv(zsock_t *sock, zframe_t **identity_p, proto_msg_t *out, const char *what);
+
+/* wire_recv on a ROUTER that also fills *peer with the sender's certificate
+   role, name and key (keys_peer; role NONE on a socket without CURVE). */
+int wire_recv_peer(
+    zsock_t *sock, zframe_t **identity_p, proto_msg_t *out, const char *what, keys_peer_t *peer);
 
 /* Publishes msg under a binary topic (first frame) on a PUB socket. */
 int wire_publish(zsock_t *pub, const void *topic, size_t topic_len, const proto_msg_t *msg);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/keys.h"
 #include "common/ring.h"
 #include "proto/proto.h"
 #include "proto/proto_ops.h"
@@ -59,6 +60,7 @@ typedef struct {
     long workers;                        /* worker processes sharing the port (1 = no fork) */
     bool reuse_port;                     /* bind with SO_REUSEPORT (set in workers) */
     const struct cfg_file_t *strategies; /* --config (GET /api/strategies); NULL = built-in */
+    keys_t *keys;                        /* CURVE gateway key (borrowed); NULL = insecure */
 } gw_config_t;
 
 /* Fills cfg with the defaults of the brief. */
@@ -282,8 +284,9 @@ void gw_node_free(void **item);
 
 gw_fanout_t *gw_fanout_new(gw_server_t *srv);
 void gw_fanout_destroy(gw_fanout_t **self_p);
-/* Connects / disconnects the event SUB to a node's PUB endpoint. */
-void gw_fanout_connect(gw_fanout_t *self, const char *endpoint);
+/* Connects / disconnects the event SUB to a node's PUB endpoint (with CURVE,
+   expecting node_id's key). */
+void gw_fanout_connect(gw_fanout_t *self, const char *node_id, const char *endpoint);
 void gw_fanout_disconnect(gw_fanout_t *self, const char *endpoint);
 /* Adds a listener for a topic (32 bytes: one conversation; 16: a team). The
    SUB subscribes when the first listener of the topic arrives. */

@@ -88,9 +88,15 @@ void gw_fanout_destroy(gw_fanout_t **self_p)
     *self_p = NULL;
 }
 
-void gw_fanout_connect(gw_fanout_t *self, const char *endpoint)
+void gw_fanout_connect(gw_fanout_t *self, const char *node_id, const char *endpoint)
 {
     if (!endpoint || !*endpoint || zhashx_lookup(self->peers, endpoint)) {
+        return;
+    }
+    /* libzmq copies the socket's options at each connect: the server key set
+       now is the one this connection expects. */
+    if (self->srv->cfg->keys &&
+        keys_client(self->srv->cfg->keys, self->sub, KEYS_ROLE_NODE, node_id) < 0) {
         return;
     }
     if (zsock_connect(self->sub, "%s", endpoint) < 0) {

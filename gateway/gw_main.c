@@ -42,7 +42,8 @@ static int s_serve(gw_config_t *cfg)
     if (!server) {
         return 1;
     }
-    LOG_N("started version=%s registry=%s", BICKY_VERSION, cfg->registry);
+    LOG_N("started version=%s registry=%s curve=%s", BICKY_VERSION, cfg->registry,
+          cfg->keys ? "on" : "off");
     int rc = gw_server_run(server);
     gw_server_destroy(&server);
     return rc == 0 ? 0 : 1;
@@ -65,6 +66,7 @@ int main(int argc, char **argv)
     gw_config_defaults(&cfg);
     const char *level_name = "notice";
     const char *config = NULL;
+    keys_cfg_t kc = {0};
     const cfg_opt_t opts[] = {
         {"--listen", "BICKY_HTTP_ADDR", CFG_STR, &cfg.listen, 0, 0, "HTTP listen address"},
         {"--port", "BICKY_HTTP_PORT", CFG_INT, &cfg.port, 1, 65535, "HTTP port"},
@@ -86,6 +88,7 @@ int main(int argc, char **argv)
          "strategies config file, listed by GET /api/strategies (the nodes' file)"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
+        KEYS_CFG_OPTS(&kc),
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
     int rc = cfg_parse("bicky-gateway", "[options]", opts, argc, argv, NULL, NULL);
@@ -97,10 +100,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "bicky-gateway: invalid --log-level '%s'\n", level_name);
         return 2;
     }
-    char err[512];
+    char err[1024];
+    const char *endpoints[] = {cfg.registry, NULL};
+    keys_want_t want = {.prog = "bicky-gateway", .role = KEYS_ROLE_GATEWAY, .endpoints = endpoints};
+    if (keys_open(&kc, &want, &cfg.keys, err, sizeof err) < 0) {
+        fprintf(stderr, "bicky-gateway: %s\n", err);
+        return 2;
+    }
     cfg_file_t *strategies = cfg_file_load(config, err, sizeof err);
     if (!strategies) {
         fprintf(stderr, "bicky-gateway: %s\n", err);
+        keys_destroy(&cfg.keys);
         return 2;
     }
     cfg.strategies = strategies;
@@ -108,5 +118,6 @@ int main(int argc, char **argv)
     util_signals_install();
     rc = cfg.workers > 1 ? gw_workers_run(&cfg, s_worker, &m) : s_serve(&cfg);
     cfg_file_destroy(&strategies);
+    keys_destroy(&cfg.keys);
     return rc;
 }

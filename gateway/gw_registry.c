@@ -69,6 +69,10 @@ static int s_connect(gw_registry_t *self)
     /* A peer must not make libzmq allocate more than one frame may hold. */
     zsock_set_maxmsgsize(self->dealer, (int64_t)PROTO_MAX_FRAME);
     zsock_set_sndhwm(self->dealer, 16);
+    keys_t *keys = self->srv->cfg->keys;
+    if (keys && keys_client(keys, self->dealer, KEYS_ROLE_REGISTRY, NULL) < 0) {
+        return -1;
+    }
     if (zsock_connect(self->dealer, "%s", self->endpoints[self->cur]) < 0) {
         LOG_E("cannot connect to registry endpoint=%s", self->endpoints[self->cur]);
         return -1;
@@ -99,6 +103,10 @@ gw_registry_t *gw_registry_new(gw_server_t *srv, const char *endpoints)
         return NULL;
     }
     self->sub = zsock_new(ZMQ_SUB);
+    if (self->sub && srv->cfg->keys &&
+        keys_client(srv->cfg->keys, self->sub, KEYS_ROLE_REGISTRY, NULL) < 0) {
+        zsock_destroy(&self->sub);
+    }
     if (!self->sub || s_connect(self) < 0) {
         gw_registry_destroy(&self);
         return NULL;

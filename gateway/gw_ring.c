@@ -39,6 +39,11 @@ static int s_node_connect(gw_node_t *n)
     /* A peer must not make libzmq allocate more than one frame may hold. */
     zsock_set_maxmsgsize(n->dealer, (int64_t)PROTO_MAX_FRAME);
     zsock_set_sndhwm(n->dealer, 10000);
+    keys_t *keys = n->up->srv->cfg->keys;
+    if (keys && keys_client(keys, n->dealer, KEYS_ROLE_NODE, n->id) < 0) {
+        zsock_destroy(&n->dealer);
+        return -1;
+    }
     if (zsock_connect(n->dealer, "%s", n->router) < 0) {
         LOG_W("cannot connect to node=%s router=%s", n->id, n->router);
         zsock_destroy(&n->dealer);
@@ -66,7 +71,7 @@ static void s_node_update(gw_upstream_t *self, gw_node_t *n, const proto_node_t 
             gw_fanout_disconnect(self->srv->fanout, n->pub);
         }
         snprintf(n->pub, sizeof n->pub, "%s", pn->pub);
-        gw_fanout_connect(self->srv->fanout, n->pub);
+        gw_fanout_connect(self->srv->fanout, n->id, n->pub);
     }
     snprintf(n->state, sizeof n->state, "%s", pn->state);
     n->weight = pn->weight > 64 ? 64 : pn->weight;

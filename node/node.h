@@ -6,6 +6,8 @@
 #ifndef BICKY_NODE_H
 #define BICKY_NODE_H
 
+#include "common/keys.h"
+
 #include <czmq.h>
 #include <stdbool.h>
 
@@ -28,6 +30,7 @@ typedef struct {
     long tool_workers;              /* agent pool threads (tools, git) */
     const char *mcp_permission_bin; /* bicky-mcp-permission; NULL = next to /proc/self/exe */
     const char *metrics_bind;       /* GET /metrics at HOST:PORT; NULL/"" = not served */
+    keys_t *keys;                   /* CURVE node key (borrowed); NULL = insecure */
 } node_cfg_t;
 
 typedef struct node_t node_t;

@@ -18,7 +18,8 @@
 
 /* Parses flags and environment into cfg and *level; returns cfg_parse's result, or -1 on
    a bad log level or a missing required value (message printed). */
-static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int argc, char **argv)
+static int s_parse(
+    node_cfg_t *cfg, log_level_t *level, const char **config, keys_cfg_t *kc, int argc, char **argv)
 {
     const char *level_name = "notice";
     const cfg_opt_t opts[] = {
@@ -57,6 +58,7 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
          "serve GET /metrics (Prometheus) at HOST:PORT; default: not served"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
+        KEYS_CFG_OPTS(kc),
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
     int rc = cfg_parse("bicky-node", USAGE, opts, argc, argv, NULL, NULL);
@@ -80,14 +82,23 @@ int main(int argc, char **argv)
     node_cfg_defaults(&cfg);
     log_level_t level = LOG_LEVEL_NOTICE;
     const char *config = NULL;
-    int rc = s_parse(&cfg, &level, &config, argc, argv);
+    keys_cfg_t kc = {0};
+    int rc = s_parse(&cfg, &level, &config, &kc, argc, argv);
     if (rc != 0) {
         return rc > 0 ? 0 : 2;
     }
-    char err[512];
+    char err[1024];
+    const char *endpoints[] = {cfg.bind, cfg.pub_bind, cfg.standalone ? NULL : cfg.registry, NULL};
+    keys_want_t want = {
+        .prog = "bicky-node", .role = KEYS_ROLE_NODE, .name = cfg.id, .endpoints = endpoints};
+    if (keys_open(&kc, &want, &cfg.keys, err, sizeof err) < 0) {
+        fprintf(stderr, "bicky-node: %s\n", err);
+        return 2;
+    }
     cfg_file_t *strategies = cfg_file_load(config, err, sizeof err);
     if (!strategies) {
         fprintf(stderr, "bicky-node: %s\n", err);
+        keys_destroy(&cfg.keys);
         return 2;
     }
     cfg.strategies = strategies;
@@ -99,16 +110,19 @@ int main(int argc, char **argv)
     if (db_schema_check(cfg.database_url, err, sizeof err) < 0) {
         LOG_E("%s", err);
         cfg_file_destroy(&strategies);
+        keys_destroy(&cfg.keys);
         return 1;
     }
     util_signals_install();
     node_t *node = node_new(&cfg);
     if (!node) {
         cfg_file_destroy(&strategies);
+        keys_destroy(&cfg.keys);
         return 1;
     }
     rc = node_run(node);
     node_destroy(&node);
     cfg_file_destroy(&strategies);
+    keys_destroy(&cfg.keys);
     return rc == 0 ? 0 : 1;
 }

@@ -9,8 +9,11 @@
 #include "common/wire.h"
 #include "node/ops/node_ops.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 void node_cfg_defaults(node_cfg_t *cfg)
 {
@@ -34,7 +37,8 @@ static int s_on_router(zloop_t *loop, zsock_t *sock, void *arg)
     for (int i = 0; i < NODE_RECV_BURST; i++) {
         zframe_t *identity = NULL;
         proto_msg_t msg;
-        if (wire_recv(sock, &identity, &msg, "api") < 0) {
+        keys_peer_t who;
+        if (wire_recv_peer(sock, &identity, &msg, "api", &who) < 0) {
             zframe_destroy(&identity);
             /* A malformed message was dropped (logged); stop when nothing is left. */
             if (!(zsock_events(sock) & ZMQ_POLLIN)) {
@@ -42,7 +46,7 @@ static int s_on_router(zloop_t *loop, zsock_t *sock, void *arg)
             }
             continue;
         }
-        node_dispatch(self, &identity, &msg);
+        node_dispatch(self, sock, &identity, &msg, &who);
         proto_msg_reset(&msg);
         zframe_destroy(&identity);
     }
@@ -97,12 +101,74 @@ static int s_bind(zsock_t *sock, const char *endpoint, char *out, size_t outlen)
     return 0;
 }
 
+static int s_on_monitor(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    return keys_monitor_log((zactor_t *)reader, arg);
+}
+
+/* The local ROUTER of this node's permission servers (CURVE only): an ipc
+   file in the work dir, mode 600, so only this node's user can ask. Named
+   with the pid: two nodes (of two clusters) may share a work dir and an id. */
+static int s_local(node_t *self)
+{
+    char dir[PATH_MAX];
+    const char *wd = self->cfg->work_dir && *self->cfg->work_dir ? self->cfg->work_dir : ".";
+    if (!realpath(wd, dir)) {
+        LOG_E("cannot resolve work_dir=%s for the permission socket", wd);
+        return -1;
+    }
+    char path[PATH_MAX + 96];
+    snprintf(path, sizeof path, "%s/perm-%s-%d.ipc", dir, self->cfg->id, (int)getpid());
+    /* sockaddr_un holds 108 bytes. */
+    if (strlen(path) > 100) {
+        LOG_E("permission socket path too long (>100 bytes): %s; use a shorter --work-dir", path);
+        return -1;
+    }
+    self->local = zsock_new(ZMQ_ROUTER);
+    if (!self->local) {
+        return -1;
+    }
+    zsock_set_linger(self->local, 0);
+    zsock_set_maxmsgsize(self->local, (int64_t)PROTO_MAX_FRAME);
+    char ep[sizeof path + 8];
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    if (s_bind(self->local, ep, self->local_ep, sizeof self->local_ep) < 0 ||
+        chmod(path, 0600) < 0) {
+        return -1;
+    }
+    return zloop_reader(self->loop, self->local, s_on_router, self);
+}
+
+/* CURVE: the ZAP handler admits gateway keys only, so only gateways reach the
+   ROUTER and subscribe to the PUB (a PUB cannot check roles per message). */
+static int s_secure(node_t *self)
+{
+    keys_t *keys = self->cfg->keys;
+    if (keys_serve(keys, KEYS_ROLE_GATEWAY) < 0) {
+        return -1;
+    }
+    keys_server(keys, self->router);
+    keys_server(keys, self->pub);
+    self->mon_router = keys_monitor_new(self->router);
+    self->mon_pub = keys_monitor_new(self->pub);
+    if (!self->mon_router || !self->mon_pub ||
+        zloop_reader(self->loop, (zsock_t *)self->mon_router, s_on_monitor, "node-router") < 0 ||
+        zloop_reader(self->loop, (zsock_t *)self->mon_pub, s_on_monitor, "node-pub") < 0) {
+        LOG_E("cannot start the socket monitors");
+        return -1;
+    }
+    return s_local(self);
+}
+
 static int s_sockets(node_t *self)
 {
     self->router = zsock_new(ZMQ_ROUTER);
     self->pub = zsock_new(ZMQ_PUB);
     if (!self->router || !self->pub) {
         LOG_E("cannot create sockets");
+        return -1;
+    }
+    if (self->cfg->keys && s_secure(self) < 0) {
         return -1;
     }
     zsock_set_linger(self->router, 0);
@@ -191,8 +257,9 @@ node_t *node_new(const node_cfg_t *cfg)
         node_destroy(&self);
         return NULL;
     }
-    LOG_N("node started id=%s router=%s pub=%s mode=%s", cfg->id, self->router_ep, self->pub_ep,
-          cfg->standalone ? "standalone" : "registry");
+    LOG_N("node started id=%s router=%s pub=%s mode=%s curve=%s%s%s", cfg->id, self->router_ep,
+          self->pub_ep, cfg->standalone ? "standalone" : "registry", cfg->keys ? "on" : "off",
+          self->local_ep[0] ? " local=" : "", self->local_ep);
     return self;
 }
 
@@ -221,8 +288,14 @@ void node_destroy(node_t **self_p)
     node_agents_destroy(&self->agents);
     ring_destroy(&self->ring);
     free(self->members);
+    zactor_destroy(&self->mon_router);
+    zactor_destroy(&self->mon_pub);
     zsock_destroy(&self->router);
     zsock_destroy(&self->pub);
+    zsock_destroy(&self->local);
+    if (self->local_ep[0]) {
+        unlink(self->local_ep + strlen("ipc://"));
+    }
     zloop_destroy(&self->loop);
     metrics_http_stop(&self->metrics_http); /* its thread reads the histograms */
     node_metrics_destroy(&self->metrics);

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define S_MAX_OPTS 16
+#define S_MAX_OPTS 24
 
 typedef struct {
     const char *name;    /* command word */
@@ -29,11 +29,14 @@ static const s_command_t s_commands[] = {
     {"undrain", NULL, reg_ctl_undrain, "NODE: put a drained node back on the ring"},
     {"remove", NULL, reg_ctl_remove, "NODE: forget a node"},
     {"status", NULL, reg_ctl_status, "registry reachable?, epoch, nodes by state"},
+    {"keys", "init", reg_ctl_keys_init, "DIR: a new cluster keys directory"},
+    {"keys", "add", reg_ctl_keys_add, "ROLE NAME: a new key (--keys DIR)"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
 static const char *const s_global_usage =
-    "[--registry LIST] [--database-url URL] [--json] COMMAND [ARGS]\n\n"
+    "[--registry LIST] [--database-url URL] [--cert FILE --keys DIR | --insecure] [--json]\n"
+    "         COMMAND [ARGS]\n\n"
     "Commands:\n"
     "  migrate                apply pending database migrations (needs --database-url)\n"
     "  token create           --team NAME [--name LABEL]: create an API token (shown once)\n"
@@ -45,7 +48,11 @@ static const char *const s_global_usage =
     "  drain NODE             take a node off the ring gracefully\n"
     "  undrain NODE           put a drained node back on the ring\n"
     "  remove NODE            forget a node (it re-registers if it is still running)\n"
-    "  status                 registry reachable?, epoch, node counts by state\n\n"
+    "  status                 registry reachable?, epoch, node counts by state\n"
+    "  keys init DIR          create a cluster keys directory (public/, secret/)\n"
+    "  keys add ROLE NAME     new key in --keys DIR; ROLE = registry|node|gateway|admin\n\n"
+    "Registry commands use the admin key (--cert, --keys) over CURVE; --insecure\n"
+    "talks without keys to loopback registries only.\n"
     "Run `bickyctl COMMAND --help` for a command's options.\n"
     "Exit codes: 0 success, 1 failure, 2 usage error.";
 
@@ -64,7 +71,7 @@ int reg_ctl_fail(const char *fmt, ...)
 static void s_merge_opts(reg_ctl_t *ctl, const cfg_opt_t *opts, cfg_opt_t *out)
 {
     size_t k = 0;
-    for (const cfg_opt_t *o = opts; o && o->flag && k < S_MAX_OPTS - 4; o++) {
+    for (const cfg_opt_t *o = opts; o && o->flag && k < S_MAX_OPTS - 7; o++) {
         out[k++] = *o;
     }
     out[k++] = (cfg_opt_t){"--registry",
@@ -82,6 +89,10 @@ static void s_merge_opts(reg_ctl_t *ctl, const cfg_opt_t *opts, cfg_opt_t *out)
                            0,
                            "libpq conninfo or postgresql:// URL"};
     out[k++] = (cfg_opt_t){"--json", NULL, CFG_BOOL, &ctl->json, 0, 0, "JSON output for scripts"};
+    const cfg_opt_t keys[] = {KEYS_CFG_OPTS_AS(&ctl->kc, "BICKY_ADMIN_CERT")};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        out[k++] = keys[i];
+    }
     out[k] = (cfg_opt_t){NULL, NULL, CFG_STR, NULL, 0, 0, NULL};
 }
 
@@ -115,7 +126,8 @@ int reg_ctl_parse(reg_ctl_t *ctl,
 /* True for a global option given as "--flag value" (its value is the next word). */
 static bool s_takes_value(const char *arg)
 {
-    return !strcmp(arg, "--registry") || !strcmp(arg, "--database-url");
+    return !strcmp(arg, "--registry") || !strcmp(arg, "--database-url") || !strcmp(arg, "--cert") ||
+           !strcmp(arg, "--keys");
 }
 
 /* Index of the first word that is not an option (or an option's value) from
@@ -160,13 +172,13 @@ static const s_command_t *s_find(const char *name, const char *sub)
     return NULL;
 }
 
-/* "bickyctl token" without a valid subcommand: list them. */
-static int s_token_help(bool asked)
+/* "bickyctl token" (or keys) without a valid subcommand: list them. */
+static int s_sub_help(const char *word, bool asked)
 {
     FILE *out = asked ? stdout : stderr;
-    fprintf(out, "Usage: bickyctl token SUBCOMMAND [OPTIONS]\n\nSubcommands:\n");
+    fprintf(out, "Usage: bickyctl %s SUBCOMMAND [OPTIONS]\n\nSubcommands:\n", word);
     for (size_t i = 0; i < S_NCOMMANDS; i++) {
-        if (s_commands[i].sub) {
+        if (s_commands[i].sub && !strcmp(s_commands[i].name, word)) {
             fprintf(out, "  %-8s %s\n", s_commands[i].sub, s_commands[i].summary);
         }
     }
@@ -192,6 +204,7 @@ static int s_run(reg_ctl_t *ctl, const s_command_t *c, int argc, char **argv, in
     }
     int rc = c->fn(ctl, n, args);
     free(args);
+    keys_destroy(&ctl->keys);
     return rc;
 }
 
@@ -211,14 +224,14 @@ int main(int argc, char **argv)
         return REG_CTL_EXIT_OK;
     }
     const char *sub = NULL;
-    if (!strcmp(argv[cmd], "token")) {
+    if (!strcmp(argv[cmd], "token") || !strcmp(argv[cmd], "keys")) {
         sub = cmd + 1 < argc ? argv[cmd + 1] : NULL;
         bool help = sub && (!strcmp(sub, "--help") || !strcmp(sub, "-h"));
-        if (!sub || help || !s_find("token", sub)) {
+        if (!sub || help || !s_find(argv[cmd], sub)) {
             if (sub && !help && sub[0] != '-') {
-                fprintf(stderr, "bickyctl: unknown token subcommand '%s'\n", sub);
+                fprintf(stderr, "bickyctl: unknown %s subcommand '%s'\n", argv[cmd], sub);
             }
-            return s_token_help(help);
+            return s_sub_help(argv[cmd], help);
         }
     }
     const s_command_t *c = s_find(argv[cmd], sub);

@@ -7,6 +7,7 @@
 #define BICKY_REG_CTL_H
 
 #include "common/cfg.h"
+#include "common/keys.h"
 #include "proto/proto.h"
 
 #include <stdint.h>
@@ -27,6 +28,9 @@ typedef struct {
     const char *registry;     /* comma list of registry ROUTER endpoints */
     const char *database_url; /* libpq conninfo (masked in any message) */
     bool json;                /* machine-readable output */
+    keys_cfg_t kc;            /* --cert, --keys, --insecure */
+    keys_t *keys;             /* the admin key once opened (NULL: insecure) */
+    bool keys_open;           /* reg_ctl_keys ran and succeeded */
 } reg_ctl_t;
 
 /* A command: argc/argv hold "bickyctl COMMAND" in argv[0] and then every
@@ -49,6 +53,9 @@ int reg_ctl_parse(reg_ctl_t *ctl,
 int reg_ctl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- registry (reg_ctl_reg.c, reg_ctl_status.c) ---- */
+/* Opens the admin key of --cert/--keys (or checks --insecure) once, before
+   the first request to a registry. 0, or -1 after printing why. */
+int reg_ctl_keys(reg_ctl_t *ctl);
 /* A fresh request id. */
 uint64_t reg_ctl_req_id(void);
 /* Sends req (borrowed; req_id set by the caller) to one registry and waits
@@ -56,7 +63,8 @@ uint64_t reg_ctl_req_id(void);
    0 with *rep filled (release with proto_msg_reset); 1 when the registry
    is a standby (it answered reg_ack state "standby"; nothing to release);
    -1 when it did not answer. */
-int reg_ctl_request_one(const char *endpoint,
+int reg_ctl_request_one(const reg_ctl_t *ctl,
+                        const char *endpoint,
                         const proto_msg_t *req,
                         proto_type_t want,
                         proto_msg_t *rep);
@@ -73,6 +81,10 @@ int reg_ctl_migrate(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_create(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_list(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_revoke(reg_ctl_t *ctl, int argc, char **argv);
+
+/* ---- keys (reg_ctl_keys.c) ---- */
+int reg_ctl_keys_init(reg_ctl_t *ctl, int argc, char **argv);
+int reg_ctl_keys_add(reg_ctl_t *ctl, int argc, char **argv);
 
 /* ---- output (reg_ctl_out.c) ---- */
 /* Writes s as a JSON string literal (or null when s is NULL). */

@@ -36,7 +36,24 @@ static int s_classify(const proto_msg_t *req, proto_type_t want, proto_msg_t *re
     return rc;
 }
 
-int reg_ctl_request_one(const char *endpoint,
+int reg_ctl_keys(reg_ctl_t *ctl)
+{
+    if (ctl->keys_open) {
+        return 0;
+    }
+    const char *endpoints[] = {ctl->registry ? ctl->registry : "", NULL};
+    keys_want_t want = {.prog = "bickyctl", .role = KEYS_ROLE_ADMIN, .endpoints = endpoints};
+    char err[1024];
+    if (keys_open(&ctl->kc, &want, &ctl->keys, err, sizeof err) < 0) {
+        reg_ctl_fail("%s", err);
+        return -1;
+    }
+    ctl->keys_open = true;
+    return 0;
+}
+
+int reg_ctl_request_one(const reg_ctl_t *ctl,
+                        const char *endpoint,
                         const proto_msg_t *req,
                         proto_type_t want,
                         proto_msg_t *rep)
@@ -47,7 +64,9 @@ int reg_ctl_request_one(const char *endpoint,
     }
     zsock_set_linger(dealer, 0);
     int rc = -1;
-    if (zsock_connect(dealer, "%s", endpoint) < 0) {
+    if (ctl->keys && keys_client(ctl->keys, dealer, KEYS_ROLE_REGISTRY, NULL) < 0) {
+        fprintf(stderr, "bickyctl: no registry certificate in %s/public/registry\n", ctl->kc.keys);
+    } else if (zsock_connect(dealer, "%s", endpoint) < 0) {
         fprintf(stderr, "bickyctl: invalid registry endpoint '%s'\n", endpoint);
     } else if (wire_send(dealer, NULL, req) == 0) {
         zpoller_t *poller = zpoller_new(dealer, NULL);
@@ -75,6 +94,9 @@ static int s_request(const reg_ctl_t *ctl,
                      char *answered,
                      size_t len)
 {
+    if (reg_ctl_keys((reg_ctl_t *)ctl) < 0) {
+        return -1;
+    }
     char *list = strdup(ctl->registry ? ctl->registry : "");
     if (!list) {
         reg_ctl_fail("out of memory");
@@ -86,7 +108,7 @@ static int s_request(const reg_ctl_t *ctl,
     char *save = NULL;
     for (char *ep = strtok_r(list, ", ", &save); ep && rc != 0; ep = strtok_r(NULL, ", ", &save)) {
         /* A standby says so at once: ask the next registry of the list. */
-        rc = reg_ctl_request_one(ep, req, want, rep);
+        rc = reg_ctl_request_one(ctl, ep, req, want, rep);
         standbys += rc == 1;
         if (rc == 0 && answered) {
             snprintf(answered, len, "%s", ep);

@@ -50,7 +50,7 @@ static void s_probe_all(const reg_ctl_t *ctl, s_status_t *st)
         s_probe_t *p = &st->probes[st->nprobes++];
         snprintf(p->endpoint, sizeof p->endpoint, "%s", ep);
         proto_msg_t req = {.type = PROTO_RING_GET, .req_id = reg_ctl_req_id()}, rep;
-        int rc = reg_ctl_request_one(ep, &req, PROTO_RING, &rep);
+        int rc = reg_ctl_request_one(ctl, ep, &req, PROTO_RING, &rep);
         p->reachable = rc >= 0;
         p->standby = rc == 1;
         if (rc != 0) {
@@ -125,6 +125,9 @@ int reg_ctl_status(reg_ctl_t *ctl, int argc, char **argv)
                            0, NULL);
     if (rc >= 0) {
         return rc;
+    }
+    if (reg_ctl_keys(ctl) < 0) {
+        return REG_CTL_EXIT_FAIL;
     }
     s_status_t *st = calloc(1, sizeof *st);
     if (!st) {

@@ -3,6 +3,7 @@
 #define LOG_MODULE "reg_main"
 #include "common/cfg.h"
 #include "common/db_schema.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "registry/reg_server.h"
@@ -39,6 +40,7 @@ int main(int argc, char **argv)
     const char *database_url = NULL;
     const char *level_name = "notice";
     long dead_after_ms = 3000;
+    keys_cfg_t kc = {0};
     const cfg_opt_t opts[] = {
         {"--bind", "BICKY_REGISTRY_BIND", CFG_STR, &bind, 0, 0, "ROUTER endpoint for requests"},
         {"--pub-bind", "BICKY_REGISTRY_PUB_BIND", CFG_STR, &pub_bind, 0, 0,
@@ -49,6 +51,7 @@ int main(int argc, char **argv)
          "heartbeat silence after which a node is dead"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
+        KEYS_CFG_OPTS(&kc),
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
     int prc = cfg_parse("bicky-registry", "[OPTIONS]", opts, argc, argv, NULL, NULL);
@@ -64,16 +67,28 @@ int main(int argc, char **argv)
         fprintf(stderr, "bicky-registry: --database-url (BICKY_DATABASE_URL) is required\n");
         return 2;
     }
+    char err[1024];
+    const char *endpoints[] = {bind, pub_bind, NULL};
+    keys_want_t want = {
+        .prog = "bicky-registry", .role = KEYS_ROLE_REGISTRY, .endpoints = endpoints};
+    keys_t *keys = NULL;
+    if (keys_open(&kc, &want, &keys, err, sizeof err) < 0) {
+        fprintf(stderr, "bicky-registry: %s\n", err);
+        return 2;
+    }
     log_init("registry", level);
     util_signals_install();
-    char err[768];
     if (db_schema_check(database_url, err, sizeof err) < 0) {
         LOG_E("%s", err);
+        keys_destroy(&keys);
         return 1;
     }
     reg_config_t cfg = {.bind = bind,
                         .pub_bind = pub_bind,
                         .database_url = database_url,
-                        .dead_after_ms = dead_after_ms};
-    return s_run(&cfg);
+                        .dead_after_ms = dead_after_ms,
+                        .keys = keys};
+    int rc = s_run(&cfg);
+    keys_destroy(&keys);
+    return rc;
 }

@@ -26,9 +26,10 @@ static int s_on_router(zloop_t *loop, zsock_t *reader, void *arg)
     for (int budget = S_READ_BUDGET; budget > 0 && (zsock_events(reader) & ZMQ_POLLIN); budget--) {
         zframe_t *peer = NULL;
         proto_msg_t msg;
+        keys_peer_t who;
         /* Malformed frames are logged and dropped inside wire_recv. */
-        if (wire_recv(reader, &peer, &msg, "registry") == 0) {
-            reg_server_dispatch(self, peer, &msg);
+        if (wire_recv_peer(reader, &peer, &msg, "registry", &who) == 0) {
+            reg_server_dispatch(self, peer, &msg, &who);
             proto_msg_reset(&msg);
         }
         zframe_destroy(&peer);
@@ -65,7 +66,12 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 
 /* ---- lifecycle ---------------------------------------------------------- */
 
-static zsock_t *s_bind(int type, const char *endpoint)
+static int s_on_monitor(zloop_t *loop, zsock_t *reader, void *arg)
+{
+    return keys_monitor_log((zactor_t *)reader, arg);
+}
+
+static zsock_t *s_bind(reg_server_t *self, int type, const char *endpoint)
 {
     zsock_t *sock = zsock_new(type);
     if (!sock) {
@@ -73,6 +79,11 @@ static zsock_t *s_bind(int type, const char *endpoint)
         return NULL;
     }
     zsock_set_linger(sock, 0);
+    if (self->keys) {
+        keys_server(self->keys, sock);
+        zactor_t **mon = type == ZMQ_ROUTER ? &self->mon_router : &self->mon_pub;
+        *mon = keys_monitor_new(sock);
+    }
     zsock_set_sndhwm(sock, 10000);
     zsock_set_maxmsgsize(sock, S_MAX_MSG);
     if (zsock_bind(sock, "%s", endpoint) < 0) {
@@ -105,16 +116,21 @@ reg_server_t *reg_server_new(const reg_config_t *cfg)
         return NULL;
     }
     self->dead_after_ms = cfg->dead_after_ms;
-    if (!(self->router = s_bind(ZMQ_ROUTER, cfg->bind)) ||
-        !(self->pub = s_bind(ZMQ_PUB, cfg->pub_bind)) ||
+    self->keys = cfg->keys;
+    /* Every key of the cluster may connect (nodes, gateways, admins); what
+       each may ask is decided per message by its role (reg_server_reply.c). */
+    if ((self->keys && keys_serve(self->keys, KEYS_ROLE_NONE) < 0) ||
+        !(self->router = s_bind(self, ZMQ_ROUTER, cfg->bind)) ||
+        !(self->pub = s_bind(self, ZMQ_PUB, cfg->pub_bind)) ||
         !(self->store = reg_store_new(cfg->database_url, cfg->dead_after_ms)) ||
         s_first_event(self) < 0) {
         reg_server_destroy(&self);
         return NULL;
     }
-    LOG_N("registry started router=%s pub=%s role=%s epoch=%" PRIu64 " dead_after_ms=%" PRId64,
+    LOG_N("registry started router=%s pub=%s role=%s epoch=%" PRIu64 " dead_after_ms=%" PRId64
+          " curve=%s",
           cfg->bind, cfg->pub_bind, self->active ? "active" : "standby", self->epoch,
-          cfg->dead_after_ms);
+          cfg->dead_after_ms, self->keys ? "on" : "off");
     return self;
 }
 
@@ -128,6 +144,8 @@ void reg_server_destroy(reg_server_t **self_p)
             reg_store_save(self->store, self->members, self->generation,
                            reg_members_version(self->members) != self->saved_version);
         }
+        zactor_destroy(&self->mon_router);
+        zactor_destroy(&self->mon_pub);
         zsock_destroy(&self->router);
         zsock_destroy(&self->pub);
         reg_store_destroy(&self->store);
@@ -151,6 +169,13 @@ int reg_server_attach(reg_server_t *self, zloop_t *loop)
         return -1;
     }
     zloop_reader_set_tolerant(loop, self->router);
+    if ((self->mon_router &&
+         zloop_reader(loop, (zsock_t *)self->mon_router, s_on_monitor, "registry-router") < 0) ||
+        (self->mon_pub &&
+         zloop_reader(loop, (zsock_t *)self->mon_pub, s_on_monitor, "registry-pub") < 0)) {
+        LOG_E("cannot attach the socket monitors to the loop");
+        return -1;
+    }
     return 0;
 }
 

@@ -11,7 +11,9 @@
 #ifndef BICKY_REG_SERVER_H
 #define BICKY_REG_SERVER_H
 
+#include "common/keys.h"
 #include <czmq.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -27,6 +29,7 @@ typedef struct {
     const char *pub_bind;     /* PUB endpoint; also advertised to clients, so connectable */
     const char *database_url; /* libpq conninfo (logged only masked) */
     int64_t dead_after_ms;    /* heartbeat silence after which a node is dead */
+    keys_t *keys;             /* CURVE and roles (borrowed, outlives the server); NULL = none */
 } reg_config_t;
 
 typedef struct reg_server_t reg_server_t;

@@ -157,13 +157,61 @@ static void s_on_ring_get(reg_server_t *self, zframe_t *peer, uint64_t req_id)
     free(msg.nodes);
 }
 
-void reg_server_dispatch(reg_server_t *self, zframe_t *peer, const proto_msg_t *msg)
+/* With CURVE, what each key may ask: a node's key registers and beats for
+   that node id only, admin actions need an admin key, and the ring is for
+   every role. NULL when allowed, else why not. */
+static const char *
+s_forbidden(const reg_server_t *self, const proto_msg_t *msg, const keys_peer_t *who)
+{
+    if (!self->keys) {
+        return NULL;
+    }
+    switch (msg->type) {
+        case PROTO_REGISTER:
+        case PROTO_HEARTBEAT:
+            return who->role == KEYS_ROLE_NODE && !strcmp(who->name, msg->node_id)
+                       ? NULL
+                       : "only the key of that node may register it or beat for it";
+        case PROTO_ADMIN:
+            return who->role == KEYS_ROLE_ADMIN ? NULL : "admin actions need an admin key";
+        default:
+            return who->role != KEYS_ROLE_NONE ? NULL : "a key without a role";
+    }
+}
+
+/* Logs and answers a refused request (register and heartbeat: reg_ack state
+   unknown with the reason; admin: admin_rep 403; ring_get: nothing). */
+static void s_refuse(reg_server_t *self,
+                     zframe_t *peer,
+                     const proto_msg_t *msg,
+                     const keys_peer_t *who,
+                     const char *why)
+{
+    LOG_W("refused type=%s node=%s from role=%s name=%s key=%s: %s req=%" PRIu64,
+          proto_type_name(msg->type), msg->node_id ? msg->node_id : "-", keys_role_name(who->role),
+          who->name, who->key, why, msg->req_id);
+    if (msg->type == PROTO_ADMIN) {
+        s_admin_rep(self, peer, msg->req_id, 403, why);
+    } else if (msg->type != PROTO_RING_GET) {
+        s_ack(self, peer, msg->req_id, "unknown", why);
+    }
+}
+
+void reg_server_dispatch(reg_server_t *self,
+                         zframe_t *peer,
+                         const proto_msg_t *msg,
+                         const keys_peer_t *who)
 {
     bool request = msg->type == PROTO_REGISTER || msg->type == PROTO_HEARTBEAT ||
                    msg->type == PROTO_RING_GET || msg->type == PROTO_ADMIN;
     if (!request) {
         LOG_W("dropped unexpected message type=%s req=%" PRIu64, proto_type_name(msg->type),
               msg->req_id);
+        return;
+    }
+    const char *why = s_forbidden(self, msg, who);
+    if (why) {
+        s_refuse(self, peer, msg, who, why);
         return;
     }
     if (!self->active) {

@@ -88,6 +88,9 @@ struct reg_server_t {
     int64_t next_publish_ms;   /* next periodic ring publication (monotonic) */
     int64_t next_save_ms;      /* next periodic snapshot (monotonic) */
     int64_t save_backoff_ms;   /* no save before this, after a failed one (monotonic) */
+    keys_t *keys;              /* CURVE and roles (borrowed); NULL = insecure */
+    zactor_t *mon_router;      /* refused handshakes on router (CURVE only) */
+    zactor_t *mon_pub;         /* refused handshakes on pub (CURVE only) */
 };
 
 /* reg_server_role.c: the store's events and the save cycle. */
@@ -108,7 +111,10 @@ void reg_view_free(reg_view_t *view);
 
 /* reg_server_reply.c: request handlers. */
 /* Handles one decoded request from peer (borrowed). */
-void reg_server_dispatch(reg_server_t *self, zframe_t *peer, const proto_msg_t *msg);
+void reg_server_dispatch(reg_server_t *self,
+                         zframe_t *peer,
+                         const proto_msg_t *msg,
+                         const keys_peer_t *who);
 /* Sends the reply a pending entry waits for (now, with the current epoch). */
 void reg_server_answer(reg_server_t *self, reg_reply_t *reply);
 /* Sends a standby reg_ack for req_id to peer (borrowed). */

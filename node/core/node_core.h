@@ -47,6 +47,11 @@ struct node_t {
     zsock_t *pub;                 /* events to gateways */
     char router_ep[256];          /* bound ROUTER endpoint (advertised) */
     char pub_ep[256];             /* bound PUB endpoint (advertised) */
+    zsock_t *local;               /* with CURVE: ROUTER (ipc, 600) for this node's permission
+                                     servers' permission.ask; NULL without CURVE */
+    char local_ep[256];           /* its endpoint; "" without CURVE */
+    zactor_t *mon_router;         /* refused handshakes on router (CURVE only) */
+    zactor_t *mon_pub;            /* refused handshakes on pub (CURVE only) */
     db_conn_t *db;                /* the Postgres pipeline connection */
     node_reg_t *reg;              /* registry client; NULL when standalone */
     node_actors_t *actors;        /* resident actors */
@@ -90,6 +95,7 @@ void node_publish(node_t *node,
 
 typedef struct node_req_t {
     zframe_t *identity;  /* ROUTER peer frame (owned) */
+    zsock_t *sock;       /* the ROUTER it came on, where the reply goes (borrowed) */
     uint64_t req_id;     /* gateway request id, echoed */
     const node_op_t *op; /* operation */
     json_t *args;        /* parsed args object (owned) */

@@ -32,7 +32,7 @@ static void s_send(node_t *node, node_req_t *req, proto_msg_t *m)
     m->ring_epoch = node->epoch;
     m->has_conv = req->has_conv;
     memcpy(m->conv_id, req->conv_id, 16);
-    if (wire_send(node->router, req->identity, m) < 0) {
+    if (wire_send(req->sock ? req->sock : node->router, req->identity, m) < 0) {
         LOG_W("reply dropped req=%llu type=%s", (unsigned long long)req->req_id,
               proto_type_name(m->type));
     }

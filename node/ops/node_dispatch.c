@@ -134,7 +134,27 @@ static int s_admit(node_t *node, node_req_t **req_p, const proto_msg_t *msg)
     return 0;
 }
 
-void node_dispatch(node_t *node, zframe_t **identity_p, proto_msg_t *msg)
+/* With CURVE: gateways' keys send API ops on the main ROUTER; this node's
+   own permission servers send permission.ask on the local socket (no key:
+   it is an ipc file only this node's user can open). NULL when allowed. */
+static const char *
+s_forbidden(const node_t *node, const zsock_t *sock, const proto_msg_t *msg, const keys_peer_t *who)
+{
+    if (!node->cfg->keys) {
+        return NULL;
+    }
+    bool ask = msg->op && !strcmp(msg->op, "permission.ask");
+    if (sock == node->local) {
+        return ask ? NULL : "the local socket takes permission.ask only";
+    }
+    if (ask) {
+        return "permission.ask comes from this node's permission server only";
+    }
+    return who->role == KEYS_ROLE_GATEWAY ? NULL : "API ops need a gateway key";
+}
+
+void node_dispatch(
+    node_t *node, zsock_t *sock, zframe_t **identity_p, proto_msg_t *msg, const keys_peer_t *who)
 {
     if (msg->type != PROTO_API_REQ) {
         LOG_W("unexpected message on api socket type=%s", proto_type_name(msg->type));
@@ -144,6 +164,14 @@ void node_dispatch(node_t *node, zframe_t **identity_p, proto_msg_t *msg)
     node_req_t *req = s_req_new(identity_p, msg);
     if (!req) {
         LOG_E("out of memory req=%llu", (unsigned long long)msg->req_id);
+        return;
+    }
+    req->sock = sock;
+    const char *why = s_forbidden(node, sock, msg, who);
+    if (why) {
+        LOG_W("refused op=%s from role=%s name=%s key=%s: %s req=%llu", msg->op ? msg->op : "",
+              keys_role_name(who->role), who->name, who->key, why, (unsigned long long)msg->req_id);
+        node_reply_error(node, &req, 403, "forbidden", why);
         return;
     }
     req->op = node_op_find(msg->op);

@@ -6,8 +6,13 @@
 
 #include "node/strategies/node_strategies.h"
 
-/* Handles one received message from the ROUTER (takes identity and msg contents). */
-void node_dispatch(node_t *node, zframe_t **identity_p, proto_msg_t *msg);
+/* Handles one received message from a ROUTER, sock (borrowed; the reply goes
+   there), sent by who (its certificate, when CURVE is on). Takes identity and
+   msg contents. With CURVE, API ops are for gateway keys on the main ROUTER
+   and permission.ask is for the local socket; anything else is refused (403)
+   and logged. */
+void node_dispatch(
+    node_t *node, zsock_t *sock, zframe_t **identity_p, proto_msg_t *msg, const keys_peer_t *who);
 
 /* ---- ops (node_ops_*.c) ------------------------------------------------------------------ */
 

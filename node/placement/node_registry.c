@@ -203,6 +203,10 @@ static int s_connect(node_reg_t *self)
     zsock_set_maxmsgsize(self->dealer, (int64_t)PROTO_MAX_FRAME);
     zsock_set_sndhwm(self->dealer, 64);
     const char *ep = self->endpoints[self->cur];
+    keys_t *keys = self->node->cfg->keys;
+    if (keys && keys_client(keys, self->dealer, KEYS_ROLE_REGISTRY, NULL) < 0) {
+        LOG_E("no registry key: cannot reach the registry");
+    }
     if (zsock_connect(self->dealer, "%s", ep) < 0) {
         LOG_E("cannot connect to registry endpoint=%s", ep);
     }
@@ -229,6 +233,10 @@ static void s_follow_pub(node_reg_t *self, const char *pub)
     /* A peer must not make libzmq allocate more than one frame may hold. */
     zsock_set_maxmsgsize(self->sub, (int64_t)PROTO_MAX_FRAME);
     zsock_set_subscribe(self->sub, RING_TOPIC);
+    keys_t *keys = self->node->cfg->keys;
+    if (keys && keys_client(keys, self->sub, KEYS_ROLE_REGISTRY, NULL) < 0) {
+        LOG_E("no registry key: cannot follow the registry's ring");
+    }
     if (zsock_connect(self->sub, "%s", pub) < 0) {
         LOG_W("cannot subscribe to registry pub=%s", pub);
     }

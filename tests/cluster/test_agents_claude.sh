@@ -79,7 +79,7 @@ conv=$(tc_conv '{"strategy":"cc-mcp"}')
 t_check "mcp: permission.requested" ask "$conv" cc-mcp "[$BASH_CALL,{\"kind\":\"text\",\"text\":\"Written over mcp.\"}]"
 t_check "mcp: waiting_for_permission" tc_wait_status "$conv" waiting_for_permission 5
 t_check "mcp: bicky-mcp-permission (next to bicky-node) asks for the CLI" \
-    eval "pgrep -f '^$BICKY_BIN/bicky-mcp-permission --node tcp://.* --conversation $conv' >/dev/null"
+    eval "pgrep -f '^$BICKY_BIN/bicky-mcp-permission --node ipc://.*/perm-n[0-9]*-[0-9]*.ipc --conversation $conv' >/dev/null"
 t_check "mcp: approve is 200" decide "$conv" approve
 t_check "mcp: turn.completed" ta_wait "$conv" turn.completed 1 40
 t_check "mcp: the command ran" ran "$conv"

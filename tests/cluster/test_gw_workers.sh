@@ -23,6 +23,8 @@ source "$SRC/tests/lib/cluster.sh"
 export BICKY_GATEWAY_WORKERS=3 BICKY_SSE_KEEPALIVE_MS=1000
 tc_start gw_workers
 GW=$BICKY_BIN/bicky-gateway
+# Gateways started here use the cluster's gateway key (or --insecure).
+export BICKY_CERT=${BICKY_KEYS:+$BICKY_KEYS/secret/gateway-gateway.key}
 parent=$(tc_pid gateway)
 workers() { pgrep -P "$parent" | sort; }
 nworkers() { workers | wc -l; }

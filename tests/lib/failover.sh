@@ -89,11 +89,25 @@ fo_node_state() {
 
 fo_node_is() { [[ $(fo_node_state "$1") == "$2" ]]; }
 
+# fo_sec ROLE NAME: FO_SEC = the security flags of a process started here: its
+# key from the cluster's keys (made when missing, e.g. a node up did not start),
+# or --insecure for a cluster started with BICKY_INSECURE=1.
+fo_sec() {
+    if [[ ${BICKY_INSECURE:-0} == 1 ]]; then
+        FO_SEC=(--insecure)
+        return 0
+    fi
+    local key=$BICKY_KEYS/secret/$1-$2.key
+    [[ -e $key ]] || "$CTL" --keys "$BICKY_KEYS" keys add "$1" "$2" >/dev/null
+    FO_SEC=(--cert "$key" --keys "$BICKY_KEYS")
+}
+
 # fo_start_node NAME INDEX: a node outside the supervisor, on the ports up would give
 # node INDEX, following FO_REGISTRY (or the cluster's registry); pid in run/NAME.pid.
 fo_start_node() {
     local name=$1 i=$2 b=$BICKY_ZMQ_BASE
-    BICKY_OWNER=$TC_VAR setsid "$BICKY_BIN/bicky-node" --id "$name" \
+    fo_sec node "$name"
+    BICKY_OWNER=$TC_VAR setsid "$BICKY_BIN/bicky-node" --id "$name" "${FO_SEC[@]}" \
         --registry "${FO_REGISTRY:-$BICKY_REGISTRY}" \
         --bind "tcp://127.0.0.1:$((b + 10 + 2 * i))" --pub-bind "tcp://127.0.0.1:$((b + 11 + 2 * i))" \
         --database-url "$BICKY_DATABASE_URL" --log-level "${BICKY_LOG_LEVEL:-notice}" \
@@ -104,7 +118,9 @@ fo_start_node() {
 
 # fo_start_gateway: the gateway outside the supervisor (same port), following FO_REGISTRY.
 fo_start_gateway() {
-    BICKY_OWNER=$TC_VAR setsid "$BICKY_BIN/bicky-gateway" --listen 127.0.0.1 --port "$BICKY_HTTP_PORT" \
+    fo_sec gateway gateway
+    BICKY_OWNER=$TC_VAR setsid "$BICKY_BIN/bicky-gateway" "${FO_SEC[@]}" \
+        --listen 127.0.0.1 --port "$BICKY_HTTP_PORT" \
         --registry "${FO_REGISTRY:-$BICKY_REGISTRY}" --log-level "${BICKY_LOG_LEVEL:-notice}" \
         >>"$TC_VAR/log/gateway.log" 2>&1 </dev/null &
     echo $! >"$TC_VAR/run/gateway.pid"
@@ -113,7 +129,8 @@ fo_start_gateway() {
 
 # fo_start_registry NAME BIND PUB: a (standby) registry outside the supervisor.
 fo_start_registry() {
-    BICKY_OWNER=$TC_VAR setsid "$BICKY_BIN/bicky-registry" --bind "$2" --pub-bind "$3" \
+    fo_sec registry registry
+    BICKY_OWNER=$TC_VAR setsid "$BICKY_BIN/bicky-registry" "${FO_SEC[@]}" --bind "$2" --pub-bind "$3" \
         --database-url "$BICKY_DATABASE_URL" --log-level "${BICKY_LOG_LEVEL:-notice}" \
         >>"$TC_VAR/log/$1.log" 2>&1 </dev/null &
     FO_EXTRA+=("$1 $!")

@@ -227,23 +227,9 @@ mh_node_is() { [[ $(mh_node_state "$1") == "$2" ]]; }
 # mh_ready: GET /ready through haproxy, from the client namespace, is 200.
 mh_ready() { [[ $(mh_in cl curl -s -o /dev/null -m 2 -w '%{http_code}' "$MH_URL/ready") == 200 ]]; }
 
-# mh_haproxy CMD: one command on haproxy's runtime API (stats socket); prints the answer.
-mh_haproxy() {
-    python3 - "$MH_VAR/run/haproxy.sock" "$1" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-s.connect(sys.argv[1])
-s.sendall(sys.argv[2].encode() + b"\n")
-out = b""
-while True:
-    b = s.recv(65536)
-    if not b:
-        break
-    out += b
-sys.stdout.write(out.decode())
-PY
-}
+# mh_haproxy CMD: one command on haproxy's runtime API (its stats socket),
+# with socat as haproxy's documentation does; prints the answer.
+mh_haproxy() { printf '%s\n' "$1" | socat -t 5 stdio "unix-connect:$MH_VAR/run/haproxy.sock"; }
 
 # mh_server_state GW: haproxy's view of a gateway: UP, DOWN, DRAIN, MAINT, NOLB...
 mh_server_state() {

@@ -32,27 +32,13 @@ source "$SRC/tests/lib/multihost.sh"
 export BICKY_DEAD_AFTER_MS=2000 BICKY_ECHO_DELAY_MS=5
 mht_main multihost_cut
 
-claims() { tc_sql "select count(*) from conversation_owners where node_id = '$1'"; }
-acks_after() { (($(fo_acks_since "$1") >= $2)); }
-gw_is() { [[ $(mh_server_state "$1") == "$2" ]]; }
-
 fo_load_start --convs 80 --workers 10 --max-retry-wait 0.1 || exit 1
 t=$(fo_now)
-t_check "steady load: 300 messages acknowledged" bk_wait_for 30 acks_after "$t" 300
-owned=$(claims nb)
-t_check "nb owns conversations before the cut ($owned)" test "$owned" -gt 0
+t_check "steady load: 300 messages acknowledged" bk_wait_for 30 mht_acks_after "$t" 300
+t_check "nb owns conversations before the cut ($(mht_claims nb))" test "$(mht_claims nb)" -gt 0
 
-t_cut=$(fo_now)
-mh_link b down
-t_check "haproxy marks gwb DOWN" bk_wait_for 5 gw_is gwb DOWN
-t_down=$(fo_now)
-t_check "the registry declares nb dead" bk_wait_for 6 mh_node_is nb dead
-t_check "nc claimed every conversation of nb" bk_wait_for 10 eval "[[ \$(claims nb) == 0 ]]"
-t_check "the load goes on: 100 more acknowledged" bk_wait_for 10 acks_after "$(fo_now)" 100
-t_end=$(fo_now)
-res=$(fo_analyze --event "$t_cut" --until "$t_end")
-rec=$(jq -r '.recovery_ms // "none"' <<<"$res")
-echo "cut: nb owned=$owned gwb down after $(awk -v a="$t_cut" -v b="$t_down" 'BEGIN { printf "%d", (b - a) * 1000 }') ms; $(jq -c '{affected, recovery_ms, errors_after_event, statuses}' <<<"$res")"
+mht_cut b nb gwb
+t_cut=$MHT_CUT_T t_down=$MHT_DOWN_T t_end=$MHT_END_T rec=$MHT_RECOVERY_MS
 t_check "nb's conversations answer again within 3 s of the cut (${rec} ms)" \
     test "$rec" != none -a "${rec/none/99999}" -lt 3000
 
@@ -83,11 +69,7 @@ t_check "every attempt without an answer was open on gwb when it was marked DOWN
 
 # The cable back: nb and gwb rejoin.
 t_up=$(fo_now)
-mh_link b up
-t_check "nb is alive again" bk_wait_for 15 mh_node_is nb alive
-t_check "haproxy marks gwb UP again" bk_wait_for 10 gw_is gwb UP
-t_check "nb owns conversations again" bk_wait_for 15 eval "[[ \$(claims nb) -gt 0 ]]"
-t_check "the load goes on: 200 more acknowledged" bk_wait_for 15 acks_after "$(fo_now)" 200
+mht_plug b nb gwb
 fo_load_stop
 after=$(fo_analyze --since "$t_up")
 t_check "after the rejoin only 202 and 503 with Retry-After ($(jq -c .statuses <<<"$after"))" \

@@ -117,3 +117,84 @@ mht_post_sse() {
     wait "$pid"
     cat "$out"
 }
+
+# ---------------------------------------------------------------- steps under load
+# Shared by the multi-host tests and bench/multihost. They need the load of
+# failover.sh (fo_load_start) running, and report through t_check.
+
+mht_claims() { tc_sql "select count(*) from conversation_owners where node_id = '$1'"; }
+mht_acks_after() { (($(fo_acks_since "$1") >= $2)); }
+mht_gw_is() { [[ $(mh_server_state "$1") == "$2" ]]; }
+# mht_open_on GW: requests and streams haproxy has open on GW right now (scur).
+mht_open_on() { mh_haproxy "show stat" | awk -F, -v s="$1" '$1 == "gateways" && $2 == s { print $5 }'; }
+
+# mht_cut HOST NODE GW: pulls HOST's cable until haproxy marks GW down, the
+# registry declares NODE dead and the other node claimed all of NODE's
+# conversations, and the load moved on. Sets MHT_CUT_T (wall seconds of the
+# cut), MHT_DOWN_T (GW seen DOWN), MHT_END_T, MHT_OWNED (NODE's conversations
+# before) and MHT_RECOVERY_MS (loadgen's recovery time, "none" when nothing
+# failed). The cable stays out (mht_plug puts it back).
+mht_cut() {
+    local host=$1 node=$2 gw=$3 res
+    MHT_OWNED=$(mht_claims "$node")
+    MHT_CUT_T=$(fo_now)
+    mh_link "$host" down
+    t_check "haproxy marks $gw DOWN" bk_wait_for 5 mht_gw_is "$gw" DOWN
+    MHT_DOWN_T=$(fo_now)
+    t_check "the registry declares $node dead" bk_wait_for 6 mh_node_is "$node" dead
+    t_check "the other node claimed every conversation of $node" \
+        bk_wait_for 10 eval "[[ \$(mht_claims $node) == 0 ]]"
+    t_check "the load goes on: 100 more acknowledged" bk_wait_for 10 mht_acks_after "$(fo_now)" 100
+    MHT_END_T=$(fo_now)
+    res=$(fo_analyze --event "$MHT_CUT_T" --until "$MHT_END_T")
+    MHT_RECOVERY_MS=$(jq -r '.recovery_ms // "none"' <<<"$res")
+    echo "cut $host: $node owned=$MHT_OWNED, $gw seen DOWN after" \
+        "$(awk -v a="$MHT_CUT_T" -v b="$MHT_DOWN_T" 'BEGIN { printf "%d", (b - a) * 1000 }') ms;" \
+        "$(jq -c '{affected, recovery_ms, errors_after_event, statuses}' <<<"$res")"
+}
+
+# mht_plug HOST NODE GW: the cable back; NODE alive and owning again, GW UP.
+mht_plug() {
+    local host=$1 node=$2 gw=$3
+    mh_link "$host" up
+    t_check "$node is alive again" bk_wait_for 15 mh_node_is "$node" alive
+    t_check "haproxy marks $gw UP again" bk_wait_for 10 mht_gw_is "$gw" UP
+    t_check "$node owns conversations again" bk_wait_for 15 eval "[[ \$(mht_claims $node) -gt 0 ]]"
+    t_check "the load goes on: 100 more acknowledged" bk_wait_for 15 mht_acks_after "$(fo_now)" 100
+}
+
+MHT_STEPS=() # "name:ms" of each restart step
+
+# mht_restart_node NODE: drain, stop, start, undrain, owning again.
+mht_restart_node() {
+    local n=$1 t0 st
+    t0=$(bk_now_ms)
+    t_check "bickyctl drain $n" "$CTL" drain "$n"
+    t_check "$n holds no conversation within 15 s" bk_wait_for 15 eval "[[ \$(mht_claims $n) == 0 ]]"
+    st=$(mh_stop "$n" 10)
+    t_check "$n stopped: $st" test "$st" = "status 0"
+    mh_start "$n"
+    t_check "$n is back, still draining" bk_wait_for 15 mh_node_is "$n" draining
+    t_check "bickyctl undrain $n" "$CTL" undrain "$n"
+    t_check "$n is alive and owns conversations again" \
+        bk_wait_for 15 eval "mh_node_is $n alive && [[ \$(mht_claims $n) -gt 0 ]]"
+    t_check "the load goes on: 100 more acknowledged" bk_wait_for 15 mht_acks_after "$(fo_now)" 100
+    MHT_STEPS+=("$n:$(($(bk_now_ms) - t0))ms")
+}
+
+# mht_restart_gateway GW: drained through haproxy's runtime API until nothing
+# is open on it, stopped (after its own --drain-ms), started, set ready, UP.
+mht_restart_gateway() {
+    local g=$1 t0 st
+    t0=$(bk_now_ms)
+    mh_haproxy "set server gateways/$g state drain" >/dev/null
+    t_check "haproxy drains $g" bk_wait_for 5 mht_gw_is "$g" DRAIN
+    t_check "no request open on $g within 10 s" bk_wait_for 10 eval "[[ \$(mht_open_on $g) == 0 ]]"
+    st=$(mh_stop "$g" 15)
+    t_check "$g stopped after its own drain: $st" test "$st" = "status 0"
+    mh_start "$g"
+    mh_haproxy "set server gateways/$g state ready" >/dev/null
+    t_check "haproxy sees $g UP again" bk_wait_for 15 mht_gw_is "$g" UP
+    t_check "the load goes on: 100 more acknowledged" bk_wait_for 15 mht_acks_after "$(fo_now)" 100
+    MHT_STEPS+=("$g:$(($(bk_now_ms) - t0))ms")
+}

@@ -38,7 +38,7 @@ t_check "render --help" bash -c "'$RENDER' --help | grep -q 'NAME=ADDRESS:PORT'"
 t_check "haproxy -c accepts the config for 2 gateways" \
     bash -c "haproxy -c -f '$T/h2.cfg' | grep -q 'Configuration file is valid'"
 "$RENDER" --check-inter 500 --maxconn 5000 a=10.0.0.2:8080 b=10.0.0.3:8080 c=10.0.0.4:8081 \
-    d=[fd00::5]:8080 e=localhost:8080 >"$T/h5.cfg"
+    'd=[fd00::5]:8080' e=localhost:8080 >"$T/h5.cfg"
 t_check "haproxy -c accepts the config for 5 gateways (IPv6, host names)" \
     bash -c "haproxy -c -f '$T/h5.cfg' | grep -q 'Configuration file is valid'"
 t_check "5 server lines" test "$(grep -c '^    server ' "$T/h5.cfg")" = 5

@@ -58,6 +58,7 @@ typedef struct {
     long keepalive_ms;                   /* SSE comment interval (≤ 15000) */
     long sse_buffer;                     /* per-client SSE buffer bytes */
     long workers;                        /* worker processes sharing the port (1 = no fork) */
+    long drain_ms;                       /* after SIGTERM: serve on, /ready 503, this long */
     bool reuse_port;                     /* bind with SO_REUSEPORT (set in workers) */
     const struct cfg_file_t *strategies; /* --config (GET /api/strategies); NULL = built-in */
     keys_t *keys;                        /* CURVE gateway key (borrowed); NULL = insecure */
@@ -487,7 +488,10 @@ struct gw_server_t {
     zmq_pollitem_t mhd_item;     /* MHD epoll fd registered with the loop */
     int kick_timer;              /* one-shot MHD run timer id, -1 when none */
     MHD_socket quiesced;         /* listen socket taken back at shutdown */
+    bool draining;               /* SIGTERM seen: /ready 503, still serving */
+    int64_t drain_until_ms;      /* when draining ends and the stop begins */
     bool stopping;               /* shutdown in progress */
+    bool stop_failed;            /* grace over: what was left got 503 */
     bool finished;               /* shutdown done: the loop may end */
     int64_t stop_deadline_ms;    /* when shutdown gives up waiting */
     int64_t started_ms;          /* wall-clock start */

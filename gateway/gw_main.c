@@ -82,6 +82,8 @@ int main(int argc, char **argv)
          "open HTTP connections at most (per worker)"},
         {"--idle-timeout-s", "BICKY_HTTP_IDLE_TIMEOUT_S", CFG_INT, &cfg.conn_timeout_s, 1, 3600,
          "close an idle HTTP connection after this many seconds"},
+        {"--drain-ms", "BICKY_GATEWAY_DRAIN_MS", CFG_INT, &cfg.drain_ms, 0, 600000,
+         "on SIGTERM: /ready answers 503 but requests are served this long, then stop"},
         {"--sse-keepalive-ms", "BICKY_SSE_KEEPALIVE_MS", CFG_INT, &cfg.keepalive_ms, 100, 15000,
          "SSE keep-alive comment interval"},
         {"--config", "BICKY_CONFIG", CFG_STR, &config, 0, 0,

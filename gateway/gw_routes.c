@@ -143,7 +143,7 @@ void gw_h_health(gw_req_t *req)
 void gw_h_ready(gw_req_t *req)
 {
     gw_upstream_t *up = req->srv->upstream;
-    if (req->srv->stopping) {
+    if (req->srv->draining) {
         gw_req_fail(req, 503, "unavailable", "the gateway is shutting down");
         return;
     }

@@ -15,7 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define S_STOP_GRACE_MS 2500 /* wait this long for answers to flush at stop */
+#define S_STOP_GRACE_MS 2500 /* running requests get this long to finish at stop */
+#define S_FLUSH_MS      300  /* then the 503s given to the rest this long to go out */
 /* Per-connection memory pool: request line and headers, read buffer for body
    chunks (the body itself is copied out, see gw_http.c), response headers and
    the chunked output buffer. Headers past it get 431 (test_gw_headers.sh). */
@@ -243,6 +244,20 @@ static int s_on_mhd(zloop_t *loop, zmq_pollitem_t *item, void *arg)
 
 /* ---- stopping ------------------------------------------------------------------ */
 
+/* SIGTERM, first step: /ready answers 503 so that a load balancer's health
+   check takes this gateway out, while every request is still served; the stop
+   itself begins --drain-ms later (at once with 0). */
+static void s_begin_drain(gw_server_t *self, int64_t now)
+{
+    self->draining = true;
+    self->drain_until_ms = now + self->cfg->drain_ms;
+    if (self->cfg->drain_ms > 0) {
+        LOG_N("draining: /ready answers 503, serving on for drain_ms=%ld", self->cfg->drain_ms);
+    }
+}
+
+/* Second step: no new connections, streams end (their clients resume
+   elsewhere), running requests get S_STOP_GRACE_MS to finish. */
 static void s_begin_stop(gw_server_t *self, int64_t now)
 {
     LOG_N("stopping: no new connections, open requests=%zu streams=%zu", zlistx_size(self->reqs),
@@ -251,24 +266,46 @@ static void s_begin_stop(gw_server_t *self, int64_t now)
     self->stop_deadline_ms = now + S_STOP_GRACE_MS;
     self->quiesced = MHD_quiesce_daemon(self->mhd);
     gw_sse_close_all(self);
+    gw_server_kick(self);
+}
+
+/* Ends the loop once every request is answered, or at the deadline after
+   answering what is left 503. Returns -1 when the loop must end. */
+static int s_stop_step(gw_server_t *self, int64_t now)
+{
+    if (zlistx_size(self->reqs) == 0 && zlistx_size(self->sse) == 0) {
+        self->finished = true;
+        return -1;
+    }
+    if (now < self->stop_deadline_ms) {
+        return 0;
+    }
+    if (self->stop_failed) {
+        self->finished = true;
+        return -1;
+    }
+    /* The answers need a few loop turns to be written before MHD stops. */
+    LOG_W("stop grace over: answering 503 to open requests=%zu", zlistx_size(self->reqs));
+    self->stop_failed = true;
+    self->stop_deadline_ms = now + S_FLUSH_MS;
     gw_upstream_fail_all(self->upstream);
     gw_http_fail_all(self);
     gw_server_kick(self);
+    return 0;
 }
 
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     gw_server_t *self = arg;
     int64_t now = util_mono_ms();
-    if (util_interrupted && !self->stopping) {
+    if (util_interrupted && !self->draining) {
+        s_begin_drain(self, now);
+    }
+    if (self->draining && !self->stopping && now >= self->drain_until_ms) {
         s_begin_stop(self, now);
     }
-    if (self->stopping) {
-        bool drained = zlistx_size(self->reqs) == 0 && zlistx_size(self->sse) == 0;
-        if (drained || now >= self->stop_deadline_ms) {
-            self->finished = true;
-            return -1;
-        }
+    if (self->stopping && s_stop_step(self, now) < 0) {
+        return -1;
     }
     gw_registry_tick(self->registry, now);
     gw_upstream_tick(self->upstream, now);

@@ -129,15 +129,16 @@ static bool s_reap(s_worker_t *w, long index, int status)
     return w->fails < S_START_FAILS;
 }
 
-/* SIGTERM to every worker, then SIGKILL after S_STOP_WAIT_MS; reaps them all. */
-static void s_stop_all(s_worker_t *ws, long n)
+/* SIGTERM to every worker, then SIGKILL after drain_ms + S_STOP_WAIT_MS (each
+   worker first drains for --drain-ms); reaps them all. */
+static void s_stop_all(s_worker_t *ws, long n, long drain_ms)
 {
     for (long i = 0; i < n; i++) {
         if (ws[i].pid > 0) {
             kill(ws[i].pid, SIGTERM);
         }
     }
-    int64_t deadline = util_mono_ms() + S_STOP_WAIT_MS;
+    int64_t deadline = util_mono_ms() + drain_ms + S_STOP_WAIT_MS;
     long left = n;
     while (left > 0) {
         left = 0;
@@ -207,7 +208,7 @@ int gw_workers_run(const gw_config_t *cfg, gw_worker_fn *fn, void *arg)
         s_sleep_ms(S_POLL_MS);
     }
     LOG_N("stopping workers=%ld", n);
-    s_stop_all(ws, n);
+    s_stop_all(ws, n, cfg->drain_ms);
     LOG_N("stopped");
     return rc;
 }

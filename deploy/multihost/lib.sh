@@ -41,7 +41,31 @@ mh_init() {
     MH_SOCKDIR=$(bk_pg_sockdir "$MH_VAR")
     MH_DB_LOCAL=$(bk_pg_conninfo "$MH_SOCKDIR" "$MH_PG_PORT" bicky)
     MH_DB_NET="host=$(mh_ip a) port=$MH_PG_PORT user=postgres dbname=bicky connect_timeout=3 keepalives_idle=5 keepalives_interval=2 keepalives_count=2"
+    MH_KEYS=$MH_VAR/keys
     mkdir -p "$MH_VAR/log" "$MH_VAR/run"
+}
+
+# The CURVE key of each process (role name), and the admin key of bickyctl.
+declare -gA MH_KEY_OF=([r1]="registry registry" [r2]="registry registry" [nb]="node nb"
+    [nc]="node nc" [gwb]="gateway gwb" [gwc]="gateway gwc")
+
+# mh_keys: the cluster's keys in $MH_KEYS (bickyctl keys), made once: one registry
+# key both registries share, one per node and gateway, an admin key for bickyctl.
+# On real hosts each would get public/ and only its own secret/ files.
+mh_keys() {
+    local ctl=$MH_BIN/bickyctl k
+    "$ctl" keys init "$MH_KEYS" >/dev/null || bk_die "bickyctl keys init $MH_KEYS failed"
+    for k in "registry registry" "node nb" "node nc" "gateway gwb" "gateway gwc" "admin admin"; do
+        set -- $k
+        [[ -e $MH_KEYS/secret/$1-$2.key ]] && continue
+        "$ctl" --keys "$MH_KEYS" keys add "$1" "$2" >/dev/null || bk_die "bickyctl keys add $k failed"
+    done
+}
+
+# mh_sec NAME: the --cert/--keys flags of process NAME, one word a line.
+mh_sec() {
+    local k=${MH_KEY_OF[$1]}
+    printf '%s\n' --cert "$MH_KEYS/secret/${k% *}-${k#* }.key" --keys "$MH_KEYS"
 }
 
 mh_ns() { echo "$MH_PREFIX-$1"; }
@@ -139,14 +163,17 @@ mh_cmd() {
             local p=7100
             [[ $name == r2 ]] && p=7102
             printf '%s\n' "$MH_BIN/bicky-registry" --bind "tcp://$ip:$p" --pub-bind "tcp://$ip:$((p + 1))"
+            mh_sec "$name"
             ;;
         nb | nc)
             printf '%s\n' "$MH_BIN/bicky-node" --id "$name" --registry "$MH_REGISTRY" \
                 --bind "tcp://$ip:7110" --pub-bind "tcp://$ip:7111" --work-dir "$MH_VAR/work/$name"
+            mh_sec "$name"
             ;;
         gwb | gwc)
             printf '%s\n' "$MH_BIN/bicky-gateway" --listen "$ip" --port "$MH_HTTP_PORT" \
                 --registry "$MH_REGISTRY" --drain-ms "${MH_DRAIN_MS:-3000}"
+            mh_sec "$name"
             ;;
         haproxy) printf '%s\n' haproxy -db -f "$MH_VAR/haproxy.cfg" ;;
         *) bk_die "unknown process '$name'" ;;
@@ -213,7 +240,10 @@ mh_stop() {
 # ---------------------------------------------------------------- checks
 
 # mh_ctl ARGS...: bickyctl in the client namespace, following both registries.
-mh_ctl() { mh_in cl "$MH_BIN/bickyctl" --registry "$MH_REGISTRY" "$@"; }
+mh_ctl() {
+    mh_in cl env BICKY_KEYS="$MH_KEYS" BICKY_ADMIN_CERT="$MH_KEYS/secret/admin-admin.key" \
+        "$MH_BIN/bickyctl" --registry "$MH_REGISTRY" "$@"
+}
 
 # mh_node_state ID: alive / draining / dead, as the registry reports it.
 mh_node_state() {

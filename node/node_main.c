@@ -28,6 +28,11 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
         {"--bind", "BICKY_NODE_BIND", CFG_STR, &cfg->bind, 0, 0, "ROUTER endpoint (API requests)"},
         {"--pub-bind", "BICKY_NODE_PUB_BIND", CFG_STR, &cfg->pub_bind, 0, 0,
          "PUB endpoint (events)"},
+        {"--advertise", "BICKY_NODE_ADVERTISE", CFG_STR, &cfg->advertise, 0, 0,
+         "ROUTER endpoint others connect to, tcp://HOST[:PORT] (default: --bind; required "
+         "when --bind is a wildcard)"},
+        {"--pub-advertise", "BICKY_NODE_PUB_ADVERTISE", CFG_STR, &cfg->pub_advertise, 0, 0,
+         "PUB endpoint others connect to (default: --pub-bind; required when it is a wildcard)"},
         {"--database-url", "BICKY_DATABASE_URL", CFG_CONNINFO, &cfg->database_url, 0, 0,
          "Postgres conninfo (required)"},
         {"--weight", "BICKY_NODE_WEIGHT", CFG_INT, &cfg->weight, 1, 64, "ring weight"},
@@ -67,6 +72,11 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
     }
     if (!cfg->id || !*cfg->id || !cfg->database_url || !*cfg->database_url) {
         fprintf(stderr, "bicky-node: --id and --database-url are required (see --help)\n");
+        return -1;
+    }
+    char err[300];
+    if (node_cfg_check_endpoints(cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "bicky-node: %s\n", err);
         return -1;
     }
     return 0;

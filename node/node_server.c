@@ -4,6 +4,7 @@
     the open group commit is sent, in-flight work gets up to NODE_STOP_MS).
     Loop thread only. */
 #define LOG_MODULE "node_server"
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/wire.h"
@@ -26,6 +27,15 @@ void node_cfg_defaults(node_cfg_t *cfg)
     cfg->echo_fail_every = 0;
     cfg->work_dir = "./var/work";
     cfg->tool_workers = 4;
+}
+
+int node_cfg_check_endpoints(const node_cfg_t *cfg, char *err, size_t errlen)
+{
+    if (endpoint_check("--bind", cfg->bind, "--advertise", cfg->advertise, err, errlen) < 0) {
+        return -1;
+    }
+    return endpoint_check("--pub-bind", cfg->pub_bind, "--pub-advertise", cfg->pub_advertise, err,
+                          errlen);
 }
 
 static int s_on_router(zloop_t *loop, zsock_t *sock, void *arg)
@@ -85,16 +95,26 @@ void node_stop(node_t *self)
     node_commit_flush(self->commit);
 }
 
-static int s_bind(zsock_t *sock, const char *endpoint, char *out, size_t outlen)
+/* Binds endpoint; writes the endpoint to advertise to adv and, when local is not NULL, one a
+   process on this host can connect to. */
+static int
+s_bind(zsock_t *sock, const char *endpoint, const char *advertise, char *adv, char *local)
 {
     if (zsock_bind(sock, "%s", endpoint) < 0) {
         LOG_E("cannot bind endpoint=%s error=\"%s\"", endpoint, zmq_strerror(zmq_errno()));
         return -1;
     }
     char *ep = zsock_last_endpoint(sock); /* resolves wildcard ports; caller frees */
-    snprintf(out, outlen, "%s", ep ? ep : endpoint);
+    const char *bound = ep ? ep : endpoint;
+    int rc = endpoint_advertised(bound, advertise, adv, 256);
+    if (rc == 0 && local) {
+        rc = endpoint_local(bound, local, 256);
+    }
+    if (rc < 0) {
+        LOG_E("endpoint too long bound=%s advertise=%s", bound, advertise ? advertise : "");
+    }
     free(ep);
-    return 0;
+    return rc;
 }
 
 static int s_sockets(node_t *self)
@@ -112,8 +132,9 @@ static int s_sockets(node_t *self)
     zsock_set_sndhwm(self->router, NODE_ROUTER_HWM);
     zsock_set_rcvhwm(self->router, NODE_ROUTER_HWM);
     zsock_set_sndhwm(self->pub, NODE_ROUTER_HWM);
-    if (s_bind(self->router, self->cfg->bind, self->router_ep, sizeof self->router_ep) < 0 ||
-        s_bind(self->pub, self->cfg->pub_bind, self->pub_ep, sizeof self->pub_ep) < 0) {
+    const node_cfg_t *cfg = self->cfg;
+    if (s_bind(self->router, cfg->bind, cfg->advertise, self->router_ep, self->router_local) < 0 ||
+        s_bind(self->pub, cfg->pub_bind, cfg->pub_advertise, self->pub_ep, NULL) < 0) {
         return -1;
     }
     return zloop_reader(self->loop, self->router, s_on_router, self);
@@ -127,6 +148,11 @@ static int s_check_cfg(const node_cfg_t *cfg)
     }
     if (!cfg->database_url || !*cfg->database_url) {
         LOG_E("--database-url is required");
+        return -1;
+    }
+    char err[300];
+    if (node_cfg_check_endpoints(cfg, err, sizeof err) < 0) {
+        LOG_E("%s", err);
         return -1;
     }
     return 0;
@@ -184,8 +210,9 @@ node_t *node_new(const node_cfg_t *cfg)
         node_destroy(&self);
         return NULL;
     }
-    LOG_N("node started id=%s router=%s pub=%s mode=%s", cfg->id, self->router_ep, self->pub_ep,
-          cfg->standalone ? "standalone" : "registry");
+    LOG_N("node started id=%s router=%s pub=%s mode=%s bind=%s pub_bind=%s", cfg->id,
+          self->router_ep, self->pub_ep, cfg->standalone ? "standalone" : "registry", cfg->bind,
+          cfg->pub_bind);
     return self;
 }
 

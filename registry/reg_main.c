@@ -3,6 +3,7 @@
 #define LOG_MODULE "reg_main"
 #include "common/cfg.h"
 #include "common/db_schema.h"
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "registry/reg_server.h"
@@ -36,13 +37,17 @@ int main(int argc, char **argv)
 {
     const char *bind = "tcp://127.0.0.1:7100";
     const char *pub_bind = "tcp://127.0.0.1:7101";
+    const char *pub_advertise = NULL;
     const char *database_url = NULL;
     const char *level_name = "notice";
     long dead_after_ms = 3000;
     const cfg_opt_t opts[] = {
         {"--bind", "BICKY_REGISTRY_BIND", CFG_STR, &bind, 0, 0, "ROUTER endpoint for requests"},
         {"--pub-bind", "BICKY_REGISTRY_PUB_BIND", CFG_STR, &pub_bind, 0, 0,
-         "PUB endpoint for ring updates (advertised: must be connectable)"},
+         "PUB endpoint for ring updates"},
+        {"--pub-advertise", "BICKY_REGISTRY_PUB_ADVERTISE", CFG_STR, &pub_advertise, 0, 0,
+         "PUB endpoint told to nodes and gateways, tcp://HOST[:PORT] (default: --pub-bind; "
+         "required when it is a wildcard)"},
         {"--database-url", "BICKY_DATABASE_URL", CFG_CONNINFO, &database_url, 0, 0,
          "libpq conninfo or postgresql:// URL (required)"},
         {"--dead-after-ms", "BICKY_DEAD_AFTER_MS", CFG_INT, &dead_after_ms, 200, 3600000,
@@ -64,15 +69,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "bicky-registry: --database-url (BICKY_DATABASE_URL) is required\n");
         return 2;
     }
+    char err[768];
+    if (endpoint_check("--pub-bind", pub_bind, "--pub-advertise", pub_advertise, err, sizeof err) <
+        0) {
+        fprintf(stderr, "bicky-registry: %s\n", err);
+        return 2;
+    }
     log_init("registry", level);
     util_signals_install();
-    char err[768];
     if (db_schema_check(database_url, err, sizeof err) < 0) {
         LOG_E("%s", err);
         return 1;
     }
     reg_config_t cfg = {.bind = bind,
                         .pub_bind = pub_bind,
+                        .pub_advertise = pub_advertise,
                         .database_url = database_url,
                         .dead_after_ms = dead_after_ms};
     return s_run(&cfg);

@@ -24,9 +24,11 @@
 
 typedef struct {
     const char *bind;         /* ROUTER endpoint, e.g. "tcp://127.0.0.1:7100" */
-    const char *pub_bind;     /* PUB endpoint; also advertised to clients, so connectable */
+    const char *pub_bind;     /* PUB endpoint to bind, e.g. "tcp://0.0.0.0:7101" */
     const char *database_url; /* libpq conninfo (logged only masked) */
     int64_t dead_after_ms;    /* heartbeat silence after which a node is dead */
+    /* PUB endpoint told to clients (reg_ack.pub, ring.pub); NULL/"" = the bound one. */
+    const char *pub_advertise;
 } reg_config_t;
 
 typedef struct reg_server_t reg_server_t;

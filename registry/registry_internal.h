@@ -66,7 +66,7 @@ typedef struct {
 } reg_view_t;
 
 struct reg_server_t {
-    char *pub_ep;              /* advertised PUB endpoint (copy of cfg->pub_bind) */
+    char *pub_ep;              /* advertised PUB endpoint (cfg->pub_advertise or the bound one) */
     char *bind_ep;             /* ROUTER endpoint (copy of cfg->bind), for logs */
     int64_t dead_after_ms;     /* from the config */
     zsock_t *router;           /* requests from nodes, gateways, bickyctl */

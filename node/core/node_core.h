@@ -43,8 +43,9 @@ struct node_t {
     zloop_t *loop;               /* the one loop */
     zsock_t *router;             /* API requests from gateways */
     zsock_t *pub;                /* events to gateways */
-    char router_ep[256];         /* bound ROUTER endpoint (advertised) */
-    char pub_ep[256];            /* bound PUB endpoint (advertised) */
+    char router_ep[256];         /* advertised ROUTER endpoint (--advertise, else the bound one) */
+    char pub_ep[256];            /* advertised PUB endpoint (--pub-advertise, else the bound one) */
+    char router_local[256];      /* bound ROUTER endpoint, wildcard host as loopback (children) */
     db_conn_t *db;               /* the Postgres pipeline connection */
     node_reg_t *reg;             /* registry client; NULL when standalone */
     node_actors_t *actors;       /* resident actors */

@@ -324,7 +324,7 @@ void node_claude_start(node_run_t *run)
     if (s->permission_channel == CFG_PERM_MCP) {
         p.permission_channel = AGENT_CLAUDE_PERM_MCP;
         p.mcp = (agent_claude_mcp_t){.command = run->agents->mcp_bin,
-                                     .endpoint = node_run_node(run)->router_ep,
+                                     .endpoint = node_run_node(run)->router_local,
                                      .conversation_id = conv,
                                      .timeout_s = s->timeout_s};
     }

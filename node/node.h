@@ -31,6 +31,7 @@ typedef struct {
        NULL/"" = the bound ones, which then must not be wildcards (common/endpoint.h). */
     const char *advertise;
     const char *pub_advertise;
+    const char *exec_bin; /* bicky-exec (children die with the node); NULL = next to the node */
 } node_cfg_t;
 
 typedef struct node_t node_t;

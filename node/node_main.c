@@ -58,6 +58,8 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
          "threads running tools and git"},
         {"--mcp-permission-bin", "BICKY_MCP_PERMISSION_BIN", CFG_STR, &cfg->mcp_permission_bin, 0,
          0, "bicky-mcp-permission (permission_channel = mcp); default: next to bicky-node"},
+        {"--exec-bin", "BICKY_EXEC_BIN", CFG_STR, &cfg->exec_bin, 0, 0,
+         "bicky-exec, through which children are started; default: next to bicky-node"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},

@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #define REG_RING_TOPIC       "ring"    /* PUB topic of ring updates */
+#define REG_REVOKED_TOPIC    "revoked" /* PUB topic of token revocations */
 #define REG_PUBLISH_EVERY_MS 1000      /* periodic re-publication of the ring */
 #define REG_SAVE_EVERY_MS    5000      /* periodic write of heartbeat times */
 #define REG_TICK_MS          100       /* liveness sweep and housekeeping timer */

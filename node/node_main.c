@@ -58,6 +58,8 @@ static int s_parse(node_cfg_t *cfg, log_level_t *level, const char **config, int
          "threads running tools and git"},
         {"--mcp-permission-bin", "BICKY_MCP_PERMISSION_BIN", CFG_STR, &cfg->mcp_permission_bin, 0,
          0, "bicky-mcp-permission (permission_channel = mcp); default: next to bicky-node"},
+        {"--db-deadline-ms", "BICKY_DB_DEADLINE_MS", CFG_INT, &cfg->db_deadline_ms, 0, 3600000,
+         "Postgres connection lost when sent work hears nothing this long (0 = never)"},
         {"--exec-bin", "BICKY_EXEC_BIN", CFG_STR, &cfg->exec_bin, 0, 0,
          "bicky-exec, through which children are started; default: next to bicky-node"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,

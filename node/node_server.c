@@ -27,6 +27,7 @@ void node_cfg_defaults(node_cfg_t *cfg)
     cfg->echo_fail_every = 0;
     cfg->work_dir = "./var/work";
     cfg->tool_workers = 4;
+    cfg->db_deadline_ms = DB_ANSWER_DEADLINE_MS;
 }
 
 int node_cfg_check_endpoints(const node_cfg_t *cfg, char *err, size_t errlen)
@@ -172,6 +173,9 @@ static int s_start(node_t *self)
     self->commit =
         self->fence ? node_commit_new(self, node_actor_committed, &node_fence_guard) : NULL;
     self->db = db_conn_new(self->loop, self->cfg->database_url);
+    if (self->db) {
+        db_conn_set_deadline(self->db, (int)self->cfg->db_deadline_ms);
+    }
     if (!self->sched || !self->commit || !self->db || node_sql_prepare(self->db) < 0) {
         return -1;
     }

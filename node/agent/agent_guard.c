@@ -234,7 +234,10 @@ static size_t s_kill_tree(pid_t root, unsigned long long start)
     return n;
 }
 
-/* Reads one pid file; 0 when it names a live leftover shim (pid, start set). */
+/* Reads one pid file; 0 when it names a live leftover shim (pid, start set): a live
+   bicky-exec with the recorded start time, on this boot, whose recorded parent is gone
+   (a shim of a live process, e.g. another node sharing the directory, is no leftover;
+   1 then, and its file stays). -1 for a stale file. */
 static int s_leftover(const char *path, pid_t *pid, unsigned long long *start, const char *boot)
 {
     char buf[S_FILE_MAX], rec_boot[S_BOOT_ID];
@@ -244,13 +247,18 @@ static int s_leftover(const char *path, pid_t *pid, unsigned long long *start, c
         fclose(f);
     }
     buf[n] = '\0';
-    int p = 0;
-    if (sscanf(buf, AGENT_GUARD_SHIM " %d %llu %63s", &p, start, rec_boot) != 3 || p <= 0 ||
-        strcmp(rec_boot, boot) != 0) {
+    int p = 0, parent = 0;
+    unsigned long long parent_start = 0;
+    if (sscanf(buf, AGENT_GUARD_SHIM " %d %llu %63s %d %llu", &p, start, rec_boot, &parent,
+               &parent_start) != 5 ||
+        p <= 0 || strcmp(rec_boot, boot) != 0) {
         return -1;
     }
     *pid = (pid_t)p;
-    return s_same_alive(*pid, *start) && s_is_shim(*pid) ? 0 : -1;
+    if (!s_same_alive(*pid, *start) || !s_is_shim(*pid)) {
+        return -1;
+    }
+    return parent > 0 && s_same_alive((pid_t)parent, parent_start) ? 1 : 0;
 }
 
 int agent_guard_sweep(const agent_guard_t *g)
@@ -275,8 +283,12 @@ int agent_guard_sweep(const agent_guard_t *g)
         snprintf(path, sizeof path, "%s/%s", g->pid_dir, e->d_name);
         pid_t pid = 0;
         unsigned long long start = 0;
-        if (s_leftover(path, &pid, &start, boot) == 0 && pid != getpid() &&
-            (e->d_name[0] == '.' || atoi(e->d_name) == (int)pid)) {
+        int rc = s_leftover(path, &pid, &start, boot);
+        if (rc > 0) {
+            LOG_I("left alone: the child of a live process shim_pid=%d", (int)pid);
+            continue;
+        }
+        if (rc == 0 && pid != getpid() && (e->d_name[0] == '.' || atoi(e->d_name) == (int)pid)) {
             size_t n = s_kill_tree(pid, start);
             LOG_N("killed a child left by a previous node shim_pid=%d processes=%zu", (int)pid, n);
             killed++;

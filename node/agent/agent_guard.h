@@ -34,11 +34,12 @@ int agent_guard_init(agent_guard_t *g, const char *shim, const char *pid_dir);
 char *const *agent_guard_argv(const agent_guard_t *g, char *const *argv, char **out, size_t cap);
 
 /* Kills what a previous process left: every pid file in g->pid_dir whose
-   process is a live bicky-exec with the recorded start time and boot id is
-   stopped with its whole tree (SIGSTOP, then SIGKILL, waited for up to
-   5 s); stale files are removed. Never signals a process that does not match
-   its file. Returns the number of leftover shims killed, -1 when pid_dir
-   cannot be read. Blocking: startup only. */
+   process is a live bicky-exec with the recorded start time and boot id, and
+   whose recorded parent (pid and start time) is gone, is stopped with its
+   whole tree (SIGSTOP, then SIGKILL, waited for up to 5 s); stale files are
+   removed. Never signals a process that does not match its file, nor the
+   child of a live process (its file stays). Returns the number of leftover shims killed, -1 when
+   pid_dir cannot be read. Blocking: startup only. */
 int agent_guard_sweep(const agent_guard_t *g);
 
 #endif

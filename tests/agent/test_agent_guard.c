@@ -221,7 +221,7 @@ static void s_forge(const char *name, pid_t pid, unsigned long long start)
     snprintf(path, sizeof path, "%s/%s", g_pids, name);
     FILE *f = fopen(path, "we");
     cr_assert_not_null(f);
-    fprintf(f, "bicky-exec %d %llu %s\n", (int)pid, start, boot);
+    fprintf(f, "bicky-exec %d %llu %s 0 0\n", (int)pid, start, boot);
     fclose(f);
 }
 
@@ -229,22 +229,53 @@ Test(agent_guard, the_sweep_kills_a_leftover_tree_and_nothing_else)
 {
     agent_guard_t g;
     cr_assert_eq(agent_guard_init(&g, g_shim, g_pids), 0);
-    /* A leftover: a live shim (its parent, this test, did not die) with a tree. */
+    /* A leftover: a live shim with a tree whose parent died while the shim could not
+       act on it (stopped; the death signal stays pending). */
     char script[PATH_MAX * 2 + 200], file[PATH_MAX + 16];
     snprintf(file, sizeof file, "%s/left", g_dir);
     snprintf(script, sizeof script,
              "setsid sleep 1000 & echo $! > %s; sleep 1000 & echo $! >> %s; wait", file, file);
     char *argv[] = {"/bin/sh", "-c", script, NULL};
     char *out[16];
-    pid_t shim = s_spawn(agent_guard_argv(&g, argv, out, 16));
-    pid_t left[2];
+    pid_t left[2], shim = 0;
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t parent = fork();
+    if (parent == 0) {
+        agent_guard_t mine; /* --parent is this short-lived process */
+        if (agent_guard_init(&mine, g_shim, g_pids) < 0) {
+            _exit(1);
+        }
+        pid_t s = 0;
+        posix_spawn(&s, g_shim, NULL, NULL, agent_guard_argv(&mine, argv, out, 16), environ);
+        s_read_pids(file, left, 2);
+        kill(s, SIGSTOP);
+        if (write(fds[1], &s, sizeof s) != sizeof s) {
+            _exit(1);
+        }
+        _exit(0);
+    }
+    cr_assert_eq(read(fds[0], &shim, sizeof shim), sizeof shim);
+    close(fds[0]);
+    close(fds[1]);
+    cr_assert_eq(waitpid(parent, NULL, 0), parent);
     cr_assert_eq(s_read_pids(file, left, 2), 2);
+    /* A shim whose parent (this test) lives: another node's child, never touched. */
+    snprintf(script, sizeof script, "sleep 1000");
+    char *argv3[] = {"/bin/sh", "-c", script, NULL};
+    char *out3[16];
+    pid_t alive_shim = s_spawn(agent_guard_argv(&g, argv3, out3, 16));
+    char alive_file[PATH_MAX + 32];
+    snprintf(alive_file, sizeof alive_file, "%s/%d", g_pids, (int)alive_shim);
+    for (int i = 0; i < 500 && access(alive_file, F_OK) != 0; i++) {
+        usleep(20 * 1000);
+    }
+    cr_assert_eq(access(alive_file, F_OK), 0);
     /* Decoys: a live process that is not a shim, and a live shim under a wrong start time. */
     char *sleep_argv[] = {"/bin/sleep", "1000", NULL};
     pid_t decoy = s_spawn(sleep_argv);
     cr_assert(s_start_of(decoy));
     s_forge("decoy", decoy, s_start_of(decoy));
-    snprintf(script, sizeof script, "sleep 1000");
     char *argv2[] = {"/bin/sh", "-c", script, NULL};
     agent_guard_t other; /* a shim recorded elsewhere */
     char other_dir[PATH_MAX + 16];
@@ -256,9 +287,7 @@ Test(agent_guard, the_sweep_kills_a_leftover_tree_and_nothing_else)
     s_forge("restarted", shim2, s_start_of(shim2) + 1);
 
     cr_assert_eq(agent_guard_sweep(&g), 1, "one leftover");
-    int status;
-    cr_assert_eq(waitpid(shim, &status, 0), shim);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    cr_assert(s_gone_within(shim), "the leftover shim");
     cr_assert(s_gone_within(left[0]), "its child in another session");
     cr_assert(s_gone_within(left[1]), "its child");
     cr_assert(s_alive(decoy), "not a shim: left alone");
@@ -266,7 +295,11 @@ Test(agent_guard, the_sweep_kills_a_leftover_tree_and_nothing_else)
     char path[PATH_MAX + 16];
     snprintf(path, sizeof path, "%s/decoy", g_pids);
     cr_assert_neq(access(path, F_OK), 0, "stale files are removed");
+    cr_assert(s_alive(alive_shim), "the child of a live process: left alone");
+    cr_assert_eq(access(alive_file, F_OK), 0, "and its file stays");
     cr_assert_eq(agent_guard_sweep(&g), 0);
+    kill(alive_shim, SIGTERM);
+    waitpid(alive_shim, NULL, 0);
     kill(decoy, SIGKILL);
     kill(shim2, SIGTERM);
     waitpid(decoy, NULL, 0);

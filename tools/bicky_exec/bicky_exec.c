@@ -33,7 +33,8 @@
     "Runs PROGRAM so that it dies with PID (the bicky-node that starts it), kill -9\n"             \
     "included: PR_SET_PDEATHSIG, a child subreaper that kills every descendant left\n"             \
     "when PROGRAM exits or PID dies, and a pid file DIR/<pid> (pid, start time, boot\n"            \
-    "id) by which a restarted node finds and kills what a previous one left.\n"                    \
+    "id, PID and its start time) by which a restarted node finds and kills what a\n"               \
+    "previous one left (never the children of a process still alive).\n"                           \
     "Exits with PROGRAM's status; 127 when it cannot be run, 2 on a bad command line.\n"
 
 /* The signal the kernel sends when the parent dies: one nobody else sends. */
@@ -76,8 +77,9 @@ static void s_boot_id(char out[64])
     out[strcspn(out, "\n")] = '\0';
 }
 
-/* Writes DIR/<pid> atomically (a temporary name, then rename). */
-static int s_pid_file(const char *dir, char *path, size_t pathlen)
+/* Writes DIR/<pid> atomically (a temporary name, then rename): this process and its
+   parent, each with its start time, and the boot id. */
+static int s_pid_file(const char *dir, pid_t parent, char *path, size_t pathlen)
 {
     char tmp[4096], boot[64];
     pid_t me = getpid();
@@ -88,7 +90,8 @@ static int s_pid_file(const char *dir, char *path, size_t pathlen)
     if (!f) {
         return -1;
     }
-    fprintf(f, "bicky-exec %d %llu %s\n", (int)me, s_start_time(me), boot);
+    fprintf(f, "bicky-exec %d %llu %s %d %llu\n", (int)me, s_start_time(me), boot, (int)parent,
+            s_start_time(parent));
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         unlink(tmp);
         return -1;
@@ -275,7 +278,7 @@ int main(int argc, char **argv)
     }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     char path[4096] = "";
-    if (a.pid_dir && s_pid_file(a.pid_dir, path, sizeof path) < 0) {
+    if (a.pid_dir && s_pid_file(a.pid_dir, a.parent, path, sizeof path) < 0) {
         fprintf(stderr, "bicky-exec: cannot write a pid file in %s: %s\n", a.pid_dir,
                 strerror(errno));
         path[0] = '\0';

@@ -6,7 +6,9 @@
     Owner-thread only: every function runs on the thread that runs the zloop. */
 #define LOG_MODULE "db_conn"
 #include "common/db_conn_internal.h"
+#include "common/db_schema.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #include <assert.h>
 #include <stdlib.h>
@@ -258,7 +260,16 @@ static void s_connect_poll(db_conn_t *self)
 
 static void s_connect_start(db_conn_t *self)
 {
-    self->pg = PQconnectStart(self->conninfo);
+    /* TCP keepalives and tcp_user_timeout unless the conninfo (last) sets them. */
+    const char *keys[DB_TCP_DEFAULTS_N + 2], *vals[DB_TCP_DEFAULTS_N + 2];
+    for (size_t i = 0; i < DB_TCP_DEFAULTS_N; i++) {
+        keys[i] = db_tcp_default_keys[i];
+        vals[i] = db_tcp_default_vals[i];
+    }
+    keys[DB_TCP_DEFAULTS_N] = "dbname";
+    vals[DB_TCP_DEFAULTS_N] = self->conninfo;
+    keys[DB_TCP_DEFAULTS_N + 1] = vals[DB_TCP_DEFAULTS_N + 1] = NULL;
+    self->pg = PQconnectStartParams(keys, vals, 1);
     if (!self->pg) {
         s_lost(self, "out of memory");
         return;
@@ -307,8 +318,32 @@ static int s_on_socket(zloop_t *loop, zmq_pollitem_t *item, void *arg)
         s_lost(self, PQerrorMessage(self->pg));
         return 0;
     }
+    if (item->revents & ZMQ_POLLIN) {
+        self->heard_ms = util_mono_ms();
+    }
     s_service(self);
     return 0;
+}
+
+/* Sent work that hears nothing from the server for deadline_ms: the server (or the
+   path to it) is gone without a word, which TCP alone may take minutes to notice. */
+static int s_on_deadline(zloop_t *loop, int timer_id, void *arg)
+{
+    db_conn_t *self = arg;
+    bool up = self->state == DB_STATE_READY || self->state == DB_STATE_PREPARING;
+    if (!up || self->broken || !self->in_flight.head || self->deadline_ms <= 0 ||
+        util_mono_ms() - self->heard_ms < self->deadline_ms) {
+        return 0;
+    }
+    char why[96];
+    snprintf(why, sizeof why, "no answer from the database within %d ms", self->deadline_ms);
+    db_conn_broken(self, why);
+    return 0;
+}
+
+void db_conn_set_deadline(db_conn_t *self, int ms)
+{
+    self->deadline_ms = ms;
 }
 
 static int s_on_read_timer(zloop_t *loop, int timer_id, void *arg)
@@ -346,9 +381,15 @@ db_conn_t *db_conn_new(zloop_t *loop, const char *conninfo)
     self->retry_timer = self->connect_timer = self->fail_timer = -1;
     self->lost_timer = self->read_timer = -1;
     self->backoff_ms = DB_BACKOFF_MIN_MS;
+    self->deadline_ms = DB_ANSWER_DEADLINE_MS;
     self->conninfo = strdup(conninfo);
-    if (!self->conninfo) {
+    self->deadline_timer = zloop_timer(loop, DB_DEADLINE_CHECK_MS, 0, s_on_deadline, self);
+    if (!self->conninfo || self->deadline_timer < 0) {
         LOG_E("out of memory");
+        if (self->deadline_timer >= 0) {
+            zloop_timer_end(loop, self->deadline_timer);
+        }
+        free(self->conninfo);
         free(self);
         return NULL;
     }
@@ -370,6 +411,7 @@ void db_conn_destroy(db_conn_t **self_p)
     s_close(self);
     s_timer_end(self, &self->retry_timer);
     s_timer_end(self, &self->fail_timer);
+    s_timer_end(self, &self->deadline_timer);
     /* Callbacks may submit again; those land in `failing` and are failed here too. */
     while (self->in_flight.size || self->pending.size || self->failing.size) {
         db_queue_t in_flight = db_queue_take(&self->in_flight);

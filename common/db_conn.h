@@ -17,6 +17,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define DB_ANSWER_DEADLINE_MS 10000 /* default of db_conn_set_deadline */
+
 typedef struct db_conn_t db_conn_t;
 typedef struct db_batch_t db_batch_t;
 typedef struct db_result_t db_result_t;
@@ -55,6 +57,12 @@ void db_conn_destroy(db_conn_t **self_p);
 int db_conn_prepare(db_conn_t *self, const char *name, const char *sql, int nparams);
 /* True while connected and prepared (new batches will be sent now). */
 bool db_conn_ready(const db_conn_t *self);
+/* How long sent work may wait for any byte from the server (DB_ANSWER_DEADLINE_MS by
+   default; <= 0: no limit). Past it the connection is declared lost, as when the socket
+   fails: every batch in flight or queued fails with DB_ERR_CONN ("no answer from the
+   database within N ms") and it reconnects with back-off. It must exceed the longest
+   statement (a server that computes sends nothing meanwhile). */
+void db_conn_set_deadline(db_conn_t *self, int ms);
 /* Batches sent and not yet completed. */
 size_t db_conn_in_flight(const db_conn_t *self);
 

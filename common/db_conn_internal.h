@@ -16,6 +16,7 @@
 #define DB_MAX_IN_FLIGHT      128   /* sent batches awaiting their sync; bounds libpq buffers */
 #define DB_WARN_INTERVAL_MS   1000  /* at most one "queue full" warning per interval */
 #define DB_ERRMSG_MAX         256   /* kept copy of the reason a connection broke */
+#define DB_DEADLINE_CHECK_MS  100   /* how often the answer deadline is checked */
 
 typedef enum {
     DB_STATE_DOWN,       /* no connection; a retry timer is armed (or destroying) */
@@ -100,6 +101,9 @@ struct db_conn_t {
     db_queue_t failing;           /* to be failed with DB_ERR_CONN from fail_timer */
     int64_t last_warn_ms;         /* when the last "queue full" warning was logged */
     size_t dropped;               /* batches refused since that warning */
+    int deadline_ms;              /* answer deadline of sent work (<= 0: none) */
+    int deadline_timer;           /* periodic check of the deadline, -1 when not armed */
+    int64_t heard_ms;             /* last input from the server, or when waiting began */
 };
 
 /* Queue helpers. */

@@ -4,6 +4,7 @@
 #define LOG_MODULE "db_conn"
 #include "common/db_conn_internal.h"
 #include "common/log.h"
+#include "common/util.h"
 
 #include <string.h>
 
@@ -36,6 +37,9 @@ static int s_send_stmt(PGconn *pg, const db_stmt_t *s)
 int db_conn_send_batch(db_conn_t *self, db_batch_t *b)
 {
     PGconn *pg = self->pg;
+    if (!self->in_flight.head) {
+        self->heard_ms = util_mono_ms(); /* the answer deadline runs from now */
+    }
     db_queue_push(&self->in_flight, b);
     b->rollback_first = self->block_open;
     self->block_open = b->transactional;

@@ -76,13 +76,28 @@ void db_schema_error_line(const char *msg, char *out, size_t outlen)
     s_clean_message(msg, "", out, outlen);
 }
 
+const char *const db_tcp_default_keys[DB_TCP_DEFAULTS_N] = {
+    "keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout"};
+const char *const db_tcp_default_vals[DB_TCP_DEFAULTS_N] = {"1", "10", "5", "3", "10000"};
+
 PGconn *db_schema_connect(
     const char *conninfo, const char *app_name, int timeout_s, char *err, size_t errlen)
 {
     char timeout[16];
     snprintf(timeout, sizeof timeout, "%d", timeout_s);
-    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-    const char *const vals[] = {timeout, app_name, conninfo ? conninfo : "", NULL};
+    const char *keys[DB_TCP_DEFAULTS_N + 4], *vals[DB_TCP_DEFAULTS_N + 4];
+    size_t n = 0;
+    for (; n < DB_TCP_DEFAULTS_N; n++) {
+        keys[n] = db_tcp_default_keys[n];
+        vals[n] = db_tcp_default_vals[n];
+    }
+    keys[n] = "connect_timeout";
+    vals[n++] = timeout;
+    keys[n] = "fallback_application_name";
+    vals[n++] = app_name;
+    keys[n] = "dbname";
+    vals[n++] = conninfo ? conninfo : "";
+    keys[n] = vals[n] = NULL;
     /* expand_dbname: the conninfo's own settings override the defaults before it. */
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (conn && PQstatus(conn) == CONNECTION_OK) {

@@ -61,6 +61,16 @@ struct pg_conn;
    connection (the caller PQfinish-es it), or NULL with a one-line reason in
    err that names the conninfo masked by util_mask_conninfo and never the
    password. */
+/* libpq keywords before the conninfo of every Bicky connection, so that a
+   silently partitioned server (packets dropped, no RST) is noticed in seconds
+   rather than the kernel's ~15 minutes: TCP keepalives after 10 s idle, every
+   5 s, 3 probes; tcp_user_timeout 10 s (data unacknowledged that long aborts
+   the connection). Each applies unless the conninfo sets it (the conninfo
+   comes last, with expand_dbname). Unix-socket connections ignore them. */
+#define DB_TCP_DEFAULTS_N 5
+extern const char *const db_tcp_default_keys[DB_TCP_DEFAULTS_N];
+extern const char *const db_tcp_default_vals[DB_TCP_DEFAULTS_N];
+
 struct pg_conn *db_schema_connect(
     const char *conninfo, const char *app_name, int timeout_s, char *err, size_t errlen);
 

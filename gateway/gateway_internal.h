@@ -189,6 +189,16 @@ void gw_auth_cache_put(gw_auth_cache_t *self,
                        int64_t now_ms);
 /* Entries currently stored (expired ones included until evicted). */
 size_t gw_auth_cache_size(const gw_auth_cache_t *self);
+/* Forgets every entry. */
+void gw_auth_cache_clear(gw_auth_cache_t *self);
+/* A token was revoked (registry PUB, topic "revoked"): its entry goes; seq is the
+   revocation counter after it, and a gap from the last one seen (a missed message)
+   flushes the whole cache. */
+void gw_auth_cache_revoked(gw_auth_cache_t *self, const char *sha_hex, uint64_t seq);
+/* The revocation counter of a ring (0 = none known): any change not announced by
+   gw_auth_cache_revoked (a missed message, a registry that started over) flushes the
+   whole cache. */
+void gw_auth_cache_revoked_seq(gw_auth_cache_t *self, uint64_t seq);
 /* Authenticates req (Authorization header, cache, `auth` op) and then calls
    next(req) with req->team_id set, or answers 401/503 itself. */
 void gw_auth_check(gw_req_t *req, gw_handler_fn *next);

@@ -29,6 +29,8 @@ struct gw_auth_cache_t {
     zhashx_t *index;    /* key → s_entry_t * (not owned) */
     int64_t pos_ttl_ms; /* allowed entries live this long */
     int64_t neg_ttl_ms; /* refused entries live this long */
+    uint64_t revoked;   /* the registry's token revocation counter last seen */
+    bool revoked_known; /* revoked holds a value from the registry */
 };
 
 gw_auth_cache_t *gw_auth_cache_new(size_t capacity, int64_t pos_ttl_ms, int64_t neg_ttl_ms)
@@ -131,6 +133,47 @@ void gw_auth_cache_put(gw_auth_cache_t *self,
 size_t gw_auth_cache_size(const gw_auth_cache_t *self)
 {
     return self->count;
+}
+
+void gw_auth_cache_clear(gw_auth_cache_t *self)
+{
+    for (size_t i = 0; i < self->capacity; i++) {
+        if (self->entries[i].used) {
+            s_evict(self, &self->entries[i]);
+        }
+    }
+}
+
+void gw_auth_cache_revoked(gw_auth_cache_t *self, const char *sha_hex, uint64_t seq)
+{
+    s_entry_t *e = zhashx_lookup(self->index, sha_hex);
+    if (e) {
+        s_evict(self, e);
+    }
+    if (self->revoked_known && seq > self->revoked + 1) {
+        LOG_N("token revocations missed (seq %llu after %llu): auth cache flushed",
+              (unsigned long long)seq, (unsigned long long)self->revoked);
+        gw_auth_cache_clear(self);
+    }
+    if (!self->revoked_known || seq > self->revoked) {
+        self->revoked = seq;
+    }
+    self->revoked_known = true;
+}
+
+void gw_auth_cache_revoked_seq(gw_auth_cache_t *self, uint64_t seq)
+{
+    if (seq == 0 || (self->revoked_known && seq == self->revoked)) {
+        return;
+    }
+    if (self->count > 0) {
+        LOG_N("token revocations at seq %llu (had %s%llu): auth cache flushed",
+              (unsigned long long)seq, self->revoked_known ? "" : "none, ",
+              (unsigned long long)self->revoked);
+        gw_auth_cache_clear(self);
+    }
+    self->revoked = seq;
+    self->revoked_known = true;
 }
 
 /* ---- the check ---------------------------------------------------------- */

@@ -115,6 +115,7 @@ gw_registry_t *gw_registry_new(gw_server_t *srv, const char *endpoints)
     /* A peer must not make libzmq allocate more than one frame may hold. */
     zsock_set_maxmsgsize(self->sub, (int64_t)PROTO_MAX_FRAME);
     zsock_set_subscribe(self->sub, "ring");
+    zsock_set_subscribe(self->sub, "revoked");
     zloop_reader(srv->loop, self->sub, s_on_sub, self);
     zloop_reader_set_tolerant(srv->loop, self->sub);
     s_ask(self);
@@ -250,6 +251,7 @@ static void s_on_reply(gw_registry_t *self, proto_msg_t *m)
     self->asked_ms = 0;
     self->next_ms = util_mono_ms() + self->srv->cfg->registry_refresh_ms;
     s_follow_pub(self, m->pub);
+    gw_auth_cache_revoked_seq(self->srv->auth, m->revoked_seq);
     gw_upstream_set_ring(self->srv->upstream, m, true);
 }
 
@@ -278,7 +280,11 @@ static int s_on_sub(zloop_t *loop, zsock_t *sock, void *arg)
             continue;
         }
         if (m.type == PROTO_RING && tlen == 4 && memcmp(topic, "ring", 4) == 0) {
+            gw_auth_cache_revoked_seq(self->srv->auth, m.revoked_seq);
             gw_upstream_set_ring(self->srv->upstream, &m, false);
+        } else if (m.type == PROTO_REVOKED && tlen == 7 && memcmp(topic, "revoked", 7) == 0) {
+            LOG_I("token revoked seq=%llu", (unsigned long long)m.seq);
+            gw_auth_cache_revoked(self->srv->auth, m.token_sha256, m.seq);
         } else {
             LOG_D("ignored registry pub type=%s", proto_type_name(m.type));
         }

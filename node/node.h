@@ -31,9 +31,19 @@ typedef struct {
     const char *mcp_permission_bin; /* bicky-mcp-permission; NULL = next to /proc/self/exe */
     const char *metrics_bind;       /* GET /metrics at HOST:PORT; NULL/"" = not served */
     keys_t *keys;                   /* CURVE node key (borrowed); NULL = insecure */
+    /* The endpoints others connect to (--advertise, --pub-advertise): tcp://HOST[:PORT];
+       NULL/"" = the bound ones, which then must not be wildcards (common/endpoint.h). */
+    const char *advertise;
+    const char *pub_advertise;
+    const char *exec_bin; /* bicky-exec (children die with the node); NULL = next to the node */
+    long db_deadline_ms;  /* Postgres connection lost when sent work hears nothing this long */
 } node_cfg_t;
 
 typedef struct node_t node_t;
+
+/* Checks the bind/advertise pairs (common/endpoint.h): a wildcard --bind or --pub-bind needs
+   its --advertise / --pub-advertise. Returns 0, or -1 with the reason in err. Any thread. */
+int node_cfg_check_endpoints(const node_cfg_t *cfg, char *err, size_t errlen);
 
 /* Fills cfg with the documented defaults (strings are static). */
 void node_cfg_defaults(node_cfg_t *cfg);

@@ -29,6 +29,11 @@ static int s_parse(
         {"--bind", "BICKY_NODE_BIND", CFG_STR, &cfg->bind, 0, 0, "ROUTER endpoint (API requests)"},
         {"--pub-bind", "BICKY_NODE_PUB_BIND", CFG_STR, &cfg->pub_bind, 0, 0,
          "PUB endpoint (events)"},
+        {"--advertise", "BICKY_NODE_ADVERTISE", CFG_STR, &cfg->advertise, 0, 0,
+         "ROUTER endpoint others connect to, tcp://HOST[:PORT] (default: --bind; required "
+         "when --bind is a wildcard)"},
+        {"--pub-advertise", "BICKY_NODE_PUB_ADVERTISE", CFG_STR, &cfg->pub_advertise, 0, 0,
+         "PUB endpoint others connect to (default: --pub-bind; required when it is a wildcard)"},
         {"--database-url", "BICKY_DATABASE_URL", CFG_CONNINFO, &cfg->database_url, 0, 0,
          "Postgres conninfo (required)"},
         {"--weight", "BICKY_NODE_WEIGHT", CFG_INT, &cfg->weight, 1, 64, "ring weight"},
@@ -56,6 +61,10 @@ static int s_parse(
          0, "bicky-mcp-permission (permission_channel = mcp); default: next to bicky-node"},
         {"--metrics-bind", "BICKY_NODE_METRICS_BIND", CFG_STR, &cfg->metrics_bind, 0, 0,
          "serve GET /metrics (Prometheus) at HOST:PORT; default: not served"},
+        {"--db-deadline-ms", "BICKY_DB_DEADLINE_MS", CFG_INT, &cfg->db_deadline_ms, 0, 3600000,
+         "Postgres connection lost when sent work hears nothing this long (0 = never)"},
+        {"--exec-bin", "BICKY_EXEC_BIN", CFG_STR, &cfg->exec_bin, 0, 0,
+         "bicky-exec, through which children are started; default: next to bicky-node"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         KEYS_CFG_OPTS(kc),
@@ -71,6 +80,11 @@ static int s_parse(
     }
     if (!cfg->id || !*cfg->id || !cfg->database_url || !*cfg->database_url) {
         fprintf(stderr, "bicky-node: --id and --database-url are required (see --help)\n");
+        return -1;
+    }
+    char err[300];
+    if (node_cfg_check_endpoints(cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "bicky-node: %s\n", err);
         return -1;
     }
     return 0;

@@ -4,6 +4,7 @@
     the open group commit is sent, in-flight work gets up to NODE_STOP_MS).
     Loop thread only. */
 #define LOG_MODULE "node_server"
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/wire.h"
@@ -29,6 +30,16 @@ void node_cfg_defaults(node_cfg_t *cfg)
     cfg->echo_fail_every = 0;
     cfg->work_dir = "./var/work";
     cfg->tool_workers = 4;
+    cfg->db_deadline_ms = DB_ANSWER_DEADLINE_MS;
+}
+
+int node_cfg_check_endpoints(const node_cfg_t *cfg, char *err, size_t errlen)
+{
+    if (endpoint_check("--bind", cfg->bind, "--advertise", cfg->advertise, err, errlen) < 0) {
+        return -1;
+    }
+    return endpoint_check("--pub-bind", cfg->pub_bind, "--pub-advertise", cfg->pub_advertise, err,
+                          errlen);
 }
 
 static int s_on_router(zloop_t *loop, zsock_t *sock, void *arg)
@@ -89,16 +100,26 @@ void node_stop(node_t *self)
     node_commit_flush(self->commit);
 }
 
-static int s_bind(zsock_t *sock, const char *endpoint, char *out, size_t outlen)
+/* Binds endpoint; writes the endpoint to advertise to adv and, when local is not NULL, one a
+   process on this host can connect to. */
+static int
+s_bind(zsock_t *sock, const char *endpoint, const char *advertise, char *adv, char *local)
 {
     if (zsock_bind(sock, "%s", endpoint) < 0) {
         LOG_E("cannot bind endpoint=%s error=\"%s\"", endpoint, zmq_strerror(zmq_errno()));
         return -1;
     }
     char *ep = zsock_last_endpoint(sock); /* resolves wildcard ports; caller frees */
-    snprintf(out, outlen, "%s", ep ? ep : endpoint);
+    const char *bound = ep ? ep : endpoint;
+    int rc = endpoint_advertised(bound, advertise, adv, 256);
+    if (rc == 0 && local) {
+        rc = endpoint_local(bound, local, 256);
+    }
+    if (rc < 0) {
+        LOG_E("endpoint too long bound=%s advertise=%s", bound, advertise ? advertise : "");
+    }
     free(ep);
-    return 0;
+    return rc;
 }
 
 static int s_on_monitor(zloop_t *loop, zsock_t *reader, void *arg)
@@ -132,8 +153,7 @@ static int s_local(node_t *self)
     zsock_set_maxmsgsize(self->local, (int64_t)PROTO_MAX_FRAME);
     char ep[sizeof path + 8];
     snprintf(ep, sizeof ep, "ipc://%s", path);
-    if (s_bind(self->local, ep, self->local_ep, sizeof self->local_ep) < 0 ||
-        chmod(path, 0600) < 0) {
+    if (s_bind(self->local, ep, NULL, self->local_ep, NULL) < 0 || chmod(path, 0600) < 0) {
         return -1;
     }
     return zloop_reader(self->loop, self->local, s_on_router, self);
@@ -178,8 +198,9 @@ static int s_sockets(node_t *self)
     zsock_set_sndhwm(self->router, NODE_ROUTER_HWM);
     zsock_set_rcvhwm(self->router, NODE_ROUTER_HWM);
     zsock_set_sndhwm(self->pub, NODE_ROUTER_HWM);
-    if (s_bind(self->router, self->cfg->bind, self->router_ep, sizeof self->router_ep) < 0 ||
-        s_bind(self->pub, self->cfg->pub_bind, self->pub_ep, sizeof self->pub_ep) < 0) {
+    const node_cfg_t *cfg = self->cfg;
+    if (s_bind(self->router, cfg->bind, cfg->advertise, self->router_ep, self->router_local) < 0 ||
+        s_bind(self->pub, cfg->pub_bind, cfg->pub_advertise, self->pub_ep, NULL) < 0) {
         return -1;
     }
     return zloop_reader(self->loop, self->router, s_on_router, self);
@@ -193,6 +214,11 @@ static int s_check_cfg(const node_cfg_t *cfg)
     }
     if (!cfg->database_url || !*cfg->database_url) {
         LOG_E("--database-url is required");
+        return -1;
+    }
+    char err[300];
+    if (node_cfg_check_endpoints(cfg, err, sizeof err) < 0) {
+        LOG_E("%s", err);
         return -1;
     }
     return 0;
@@ -218,6 +244,9 @@ static int s_start(node_t *self)
     self->commit =
         self->fence ? node_commit_new(self, node_actor_committed, &node_fence_guard) : NULL;
     self->db = db_conn_new(self->loop, self->cfg->database_url);
+    if (self->db) {
+        db_conn_set_deadline(self->db, (int)self->cfg->db_deadline_ms);
+    }
     if (!self->sched || !self->commit || !self->db || node_sql_prepare(self->db) < 0) {
         return -1;
     }
@@ -257,9 +286,10 @@ node_t *node_new(const node_cfg_t *cfg)
         node_destroy(&self);
         return NULL;
     }
-    LOG_N("node started id=%s router=%s pub=%s mode=%s curve=%s%s%s", cfg->id, self->router_ep,
-          self->pub_ep, cfg->standalone ? "standalone" : "registry", cfg->keys ? "on" : "off",
-          self->local_ep[0] ? " local=" : "", self->local_ep);
+    LOG_N("node started id=%s router=%s pub=%s mode=%s bind=%s pub_bind=%s curve=%s%s%s", cfg->id,
+          self->router_ep, self->pub_ep, cfg->standalone ? "standalone" : "registry", cfg->bind,
+          cfg->pub_bind, cfg->keys ? "on" : "off", self->local_ep[0] ? " local=" : "",
+          self->local_ep);
     return self;
 }
 

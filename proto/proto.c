@@ -41,9 +41,11 @@ static const s_field_t s_reg_ack[] = {STR(state, true, 15), STR(pub, false, 255)
 static const s_field_t s_empty[] = {END};
 static const s_field_t s_ring[] = {
     STR(pub, false, 255),
+    U64(revoked_seq, false, UINT64_MAX),
     {"nodes", F_NODES, offsetof(proto_msg_t, nodes), true, PROTO_MAX_NODES},
     END};
 static const s_field_t s_admin[] = {STR(action, true, 15), STR(node_id, true, 63), END};
+static const s_field_t s_revoked[] = {U64(seq, true, UINT64_MAX), STR(token_sha256, true, 64), END};
 static const s_field_t s_admin_rep[] = {U64(status, true, 999), STR(error, false, 1024), END};
 static const s_field_t s_api_req[] = {STR(op, true, 63), STR(body, false, PROTO_MAX_BODY), END};
 static const s_field_t s_api_rep[] = {U64(status, true, 999), STR(body, false, PROTO_MAX_BODY),
@@ -65,6 +67,7 @@ static const s_type_t s_types[PROTO_TYPE_END] = {
     [PROTO_RING] = {"ring", s_ring},
     [PROTO_ADMIN] = {"admin", s_admin},
     [PROTO_ADMIN_REP] = {"admin_rep", s_admin_rep},
+    [PROTO_REVOKED] = {"revoked", s_revoked},
     [PROTO_API_REQ] = {"api_req", s_api_req},
     [PROTO_API_REP] = {"api_rep", s_api_rep},
     [PROTO_MOVED] = {"moved", s_empty},
@@ -507,6 +510,7 @@ void proto_msg_reset(proto_msg_t *msg)
     free(msg->body);
     free(msg->error);
     free(msg->event_type);
+    free(msg->token_sha256);
     free(msg->nodes);
     memset(msg, 0, sizeof *msg);
 }

@@ -30,6 +30,7 @@ typedef enum {
     PROTO_RING = 5,  /* reg → any, reply and PUB topic "ring": pub, nodes[]; epoch in envelope */
     PROTO_ADMIN = 6, /* bickyctl → reg: action (drain|undrain|remove), node_id */
     PROTO_ADMIN_REP = 7, /* reg → bickyctl: status (HTTP-like code), error */
+    PROTO_REVOKED = 8,   /* reg PUB topic "revoked": seq, token_sha256 (a token was revoked) */
     /* API: gateway DEALER → node ROUTER, reply on the same pair. */
     PROTO_API_REQ = 10, /* op, body (JSON text) */
     PROTO_API_REP = 11, /* status, body (JSON text), retry_after */
@@ -85,7 +86,10 @@ typedef struct {
     uint64_t status;      /* ADMIN_REP, API_REP */
     uint64_t retry_after; /* API_REP: seconds, 0 when none */
     uint64_t event_id;    /* EVENT */
-    uint64_t seq;         /* EVENT: per-conversation seq of a stored event, 0 when none */
+    uint64_t seq;         /* EVENT: per-conversation seq of a stored event, 0 when none;
+                             REVOKED: the revocation counter after this revocation */
+    uint64_t revoked_seq; /* RING: the revocation counter (0 = none yet, or not known) */
+    char *token_sha256;   /* REVOKED: SHA-256 hex of the revoked token */
     proto_node_t *nodes;  /* RING: owned array */
     size_t nnodes;        /* RING: count */
 } proto_msg_t;

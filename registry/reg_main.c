@@ -3,6 +3,7 @@
 #define LOG_MODULE "reg_main"
 #include "common/cfg.h"
 #include "common/db_schema.h"
+#include "common/endpoint.h"
 #include "common/keys.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -37,6 +38,7 @@ int main(int argc, char **argv)
 {
     const char *bind = "tcp://127.0.0.1:7100";
     const char *pub_bind = "tcp://127.0.0.1:7101";
+    const char *pub_advertise = NULL;
     const char *database_url = NULL;
     const char *level_name = "notice";
     long dead_after_ms = 3000;
@@ -44,7 +46,10 @@ int main(int argc, char **argv)
     const cfg_opt_t opts[] = {
         {"--bind", "BICKY_REGISTRY_BIND", CFG_STR, &bind, 0, 0, "ROUTER endpoint for requests"},
         {"--pub-bind", "BICKY_REGISTRY_PUB_BIND", CFG_STR, &pub_bind, 0, 0,
-         "PUB endpoint for ring updates (advertised: must be connectable)"},
+         "PUB endpoint for ring updates"},
+        {"--pub-advertise", "BICKY_REGISTRY_PUB_ADVERTISE", CFG_STR, &pub_advertise, 0, 0,
+         "PUB endpoint told to nodes and gateways, tcp://HOST[:PORT] (default: --pub-bind; "
+         "required when it is a wildcard)"},
         {"--database-url", "BICKY_DATABASE_URL", CFG_CONNINFO, &database_url, 0, 0,
          "libpq conninfo or postgresql:// URL (required)"},
         {"--dead-after-ms", "BICKY_DEAD_AFTER_MS", CFG_INT, &dead_after_ms, 200, 3600000,
@@ -68,6 +73,11 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[1024];
+    if (endpoint_check("--pub-bind", pub_bind, "--pub-advertise", pub_advertise, err, sizeof err) <
+        0) {
+        fprintf(stderr, "bicky-registry: %s\n", err);
+        return 2;
+    }
     const char *endpoints[] = {bind, pub_bind, NULL};
     keys_want_t want = {
         .prog = "bicky-registry", .role = KEYS_ROLE_REGISTRY, .endpoints = endpoints};
@@ -85,6 +95,7 @@ int main(int argc, char **argv)
     }
     reg_config_t cfg = {.bind = bind,
                         .pub_bind = pub_bind,
+                        .pub_advertise = pub_advertise,
                         .database_url = database_url,
                         .dead_after_ms = dead_after_ms,
                         .keys = keys};

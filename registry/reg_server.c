@@ -7,6 +7,7 @@
 #define LOG_MODULE "reg_server"
 #include "registry/reg_server.h"
 
+#include "common/endpoint.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/wire.h"
@@ -93,6 +94,21 @@ static zsock_t *s_bind(reg_server_t *self, int type, const char *endpoint)
     return sock;
 }
 
+/* The PUB endpoint clients are told (reg_ack.pub, ring.pub): advertise, or the bound one
+   with a wildcard port resolved. Caller frees; NULL when out of memory. */
+static char *s_advertised(zsock_t *pub, const char *advertise)
+{
+    char *bound = zsock_last_endpoint(pub);
+    char out[256];
+    int rc = bound ? endpoint_advertised(bound, advertise, out, sizeof out) : -1;
+    free(bound);
+    if (rc < 0) {
+        LOG_E("cannot form the advertised PUB endpoint");
+        return NULL;
+    }
+    return strdup(out);
+}
+
 /* Blocks until the store thread reports its first lock attempt. */
 static int s_first_event(reg_server_t *self)
 {
@@ -109,7 +125,7 @@ static int s_first_event(reg_server_t *self)
 reg_server_t *reg_server_new(const reg_config_t *cfg)
 {
     reg_server_t *self = calloc(1, sizeof *self);
-    if (!self || !(self->pub_ep = strdup(cfg->pub_bind)) || !(self->bind_ep = strdup(cfg->bind)) ||
+    if (!self || !(self->bind_ep = strdup(cfg->bind)) ||
         !(self->pending = reg_pending_new(REG_PENDING_MAX))) {
         LOG_E("out of memory");
         reg_server_destroy(&self);
@@ -122,14 +138,15 @@ reg_server_t *reg_server_new(const reg_config_t *cfg)
     if ((self->keys && keys_serve(self->keys, KEYS_ROLE_NONE) < 0) ||
         !(self->router = s_bind(self, ZMQ_ROUTER, cfg->bind)) ||
         !(self->pub = s_bind(self, ZMQ_PUB, cfg->pub_bind)) ||
+        !(self->pub_ep = s_advertised(self->pub, cfg->pub_advertise)) ||
         !(self->store = reg_store_new(cfg->database_url, cfg->dead_after_ms)) ||
         s_first_event(self) < 0) {
         reg_server_destroy(&self);
         return NULL;
     }
-    LOG_N("registry started router=%s pub=%s role=%s epoch=%" PRIu64 " dead_after_ms=%" PRId64
-          " curve=%s",
-          cfg->bind, cfg->pub_bind, self->active ? "active" : "standby", self->epoch,
+    LOG_N("registry started router=%s pub=%s pub_bind=%s role=%s epoch=%" PRIu64
+          " dead_after_ms=%" PRId64 " curve=%s",
+          cfg->bind, self->pub_ep, cfg->pub_bind, self->active ? "active" : "standby", self->epoch,
           cfg->dead_after_ms, self->keys ? "on" : "off");
     return self;
 }

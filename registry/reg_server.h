@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #define REG_RING_TOPIC       "ring"    /* PUB topic of ring updates */
+#define REG_REVOKED_TOPIC    "revoked" /* PUB topic of token revocations */
 #define REG_PUBLISH_EVERY_MS 1000      /* periodic re-publication of the ring */
 #define REG_SAVE_EVERY_MS    5000      /* periodic write of heartbeat times */
 #define REG_TICK_MS          100       /* liveness sweep and housekeeping timer */
@@ -26,10 +27,12 @@
 
 typedef struct {
     const char *bind;         /* ROUTER endpoint, e.g. "tcp://127.0.0.1:7100" */
-    const char *pub_bind;     /* PUB endpoint; also advertised to clients, so connectable */
+    const char *pub_bind;     /* PUB endpoint to bind, e.g. "tcp://0.0.0.0:7101" */
     const char *database_url; /* libpq conninfo (logged only masked) */
     int64_t dead_after_ms;    /* heartbeat silence after which a node is dead */
     keys_t *keys;             /* CURVE and roles (borrowed, outlives the server); NULL = none */
+    /* PUB endpoint told to clients (reg_ack.pub, ring.pub); NULL/"" = the bound one. */
+    const char *pub_advertise;
 } reg_config_t;
 
 typedef struct reg_server_t reg_server_t;

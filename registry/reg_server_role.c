@@ -57,6 +57,7 @@ int reg_server_ring_msg(reg_server_t *self, uint64_t req_id, proto_msg_t *msg)
     msg->req_id = req_id;
     msg->ring_epoch = self->epoch;
     msg->pub = self->pub_ep;
+    msg->revoked_seq = self->revoked_seq;
     reg_view_t view;
     if (reg_members_version(self->members) == self->saved_version) {
         /* Nothing waits for an epoch: the live table, with fresh actor counts and ages. */
@@ -250,6 +251,26 @@ static void s_stand_by(reg_server_t *self, const reg_store_event_t *ev)
     s_drop_activation(self);
 }
 
+/* A revoked token goes out at once (topic "revoked"); the counter rides on every ring
+   publication, so a gateway that missed the message sees the gap. */
+static void s_revoked(reg_server_t *self, const reg_store_event_t *ev)
+{
+    if (!self->active || ev->generation != self->generation) {
+        return;
+    }
+    self->revoked_seq = ev->revoked_seq;
+    if (ev->type == REG_STORE_REVSEQ) {
+        LOG_I("token revocations seq=%" PRIu64, ev->revoked_seq);
+        return;
+    }
+    LOG_N("token revoked seq=%" PRIu64 " sha256=%.12s", ev->revoked_seq, ev->token_sha256);
+    proto_msg_t msg = {.type = PROTO_REVOKED,
+                       .ring_epoch = self->epoch,
+                       .seq = ev->revoked_seq,
+                       .token_sha256 = (char *)ev->token_sha256};
+    wire_publish(self->pub, REG_REVOKED_TOPIC, strlen(REG_REVOKED_TOPIC), &msg);
+}
+
 int reg_server_on_store_events(reg_server_t *self)
 {
     reg_store_event_t ev;
@@ -262,6 +283,8 @@ int reg_server_on_store_events(reg_server_t *self)
             s_stand_by(self, &ev);
         } else if (ev.type == REG_STORE_SAVED) {
             s_saved(self, &ev);
+        } else if (ev.type == REG_STORE_REVOKED || ev.type == REG_STORE_REVSEQ) {
+            s_revoked(self, &ev);
         }
     }
     return 0;

@@ -3,6 +3,8 @@
     pointers, so nothing leaks when one is left unread at shutdown.
       loop → thread: "SAVE" generation version bump nodes
       thread → loop: "ACTIVE"|"STANDBY"|"SAVED" generation epoch version ok nodes
+                     "REVOKED" generation seq 0 1 sha256 (a token was revoked)
+                     "REVSEQ" generation seq 0 1 - (the revocation counter, when it moved)
     The loop keeps at most one save in flight; the thread merges any that
     queue up (newest nodes, bump if any asked for one). */
 #define LOG_MODULE "reg_store"
@@ -45,6 +47,7 @@ typedef struct {
     s_save_t save;         /* the queued save (nodes NULL when none) */
     bool unreachable;      /* the database could not be reached (log once per streak) */
     bool failing;          /* the last save failed (log once per streak) */
+    uint64_t revoked_seq;  /* revocation counter last sent to the loop */
 } s_elector_t;
 
 /* ---- thread ------------------------------------------------------------- */
@@ -53,6 +56,25 @@ static void s_emit(s_elector_t *e, const char *cmd, uint64_t epoch, uint64_t ver
 {
     zsock_send(e->pipe, S_PICTURE, cmd, e->generation, epoch, version, (uint8_t)ok, NULL,
                (size_t)0);
+}
+
+static void s_emit_revoked(void *arg, uint64_t seq, const char *sha)
+{
+    s_elector_t *e = arg;
+    zsock_send(e->pipe, S_PICTURE, "REVOKED", e->generation, seq, (uint64_t)0, (uint8_t)1, sha,
+               strlen(sha));
+    e->revoked_seq = seq;
+}
+
+/* Sends the revocation counter when it moved (a notification may have been missed, or
+   this is a new activation), then any notifications that arrived. */
+static void s_revocations(s_elector_t *e, uint64_t seq, bool force)
+{
+    if (force || seq != e->revoked_seq) {
+        zsock_send(e->pipe, S_PICTURE, "REVSEQ", e->generation, seq, (uint64_t)0, (uint8_t)1, NULL,
+                   (size_t)0);
+        e->revoked_seq = seq;
+    }
 }
 
 static void s_drop_save(s_elector_t *e)
@@ -93,6 +115,14 @@ static void s_acquired(s_elector_t *e)
     zsock_send(e->pipe, S_PICTURE, "ACTIVE", e->generation, epoch, (uint64_t)0, (uint8_t)1,
                (void *)nodes, count * sizeof *nodes);
     free(nodes);
+    /* Revoked tokens reach the gateways through the active registry's PUB. Without it they
+       expire from the gateways' caches only (a warning, not a reason to stand by). */
+    uint64_t seq = 0;
+    if (reg_db_listen(e->db, &seq, err, sizeof err) < 0) {
+        LOG_W("cannot listen for token revocations: %s", err);
+        return;
+    }
+    s_revocations(e, seq, true);
 }
 
 /* Standby: (re)connect when needed and try the lock once. */
@@ -123,9 +153,30 @@ static void s_attempt(s_elector_t *e)
 static void s_check(s_elector_t *e)
 {
     char err[512];
+    uint64_t seq = 0;
     if (reg_db_check_lock(e->db, err, sizeof err) < 0) {
         s_lose(e, err);
+    } else if (reg_db_revoked_seq(e->db, &seq, err, sizeof err) == 0) {
+        reg_db_notifies(e->db, s_emit_revoked, e);
+        s_revocations(e, seq, false);
     }
+}
+
+/* Waits for the loop's pipe or, while active, for a notification on the session.
+   Returns true when the pipe is readable. */
+static bool s_wait(s_elector_t *e, int64_t wait_ms)
+{
+    int fd = e->active ? reg_db_socket(e->db) : -1;
+    zmq_pollitem_t items[2] = {{zsock_resolve(e->pipe), 0, ZMQ_POLLIN, 0},
+                               {NULL, fd, ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, fd >= 0 ? 2 : 1, (long)wait_ms) <= 0) {
+        return false;
+    }
+    if (fd >= 0 && (items[1].revents & ZMQ_POLLIN) &&
+        reg_db_notifies(e->db, s_emit_revoked, e) < 0) {
+        e->next_check_ms = 0; /* the session broke: check (and lose) it now */
+    }
+    return (items[0].revents & ZMQ_POLLIN) != 0;
 }
 
 static void s_write(s_elector_t *e)
@@ -189,8 +240,6 @@ static bool s_read(s_elector_t *e)
 static void s_elector_actor(zsock_t *pipe, void *args)
 {
     s_elector_t e = {.conninfo = args, .pipe = pipe};
-    zpoller_t *poller = zpoller_new(pipe, NULL);
-    zpoller_set_nonstop(poller, true);
     zsock_signal(pipe, 0);
     s_attempt(&e);
     if (!e.active) {
@@ -200,7 +249,7 @@ static void s_elector_actor(zsock_t *pipe, void *args)
     bool term = false;
     while (!term) {
         int64_t wait = e.save.nodes ? 0 : e.next_check_ms - util_mono_ms();
-        if (zpoller_wait(poller, (int)(wait < 0 ? 0 : wait)) == pipe) {
+        if (s_wait(&e, wait < 0 ? 0 : wait)) {
             term = s_read(&e);
         }
         if (!term && e.save.nodes) {
@@ -229,7 +278,6 @@ static void s_elector_actor(zsock_t *pipe, void *args)
         }
     }
     reg_db_close(&e.db);
-    zpoller_destroy(&poller);
 }
 
 /* ---- loop side ---------------------------------------------------------- */
@@ -316,6 +364,13 @@ int reg_store_recv(reg_store_t *self, reg_store_event_t *ev)
         ev->type = REG_STORE_STANDBY;
     } else if (cmd && !strcmp(cmd, "SAVED")) {
         ev->type = REG_STORE_SAVED;
+    } else if (cmd && (!strcmp(cmd, "REVOKED") || !strcmp(cmd, "REVSEQ"))) {
+        ev->type = cmd[3] == 'O' ? REG_STORE_REVOKED : REG_STORE_REVSEQ;
+        ev->revoked_seq = ev->epoch;
+        ev->epoch = 0;
+        if (data && size == 64) {
+            memcpy(ev->token_sha256, data, 64);
+        }
     } else {
         rc = -1;
     }

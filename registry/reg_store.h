@@ -37,6 +37,8 @@ typedef enum {
     REG_STORE_ACTIVE = 1, /* the lock is ours: members and epoch are loaded */
     REG_STORE_STANDBY,    /* the lock is not ours (first attempt failed, or it was lost) */
     REG_STORE_SAVED,      /* a save finished, well or not */
+    REG_STORE_REVOKED,    /* a token was revoked (active only): revoked_seq, token_sha256 */
+    REG_STORE_REVSEQ,     /* the revocation counter (at activation, and whenever it moved) */
 } reg_store_event_type_t;
 
 typedef struct {
@@ -47,6 +49,8 @@ typedef struct {
                                     SAVED: the bumped epoch, 0 when not bumped */
     uint64_t version;            /* SAVED: members version that was written */
     bool ok;                     /* SAVED: written and committed */
+    uint64_t revoked_seq;        /* REVOKED, REVSEQ: the revocation counter */
+    char token_sha256[65];       /* REVOKED: the revoked token's SHA-256 hex */
 } reg_store_event_t;
 
 typedef struct reg_store_t reg_store_t;

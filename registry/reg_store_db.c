@@ -457,3 +457,53 @@ int reg_db_write(reg_db_t *self,
     }
     return rc;
 }
+
+/* ---- token revocations (sql/0004_token_revocations.sql) ------------------ */
+
+int reg_db_listen(reg_db_t *self, uint64_t *seq, char *err, size_t errlen)
+{
+    PGresult *res =
+        s_query(self, "LISTEN bicky_token_revoked", 0, NULL, PGRES_COMMAND_OK, err, errlen);
+    PQclear(res);
+    return res ? reg_db_revoked_seq(self, seq, err, errlen) : -1;
+}
+
+int reg_db_revoked_seq(reg_db_t *self, uint64_t *seq, char *err, size_t errlen)
+{
+    PGresult *res = s_query(self, "SELECT seq FROM token_revocations WHERE singleton", 0, NULL,
+                            PGRES_TUPLES_OK, err, errlen);
+    if (!res) {
+        return -1;
+    }
+    *seq = PQntuples(res) == 1 ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    return 0;
+}
+
+int reg_db_socket(const reg_db_t *self)
+{
+    return reg_db_usable(self) ? PQsocket(self->conn) : -1;
+}
+
+int reg_db_notifies(reg_db_t *self, reg_db_revoked_fn *fn, void *arg)
+{
+    if (!reg_db_usable(self)) {
+        return -1;
+    }
+    if (!PQisBusy(self->conn) && !PQconsumeInput(self->conn)) {
+        self->broken = true;
+        return -1;
+    }
+    PGnotify *n;
+    while ((n = PQnotifies(self->conn))) {
+        unsigned long long seq = 0;
+        char sha[65] = "";
+        if (sscanf(n->extra, "%llu %64s", &seq, sha) == 2 && strlen(sha) == 64) {
+            fn(arg, (uint64_t)seq, sha);
+        } else {
+            LOG_W("ignored a malformed bicky_token_revoked notification");
+        }
+        PQfreemem(n);
+    }
+    return 0;
+}

@@ -42,6 +42,18 @@ int reg_db_check_lock(reg_db_t *self, char *err, size_t errlen);
    ring_state.epoch (creating the row if needed) into *epoch. 0 or -1. */
 int reg_db_take_over(
     reg_db_t *self, reg_node_t **nodes_p, size_t *count, uint64_t *epoch, char *err, size_t errlen);
+/* LISTEN bicky_token_revoked on the session, then reads the revocation counter into *seq.
+   0, or -1 with err. */
+int reg_db_listen(reg_db_t *self, uint64_t *seq, char *err, size_t errlen);
+/* Reads the revocation counter (table token_revocations). 0, or -1 with err. */
+int reg_db_revoked_seq(reg_db_t *self, uint64_t *seq, char *err, size_t errlen);
+/* The session's socket (poll it for notifications), -1 when there is none. */
+int reg_db_socket(const reg_db_t *self);
+/* One revocation notification: the counter after it and the token's SHA-256 hex. */
+typedef void(reg_db_revoked_fn)(void *arg, uint64_t seq, const char *token_sha256);
+/* Reads what arrived on the socket without blocking and calls fn for every revocation
+   notification. 0, or -1 when the session broke. */
+int reg_db_notifies(reg_db_t *self, reg_db_revoked_fn *fn, void *arg);
 /* Writes nodes[count] in one statement: upserts each (reg_node_stored_state),
    deletes every other row, and when bump is true also adds 1 to
    ring_state.epoch and stores the new value in *epoch (else *epoch = 0).
@@ -66,7 +78,7 @@ typedef struct {
 } reg_view_t;
 
 struct reg_server_t {
-    char *pub_ep;              /* advertised PUB endpoint (copy of cfg->pub_bind) */
+    char *pub_ep;              /* advertised PUB endpoint (cfg->pub_advertise or the bound one) */
     char *bind_ep;             /* ROUTER endpoint (copy of cfg->bind), for logs */
     int64_t dead_after_ms;     /* from the config */
     zsock_t *router;           /* requests from nodes, gateways, bickyctl */
@@ -86,6 +98,7 @@ struct reg_server_t {
     char reason[96];           /* changes since the last save was queued, for the log */
     char inflight_reason[96];  /* the same for the save in flight */
     int64_t next_publish_ms;   /* next periodic ring publication (monotonic) */
+    uint64_t revoked_seq;      /* token revocation counter, in every ring (0 = not known) */
     int64_t next_save_ms;      /* next periodic snapshot (monotonic) */
     int64_t save_backoff_ms;   /* no save before this, after a failed one (monotonic) */
     keys_t *keys;              /* CURVE and roles (borrowed); NULL = insecure */

@@ -20,6 +20,7 @@
 #ifndef BICKY_AGENT_CLAUDE_H
 #define BICKY_AGENT_CLAUDE_H
 
+#include "node/agent/agent_guard.h"
 #include <czmq.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -76,6 +77,8 @@ typedef struct {
     agent_claude_mcp_t mcp;                         /* channel mcp only */
     const char *const *env; /* NULL-terminated extra "NAME=value" entries (override ours) */
     size_t max_line;        /* bound on one stdout line; 0 = AGENT_CLAUDE_MAX_LINE */
+    const agent_guard_t
+        *guard; /* start through bicky-exec (borrowed for the call); NULL = directly */
 } agent_claude_params_t;
 
 /* A can_use_tool request (channel stdio). Pointers are borrowed for the call. */

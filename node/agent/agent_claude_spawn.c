@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define S_MAX_TOOL_NAME 128
+#define S_MAX_ARGS      96 /* argv entries of one CLI start, shim included */
 
 /* The node's variables a CLI may need (locale, proxies, CA bundles). */
 static const char *const s_passthrough[] = {
@@ -369,10 +370,52 @@ static int s_pipes_open(s_pipes_t *pp)
     return 0;
 }
 
-/* posix_spawn(p) with the pipes on fds 0–2, cwd, a new process group, an
-   empty signal mask and default dispositions. Returns 0 or an errno. */
-static int s_spawn(pid_t *pid, const char *cwd, s_pipes_t *pp, char **argv, char **envp)
+/* The program a name without a slash stands for: the first executable PATH entry
+   (the node's PATH, as posix_spawnp would search). 0, or ENOENT. */
+static int s_which(const char *name, char *out, size_t outlen)
 {
+    const char *path = getenv("PATH");
+    path = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+    for (const char *p = path; *p;) {
+        size_t len = strcspn(p, ":");
+        snprintf(out, outlen, "%.*s/%s", (int)(len ? len : 1), len ? p : ".", name);
+        if (access(out, X_OK) == 0) {
+            return 0;
+        }
+        p += len + (p[len] == ':');
+    }
+    return ENOENT;
+}
+
+/* posix_spawn(p) with the pipes on fds 0–2, cwd, a new process group, an
+   empty signal mask and default dispositions; through bicky-exec with a guard
+   (the program is then looked up here: the shim cannot report ENOENT).
+   Returns 0 or an errno. */
+static int s_spawn(pid_t *pid,
+                   const char *cwd,
+                   s_pipes_t *pp,
+                   char **argv,
+                   char **envp,
+                   const agent_guard_t *guard)
+{
+    char prog[PATH_MAX];
+    char *guarded[S_MAX_ARGS + AGENT_GUARD_EXTRA_ARG + 1];
+    if (guard && guard->shim[0]) {
+        int rc = strchr(argv[0], '/') ? (access(argv[0], X_OK) == 0 ? 0 : errno)
+                                      : s_which(argv[0], prog, sizeof prog);
+        if (rc != 0) {
+            return rc;
+        }
+        char *first = argv[0];
+        argv[0] = strchr(first, '/') ? first : prog;
+        char *const *run =
+            agent_guard_argv(guard, argv, guarded, sizeof guarded / sizeof guarded[0]);
+        argv[0] = first; /* guarded keeps its own pointers */
+        if (!run) {
+            return E2BIG;
+        }
+        argv = (char **)run;
+    }
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
     sigset_t mask, def;
@@ -422,7 +465,7 @@ int agent_claude_spawn(agent_claude_run_t *run,
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto out;
     }
-    int sp = s_spawn(&run->pid, p->cwd, &pp, argv.v, env.v);
+    int sp = s_spawn(&run->pid, p->cwd, &pp, argv.v, env.v, p->guard);
     if (sp != 0) {
         snprintf(err, errlen, "cannot run %s: %s", argv.v[0], strerror(sp));
         s_pipes_close(&pp);

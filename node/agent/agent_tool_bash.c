@@ -3,7 +3,10 @@
     process) starts it in its own process group, cwd = the worktree, stdin
     /dev/null, no inherited descriptors, a minimal environment and default
     signal dispositions; the group is killed at the timeout and once bash
-    exits, so nothing it started outlives the call. Worker threads only. */
+    exits, so nothing it started outlives the call. With a guard
+    (agent_guard.h) bash runs under bicky-exec, which also kills what bash
+    left outside its group and dies with the worker thread (the pool's
+    workers live as long as the node). Worker threads only. */
 #include "common/util.h"
 #include "node/agent/agent_tool_internal.h"
 
@@ -71,9 +74,13 @@ static int s_spawn(agent_tool_ctx_t *ctx, const char *command, agent_bash_t *b, 
     posix_spawn_file_actions_adddup2(&fa, pipes[1][1], 2);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawn_file_actions_addchdir_np(&fa, ctx->root_real);
+    /* Through bicky-exec when the node has it: bash and all it starts die with the node. */
+    char *guarded[sizeof argv / sizeof argv[0] + AGENT_GUARD_EXTRA_ARG + 1];
+    char *const *run =
+        agent_guard_argv(ctx->limits->guard, argv, guarded, sizeof guarded / sizeof guarded[0]);
     posix_spawnattr_t attr;
     s_spawn_attr(&attr);
-    int rc = posix_spawn(&b->pid, "/bin/bash", &fa, &attr, argv, envp);
+    int rc = posix_spawn(&b->pid, run[0], &fa, &attr, run, envp);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {

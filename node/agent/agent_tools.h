@@ -6,6 +6,8 @@
 #ifndef BICKY_AGENT_TOOLS_H
 #define BICKY_AGENT_TOOLS_H
 
+#include "node/agent/agent_guard.h"
+
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -30,6 +32,7 @@ typedef struct {
     int bash_timeout_s;         /* bash: default timeout (120 s) */
     int bash_max_timeout_s;     /* bash: largest timeout_s a model may ask for (600 s) */
     size_t todo_max_items;      /* todo_write: items (100) */
+    const agent_guard_t *guard; /* bash: started through bicky-exec (NULL = directly) */
 } agent_tool_limits_t;
 
 /* Fills *out with the default limits. */

@@ -41,37 +41,38 @@ typedef struct node_metrics_t node_metrics_t;
 /* ---- the node ---------------------------------------------------------------------------- */
 
 struct node_t {
-    const node_cfg_t *cfg;        /* borrowed configuration */
-    zloop_t *loop;                /* the one loop */
-    zsock_t *router;              /* API requests from gateways */
-    zsock_t *pub;                 /* events to gateways */
-    char router_ep[256];          /* bound ROUTER endpoint (advertised) */
-    char pub_ep[256];             /* bound PUB endpoint (advertised) */
-    zsock_t *local;               /* with CURVE: ROUTER (ipc, 600) for this node's permission
-                                     servers' permission.ask; NULL without CURVE */
-    char local_ep[256];           /* its endpoint; "" without CURVE */
-    zactor_t *mon_router;         /* refused handshakes on router (CURVE only) */
-    zactor_t *mon_pub;            /* refused handshakes on pub (CURVE only) */
-    db_conn_t *db;                /* the Postgres pipeline connection */
-    node_reg_t *reg;              /* registry client; NULL when standalone */
-    node_actors_t *actors;        /* resident actors */
-    node_sched_t *sched;          /* turn steps and back-off wake-ups */
-    node_commit_t *commit;        /* group commit */
-    node_fence_t *fence;          /* ownership claims and guards */
-    const node_engine_t *engine;  /* turns, as the runtime drives them */
-    ring_t *ring;                 /* current ring (alive nodes sorted by id) */
-    ring_member_t *members;       /* ring members, same order as given to ring_set */
-    size_t nmembers;              /* count of members */
-    uint64_t epoch;               /* epoch of the current ring */
-    bool have_ring;               /* a ring was received (or standalone) */
-    bool stopping;                /* graceful stop in progress: refuse new requests */
-    bool closing;                 /* node_destroy is running: submit no database work */
-    int64_t stop_deadline;        /* mono ms at which the loop ends regardless */
-    int tick_timer;               /* NODE_TICK_MS timer */
-    int sweep_timer;              /* passivation sweep timer */
-    uint64_t requests;            /* API requests received (stats) */
-    node_agents_t *agents;        /* strategies, agent pool, HTTP client, worktrees */
-    node_metrics_t *metrics;      /* latency histograms (GET /metrics) */
+    const node_cfg_t *cfg;       /* borrowed configuration */
+    zloop_t *loop;               /* the one loop */
+    zsock_t *router;             /* API requests from gateways */
+    zsock_t *pub;                /* events to gateways */
+    char router_ep[256];         /* advertised ROUTER endpoint (--advertise, else the bound one) */
+    char pub_ep[256];            /* advertised PUB endpoint (--pub-advertise, else the bound one) */
+    char router_local[256];      /* bound ROUTER endpoint, wildcard host as loopback (children) */
+    zsock_t *local;              /* with CURVE: ROUTER (ipc, 600) for this node's permission
+                                    servers' permission.ask; NULL without CURVE */
+    char local_ep[256];          /* its endpoint; "" without CURVE */
+    zactor_t *mon_router;        /* refused handshakes on router (CURVE only) */
+    zactor_t *mon_pub;           /* refused handshakes on pub (CURVE only) */
+    db_conn_t *db;               /* the Postgres pipeline connection */
+    node_reg_t *reg;             /* registry client; NULL when standalone */
+    node_actors_t *actors;       /* resident actors */
+    node_sched_t *sched;         /* turn steps and back-off wake-ups */
+    node_commit_t *commit;       /* group commit */
+    node_fence_t *fence;         /* ownership claims and guards */
+    const node_engine_t *engine; /* turns, as the runtime drives them */
+    ring_t *ring;                /* current ring (alive nodes sorted by id) */
+    ring_member_t *members;      /* ring members, same order as given to ring_set */
+    size_t nmembers;             /* count of members */
+    uint64_t epoch;              /* epoch of the current ring */
+    bool have_ring;              /* a ring was received (or standalone) */
+    bool stopping;               /* graceful stop in progress: refuse new requests */
+    bool closing;                /* node_destroy is running: submit no database work */
+    int64_t stop_deadline;       /* mono ms at which the loop ends regardless */
+    int tick_timer;              /* NODE_TICK_MS timer */
+    int sweep_timer;             /* passivation sweep timer */
+    uint64_t requests;           /* API requests received (stats) */
+    node_agents_t *agents;       /* strategies, agent pool, HTTP client, worktrees */
+    node_metrics_t *metrics;     /* latency histograms (GET /metrics) */
     metrics_http_t *metrics_http; /* their endpoint (--metrics-bind), or NULL */
 };
 

@@ -318,7 +318,8 @@ void node_claude_start(node_run_t *run)
                                .resume_session_id = cc->resume ? cc->session : NULL,
                                .session_id = cc->resume ? NULL : cc->session,
                                .base_url = s->base_url,
-                               .api_key = cfg_strategy_api_key(s)};
+                               .api_key = cfg_strategy_api_key(s),
+                               .guard = &run->agents->guard};
     s_uuid_t conv;
     util_uuid_format(run->actor->conv_id, conv);
     if (s->permission_channel == CFG_PERM_MCP) {
@@ -326,7 +327,7 @@ void node_claude_start(node_run_t *run)
         p.mcp = (agent_claude_mcp_t){.command = run->agents->mcp_bin,
                                      .endpoint = node_run_node(run)->local_ep[0]
                                                      ? node_run_node(run)->local_ep
-                                                     : node_run_node(run)->router_ep,
+                                                     : node_run_node(run)->router_local,
                                      .conversation_id = conv,
                                      .timeout_s = s->timeout_s};
     }

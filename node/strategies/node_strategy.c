@@ -69,6 +69,18 @@ static int s_dirs(node_agents_t *self, const node_cfg_t *cfg)
     return 0;
 }
 
+/* Children die with the node (bicky-exec); what a previous incarnation of this node left
+   is killed now, before any turn resumes. */
+static int s_guard(node_agents_t *self, const node_cfg_t *cfg)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%.*s/pids/node-%s", PATH_MAX - 100, self->work_dir, cfg->id);
+    if (agent_guard_init(&self->guard, cfg->exec_bin, dir) < 0) {
+        return -1;
+    }
+    return agent_guard_sweep(&self->guard) < 0 ? -1 : 0;
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     node_agents_t *self = arg;
@@ -104,10 +116,11 @@ node_agents_t *node_agents_new(node_t *node)
     }
     agent_tool_limits_default(&self->limits);
     long workers = node->cfg->tool_workers > 0 ? node->cfg->tool_workers : 4;
-    if (!self->cfg || s_dirs(self, node->cfg) < 0) {
+    if (!self->cfg || s_dirs(self, node->cfg) < 0 || s_guard(self, node->cfg) < 0) {
         node_agents_destroy(&self);
         return NULL;
     }
+    self->limits.guard = &self->guard;
     /* libgit2 is reference counted: one init per node, before the pool's workers. */
     self->git_init = agent_worktree_global_init() == 0;
     if (!self->git_init) {

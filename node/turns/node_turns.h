@@ -135,6 +135,7 @@ struct node_agents_t {
     bool git_init;                      /* agent_worktree_global_init was called */
     agent_claude_t *claude;             /* claude-code runs */
     char mcp_bin[PATH_MAX];             /* bicky-mcp-permission (permission_channel = mcp) */
+    agent_guard_t guard;                /* bicky-exec and the children's pid files */
 };
 
 /* ---- the strategy interface ----------------------------------------------------------- */

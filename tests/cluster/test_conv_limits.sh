@@ -303,7 +303,10 @@ t_check "Postgres stopped: /health answers at once (${health} ms)" test "$health
 t_check "... the registry loop answers (bickyctl status: reachable)" \
     bk_wait_for 30 eval '[[ $(BICKY_DATABASE_URL= "$CTL" status --json | jq -r ".registries[0].reachable") == true ]]'
 tc_req GET "/api/conversations/$a"
-t_check "... a request needing the database: 504 in time, no hang ($TC_CODE)" test "$TC_CODE" = 504
+# The gateway's 10 s request timeout (504) and the node's 10 s database answer
+# deadline (503, docs/db.md) end it at about the same time: either is in time.
+t_check "... a request needing the database: 504 or 503 in time, no hang ($TC_CODE)" \
+    eval '[[ $TC_CODE == 504 || $TC_CODE == 503 ]]'
 t_check "... /ready still 200 (nodes keep heartbeating)" bk_wait_for 30 bk_http_ok "$BICKY_URL/ready"
 kill -CONT "${pg[@]}"
 t_check "Postgres back: requests work again" \

@@ -1,7 +1,17 @@
 /*  db_conn against a real Postgres: prepared statements across reconnects,
     connection loss (pg_terminate_backend) with batches in flight, unreachable
-    servers, destroy with pending work, the queue bound and the connect timeout. */
+    servers, destroy with pending work, the queue bound and the connect timeout,
+    and a silent partition (tests/fixtures/tcp_relay.py swallowing every byte)
+    under load: noticed by the answer deadline, survived, nothing acknowledged lost. */
 #include "tests/common/db_conn_fixture.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+extern char **environ;
 
 TestSuite(db_conn_loss, .init = setup, .fini = teardown);
 
@@ -237,4 +247,161 @@ Test(db_conn_loss, queue_is_bounded_and_connect_times_out, .timeout = 30)
     cr_assert_eq(s_reentrant, 0);
     db_conn_destroy(&conn);
     close(lfd);
+}
+
+/* ---- a silent partition: tests/fixtures/tcp_relay.py between us and the server ---- */
+
+/* Starts the relay towards the test server's TCP port; returns its pid, *port set. */
+static pid_t s_relay_start(int *port)
+{
+    const char *pg_port = getenv("BICKY_TEST_PG_PORT");
+    if (!pg_port || !*pg_port) {
+        cr_skip_test("BICKY_TEST_PG_PORT is not set");
+    }
+    char target[64], script[PATH_MAX], file[64];
+    snprintf(target, sizeof target, "127.0.0.1:%s", pg_port);
+    snprintf(script, sizeof script, "%s/tests/fixtures/tcp_relay.py", BICKY_SRC_DIR);
+    snprintf(file, sizeof file, "/tmp/bicky-relay-%d.port", (int)getpid());
+    unlink(file);
+    char *argv[] = {"python3", script, "--target", target, "--port-file", file, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    cr_assert_eq(posix_spawnp(&pid, "python3", &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 500 && access(file, F_OK) != 0; i++) {
+        usleep(20 * 1000);
+    }
+    FILE *f = fopen(file, "re");
+    cr_assert_not_null(f, "the relay did not start");
+    cr_assert_eq(fscanf(f, "%d", port), 1);
+    fclose(f);
+    unlink(file);
+    return pid;
+}
+
+/* The load: one transactional insert every few ms; what each batch got. */
+typedef struct {
+    db_conn_t *conn;
+    char table[64];
+    int next_id;           /* ids submitted so far */
+    int ok, lost;          /* batches that committed / failed with DB_ERR_CONN */
+    int other;             /* any other outcome */
+    int done;              /* callbacks so far */
+    int *acked;            /* ids that committed (capacity 100000) */
+    int64_t first_lost_ms; /* when the first DB_ERR_CONN arrived (monotonic) */
+    bool stop;             /* stop submitting */
+} s_load_t;
+
+typedef struct {
+    s_load_t *load;
+    int id;
+} s_ins_t;
+
+static void s_ins_done(void *arg, db_status_t status, const char *error, const char *sqlstate)
+{
+    s_ins_t *ins = arg;
+    s_load_t *l = ins->load;
+    l->done++;
+    if (status == DB_OK) {
+        l->acked[l->ok++] = ins->id;
+    } else if (status == DB_ERR_CONN) {
+        if (!l->lost++) {
+            l->first_lost_ms = zclock_mono();
+        }
+    } else {
+        l->other++;
+    }
+    free(ins);
+}
+
+static int s_load_tick(zloop_t *loop, int timer_id, void *arg)
+{
+    s_load_t *l = arg;
+    if (l->stop || l->next_id >= 100000) {
+        return 0;
+    }
+    char sql[128], id[16];
+    snprintf(sql, sizeof sql, "INSERT INTO %s (id, v) VALUES ($1, 'x')", l->table);
+    s_ins_t *ins = malloc(sizeof *ins);
+    cr_assert_not_null(ins);
+    *ins = (s_ins_t){l, ++l->next_id};
+    snprintf(id, sizeof id, "%d", ins->id);
+    const char *p[] = {id};
+    db_batch_t *b = db_batch_new(l->conn, true);
+    cr_assert_eq(db_batch_add(b, NULL, sql, 1, p, NULL, NULL), 0);
+    db_batch_submit(&b, s_ins_done, ins);
+    return 0;
+}
+
+static bool s_lost_seen(void *arg)
+{
+    return ((s_load_t *)arg)->lost > 0;
+}
+
+static int s_target;
+static bool s_ok_reached(void *arg)
+{
+    return ((s_load_t *)arg)->ok >= s_target;
+}
+
+static bool s_all_done(void *arg)
+{
+    s_load_t *l = arg;
+    return l->done == l->next_id;
+}
+
+Test(db_conn_loss, a_silent_partition_is_detected_and_survived, .timeout = 120)
+{
+    s_url();
+    int port = 0;
+    pid_t relay = s_relay_start(&port);
+    char conninfo[256];
+    snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d user=postgres dbname=%s", port,
+             PQdb(s_admin));
+    static s_load_t l;
+    memset(&l, 0, sizeof l);
+    l.acked = calloc(100000, sizeof *l.acked);
+    s_table(l.table, sizeof l.table, "part");
+    l.conn = db_conn_new(s_loop, conninfo);
+    cr_assert_not_null(l.conn);
+    db_conn_set_deadline(l.conn, 1000);
+    cr_assert(s_run_until(s_ready, l.conn, 10000), "connects through the relay");
+    int timer = zloop_timer(s_loop, 5, 0, s_load_tick, &l);
+    s_target = 50;
+    cr_assert(s_run_until(s_ok_reached, &l, 20000), "commits through the relay");
+    cr_assert_eq(l.lost, 0);
+
+    kill(relay, SIGUSR1); /* silence: bytes swallowed, no RST */
+    int64_t t0 = zclock_mono();
+    cr_assert(s_run_until(s_lost_seen, &l, 15000), "the loss is noticed");
+    int64_t took = l.first_lost_ms - t0;
+    cr_log_info("silent partition noticed after %lld ms", (long long)took);
+    cr_assert_lt(took, 8000, "noticed in seconds (%lld ms), not the kernel's minutes",
+                 (long long)took);
+    cr_assert_not(db_conn_ready(l.conn));
+
+    kill(relay, SIGUSR2); /* forwarding again */
+    s_target = l.ok + 50;
+    cr_assert(s_run_until(s_ok_reached, &l, 30000), "commits again after the partition");
+    l.stop = true;
+    cr_assert(s_run_until(s_all_done, &l, 20000));
+    zloop_timer_end(s_loop, timer);
+    cr_assert_eq(l.other, 0, "only commits and connection failures");
+
+    /* Every acknowledged insert is stored (a lost one may be stored too: ambiguous). */
+    long stored = s_count(l.table);
+    cr_assert_geq(stored, l.ok);
+    char sql[160];
+    int missing = 0;
+    for (int i = 0; i < l.ok; i++) {
+        snprintf(sql, sizeof sql, "SELECT count(*) FROM %s WHERE id = %d", l.table, l.acked[i]);
+        missing += s_admin_long(sql) != 1;
+    }
+    cr_assert_eq(missing, 0, "%d acknowledged inserts missing", missing);
+    db_conn_destroy(&l.conn);
+    free(l.acked);
+    kill(relay, SIGTERM);
+    waitpid(relay, NULL, 0);
 }

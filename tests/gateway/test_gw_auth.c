@@ -103,3 +103,48 @@ Test(gw_auth, expired_entries_are_evicted_first)
     cr_assert_eq(gw_auth_cache_get(c, k, 501, got), GW_AUTH_ALLOW);
     gw_auth_cache_destroy(&c);
 }
+
+/* Fills the cache with tokens 0..n-1 (allowed). */
+static void s_fill(gw_auth_cache_t *c, int n)
+{
+    uint8_t team[16] = {1};
+    for (int i = 0; i < n; i++) {
+        char k[65];
+        s_key(i, k);
+        gw_auth_cache_put(c, k, team, 0);
+    }
+}
+
+Test(gw_auth, a_revocation_evicts_its_token_and_a_gap_flushes_all)
+{
+    gw_auth_cache_t *c = gw_auth_cache_new(16, 60000, 5000);
+    uint8_t got[16];
+    char k0[65], k1[65], k2[65];
+    s_key(0, k0);
+    s_key(1, k1);
+    s_key(2, k2);
+    s_fill(c, 3);
+    gw_auth_cache_revoked_seq(c, 4); /* the first ring: counter known */
+    cr_assert_eq(gw_auth_cache_size(c), 0, "entries cached before the counter was known go");
+    s_fill(c, 3);
+    gw_auth_cache_revoked_seq(c, 4);
+    cr_assert_eq(gw_auth_cache_size(c), 3, "the same counter again changes nothing");
+    gw_auth_cache_revoked(c, k0, 5);
+    cr_assert_eq(gw_auth_cache_get(c, k0, 1, got), GW_AUTH_MISS, "the revoked token is gone");
+    cr_assert_eq(gw_auth_cache_get(c, k1, 1, got), GW_AUTH_ALLOW, "the others stay");
+    gw_auth_cache_revoked_seq(c, 5);
+    cr_assert_eq(gw_auth_cache_size(c), 2, "a ring with the announced counter keeps them");
+    gw_auth_cache_revoked(c, k1, 7); /* 6 was missed */
+    cr_assert_eq(gw_auth_cache_size(c), 0, "a gap flushes the cache");
+    s_fill(c, 3);
+    gw_auth_cache_revoked_seq(c, 8); /* a revocation whose message was missed */
+    cr_assert_eq(gw_auth_cache_size(c), 0, "a ring with an unannounced counter flushes");
+    s_fill(c, 3);
+    gw_auth_cache_revoked(c, k2, 8); /* late duplicate of what the ring announced */
+    cr_assert_eq(gw_auth_cache_size(c), 2);
+    gw_auth_cache_revoked_seq(c, 0);
+    cr_assert_eq(gw_auth_cache_size(c), 2, "0 = not known: ignored");
+    gw_auth_cache_revoked_seq(c, 1);
+    cr_assert_eq(gw_auth_cache_size(c), 0, "a counter that went back (new database) flushes");
+    gw_auth_cache_destroy(&c);
+}

@@ -39,6 +39,8 @@ static proto_msg_t s_sample(proto_type_t type)
     m.retry_after = 1;
     m.event_id = 123456789012ULL;
     m.seq = 9;
+    m.revoked_seq = 3;
+    m.token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
     m.nodes = s_nodes;
     m.nnodes = 2;
     return m;
@@ -91,9 +93,18 @@ Test(proto, payload_fields_survive)
     cr_assert_eq(out.nodes[1].weight, 2);
     cr_assert_eq(out.nodes[1].age_ms, 999);
     cr_assert_str_eq(out.pub, "tcp://127.0.0.1:7111");
+    cr_assert_eq(out.revoked_seq, 3);
     cr_assert_null(out.op, "fields of other types are not sent");
     proto_msg_reset(&out);
     cr_assert_null(out.nodes);
+    free(data);
+    in = s_sample(PROTO_REVOKED);
+    cr_assert_eq(proto_encode(&in, &data, &size), PROTO_OK);
+    cr_assert_eq(proto_decode(data, size, &out, NULL, 0), PROTO_OK);
+    cr_assert_eq(out.seq, 9);
+    cr_assert_str_eq(out.token_sha256, in.token_sha256);
+    cr_assert_null(out.nodes);
+    proto_msg_reset(&out);
     free(data);
 
     in = s_sample(PROTO_EVENT);

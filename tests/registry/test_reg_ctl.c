@@ -36,7 +36,10 @@ static void s_start(void)
     rt_db_create(&s_env.db, true);
     snprintf(s_env.router, sizeof s_env.router, "ipc://@/bicky-ctl-%d-r", (int)getpid());
     snprintf(s_env.pub, sizeof s_env.pub, "ipc://@/bicky-ctl-%d-p", (int)getpid());
-    s_env.cfg = (reg_config_t){s_env.router, s_env.pub, s_env.db.conninfo, 60000, NULL};
+    s_env.cfg = (reg_config_t){.bind = s_env.router,
+                               .pub_bind = s_env.pub,
+                               .database_url = s_env.db.conninfo,
+                               .dead_after_ms = 60000};
     s_env.registry = zactor_new(reg_server_actor, &s_env.cfg);
     s_env.node = rt_dealer(s_env.router);
     proto_msg_t ack;

@@ -51,7 +51,10 @@ static void s_start(const char *router)
     }
     snprintf(s_env.pub, sizeof s_env.pub, "ipc://@/bicky-reg-%d-%d-p", (int)getpid(),
              s_env.generation);
-    s_env.cfg = (reg_config_t){s_env.router, s_env.pub, s_env.db.conninfo, S_DEAD_AFTER, NULL};
+    s_env.cfg = (reg_config_t){.bind = s_env.router,
+                               .pub_bind = s_env.pub,
+                               .database_url = s_env.db.conninfo,
+                               .dead_after_ms = S_DEAD_AFTER};
     s_env.registry = zactor_new(reg_server_actor, &s_env.cfg);
     cr_assert_not_null(s_env.registry);
 }

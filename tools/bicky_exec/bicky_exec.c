@@ -1,0 +1,310 @@
+/*  bicky-exec — the shim a node starts its children through (the claude CLI,
+    the bash tool), so that they die with the node, kill -9 included.
+
+    bicky-exec --parent PID [--pid-dir DIR] -- PROGRAM [ARG...]
+
+    It asks the kernel for BICKY_EXEC_PDEATH_SIG when the thread that started
+    it exits (PR_SET_PDEATHSIG), then checks that its parent is still PID (a
+    node that died before that would never send it). It becomes a child
+    subreaper, records itself in DIR/<pid> (pid, start time, boot id: what a
+    restarted node needs to find it and never mistake another process for it),
+    forks PROGRAM (which dies with the shim: PDEATHSIG SIGKILL) and waits. When
+    PROGRAM exits, or the parent dies, it kills every descendant left
+    (orphans are reparented to it), removes its pid file and exits with
+    PROGRAM's status (re-raising its signal). SIGTERM, SIGINT, SIGHUP and
+    SIGQUIT are passed on to PROGRAM. Single-threaded; stdio goes to PROGRAM
+    only (the shim keeps no copy of the pipes, so EOF still means PROGRAM). */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_KILL_ROUNDS 2000 /* rounds of killing descendants (one generation each, 5 ms apart) */
+#define S_USAGE                                                                                    \
+    "usage: bicky-exec --parent PID [--pid-dir DIR] -- PROGRAM [ARG...]\n\n"                       \
+    "Runs PROGRAM so that it dies with PID (the bicky-node that starts it), kill -9\n"             \
+    "included: PR_SET_PDEATHSIG, a child subreaper that kills every descendant left\n"             \
+    "when PROGRAM exits or PID dies, and a pid file DIR/<pid> (pid, start time, boot\n"            \
+    "id, PID and its start time) by which a restarted node finds and kills what a\n"               \
+    "previous one left (never the children of a process still alive).\n"                           \
+    "Exits with PROGRAM's status; 127 when it cannot be run, 2 on a bad command line.\n"
+
+/* The signal the kernel sends when the parent dies: one nobody else sends. */
+static int s_pdeath_sig(void)
+{
+    return SIGRTMIN + 4;
+}
+
+/* Start time of this process (field 22 of /proc/self/stat, clock ticks since boot). */
+static unsigned long long s_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    unsigned long long start = 0;
+    if (paren) {
+        sscanf(paren + 1,
+               " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
+               &start);
+    }
+    return start;
+}
+
+static void s_boot_id(char out[64])
+{
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    out[0] = '\0';
+    if (f) {
+        if (!fgets(out, 64, f)) {
+            out[0] = '\0';
+        }
+        fclose(f);
+    }
+    out[strcspn(out, "\n")] = '\0';
+}
+
+/* Writes DIR/<pid> atomically (a temporary name, then rename): this process and its
+   parent, each with its start time, and the boot id. */
+static int s_pid_file(const char *dir, pid_t parent, char *path, size_t pathlen)
+{
+    char tmp[4096], boot[64];
+    pid_t me = getpid();
+    s_boot_id(boot);
+    snprintf(path, pathlen, "%s/%d", dir, (int)me);
+    snprintf(tmp, sizeof tmp, "%s/.%d.tmp", dir, (int)me);
+    FILE *f = fopen(tmp, "we");
+    if (!f) {
+        return -1;
+    }
+    fprintf(f, "bicky-exec %d %llu %s %d %llu\n", (int)me, s_start_time(me), boot, (int)parent,
+            s_start_time(parent));
+    if (fclose(f) != 0 || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parent pid of pid from /proc/<pid>/stat; -1 when gone. */
+static pid_t s_ppid(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f) {
+        fclose(f);
+    }
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    int ppid = -1;
+    if (!paren || sscanf(paren + 1, " %*c %d", &ppid) != 1) {
+        return -1;
+    }
+    return (pid_t)ppid;
+}
+
+/* Without CONFIG_PROC_CHILDREN: every process whose parent we are. */
+static int s_children_scan(pid_t *out, int cap)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+    while (d && n < cap && (e = readdir(d))) {
+        if (isdigit((unsigned char)e->d_name[0]) && s_ppid((pid_t)atoi(e->d_name)) == getpid()) {
+            out[n++] = (pid_t)atoi(e->d_name);
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return n;
+}
+
+/* Our children's pids from /proc/self/task/<pid>/children (single-threaded:
+   the task is the process). Returns the count (at most cap). */
+static int s_children(pid_t *out, int cap)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        return s_children_scan(out, cap);
+    }
+    int n = 0, pid;
+    while (n < cap && fscanf(f, "%d", &pid) == 1) {
+        out[n++] = pid;
+    }
+    fclose(f);
+    return n;
+}
+
+static void s_reap(pid_t main_pid, int *main_status, int *main_done)
+{
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == main_pid) {
+            *main_status = status;
+            *main_done = 1;
+        }
+    }
+}
+
+/* SIGKILLs every descendant: the direct children each round (their orphans
+   become ours), until none is left. Children are ours to signal: the pid is
+   not reused before we reap it. */
+static void s_kill_all(pid_t main_pid, int *main_status, int *main_done)
+{
+    pid_t kids[1024];
+    struct timespec pause = {0, 5 * 1000 * 1000};
+    for (int round = 0; round < S_KILL_ROUNDS; round++) {
+        int n = s_children(kids, 1024);
+        for (int i = 0; i < n; i++) {
+            kill(kids[i], SIGKILL);
+        }
+        s_reap(main_pid, main_status, main_done);
+        if (n == 0 && waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD) {
+            return;
+        }
+        nanosleep(&pause, NULL);
+    }
+}
+
+static void s_exit_like(int status)
+{
+    if (WIFSIGNALED(status)) {
+        int sig = WTERMSIG(status);
+        sigset_t set;
+        signal(sig, SIG_DFL);
+        sigemptyset(&set);
+        sigaddset(&set, sig);
+        sigprocmask(SIG_UNBLOCK, &set, NULL);
+        raise(sig);
+        _exit(128 + sig);
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+/* In the forked child: die with the shim, then become PROGRAM. */
+static void s_run_program(pid_t shim, const sigset_t *old, char **argv)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != shim) {
+        _exit(127);
+    }
+    sigprocmask(SIG_SETMASK, old, NULL);
+    execvp(argv[0], argv);
+    fprintf(stderr, "bicky-exec: cannot run %s: %s\n", argv[0], strerror(errno));
+    _exit(127);
+}
+
+typedef struct {
+    pid_t parent;        /* --parent */
+    const char *pid_dir; /* --pid-dir or NULL */
+    char **argv;         /* PROGRAM [ARG...] */
+} s_args_t;
+
+static int s_parse(int argc, char **argv, s_args_t *a)
+{
+    memset(a, 0, sizeof *a);
+    int i = 1;
+    for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(S_USAGE, stdout);
+            exit(0);
+        }
+        if (i + 1 < argc && !strcmp(argv[i], "--parent")) {
+            char *end = NULL;
+            long v = strtol(argv[++i], &end, 10);
+            a->parent = (end && *end == '\0' && v > 0 && v < (1L << 30)) ? (pid_t)v : 0;
+        } else if (i + 1 < argc && !strcmp(argv[i], "--pid-dir")) {
+            a->pid_dir = argv[++i];
+        } else {
+            return -1;
+        }
+    }
+    if (i + 1 >= argc || a->parent <= 0) {
+        return -1;
+    }
+    a->argv = &argv[i + 1];
+    return 0;
+}
+
+/* Makes fds 0-2 /dev/null in the shim, so that only PROGRAM holds the pipes. */
+static void s_drop_stdio(void)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    for (int fd = 0; null >= 0 && fd <= 2; fd++) {
+        dup2(null, fd);
+    }
+    if (null > 2) {
+        close(null);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    s_args_t a;
+    if (s_parse(argc, argv, &a) < 0) {
+        fputs(S_USAGE, stderr);
+        return 2;
+    }
+    sigset_t set, old;
+    sigemptyset(&set);
+    int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+    for (size_t i = 0; i < sizeof fwd / sizeof fwd[0]; i++) {
+        sigaddset(&set, fwd[i]);
+    }
+    sigaddset(&set, SIGCHLD);
+    sigaddset(&set, s_pdeath_sig());
+    sigprocmask(SIG_BLOCK, &set, &old);
+    if (prctl(PR_SET_PDEATHSIG, s_pdeath_sig()) != 0 || getppid() != a.parent) {
+        return 127; /* the parent is gone already: run nothing */
+    }
+    prctl(PR_SET_CHILD_SUBREAPER, 1);
+    char path[4096] = "";
+    if (a.pid_dir && s_pid_file(a.pid_dir, a.parent, path, sizeof path) < 0) {
+        fprintf(stderr, "bicky-exec: cannot write a pid file in %s: %s\n", a.pid_dir,
+                strerror(errno));
+        path[0] = '\0';
+    }
+    pid_t shim = getpid(), child = fork();
+    if (child == 0) {
+        s_run_program(shim, &old, a.argv);
+    }
+    int status = 127 << 8, done = child < 0;
+    if (child > 0) {
+        s_drop_stdio();
+    }
+    while (!done) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&set, &si);
+        if (sig == SIGCHLD) {
+            s_reap(child, &status, &done);
+        } else if (sig == s_pdeath_sig()) {
+            break; /* the node died: everything goes */
+        } else if (sig > 0) {
+            kill(child, sig);
+        }
+    }
+    s_kill_all(child > 0 && !done ? child : -1, &status, &done);
+    if (path[0]) {
+        unlink(path);
+    }
+    s_exit_like(status);
+}

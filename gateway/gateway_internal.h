@@ -42,6 +42,7 @@ typedef struct gw_upstream_t gw_upstream_t;
 typedef struct gw_fanout_t gw_fanout_t;
 typedef struct gw_metrics_t gw_metrics_t;
 typedef struct gw_auth_cache_t gw_auth_cache_t;
+typedef struct gw_ws_hub_t gw_ws_hub_t;
 
 /* ---- configuration (read-only after gw_server_new) ---------------------- */
 
@@ -128,8 +129,9 @@ int gw_parse_uuid(const char *text, const char *field, uint8_t out[16], gw_error
 /* ---- routes (gw_routes.c) ---------------------------------------------- */
 
 enum {
-    GW_ROUTE_AUTH = 1, /* needs a bearer token (every /api/ route) */
-    GW_ROUTE_BODY = 2, /* takes a JSON body */
+    GW_ROUTE_AUTH = 1,        /* needs a bearer token (every /api/ route) */
+    GW_ROUTE_BODY = 2,        /* takes a JSON body */
+    GW_ROUTE_QUERY_TOKEN = 4, /* the token may come as ?token= (WebSocket clients) */
 };
 
 typedef void(gw_handler_fn)(gw_req_t *req);
@@ -292,6 +294,12 @@ int gw_fanout_add(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t 
 void gw_fanout_remove(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t *client);
 /* Number of topics currently subscribed. */
 size_t gw_fanout_topics(const gw_fanout_t *self);
+/* The same for a Phoenix channel of a WebSocket (gw_phx.c): its events go to
+   gw_phx_deliver (chan). */
+int gw_fanout_add_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
+void gw_fanout_remove_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
+/* Pushes one live event to a joined Phoenix channel (gw_phx.c). */
+void gw_phx_deliver(void *chan, const proto_msg_t *event);
 
 /* ---- SSE framing and buffer (gw_sse_buf.c, pure) ------------------------ */
 
@@ -515,6 +523,8 @@ void gw_h_wt_create(gw_req_t *req);
 void gw_h_wt_get(gw_req_t *req);
 void gw_h_wt_delete(gw_req_t *req);
 void gw_h_strategies(gw_req_t *req);
+/* GET /socket/websocket (gw_ws.c). */
+void gw_h_socket(gw_req_t *req);
 
 /* ---- server (gw_server.c) ------------------------------------------------ */
 
@@ -525,6 +535,7 @@ struct gw_server_t {
     zmq_pollitem_t mhd_item;     /* MHD epoll fd registered with the loop */
     int kick_timer;              /* one-shot MHD run timer id, -1 when none */
     gw_accept_t *accept;         /* listening socket and head stage */
+    gw_ws_hub_t *ws;             /* WebSocket connections (gw_ws.c) */
     bool stopping;               /* shutdown in progress */
     bool finished;               /* shutdown done: the loop may end */
     int64_t stop_deadline_ms;    /* when shutdown gives up waiting */

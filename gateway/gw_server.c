@@ -5,6 +5,7 @@
     Everything runs on the thread that calls gw_server_run. */
 #define LOG_MODULE "gw_server"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_ws.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -61,8 +62,8 @@ static int s_mhd_start(gw_server_t *self)
 {
     /* No listening socket of its own: gw_accept accepts, looks at each head
        and hands the connection over with MHD_add_connection. */
-    unsigned flags =
-        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+                     MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     self->mhd = MHD_start_daemon(
         flags, 0, NULL, NULL, gw_http_access, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)self->cfg->max_connections,
@@ -121,7 +122,8 @@ gw_server_t *gw_server_new(const gw_config_t *cfg)
     self->fanout = gw_fanout_new(self);
     self->upstream = self->fanout ? gw_upstream_new(self) : NULL;
     self->registry = self->upstream ? gw_registry_new(self, cfg->registry) : NULL;
-    if (!self->registry || s_mhd_start(self) < 0) {
+    self->ws = self->registry ? gw_ws_hub_new(self) : NULL;
+    if (!self->ws || s_mhd_start(self) < 0) {
         gw_server_destroy(&self);
         return NULL;
     }
@@ -148,6 +150,9 @@ void gw_server_destroy(gw_server_t **self_p)
     }
     gw_server_t *self = *self_p;
     gw_accept_destroy(&self->accept);
+    /* Upgraded sockets go first: libmicrohttpd closes them (and ends their
+       requests) before it stops. */
+    gw_ws_hub_destroy(&self->ws);
     if (self->mhd) {
         self->stopping = true;
         s_resume_all(self);
@@ -222,6 +227,7 @@ static void s_begin_stop(gw_server_t *self, int64_t now)
     self->stop_deadline_ms = now + S_STOP_GRACE_MS;
     gw_accept_quiesce(self->accept);
     gw_sse_close_all(self);
+    gw_ws_hub_close_all(self->ws);
     gw_upstream_fail_all(self->upstream);
     gw_http_fail_all(self);
     gw_server_kick(self);
@@ -235,7 +241,8 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
         s_begin_stop(self, now);
     }
     if (self->stopping) {
-        bool drained = zlistx_size(self->reqs) == 0 && zlistx_size(self->sse) == 0;
+        bool drained = zlistx_size(self->reqs) == 0 && zlistx_size(self->sse) == 0 &&
+                       gw_ws_hub_count(self->ws) == 0;
         if (drained || now >= self->stop_deadline_ms) {
             self->finished = true;
             return -1;
@@ -244,6 +251,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     gw_registry_tick(self->registry, now);
     gw_upstream_tick(self->upstream, now);
     gw_accept_tick(self->accept, now);
+    gw_ws_hub_tick(self->ws, now);
     gw_sse_tick(self, now);
     s_mhd_run(self);
     return 0;

@@ -356,7 +356,8 @@ void gw_phx_on_text(gw_phx_t *self, const char *text, size_t len)
                     "not a Phoenix v2 message: [join_ref, ref, topic, event, payload]");
         return;
     }
-    if (zlistx_size(self->calls) >= GW_WS_PENDING_MAX) {
+    bool calls_node = strcmp(event, "phx_join") == 0 || strcmp(event, "message:create") == 0;
+    if (calls_node && zlistx_size(self->calls) >= GW_WS_PENDING_MAX) {
         gw_error_t err;
         gw_error_set(&err, 429, "rate_limited", NULL, "%d requests of this socket are in flight",
                      GW_WS_PENDING_MAX);

@@ -26,6 +26,9 @@
 #define S_EVENTS        64   /* epoll events per wake */
 #define S_CLOSE_WAIT_MS 5000 /* a peer that does not answer our close is cut */
 #define S_SWEEP_MS      1000 /* idle sweep period */
+/* Reading stops while this much output waits: a client that sends requests
+   faster than it reads the answers is slowed down by TCP, not closed. */
+#define S_READ_PAUSE (GW_WS_OUT_MAX / 2)
 
 struct gw_ws_t {
     gw_ws_hub_t *hub;                      /* owner */
@@ -39,6 +42,7 @@ struct gw_ws_t {
     int64_t last_in_ms;                    /* last message received (mono) */
     int64_t close_ms;                      /* when our close was queued, 0 before */
     uint32_t events;                       /* epoll interest */
+    bool draining;                         /* closed: reading the peer's rest until it leaves */
     void *handle;                          /* position in hub->sockets */
 };
 
@@ -62,6 +66,10 @@ s_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *u
         memcpy(buf, ws->extra + ws->extra_off, n);
         ws->extra_off += n;
         return (ssize_t)n;
+    }
+    if (wslay_event_get_queued_msg_length(ctx) > S_READ_PAUSE) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
     }
     ssize_t n = recv(ws->fd, buf, len, MSG_DONTWAIT);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
@@ -145,10 +153,20 @@ static void s_update(gw_ws_t *ws)
 {
     bool rd = wslay_event_want_read(ws->ctx), wr = wslay_event_want_write(ws->ctx);
     if (!rd && !wr) {
-        s_free(ws);
+        /* Done both ways. Freeing now, with bytes of the peer unread, would
+           reset the connection and could destroy our close frame before
+           the peer reads it: end our side, drop what still comes, and free
+           at its end (or after S_CLOSE_WAIT_MS, gw_ws_hub_tick). */
+        ws->draining = true;
+        ws->close_ms = ws->close_ms ? ws->close_ms : util_mono_ms();
+        shutdown(ws->fd, SHUT_WR);
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = ws};
+        epoll_ctl(ws->hub->epoll_fd, EPOLL_CTL_MOD, ws->fd, &ev);
+        ws->events = ev.events;
         return;
     }
-    uint32_t want = (rd ? EPOLLIN | EPOLLRDHUP : 0) | (wr ? EPOLLOUT : 0);
+    bool paused = wslay_event_get_queued_msg_length(ws->ctx) > S_READ_PAUSE;
+    uint32_t want = (rd && !paused ? EPOLLIN | EPOLLRDHUP : 0) | (wr ? EPOLLOUT : 0);
     if (want != ws->events) {
         struct epoll_event ev = {.events = want, .data.ptr = ws};
         epoll_ctl(ws->hub->epoll_fd, EPOLL_CTL_MOD, ws->fd, &ev);
@@ -157,8 +175,24 @@ static void s_update(gw_ws_t *ws)
 }
 
 /* Reads and writes what the socket allows. */
+/* Reads and drops what a closed peer still sends; frees at its end. */
+static void s_drain(gw_ws_t *ws)
+{
+    char buf[16384];
+    ssize_t n;
+    while ((n = recv(ws->fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) {
+    }
+    if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+        s_free(ws);
+    }
+}
+
 static void s_io(gw_ws_t *ws, uint32_t events)
 {
+    if (ws->draining) {
+        s_drain(ws);
+        return;
+    }
     if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && wslay_event_want_read(ws->ctx) &&
         wslay_event_recv(ws->ctx) != 0) {
         s_free(ws);

@@ -4,9 +4,11 @@
     "conversation:<id>" is joined after the conversation's owner node says the
     socket's team may read it (conv.get), then every live event of the
     conversation is pushed with its type as the event name and its JSON as
-    payload; "message:create" posts a message (msg.post, the HTTP route's
-    checks and answers); phx_leave answers ok, then phx_close. Anything else
-    is an error reply and the socket stays. Loop thread only. */
+    payload (after the stored ones past last_event_id: gw_phx_resume.c);
+    "message:create", "conversation:cancel", "permission:approve" and
+    "permission:deny" do what the HTTP routes do, with their checks and
+    answers; phx_leave answers ok, then phx_close. Anything else is an error
+    reply and the socket stays. Loop thread only. */
 #define LOG_MODULE "gw_phx"
 #include "gateway/gw_ws.h"
 
@@ -15,17 +17,11 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define S_TOPIC_MAX 80 /* "conversation:" + a UUID, with room */
 
-typedef struct {
-    gw_phx_t *phx;                /* owner */
-    char topic[S_TOPIC_MAX];      /* "conversation:<id>" */
-    json_t *join_ref;             /* the client's join_ref (owned) */
-    uint8_t fan[PROTO_TOPIC_LEN]; /* team + conversation: the event topic */
-    bool live;                    /* subscribed (the node said yes) */
-    void *handle;                 /* position in phx->chans */
-} s_chan_t;
+typedef gw_phx_chan_t s_chan_t;
 
 typedef struct {
     gw_phx_t *phx;           /* owner */
@@ -33,6 +29,7 @@ typedef struct {
     json_t *join_ref, *ref;  /* to address the reply (owned) */
     char topic[S_TOPIC_MAX]; /* the message's topic */
     s_chan_t *join;          /* the channel being joined, NULL for a push */
+    json_t *decide;          /* perm.decide's args once perm.get has answered (owned) */
     void *handle;            /* position in phx->calls */
 } s_call_t;
 
@@ -60,7 +57,7 @@ gw_phx_t *gw_phx_new(gw_ws_t *ws)
 static void s_call_free(s_call_t *call);
 
 /* Frees channel c: unsubscribes, and drops a join of it still in flight. */
-static void s_chan_free(s_chan_t *c)
+void gw_phx_chan_free(gw_phx_chan_t *c)
 {
     gw_phx_t *self = c->phx;
     s_call_t *call = zlistx_first(self->calls);
@@ -71,6 +68,7 @@ static void s_chan_free(s_chan_t *c)
         }
         call = next;
     }
+    gw_phx_chan_stop(c);
     if (c->live) {
         gw_fanout_remove_ws(gw_ws_server(self->ws)->fanout, c->fan, sizeof c->fan, c);
     }
@@ -85,6 +83,7 @@ static void s_call_free(s_call_t *call)
     zlistx_delete(call->phx->calls, call->handle);
     json_decref(call->join_ref);
     json_decref(call->ref);
+    json_decref(call->decide);
     free(call);
 }
 
@@ -99,7 +98,7 @@ void gw_phx_destroy(gw_phx_t **self_p)
         s_call_free(p);
     }
     while (self->chans && (p = zlistx_first(self->chans))) {
-        s_chan_free(p);
+        gw_phx_chan_free(p);
     }
     zlistx_destroy(&self->calls);
     zlistx_destroy(&self->chans);
@@ -125,6 +124,18 @@ static void s_send(gw_phx_t *self,
         gw_ws_send_text(self->ws, text, strlen(text));
     }
     free(text);
+}
+
+void gw_phx_chan_error(gw_phx_chan_t *c)
+{
+    /* phx_error makes the phoenix client rejoin the channel later. */
+    gw_phx_t *self = c->phx;
+    json_t *jr = json_incref(c->join_ref);
+    char topic[sizeof c->topic];
+    snprintf(topic, sizeof topic, "%s", c->topic);
+    gw_phx_chan_free(c);
+    s_send(self, jr, jr, topic, "phx_error", NULL);
+    json_decref(jr);
 }
 
 /* Replies {"status": status, "response": response} (response taken). */
@@ -158,29 +169,15 @@ static json_t *s_error_response(const gw_error_t *err)
     return o;
 }
 
-void gw_phx_deliver(void *chan, const proto_msg_t *event)
-{
-    s_chan_t *c = chan;
-    /* The event's JSON is passed through as the payload, unparsed. */
-    char *ref = json_dumps(c->join_ref, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_t *names = json_pack("[ss]", c->topic, event->event_type);
-    char *head = names ? json_dumps(names, JSON_COMPACT) : NULL;
-    json_decref(names);
-    size_t blen = strlen(event->body);
-    size_t cap = (ref ? strlen(ref) : 4) + (head ? strlen(head) : 0) + blen + 16;
-    char *text = malloc(cap);
-    if (ref && head && text) {
-        /* head is ["topic","event"]: splice it between the refs and the payload. */
-        int n = snprintf(text, cap, "[%s,null,%.*s,%s]", ref, (int)(strlen(head) - 2), head + 1,
-                         event->body);
-        gw_ws_send_text(c->phx->ws, text, (size_t)n);
-    }
-    free(text);
-    free(head);
-    free(ref);
-}
-
 /* ---- node calls --------------------------------------------------------------- */
+
+static s_call_t *s_call(gw_phx_t *self,
+                        json_t *join_ref,
+                        json_t *ref,
+                        const char *topic,
+                        proto_op_id_t op,
+                        json_t *args,
+                        s_chan_t *join);
 
 static s_chan_t *s_find(gw_phx_t *self, const char *topic)
 {
@@ -190,6 +187,28 @@ static s_chan_t *s_find(gw_phx_t *self, const char *topic)
         }
     }
     return NULL;
+}
+
+/* perm.get answered for a permission:approve/deny push: the request must be
+   of the topic's conversation (else not_found, as for another team's); then
+   perm.decide goes to that conversation's owner. */
+static void s_decide(s_call_t *call, const gw_reply_t *reply, json_t *body)
+{
+    gw_phx_t *self = call->phx;
+    const char *conv = json_string_value(json_object_get(body, "conversation_id"));
+    const char *mine = call->topic + strlen("conversation:");
+    if (reply->status != 200) {
+        s_reply(self, call->join_ref, call->ref, call->topic, "error",
+                body ? json_incref(body) : json_object());
+    } else if (!conv || strcasecmp(conv, mine) != 0) {
+        gw_error_t err;
+        gw_error_set(&err, 404, "not_found", NULL, "no such permission request in %s", call->topic);
+        s_reply(self, call->join_ref, call->ref, call->topic, "error", s_error_response(&err));
+    } else {
+        json_t *args = call->decide;
+        call->decide = NULL;
+        s_call(self, call->join_ref, call->ref, call->topic, PROTO_OP_PERM_DECIDE, args, NULL);
+    }
 }
 
 static void s_on_reply(void *owner, const gw_reply_t *reply)
@@ -205,13 +224,16 @@ static void s_on_reply(void *owner, const gw_reply_t *reply)
             gw_fanout_add_ws(gw_ws_server(self->ws)->fanout, c->fan, sizeof c->fan, c) == 0) {
             c->live = true;
             s_reply(self, call->join_ref, call->ref, call->topic, "ok", NULL);
+            gw_phx_chan_start(c);
         } else {
             bool missing = reply->status == 404 || reply->status == 400;
-            s_chan_free(c);
+            gw_phx_chan_free(c);
             s_reply(self, call->join_ref, call->ref, call->topic, "error",
                     missing ? json_pack("{s:s}", "reason", "unauthorized")
                             : json_pack("{s:s, s:O?}", "reason", "unavailable", "error", body));
         }
+    } else if (call->decide) {
+        s_decide(call, reply, body);
     } else {
         bool ok = reply->status >= 200 && reply->status < 300;
         s_reply(self, call->join_ref, call->ref, call->topic, ok ? "ok" : "error",
@@ -222,13 +244,13 @@ static void s_on_reply(void *owner, const gw_reply_t *reply)
 }
 
 /* Starts op for the conversation of topic; the reply goes to s_on_reply. */
-static void s_call(gw_phx_t *self,
-                   json_t *join_ref,
-                   json_t *ref,
-                   const char *topic,
-                   proto_op_id_t op,
-                   json_t *args,
-                   s_chan_t *join)
+static s_call_t *s_call(gw_phx_t *self,
+                        json_t *join_ref,
+                        json_t *ref,
+                        const char *topic,
+                        proto_op_id_t op,
+                        json_t *args,
+                        s_chan_t *join)
 {
     gw_server_t *srv = gw_ws_server(self->ws);
     uint8_t conv[16];
@@ -240,10 +262,10 @@ static void s_call(gw_phx_t *self,
         free(text);
         free(call);
         if (join) {
-            s_chan_free(join);
+            gw_phx_chan_free(join);
         }
         s_reply_reason(self, join_ref, ref, topic, "unavailable");
-        return;
+        return NULL;
     }
     call->phx = self;
     call->join_ref = json_incref(join_ref);
@@ -251,18 +273,22 @@ static void s_call(gw_phx_t *self,
     snprintf(call->topic, sizeof call->topic, "%s", topic);
     call->join = join;
     call->handle = zlistx_add_end(self->calls, call);
-    gw_call_t c = {
-        .op = proto_ops[op].name, .conv_id = conv, .team_id = gw_ws_team(self->ws), .args = text};
+    gw_call_t c = {.op = proto_ops[op].name,
+                   .conv_id = proto_ops[op].scope == PROTO_SCOPE_TEAM ? NULL : conv,
+                   .team_id = gw_ws_team(self->ws),
+                   .args = text};
     call->id = gw_upstream_call(srv->upstream, &c, s_on_reply, call);
     free(text);
     if (!call->id) {
         call->join = NULL;
         if (join) {
-            s_chan_free(join);
+            gw_phx_chan_free(join);
         }
         s_reply_reason(self, join_ref, ref, topic, "unavailable");
         s_call_free(call);
+        return NULL;
     }
+    return call;
 }
 
 /* ---- events of the client --------------------------------------------------------- */
@@ -288,7 +314,7 @@ s_join(gw_phx_t *self, json_t *join_ref, json_t *ref, const char *topic, json_t 
     }
     s_chan_t *old = s_find(self, topic);
     if (old) {
-        s_chan_free(old); /* a rejoin replaces the channel, as Phoenix does */
+        gw_phx_chan_free(old); /* a rejoin replaces the channel, as Phoenix does */
     }
     if (zlistx_size(self->chans) >= GW_WS_TOPICS_MAX) {
         s_reply_reason(self, join_ref, ref, topic, "too many topics on this socket");
@@ -300,12 +326,55 @@ s_join(gw_phx_t *self, json_t *join_ref, json_t *ref, const char *topic, json_t 
         return;
     }
     c->phx = self;
+    c->ws = self->ws;
+    if (gw_phx_resume_point(c, payload) < 0) {
+        free(c);
+        gw_error_t err;
+        gw_error_set(&err, 400, "invalid_field", "last_event_id",
+                     "last_event_id must be a non-negative integer");
+        s_reply(self, join_ref, ref, topic, "error", s_error_response(&err));
+        return;
+    }
     snprintf(c->topic, sizeof c->topic, "%s", topic);
     c->join_ref = json_incref(join_ref ? join_ref : json_null());
     memcpy(c->fan, gw_ws_team(self->ws), 16);
     memcpy(c->fan + 16, conv, 16);
     c->handle = zlistx_add_end(self->chans, c);
     s_call(self, join_ref, ref, topic, PROTO_OP_CONV_GET, json_object(), c);
+}
+
+/* permission:approve / permission:deny {"id", …}: the HTTP routes' checks
+   (body taken), then perm.get, then perm.decide (s_decide). */
+static void s_permission(
+    gw_phx_t *self, json_t *join_ref, json_t *ref, const char *topic, bool approve, json_t *body)
+{
+    gw_error_t err;
+    uint8_t id[16];
+    const char *text = json_string_value(json_object_get(body, "id"));
+    if (!text || gw_parse_uuid(text, "id", id, &err) < 0) {
+        if (!text) {
+            gw_error_set(&err, 400, "invalid_field", "id", "id is required");
+        }
+        json_decref(body);
+        s_reply(self, join_ref, ref, topic, "error", s_error_response(&err));
+        return;
+    }
+    char lower[UTIL_UUID_STR_LEN + 1];
+    util_uuid_format(id, lower);
+    json_object_del(body, "id");
+    json_t *preset = json_pack("{s:s, s:s}", "decision", approve ? "approve" : "deny", "id", lower);
+    json_t *decide = gw_json_args(body, PROTO_OP_PERM_DECIDE, preset, &err);
+    if (!decide) {
+        s_reply(self, join_ref, ref, topic, "error", s_error_response(&err));
+        return;
+    }
+    s_call_t *call = s_call(self, join_ref, ref, topic, PROTO_OP_PERM_GET,
+                            json_pack("{s:s}", "id", lower), NULL);
+    if (call) {
+        call->decide = decide;
+    } else {
+        json_decref(decide);
+    }
 }
 
 static void s_push(gw_phx_t *self,
@@ -322,24 +391,28 @@ static void s_push(gw_phx_t *self,
     }
     if (strcmp(event, "phx_leave") == 0) {
         json_t *jr = json_incref(c->join_ref);
-        s_chan_free(c);
+        gw_phx_chan_free(c);
         s_reply(self, join_ref, ref, topic, "ok", NULL);
         s_send(self, jr, jr, topic, "phx_close", NULL);
         json_decref(jr);
         return;
     }
-    if (strcmp(event, "message:create") != 0) {
-        s_reply_reason(self, join_ref, ref, topic, "unknown event");
-        return;
-    }
+    json_t *body = json_is_object(payload) ? json_deep_copy(payload) : json_object();
     gw_error_t err;
-    json_t *args = gw_json_args(json_is_object(payload) ? json_deep_copy(payload) : json_object(),
-                                PROTO_OP_MSG_POST, NULL, &err);
-    if (!args) {
-        s_reply(self, join_ref, ref, topic, "error", s_error_response(&err));
-        return;
+    if (strcmp(event, "message:create") == 0 || strcmp(event, "conversation:cancel") == 0) {
+        proto_op_id_t op = event[0] == 'm' ? PROTO_OP_MSG_POST : PROTO_OP_CONV_CANCEL;
+        json_t *args = gw_json_args(body, op, NULL, &err);
+        if (args) {
+            s_call(self, join_ref, ref, topic, op, args, NULL);
+        } else {
+            s_reply(self, join_ref, ref, topic, "error", s_error_response(&err));
+        }
+    } else if (strcmp(event, "permission:approve") == 0 || strcmp(event, "permission:deny") == 0) {
+        s_permission(self, join_ref, ref, topic, strcmp(event, "permission:approve") == 0, body);
+    } else {
+        json_decref(body);
+        s_reply_reason(self, join_ref, ref, topic, "unknown event");
     }
-    s_call(self, join_ref, ref, topic, PROTO_OP_MSG_POST, args, NULL);
 }
 
 void gw_phx_on_text(gw_phx_t *self, const char *text, size_t len)
@@ -356,7 +429,8 @@ void gw_phx_on_text(gw_phx_t *self, const char *text, size_t len)
                     "not a Phoenix v2 message: [join_ref, ref, topic, event, payload]");
         return;
     }
-    bool calls_node = strcmp(event, "phx_join") == 0 || strcmp(event, "message:create") == 0;
+    /* Everything but heartbeats and leaves may wait for a node. */
+    bool calls_node = strcmp(topic, "phoenix") != 0 && strcmp(event, "phx_leave") != 0;
     if (calls_node && zlistx_size(self->calls) >= GW_WS_PENDING_MAX) {
         gw_error_t err;
         gw_error_set(&err, 429, "rate_limited", NULL, "%d requests of this socket are in flight",

@@ -44,7 +44,38 @@ void gw_ws_close(gw_ws_t *ws, uint16_t code, const char *reason);
 const uint8_t *gw_ws_team(const gw_ws_t *ws);
 gw_server_t *gw_ws_server(const gw_ws_t *ws);
 
-/* ---- Phoenix Channels v2 (gw_phx.c) --------------------------------------- */
+/* ---- Phoenix Channels v2 (gw_phx.c, gw_phx_resume.c) ---------------------- */
+
+/* A joined (or joining) conversation topic of a socket. */
+typedef struct {
+    gw_phx_t *phx;                /* owner */
+    gw_ws_t *ws;                  /* its socket */
+    char topic[80];               /* "conversation:<id>" */
+    json_t *join_ref;             /* the client's join_ref (owned) */
+    uint8_t fan[PROTO_TOPIC_LEN]; /* team + conversation: the event topic */
+    bool live;                    /* subscribed (the node said yes) */
+    void *handle;                 /* position in phx->chans */
+    bool resume;                  /* the join asked for stored events after last_id */
+    bool replaying;               /* a page of stored events is coming: live ones wait */
+    uint64_t last_id;             /* last stored event sent (or the join's last_event_id) */
+    uint64_t last_seq;            /* its per-conversation seq, 0 when unknown */
+    zlistx_t *held;               /* live frames held during a replay (freed here) */
+    size_t held_bytes;            /* their size */
+    uint64_t page_call;           /* events.list call in flight, 0 when none */
+} gw_phx_chan_t;
+
+/* Frees c: stops its replay, unsubscribes, drops a join in flight (gw_phx.c). */
+void gw_phx_chan_free(gw_phx_chan_t *c);
+/* Sends phx_error for c and frees it: the client rejoins (gw_phx.c). */
+void gw_phx_chan_error(gw_phx_chan_t *c);
+/* Reads last_event_id of a join payload into c (resume, last_id); -1 when it
+   is there but not a non-negative integer (gw_phx_resume.c). */
+int gw_phx_resume_point(gw_phx_chan_t *c, const json_t *payload);
+/* After the join's ok: replays the stored events after last_id when the join
+   asked for it, page by page, then the live events held meanwhile. */
+void gw_phx_chan_start(gw_phx_chan_t *c);
+/* Cancels a page in flight and drops the held frames. */
+void gw_phx_chan_stop(gw_phx_chan_t *c);
 
 /* Protocol state of one socket; NULL on OOM. */
 gw_phx_t *gw_phx_new(gw_ws_t *ws);

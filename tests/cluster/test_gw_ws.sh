@@ -9,7 +9,12 @@
 #    reply; message:create answered ok with the message (stored in
 #    Postgres), an invalid one answered with the API's error object, an
 #    unknown event answered with an error and the socket kept; leave → ok,
-#    then phx_close;
+#    then phx_close; conversation:cancel during a turn (ok, turn.cancelled)
+#    and with nothing running (conflict); permission:approve of an unknown
+#    request (not_found) and permission:deny without an id (invalid_field);
+#  - a join with last_event_id 0 replays the stored log, then live events;
+#    cut mid-turn and rejoined with the last id received: every stored event
+#    of the conversation exactly once, in order (checked against Postgres);
 #  - another team's conversation → {"reason":"unauthorized"}; an unknown
 #    topic → {"reason":"unmatched topic"}; a bad token → refused at connect
 #    (HTTP 401 before any upgrade);
@@ -48,6 +53,8 @@ if [[ ! -f $NPM_DIR/node_modules/phoenix/package.json ||
 fi
 export NODE_PATH=$NPM_DIR/node_modules
 
+# A turn takes about 10 × 150 ms: long enough to be cancelled over the socket.
+export BICKY_ECHO_DELAY_MS=150
 tc_start gw_ws
 gw=$(tc_pid gateway)
 PHX=$SRC/tests/tools/phx_client.js
@@ -80,6 +87,34 @@ t_check "an unknown event: error reply, socket kept" \
     test "$(step unknown_event "$TC_VAR/turn" | jq -r .reply.reason)" = "unknown event"
 t_check "leave: ok, then phx_close" \
     test -n "$(step left "$TC_VAR/turn")" -a -n "$(step channel_closed "$TC_VAR/turn")"
+
+# ---------------------------------------------------------------- resume
+
+# The conversation of the first turn has a stored log; a join with
+# last_event_id 0 replays it, a cut mid-turn and a rejoin with the last id
+# received gets the rest: every stored event exactly once, in order.
+node "$PHX" resume "$BICKY_HTTP_PORT" "$TC_TOKEN" "$c" >"$TC_VAR/resume" 2>&1
+got=$(jq -r 'select(.step == "stored") | .id' "$TC_VAR/resume" | paste -sd' ')
+want=$(tc_sql "select string_agg(id::text, ' ' order by id) from events where conversation_id = '$c'")
+t_check "cut and rejoin with last_event_id: every stored event once, in order" test "$got" = "$want"
+t_check "both sockets took part ($(jq -r 'select(.step == "stored") | .socket' "$TC_VAR/resume" | uniq -c | paste -sd' '))" \
+    test "$(jq -r 'select(.step == "stored") | .socket' "$TC_VAR/resume" | uniq | paste -sd' ')" = "a b"
+t_check "the rejoin ended with the turn's turn.completed" \
+    test "$(jq -r 'select(.step == "stored") | .event' "$TC_VAR/resume" | tail -1)" = turn.completed
+
+# ---------------------------------------------------------------- cancel, permissions
+
+k=$(tc_conv)
+node "$PHX" cancel "$BICKY_HTTP_PORT" "$TC_TOKEN" "$k" >"$TC_VAR/cancel" 2>&1
+t_check "conversation:cancel during a turn: ok ($(step cancelled "$TC_VAR/cancel"))" \
+    test -n "$(step cancelled "$TC_VAR/cancel")"
+t_check "then turn.cancelled is pushed" test -n "$(step event "$TC_VAR/cancel")"
+t_check "conversation:cancel with nothing running: conflict ($(step cancel_idle "$TC_VAR/cancel" | jq -r .reply.code))" \
+    test "$(step cancel_idle "$TC_VAR/cancel" | jq -r .reply.code)" = conflict
+t_check "permission:approve of an unknown request: not_found" \
+    test "$(step approve_unknown "$TC_VAR/cancel" | jq -r .reply.code)" = not_found
+t_check "permission:deny without an id: invalid_field id" \
+    test "$(step deny_without_id "$TC_VAR/cancel" | jq -r '.reply.code + " " + .reply.field')" = "invalid_field id"
 
 # ---------------------------------------------------------------- refusals
 

@@ -66,6 +66,77 @@ function turn() {
     });
 }
 
+// Joins CONV, starts a slow turn (the cluster runs echo with a delay per
+// word), cancels it on turn.started, cancels again (nothing runs: 409), and
+// decides permission requests that are not there or not named.
+function cancel() {
+  const socket = connect();
+  const ch = socket.channel(`conversation:${conv}`, {});
+  ch.onMessage = (event, payload) => {
+    if (event === "turn.started") {
+      ch.push("conversation:cancel", {})
+        .receive("ok", (r) => out({ step: "cancelled", reply: r }))
+        .receive("error", (e) => out({ step: "cancel_error", reply: e }));
+    }
+    if (event === "turn.cancelled") {
+      out({ step: "event", event });
+      ch.push("conversation:cancel", {})
+        .receive("error", (e) => out({ step: "cancel_idle", reply: e }));
+      ch.push("permission:approve", { id: "00000000-0000-4000-8000-000000000000" })
+        .receive("error", (e) => out({ step: "approve_unknown", reply: e }));
+      ch.push("permission:deny", { reason: "no id" })
+        .receive("error", (e) => {
+          out({ step: "deny_without_id", reply: e });
+          socket.disconnect(() => done(0));
+        });
+    }
+    return payload;
+  };
+  ch.join().receive("ok", () => {
+    ch.push("message:create", { content: "one two three four five six seven eight nine ten" });
+  });
+}
+
+// Joins CONV with last_event_id 0 (every stored event first), posts a
+// message, cuts the socket at that turn's first message.delta, then joins
+// again on a new socket with last_event_id = the last id received and reads
+// up to that turn's turn.completed. Prints each stored event's id and which
+// socket got it.
+function resume() {
+  let last = 0;
+  let cut = false;
+  const first = connect();
+  const a = first.channel(`conversation:${conv}`, { last_event_id: 0 });
+  a.onMessage = (event, payload) => {
+    if (cut) return payload;
+    if (payload && payload.id && event && !event.startsWith("phx_")) {
+      out({ step: "stored", socket: "a", id: payload.id, event });
+      last = payload.id;
+    }
+    if (event === "message.delta") {
+      cut = true; // deltas are live only: the new turn is under way
+      first.disconnect(() => again());
+    }
+    return payload;
+  };
+  a.join().receive("ok", () => {
+    a.push("message:create", { content: "one two three four five six seven eight" });
+  });
+  function again() {
+    out({ step: "cut", last });
+    const second = connect();
+    const b = second.channel(`conversation:${conv}`, { last_event_id: last });
+    b.onMessage = (event, payload) => {
+      if (payload && payload.id && event && !event.startsWith("phx_")) {
+        out({ step: "stored", socket: "b", id: payload.id, event });
+        if (event === "turn.completed") second.disconnect(() => done(0));
+      }
+      return payload;
+    };
+    b.join().receive("error", (e) => out({ step: "rejoin_error", reply: e }));
+  }
+}
+
 // Joins CONV with a token of another team (TOKEN), and an unknown topic.
 function refused() {
   const socket = connect();
@@ -97,4 +168,4 @@ function badtoken() {
   });
 }
 
-({ turn, refused, badtoken })[scenario]();
+({ turn, cancel, resume, refused, badtoken })[scenario]();

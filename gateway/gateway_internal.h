@@ -43,6 +43,7 @@ typedef struct gw_upstream_t gw_upstream_t;
 typedef struct gw_fanout_t gw_fanout_t;
 typedef struct gw_metrics_t gw_metrics_t;
 typedef struct gw_auth_cache_t gw_auth_cache_t;
+typedef struct gw_ws_hub_t gw_ws_hub_t;
 
 /* ---- configuration (read-only after gw_server_new) ---------------------- */
 
@@ -131,8 +132,9 @@ int gw_parse_uuid(const char *text, const char *field, uint8_t out[16], gw_error
 /* ---- routes (gw_routes.c) ---------------------------------------------- */
 
 enum {
-    GW_ROUTE_AUTH = 1, /* needs a bearer token (every /api/ route) */
-    GW_ROUTE_BODY = 2, /* takes a JSON body */
+    GW_ROUTE_AUTH = 1,        /* needs a bearer token (every /api/ route) */
+    GW_ROUTE_BODY = 2,        /* takes a JSON body */
+    GW_ROUTE_QUERY_TOKEN = 4, /* the token may come as ?token= (WebSocket clients) */
 };
 
 typedef void(gw_handler_fn)(gw_req_t *req);
@@ -306,6 +308,12 @@ int gw_fanout_add(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t 
 void gw_fanout_remove(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t *client);
 /* Number of topics currently subscribed. */
 size_t gw_fanout_topics(const gw_fanout_t *self);
+/* The same for a Phoenix channel of a WebSocket (gw_phx.c): its events go to
+   gw_phx_deliver (chan). */
+int gw_fanout_add_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
+void gw_fanout_remove_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
+/* Pushes one live event to a joined Phoenix channel (gw_phx.c). */
+void gw_phx_deliver(void *chan, const proto_msg_t *event);
 
 /* ---- SSE framing and buffer (gw_sse_buf.c, pure) ------------------------ */
 
@@ -352,6 +360,48 @@ void gw_sse_tick(gw_server_t *srv, int64_t now_ms);
 void gw_sse_close_all(gw_server_t *srv);
 /* Destroys a client that never got a response (its req is going away). */
 void gw_sse_destroy(gw_sse_t **self_p);
+
+/* ---- request heads (gw_head.c, pure) and the door (gw_accept.c) --------- */
+
+#define GW_HEAD_MAX_TARGET 2048 /* request target bytes (as sent) → else 414 */
+#define GW_HEAD_MAX        3584 /* request line and header lines, bytes → else 431 */
+/* Bytes of the head plus 64 per header field and query argument (and a
+   Cookie's copy): what libmicrohttpd's 4 KiB pool must hold besides the
+   answer's headers (S_MHD_MEMORY in gw_server.c) → else 431. */
+#define GW_HEAD_BUDGET 3840
+
+typedef enum {
+    GW_HEAD_MORE = 0,     /* incomplete, within the limits so far */
+    GW_HEAD_OK,           /* complete and within the limits */
+    GW_HEAD_URI_TOO_LONG, /* 414 */
+    GW_HEAD_TOO_LARGE,    /* 431 */
+} gw_head_verdict_t;
+
+/* Judges the first len bytes a client sent on a connection (the start of a
+   request head) against the limits above. Pure. */
+gw_head_verdict_t gw_head_scan(const char *buf, size_t len);
+
+typedef struct gw_accept_t gw_accept_t;
+
+/* Listens on cfg's address (SO_REUSEPORT with cfg->reuse_port), accepts
+   connections and peeks at each request head (gw_head_scan) before handing
+   the connection to libmicrohttpd (MHD_add_connection); a head over the
+   limits gets the JSON 414/431 here. Registers its sockets with srv's loop.
+   NULL (logged) on failure. */
+gw_accept_t *gw_accept_new(gw_server_t *srv);
+/* Closes the listener and every connection still in the head stage; nulls
+ *self_p. */
+void gw_accept_destroy(gw_accept_t **self_p);
+/* The bound port. */
+uint16_t gw_accept_port(const gw_accept_t *self);
+/* Stops accepting (shutdown): closes the listener, closes connections
+   still waiting for their head. */
+void gw_accept_quiesce(gw_accept_t *self);
+/* Closes connections whose head takes longer than the idle timeout, and
+   refused ones still sending after 5 s. */
+void gw_accept_tick(gw_accept_t *self, int64_t now_ms);
+/* Connections in the head stage that libmicrohttpd does not count. */
+size_t gw_accept_pending(const gw_accept_t *self);
 
 /* ---- HTTP requests (gw_http.c) ------------------------------------------ */
 
@@ -488,6 +538,8 @@ void gw_h_wt_create(gw_req_t *req);
 void gw_h_wt_get(gw_req_t *req);
 void gw_h_wt_delete(gw_req_t *req);
 void gw_h_strategies(gw_req_t *req);
+/* GET /socket/websocket (gw_ws.c). */
+void gw_h_socket(gw_req_t *req);
 
 /* ---- server (gw_server.c) ------------------------------------------------ */
 
@@ -497,7 +549,8 @@ struct gw_server_t {
     struct MHD_Daemon *mhd;      /* external-epoll HTTP daemon */
     zmq_pollitem_t mhd_item;     /* MHD epoll fd registered with the loop */
     int kick_timer;              /* one-shot MHD run timer id, -1 when none */
-    MHD_socket quiesced;         /* listen socket taken back at shutdown */
+    gw_accept_t *accept;         /* listening socket and head stage */
+    gw_ws_hub_t *ws;             /* WebSocket connections (gw_ws.c) */
     bool draining;               /* SIGTERM seen: /ready 503, still serving */
     int64_t drain_until_ms;      /* when draining ends and the stop begins */
     bool stopping;               /* shutdown in progress */
@@ -527,7 +580,7 @@ void gw_server_destroy(gw_server_t **self_p);
 int gw_server_run(gw_server_t *self);
 /* Makes MHD run again soon (after resuming connections). */
 void gw_server_kick(gw_server_t *self);
-/* Open HTTP connections. */
+/* Open HTTP connections: libmicrohttpd's and those in the head stage. */
 unsigned gw_server_connections(gw_server_t *self);
 
 #endif

@@ -220,6 +220,23 @@ static const char *s_bearer(const char *header, size_t *len)
     return t;
 }
 
+/* A token given as ?token= (browsers cannot set headers on a WebSocket):
+   the same rules as a bearer token. */
+static const char *s_query_token(const char *value, size_t *len)
+{
+    size_t n = value ? strlen(value) : 0;
+    if (n == 0 || n > GW_TOKEN_MAX) {
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!isgraph((unsigned char)value[i])) {
+            return NULL;
+        }
+    }
+    *len = n;
+    return value;
+}
+
 static void s_auth_reply(void *owner, const gw_reply_t *reply)
 {
     gw_req_t *req = owner;
@@ -252,7 +269,11 @@ static void s_auth_reply(void *owner, const gw_reply_t *reply)
 void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
 {
     size_t len = 0;
-    const char *token = s_bearer(gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION), &len);
+    const char *header = gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    const char *token = s_bearer(header, &len);
+    if (!header && req->route && (req->route->flags & GW_ROUTE_QUERY_TOKEN)) {
+        token = s_query_token(gw_req_query(req, "token"), &len);
+    }
     if (!token) {
         s_unauthorized(req, "missing or malformed bearer token");
         return;

@@ -17,6 +17,7 @@ typedef struct {
     uint8_t topic[PROTO_TOPIC_LEN]; /* subscribed prefix */
     size_t len;                     /* 16 or 32 */
     zlistx_t *clients;              /* gw_sse_t listeners (not owned) */
+    zlistx_t *chans;                /* Phoenix channels listening (not owned) */
 } s_topic_t;
 
 struct gw_fanout_t {
@@ -33,6 +34,7 @@ static void s_topic_free(void **item)
     s_topic_t *t = *item;
     if (t) {
         zlistx_destroy(&t->clients);
+        zlistx_destroy(&t->chans);
         free(t);
         *item = NULL;
     }
@@ -115,19 +117,23 @@ void gw_fanout_disconnect(gw_fanout_t *self, const char *endpoint)
     zhashx_delete(self->peers, endpoint);
 }
 
-int gw_fanout_add(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t *client)
+/* The topic entry of topic, created (and subscribed) when create is set. */
+static s_topic_t *s_topic(gw_fanout_t *self, const uint8_t *topic, size_t len, bool create)
 {
     char key[2 * PROTO_TOPIC_LEN + 1];
     if (len != 16 && len != PROTO_TOPIC_LEN) {
-        return -1;
+        return NULL;
     }
     s_hex(topic, len, key);
     s_topic_t *t = zhashx_lookup(self->topics, key);
-    if (!t) {
+    if (!t && create) {
         t = calloc(1, sizeof *t);
-        if (!t || !(t->clients = zlistx_new())) {
+        if (!t || !(t->clients = zlistx_new()) || !(t->chans = zlistx_new())) {
+            if (t) {
+                zlistx_destroy(&t->clients);
+            }
             free(t);
-            return -1;
+            return NULL;
         }
         memcpy(t->topic, topic, len);
         t->len = len;
@@ -135,31 +141,52 @@ int gw_fanout_add(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t 
         zmq_setsockopt(zsock_resolve(self->sub), ZMQ_SUBSCRIBE, topic, len);
         LOG_D("subscribed topic=%s", key);
     }
-    zlistx_add_end(t->clients, client);
-    return 0;
+    return t;
+}
+
+/* Removes who from list; unsubscribes t when it has no listener left. */
+static void s_unlisten(gw_fanout_t *self, s_topic_t *t, zlistx_t *list, void *who)
+{
+    for (void *c = zlistx_first(list); c; c = zlistx_next(list)) {
+        if (c == who) {
+            zlistx_delete(list, zlistx_cursor(list));
+            break;
+        }
+    }
+    if (zlistx_size(t->clients) == 0 && zlistx_size(t->chans) == 0) {
+        char key[2 * PROTO_TOPIC_LEN + 1];
+        s_hex(t->topic, t->len, key);
+        zmq_setsockopt(zsock_resolve(self->sub), ZMQ_UNSUBSCRIBE, t->topic, t->len);
+        LOG_D("unsubscribed topic=%s", key);
+        zhashx_delete(self->topics, key);
+    }
+}
+
+int gw_fanout_add(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t *client)
+{
+    s_topic_t *t = s_topic(self, topic, len, true);
+    return t && zlistx_add_end(t->clients, client) ? 0 : -1;
 }
 
 void gw_fanout_remove(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t *client)
 {
-    char key[2 * PROTO_TOPIC_LEN + 1];
-    if (len != 16 && len != PROTO_TOPIC_LEN) {
-        return;
+    s_topic_t *t = s_topic(self, topic, len, false);
+    if (t) {
+        s_unlisten(self, t, t->clients, client);
     }
-    s_hex(topic, len, key);
-    s_topic_t *t = zhashx_lookup(self->topics, key);
-    if (!t) {
-        return;
-    }
-    for (void *c = zlistx_first(t->clients); c; c = zlistx_next(t->clients)) {
-        if (c == client) {
-            zlistx_delete(t->clients, zlistx_cursor(t->clients));
-            break;
-        }
-    }
-    if (zlistx_size(t->clients) == 0) {
-        zmq_setsockopt(zsock_resolve(self->sub), ZMQ_UNSUBSCRIBE, t->topic, t->len);
-        LOG_D("unsubscribed topic=%s", key);
-        zhashx_delete(self->topics, key);
+}
+
+int gw_fanout_add_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan)
+{
+    s_topic_t *t = s_topic(self, topic, len, true);
+    return t && zlistx_add_end(t->chans, chan) ? 0 : -1;
+}
+
+void gw_fanout_remove_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan)
+{
+    s_topic_t *t = s_topic(self, topic, len, false);
+    if (t) {
+        s_unlisten(self, t, t->chans, chan);
     }
 }
 
@@ -180,6 +207,11 @@ static void s_dispatch(gw_fanout_t *self, const uint8_t *topic, size_t len, cons
        marked and resumed), so walking the list here is safe. */
     for (gw_sse_t *c = zlistx_first(t->clients); c; c = zlistx_next(t->clients)) {
         gw_sse_deliver(c, m);
+    }
+    /* A channel's delivery only queues output (a socket too slow is closed
+       later, from its own loop wake), so this walk is safe as well. */
+    for (void *c = zlistx_first(t->chans); c; c = zlistx_next(t->chans)) {
+        gw_phx_deliver(c, m);
     }
 }
 

@@ -18,15 +18,13 @@
 /* A chunked body past --max-body is read and dropped up to this much more
    (to answer 413), then the connection is closed. */
 #define S_DISCARD_MAX (16u * 1024 * 1024)
-/* The request head's limits, checked here so that what the gateway gets to
-   see is refused with the API's JSON error. They sit just below what
-   libmicrohttpd's 4 KiB connection pool holds (S_MHD_MEMORY in gw_server.c:
-   about 3.6 KiB of request line and headers, less the answer's headers).
-   Past the pool libmicrohttpd 0.9.75 answers 431 or 414 itself, before any
-   callback of ours runs, with a fixed HTML body that no option replaces; a
-   bigger pool would cost memory on every SSE client (docs/performance.md). */
-#define S_MAX_TARGET 2048 /* path and query, percent-decoded → 414 */
-#define S_MAX_HEAD   3584 /* request line and header lines → 431 */
+/* The request head's limits (gateway_internal.h). gw_accept has judged the
+   head of a connection's first request before libmicrohttpd read it; a
+   later request on a kept-alive connection is only seen here, once
+   libmicrohttpd has parsed it into its pool (a head it cannot hold gets its
+   own HTML 431/414, see docs/api.md). Percent-escapes count decoded here. */
+#define S_MAX_TARGET GW_HEAD_MAX_TARGET
+#define S_MAX_HEAD   GW_HEAD_MAX
 
 /* Adds one header line ("name: value\r\n") or query argument ("name=value&")
    to the byte count in cls. */

@@ -39,6 +39,7 @@ static const gw_route_t s_routes[] = {
     {"GET", "/api/worktrees/:id", gw_h_wt_get, A},
     {"DELETE", "/api/worktrees/:id", gw_h_wt_delete, A},
     {"GET", "/api/strategies", gw_h_strategies, A},
+    {"GET", "/socket/websocket", gw_h_socket, A | GW_ROUTE_QUERY_TOKEN},
 };
 
 #undef A

@@ -5,6 +5,7 @@
     Everything runs on the thread that calls gw_server_run. */
 #define LOG_MODULE "gw_server"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_ws.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -19,7 +20,8 @@
 #define S_FLUSH_MS      300  /* then the 503s given to the rest this long to go out */
 /* Per-connection memory pool: request line and headers, read buffer for body
    chunks (the body itself is copied out, see gw_http.c), response headers and
-   the chunked output buffer. Headers past it get 431 (test_gw_headers.sh). */
+   the chunked output buffer. gw_accept keeps heads it cannot hold away from
+   it (GW_HEAD_BUDGET; test_gw_headers.sh). */
 #define S_MHD_MEMORY (4 * 1024)
 
 void gw_config_defaults(gw_config_t *cfg)
@@ -53,67 +55,39 @@ static void s_mhd_log(void *cls, const char *fmt, va_list ap)
     LOG_I("mhd: %s", line);
 }
 
-/* Parses --listen (numeric, or "localhost") into addr; -1 when invalid. */
-static int s_listen_addr(const gw_config_t *cfg, struct sockaddr_storage *addr, bool *v6)
-{
-    memset(addr, 0, sizeof *addr);
-    const char *host = strcmp(cfg->listen, "localhost") == 0 ? "127.0.0.1" : cfg->listen;
-    struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
-    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
-    *v6 = false;
-    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)cfg->port);
-        return 0;
-    }
-    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)cfg->port);
-        *v6 = true;
-        return 0;
-    }
-    return -1;
-}
-
 static int s_on_mhd(zloop_t *loop, zmq_pollitem_t *item, void *arg);
 static int s_on_kick(zloop_t *loop, int timer_id, void *arg);
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg);
 
 static int s_mhd_start(gw_server_t *self)
 {
-    struct sockaddr_storage addr;
-    bool v6;
-    if (s_listen_addr(self->cfg, &addr, &v6) < 0) {
-        LOG_E("invalid listen address '%s' (numeric IPv4/IPv6 or localhost)", self->cfg->listen);
-        return -1;
-    }
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    flags |= v6 ? MHD_USE_IPv6 : 0;
+    /* No listening socket of its own: gw_accept accepts, looks at each head
+       and hands the connection over with MHD_add_connection. */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE |
+                     MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
     self->mhd = MHD_start_daemon(
-        flags, (uint16_t)self->cfg->port, NULL, NULL, gw_http_access, self,
-        MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+        flags, 0, NULL, NULL, gw_http_access, self, MHD_OPTION_EXTERNAL_LOGGER, s_mhd_log, self,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)self->cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)self->cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_MHD_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        gw_http_completed, self,
-        /* Workers share the port (SO_REUSEPORT). Passing 0 would ask for an
-           exclusive bind, which Linux lacks: end the list instead. */
-        self->cfg->reuse_port ? MHD_OPTION_LISTENING_ADDRESS_REUSE : MHD_OPTION_END,
-        (unsigned int)1, MHD_OPTION_END);
+        gw_http_completed, self, MHD_OPTION_END);
     if (!self->mhd) {
-        LOG_E("cannot start HTTP listener address=%s port=%ld", self->cfg->listen, self->cfg->port);
+        LOG_E("cannot start libmicrohttpd");
         return -1;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    const union MHD_DaemonInfo *port = MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_BIND_PORT);
     if (!info || info->epoll_fd < 0) {
         LOG_E("libmicrohttpd gave no epoll fd");
         return -1;
     }
-    self->http_port = port ? port->port : (uint16_t)self->cfg->port;
     self->mhd_item = (zmq_pollitem_t){.socket = NULL, .fd = info->epoll_fd, .events = ZMQ_POLLIN};
     zloop_poller(self->loop, &self->mhd_item, s_on_mhd, self);
     zloop_poller_set_tolerant(self->loop, &self->mhd_item);
+    self->accept = gw_accept_new(self);
+    if (!self->accept) {
+        return -1;
+    }
+    self->http_port = gw_accept_port(self->accept);
     LOG_N("listening address=%s port=%u max_connections=%ld", self->cfg->listen, self->http_port,
           self->cfg->max_connections);
     return 0;
@@ -127,7 +101,6 @@ gw_server_t *gw_server_new(const gw_config_t *cfg)
     }
     self->cfg = cfg;
     self->kick_timer = -1;
-    self->quiesced = MHD_INVALID_SOCKET;
     self->started_ms = util_wall_ms();
     MHD_set_panic_func(s_panic, NULL);
     self->loop = zloop_new();
@@ -150,7 +123,8 @@ gw_server_t *gw_server_new(const gw_config_t *cfg)
     self->fanout = gw_fanout_new(self);
     self->upstream = self->fanout ? gw_upstream_new(self) : NULL;
     self->registry = self->upstream ? gw_registry_new(self, cfg->registry) : NULL;
-    if (!self->registry || s_mhd_start(self) < 0) {
+    self->ws = self->registry ? gw_ws_hub_new(self) : NULL;
+    if (!self->ws || s_mhd_start(self) < 0) {
         gw_server_destroy(&self);
         return NULL;
     }
@@ -176,15 +150,16 @@ void gw_server_destroy(gw_server_t **self_p)
         return;
     }
     gw_server_t *self = *self_p;
+    gw_accept_destroy(&self->accept);
+    /* Upgraded sockets go first: libmicrohttpd closes them (and ends their
+       requests) before it stops. */
+    gw_ws_hub_destroy(&self->ws);
     if (self->mhd) {
         self->stopping = true;
         s_resume_all(self);
         MHD_run(self->mhd);
         MHD_stop_daemon(self->mhd);
         self->mhd = NULL;
-    }
-    if (self->quiesced != MHD_INVALID_SOCKET) {
-        close(self->quiesced);
     }
     gw_registry_destroy(&self->registry);
     gw_upstream_destroy(&self->upstream);
@@ -205,7 +180,8 @@ unsigned gw_server_connections(gw_server_t *self)
 {
     const union MHD_DaemonInfo *info =
         self->mhd ? MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
-    return info ? info->num_connections : 0;
+    size_t ours = self->accept ? gw_accept_pending(self->accept) : 0;
+    return (info ? info->num_connections : 0) + (unsigned)ours;
 }
 
 /* ---- MHD inside the loop ---------------------------------------------------- */
@@ -264,8 +240,9 @@ static void s_begin_stop(gw_server_t *self, int64_t now)
           zlistx_size(self->sse));
     self->stopping = true;
     self->stop_deadline_ms = now + S_STOP_GRACE_MS;
-    self->quiesced = MHD_quiesce_daemon(self->mhd);
+    gw_accept_quiesce(self->accept);
     gw_sse_close_all(self);
+    gw_ws_hub_close_all(self->ws);
     gw_server_kick(self);
 }
 
@@ -273,7 +250,8 @@ static void s_begin_stop(gw_server_t *self, int64_t now)
    answering what is left 503. Returns -1 when the loop must end. */
 static int s_stop_step(gw_server_t *self, int64_t now)
 {
-    if (zlistx_size(self->reqs) == 0 && zlistx_size(self->sse) == 0) {
+    if (zlistx_size(self->reqs) == 0 && zlistx_size(self->sse) == 0 &&
+        gw_ws_hub_count(self->ws) == 0) {
         self->finished = true;
         return -1;
     }
@@ -309,6 +287,8 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     }
     gw_registry_tick(self->registry, now);
     gw_upstream_tick(self->upstream, now);
+    gw_accept_tick(self->accept, now);
+    gw_ws_hub_tick(self->ws, now);
     gw_sse_tick(self, now);
     s_mhd_run(self);
     return 0;

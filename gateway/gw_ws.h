@@ -1,0 +1,87 @@
+/*  gw_ws — WebSocket connections of the gateway (RFC 6455 over
+    libmicrohttpd's upgrade, framed by wslay) and the Phoenix Channels v2
+    protocol spoken on them (gw_phx.c). Loop thread only. */
+#ifndef BICKY_GATEWAY_WS_H
+#define BICKY_GATEWAY_WS_H
+
+#include "gateway/gateway_internal.h"
+
+#define GW_WS_IDLE_MS     60000        /* no message (heartbeat) this long → close 1001 */
+#define GW_WS_OUT_MAX     (256 * 1024) /* unsent bytes per socket → close 1008 */
+#define GW_WS_FRAME_SLACK 4096         /* a message may be --max-body plus this much */
+#define GW_WS_TOPICS_MAX  64           /* joined topics per socket */
+#define GW_WS_PENDING_MAX 16           /* joins and pushes waiting for a node, per socket */
+
+typedef struct gw_ws_t gw_ws_t;
+typedef struct gw_ws_hub_t gw_ws_hub_t;
+typedef struct gw_phx_t gw_phx_t;
+
+/* ---- the hub: every WebSocket of the process (gw_ws.c) ------------------- */
+
+/* An epoll set of the upgraded sockets, registered with srv's loop. */
+gw_ws_hub_t *gw_ws_hub_new(gw_server_t *srv);
+/* Closes every socket (libmicrohttpd closes them) and frees; nulls *self_p. */
+void gw_ws_hub_destroy(gw_ws_hub_t **self_p);
+/* Sends close 1001 to every socket (shutdown); they end as their peers answer. */
+void gw_ws_hub_close_all(gw_ws_hub_t *self);
+/* Closes idle sockets (GW_WS_IDLE_MS) and those whose close handshake hangs. */
+void gw_ws_hub_tick(gw_ws_hub_t *self, int64_t now_ms);
+/* Open sockets. */
+size_t gw_ws_hub_count(const gw_ws_hub_t *self);
+
+/* GET /socket/websocket: checks the upgrade request and answers 101 (the
+   socket then joins the hub), or the JSON error. Runs after auth. */
+void gw_h_socket(gw_req_t *req);
+
+/* ---- one socket (gw_ws.c), used by the protocol --------------------------- */
+
+/* Queues a text message (len bytes, copied). -1 when the socket is closing;
+   closes it with 1008 when its unsent output would pass GW_WS_OUT_MAX. */
+int gw_ws_send_text(gw_ws_t *ws, const char *text, size_t len);
+/* Starts the close handshake with code and reason. */
+void gw_ws_close(gw_ws_t *ws, uint16_t code, const char *reason);
+/* The socket's team (16 bytes) and server. */
+const uint8_t *gw_ws_team(const gw_ws_t *ws);
+gw_server_t *gw_ws_server(const gw_ws_t *ws);
+
+/* ---- Phoenix Channels v2 (gw_phx.c, gw_phx_resume.c) ---------------------- */
+
+/* A joined (or joining) conversation topic of a socket. */
+typedef struct {
+    gw_phx_t *phx;                /* owner */
+    gw_ws_t *ws;                  /* its socket */
+    char topic[80];               /* "conversation:<id>" */
+    json_t *join_ref;             /* the client's join_ref (owned) */
+    uint8_t fan[PROTO_TOPIC_LEN]; /* team + conversation: the event topic */
+    bool live;                    /* subscribed (the node said yes) */
+    void *handle;                 /* position in phx->chans */
+    bool resume;                  /* the join asked for stored events after last_id */
+    bool replaying;               /* a page of stored events is coming: live ones wait */
+    uint64_t last_id;             /* last stored event sent (or the join's last_event_id) */
+    uint64_t last_seq;            /* its per-conversation seq, 0 when unknown */
+    zlistx_t *held;               /* live frames held during a replay (freed here) */
+    size_t held_bytes;            /* their size */
+    uint64_t page_call;           /* events.list call in flight, 0 when none */
+} gw_phx_chan_t;
+
+/* Frees c: stops its replay, unsubscribes, drops a join in flight (gw_phx.c). */
+void gw_phx_chan_free(gw_phx_chan_t *c);
+/* Sends phx_error for c and frees it: the client rejoins (gw_phx.c). */
+void gw_phx_chan_error(gw_phx_chan_t *c);
+/* Reads last_event_id of a join payload into c (resume, last_id); -1 when it
+   is there but not a non-negative integer (gw_phx_resume.c). */
+int gw_phx_resume_point(gw_phx_chan_t *c, const json_t *payload);
+/* After the join's ok: replays the stored events after last_id when the join
+   asked for it, page by page, then the live events held meanwhile. */
+void gw_phx_chan_start(gw_phx_chan_t *c);
+/* Cancels a page in flight and drops the held frames. */
+void gw_phx_chan_stop(gw_phx_chan_t *c);
+
+/* Protocol state of one socket; NULL on OOM. */
+gw_phx_t *gw_phx_new(gw_ws_t *ws);
+/* Leaves every topic, cancels calls in flight; nulls *self_p. */
+void gw_phx_destroy(gw_phx_t **self_p);
+/* Handles one text message (valid UTF-8, len bytes). */
+void gw_phx_on_text(gw_phx_t *self, const char *text, size_t len);
+
+#endif

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# test_gw_ws.sh — GET /socket/websocket: Phoenix Channels v2 over WebSocket
+# (gateway/gw_ws.c, gw_phx.c), driven by the real `phoenix` npm client (with
+# the `ws` package as its transport, both pinned and installed by this test
+# under the build tree) and by a raw client for what phoenix never sends:
+#  - join a conversation, a turn's events pushed in order with their type as
+#    event name (message.created, turn.started, message.delta…,
+#    message.completed, turn.completed), deltas concatenating to the stored
+#    reply; message:create answered ok with the message (stored in
+#    Postgres), an invalid one answered with the API's error object, an
+#    unknown event answered with an error and the socket kept; leave → ok,
+#    then phx_close; conversation:cancel during a turn (ok, turn.cancelled)
+#    and with nothing running (conflict); permission:approve of an unknown
+#    request (not_found) and permission:deny without an id (invalid_field);
+#  - a join with last_event_id 0 replays the stored log, then live events;
+#    cut mid-turn and rejoined with the last id received: every stored event
+#    of the conversation exactly once, in order (checked against Postgres);
+#  - another team's conversation → {"reason":"unauthorized"}; an unknown
+#    topic → {"reason":"unmatched topic"}; a bad token → refused at connect
+#    (HTTP 401 before any upgrade);
+#  - abuse, each a clean close code or an error reply, the gateway unharmed:
+#    an unmasked frame (1002), a 2 MiB frame (1009), invalid UTF-8 (1007), a
+#    binary frame (1003), garbage right after the handshake (1002), the
+#    handshake one byte at a time (served), a message in 3 fragments
+#    (served), a ping (pong), 10,000 joins on one socket (error replies, the
+#    socket still answers its heartbeat);
+#  - the gateway is the same process at the end, and /health answers.
+# Env: see tests/lib/cluster.sh.
+set -uo pipefail
+
+SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BK_TAG=gw_ws
+# shellcheck source=deploy/local/lib.sh
+source "$SRC/deploy/local/lib.sh"
+# shellcheck source=tests/lib/assert.sh
+source "$SRC/tests/lib/assert.sh"
+# shellcheck source=tests/lib/cluster.sh
+source "$SRC/tests/lib/cluster.sh"
+
+PHOENIX_VERSION=1.8.16
+WS_VERSION=8.18.3
+NPM_DIR=$(cd "${BICKY_BIN:?}/.." && pwd)/npm-phoenix
+if [[ ! -f $NPM_DIR/node_modules/phoenix/package.json ||
+    $(jq -r .version "$NPM_DIR/node_modules/phoenix/package.json") != "$PHOENIX_VERSION" ]]; then
+    mkdir -p "$NPM_DIR"
+    command -v npm >/dev/null || bk_install_packages npm
+    (cd "$NPM_DIR" && npm install --no-audit --no-fund --silent \
+        "phoenix@$PHOENIX_VERSION" "ws@$WS_VERSION" >npm.log 2>&1) ||
+        {
+            cat "$NPM_DIR/npm.log"
+            bk_die "npm install phoenix@$PHOENIX_VERSION ws@$WS_VERSION failed"
+        }
+fi
+export NODE_PATH=$NPM_DIR/node_modules
+
+# A turn takes about 10 × 150 ms: long enough to be cancelled over the socket.
+export BICKY_ECHO_DELAY_MS=150
+tc_start gw_ws
+gw=$(tc_pid gateway)
+PHX=$SRC/tests/tools/phx_client.js
+RAW=$SRC/tests/tools/ws_raw.py
+step() { jq -c "select(.step == \"$1\")" "$2" | head -1; }
+
+# ---------------------------------------------------------------- a turn over phoenix
+
+c=$(tc_conv)
+t_check "a conversation to work with" test -n "$c"
+node "$PHX" turn "$BICKY_HTTP_PORT" "$TC_TOKEN" "$c" >"$TC_VAR/turn" 2>&1
+t_check "the phoenix client ran the turn to its end" test "$(tail -1 "$TC_VAR/turn" | jq -r .step)" = socket_close
+t_check "joined ok ($(step joined "$TC_VAR/turn"))" test -n "$(step joined "$TC_VAR/turn")"
+events=$(jq -r 'select(.step == "event") | .event' "$TC_VAR/turn" | uniq | paste -sd' ')
+t_check "events pushed in order ($events)" \
+    test "$events" = "message.created turn.started message.delta message.completed turn.completed"
+deltas=$(jq -r 'select(.event == "message.delta") | .text' "$TC_VAR/turn" | paste -sd '')
+reply=$(jq -r 'select(.event == "message.completed") | .content' "$TC_VAR/turn")
+t_check "deltas concatenate to the reply ($deltas)" test "$deltas" = "$reply" -a "$reply" = "echo: hello over phoenix"
+mid=$(step created "$TC_VAR/turn" | jq -r .message.id)
+t_check "message:create answered ok with the message ($mid)" \
+    test "$(tc_sql "select content from messages where id = '$mid'")" = "hello over phoenix"
+ids=$(jq -r 'select(.step == "event" and .id != null) | .id' "$TC_VAR/turn" | paste -sd' ')
+last=$(tc_sql "select string_agg(id::text, ' ' order by id) from events where conversation_id = '$c' and id > (select min(id) from events where conversation_id = '$c' and type = 'message.created' and action->'message'->>'id' = '$mid')")
+first=$(tc_sql "select id from events where conversation_id = '$c' and type = 'message.created' and action->'message'->>'id' = '$mid'")
+t_check "every stored event of the turn pushed once, in order ($ids)" test "$ids" = "$first $last"
+t_check "an invalid message:create: the API's error object ($(step create_invalid "$TC_VAR/turn"))" \
+    test "$(step create_invalid "$TC_VAR/turn" | jq -r '.reply.code + " " + .reply.field')" = "invalid_field content"
+t_check "an unknown event: error reply, socket kept" \
+    test "$(step unknown_event "$TC_VAR/turn" | jq -r .reply.reason)" = "unknown event"
+t_check "leave: ok, then phx_close" \
+    test -n "$(step left "$TC_VAR/turn")" -a -n "$(step channel_closed "$TC_VAR/turn")"
+
+# ---------------------------------------------------------------- resume
+
+# The conversation of the first turn has a stored log; a join with
+# last_event_id 0 replays it, a cut mid-turn and a rejoin with the last id
+# received gets the rest: every stored event exactly once, in order.
+node "$PHX" resume "$BICKY_HTTP_PORT" "$TC_TOKEN" "$c" >"$TC_VAR/resume" 2>&1
+got=$(jq -r 'select(.step == "stored") | .id' "$TC_VAR/resume" | paste -sd' ')
+want=$(tc_sql "select string_agg(id::text, ' ' order by id) from events where conversation_id = '$c'")
+t_check "cut and rejoin with last_event_id: every stored event once, in order" test "$got" = "$want"
+t_check "both sockets took part ($(jq -r 'select(.step == "stored") | .socket' "$TC_VAR/resume" | uniq -c | paste -sd' '))" \
+    test "$(jq -r 'select(.step == "stored") | .socket' "$TC_VAR/resume" | uniq | paste -sd' ')" = "a b"
+t_check "the rejoin ended with the turn's turn.completed" \
+    test "$(jq -r 'select(.step == "stored") | .event' "$TC_VAR/resume" | tail -1)" = turn.completed
+
+# ---------------------------------------------------------------- cancel, permissions
+
+k=$(tc_conv)
+node "$PHX" cancel "$BICKY_HTTP_PORT" "$TC_TOKEN" "$k" >"$TC_VAR/cancel" 2>&1
+t_check "conversation:cancel during a turn: ok ($(step cancelled "$TC_VAR/cancel"))" \
+    test -n "$(step cancelled "$TC_VAR/cancel")"
+t_check "then turn.cancelled is pushed" test -n "$(step event "$TC_VAR/cancel")"
+t_check "conversation:cancel with nothing running: conflict ($(step cancel_idle "$TC_VAR/cancel" | jq -r .reply.code))" \
+    test "$(step cancel_idle "$TC_VAR/cancel" | jq -r .reply.code)" = conflict
+t_check "permission:approve of an unknown request: not_found" \
+    test "$(step approve_unknown "$TC_VAR/cancel" | jq -r .reply.code)" = not_found
+t_check "permission:deny without an id: invalid_field id" \
+    test "$(step deny_without_id "$TC_VAR/cancel" | jq -r '.reply.code + " " + .reply.field')" = "invalid_field id"
+
+# ---------------------------------------------------------------- refusals
+
+other=$(tc_team_token "ws-other-$$")
+t_check "a token of another team" test -n "$other"
+node "$PHX" refused "$BICKY_HTTP_PORT" "$other" "$c" >"$TC_VAR/refused" 2>&1
+t_check "another team's conversation: unauthorized ($(step foreign_refused "$TC_VAR/refused"))" \
+    test "$(step foreign_refused "$TC_VAR/refused" | jq -r .reply.reason)" = unauthorized
+t_check "an unknown topic: unmatched topic" \
+    test "$(step odd_refused "$TC_VAR/refused" | jq -r .reply.reason)" = "unmatched topic"
+node "$PHX" badtoken "$BICKY_HTTP_PORT" "bk_not_a_token" >"$TC_VAR/badtoken" 2>&1
+t_check "a bad token: refused at connect, never opened" \
+    bash -c "grep -q refused_at_connect '$TC_VAR/badtoken' && ! grep -q opened '$TC_VAR/badtoken'"
+t_check "a bad token: HTTP 401 before the upgrade ($(python3 "$RAW" "$BICKY_HTTP_PORT" bk_nope unmasked))" \
+    test "$(python3 "$RAW" "$BICKY_HTTP_PORT" bk_nope unmasked)" = "status 401"
+TC_TOKEN=$TC_TOKEN tc_req GET "/socket/websocket?vsn=2.0.0"
+t_check "no upgrade headers: 400 JSON ($TC_CODE $(tc_jq .code))" test "$TC_CODE" = 400
+
+# ---------------------------------------------------------------- abuse
+
+raw() { timeout 90 python3 "$RAW" "$BICKY_HTTP_PORT" "$TC_TOKEN" "$1" 2>&1 | tail -1; }
+for case in "unmasked:close 1002" "oversized:close 1009" "badutf8:close 1007" \
+    "binary:close 1003" "garbage:close 1002" "trickle:reply ok" "fragments:reply ok" "ping:pong"; do
+    got=$(raw "${case%%:*}")
+    t_check "${case%%:*}: ${case#*:} ($got)" test "$got" = "${case#*:}"
+done
+got=$(raw joins)
+t_check "10,000 joins on one socket: error replies, then the heartbeat is ok ($got)" \
+    eval '[[ $got =~ ^reply\ ok\ errors\ [0-9]+$ && ${got##* } -gt 0 ]]'
+
+# ---------------------------------------------------------------- unharmed
+
+t_check "/health still 200" bk_http_ok "$BICKY_URL/health"
+t_check "the gateway did not restart (pid $gw)" test "$(tc_pid gateway)" = "$gw"
+node "$PHX" turn "$BICKY_HTTP_PORT" "$TC_TOKEN" "$c" >"$TC_VAR/turn2" 2>&1
+t_check "a second turn over phoenix after the abuse" test -n "$(step created "$TC_VAR/turn2")"
+tc_finish gw_ws

@@ -26,6 +26,8 @@ export BICKY_ECHO_DELAY_MS=20 BICKY_SSE_KEEPALIVE_MS=500
 tc_start gw_drain
 URL0=$BICKY_URL
 G2_PID=""
+# The second gateway uses the cluster's gateway key (or --insecure).
+export BICKY_CERT=${BICKY_KEYS:+$BICKY_KEYS/secret/gateway-gateway.key}
 
 # start_g2 PORT DRAIN_MS [flags...]: the second gateway, pid in G2_PID.
 start_g2() {

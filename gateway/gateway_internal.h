@@ -59,6 +59,7 @@ typedef struct {
     long workers;                        /* worker processes sharing the port (1 = no fork) */
     bool reuse_port;                     /* bind with SO_REUSEPORT (set in workers) */
     const struct cfg_file_t *strategies; /* --config (GET /api/strategies); NULL = built-in */
+    const char *legacy_token; /* assumed on legacy routes sent without a token; NULL = off */
 } gw_config_t;
 
 /* Fills cfg with the defaults of the brief. */
@@ -318,12 +319,17 @@ size_t gw_sse_buf_read(gw_sse_buf_t *buf, char *dst, size_t max);
 
 /* ---- SSE clients (gw_sse.c) ---------------------------------------------- */
 
+/* Formats one SSE frame of a stored (id > 0) or live event; caller frees.
+   A frame of length 0 sends nothing but still counts as sent. */
+typedef char *(gw_sse_format_fn)(uint64_t id, const char *type, const char *data, size_t *len);
+
 typedef struct {
-    bool has_conv;       /* conversation stream (else team stream) */
-    uint8_t conv_id[16]; /* conversation */
-    uint8_t team_id[16]; /* caller's team */
-    bool resume;         /* replay stored events after `after` first */
-    uint64_t after;      /* last event id the client has */
+    bool has_conv;            /* conversation stream (else team stream) */
+    uint8_t conv_id[16];      /* conversation */
+    uint8_t team_id[16];      /* caller's team */
+    bool resume;              /* replay stored events after `after` first */
+    uint64_t after;           /* last event id the client has */
+    gw_sse_format_fn *format; /* frame format; NULL = gw_sse_frame (API.md) */
 } gw_sse_spec_t;
 
 /* Starts an SSE stream for req: subscribes, then (resume) replays or checks
@@ -376,6 +382,7 @@ struct gw_req_t {
     bool response_shared;                     /* response is the server's, not ours to free */
     unsigned response_status;                 /* its status */
     gw_sse_t *sse;                            /* SSE client being set up (owned) */
+    json_t *legacy;                           /* legacy handlers' state (owned), NULL */
     void *handle;                             /* position in srv->reqs */
     int64_t started_us;                       /* for the access log */
 };

@@ -3,6 +3,7 @@
     a node (`auth` op) on a miss. Loop thread only. */
 #define LOG_MODULE "gw_auth"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_legacy.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -209,7 +210,10 @@ static void s_auth_reply(void *owner, const gw_reply_t *reply)
 void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
 {
     size_t len = 0;
-    const char *token = s_bearer(gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION), &len);
+    const char *token = gw_legacy_token(req, &len);
+    if (!token) {
+        token = s_bearer(gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION), &len);
+    }
     if (!token) {
         s_unauthorized(req, "missing or malformed bearer token");
         return;

@@ -29,6 +29,9 @@ static const s_command_t s_commands[] = {
     {"undrain", NULL, reg_ctl_undrain, "NODE: put a drained node back on the ring"},
     {"remove", NULL, reg_ctl_remove, "NODE: forget a node"},
     {"status", NULL, reg_ctl_status, "registry reachable?, epoch, nodes by state"},
+    {"export", NULL, reg_ctl_export, "--team NAME [--after CONV_ID]: a team's data as JSON Lines"},
+    {"import", NULL, reg_ctl_import,
+     "--team NAME FILE: import an export (Bicky's or the old server's)"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -45,7 +48,11 @@ static const char *const s_global_usage =
     "  drain NODE             take a node off the ring gracefully\n"
     "  undrain NODE           put a drained node back on the ring\n"
     "  remove NODE            forget a node (it re-registers if it is still running)\n"
-    "  status                 registry reachable?, epoch, node counts by state\n\n"
+    "  status                 registry reachable?, epoch, node counts by state\n"
+    "  export                 --team NAME [--after CONV_ID]: conversations, messages, events\n"
+    "                         as JSON Lines on stdout (needs --database-url)\n"
+    "  import                 --team NAME FILE: import Bicky's export or the old server's\n"
+    "                         {interaction, messages} records (needs --database-url)\n\n"
     "Run `bickyctl COMMAND --help` for a command's options.\n"
     "Exit codes: 0 success, 1 failure, 2 usage error.";
 

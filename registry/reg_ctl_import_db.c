@@ -26,25 +26,32 @@ struct imp_db_t {
     size_t len, cap;  /* used, allocated */
 };
 
-static const char s_staging_sql[] =
+static const char *const s_staging_sql[] = {
+    /* Room for a batch in the session's temporary buffers (it must be set before
+       the first use of a temporary table) and for the checks' sorts. */
+    "SET temp_buffers = '256MB'",
+    "SET work_mem = '64MB'",
     "CREATE TEMP TABLE imp_rec (unit int NOT NULL, line bigint, kind text NOT NULL,"
     " conv uuid NOT NULL, id uuid, seq bigint, source text, type text, title text,"
     " strategy text, status text, on_busy text, role text, content text, metadata jsonb,"
     " action jsonb, reversible boolean, reverted_by_seq bigint, created_at timestamptz,"
-    " updated_at timestamptz) ON COMMIT DELETE ROWS;"
-    "CREATE TEMP TABLE imp_new (id uuid PRIMARY KEY) ON COMMIT DELETE ROWS";
+    " updated_at timestamptz) ON COMMIT DELETE ROWS",
+    "CREATE TEMP TABLE imp_new (id uuid PRIMARY KEY) ON COMMIT DELETE ROWS",
+};
 
-/* (unit, code, detail) of every unit that must not be inserted. */
+/* (unit, code, detail, rank) of every unit that must not be inserted; per
+   unit the first row says why (a conversation already there outranks its
+   message ids). */
 static const char s_check_sql[] =
-    "SELECT r.unit, CASE WHEN c.team_id = $1::uuid THEN 'present' ELSE 'foreign' END, NULL"
+    "SELECT r.unit, CASE WHEN c.team_id = $1::uuid THEN 'present' ELSE 'foreign' END, NULL, 0"
     " FROM imp_rec r JOIN conversations c ON c.id = r.conv WHERE r.kind = 'c'"
-    " UNION ALL SELECT unit, 'duplicate', NULL FROM (SELECT unit, row_number() OVER"
+    " UNION ALL SELECT unit, 'duplicate', NULL, 1 FROM (SELECT unit, row_number() OVER"
     " (PARTITION BY conv ORDER BY unit) AS n FROM imp_rec WHERE kind = 'c') d WHERE n > 1"
-    " UNION ALL SELECT r.unit, 'msg_exists', r.id::text FROM imp_rec r JOIN messages m"
+    " UNION ALL SELECT r.unit, 'msg_exists', r.id::text, 2 FROM imp_rec r JOIN messages m"
     " ON m.id = r.id WHERE r.kind = 'm'"
-    " UNION ALL SELECT unit, 'msg_dup', id::text FROM (SELECT unit, id, count(*) OVER"
+    " UNION ALL SELECT unit, 'msg_dup', id::text, 2 FROM (SELECT unit, id, count(*) OVER"
     " (PARTITION BY id) AS n FROM imp_rec WHERE kind = 'm') d WHERE n > 1"
-    " ORDER BY 1";
+    " ORDER BY 1, 4";
 
 static const char *const s_insert_sql[] = {
     "WITH c AS (INSERT INTO conversations (id, team_id, source, type, title, strategy, status,"
@@ -109,7 +116,10 @@ imp_db_t *imp_db_new(reg_ctl_t *ctl, const char *team, int *exit_code)
     } else if (res) {
         reg_ctl_fail("no such team: %s (create it with bickyctl token create --team)", team);
     }
-    bool ok = res && PQntuples(res) == 1 && s_exec(self, s_staging_sql, 0, NULL) == 0;
+    bool ok = res && PQntuples(res) == 1;
+    for (size_t i = 0; ok && i < sizeof s_staging_sql / sizeof s_staging_sql[0]; i++) {
+        ok = s_exec(self, s_staging_sql[i], 0, NULL) == 0;
+    }
     PQclear(res);
     if (!ok) {
         *exit_code = REG_CTL_EXIT_FAIL;

@@ -41,7 +41,8 @@ static const char *const s_staging_sql[] = {
 
 /* (unit, code, detail, rank) of every unit that must not be inserted; per
    unit the first row says why (a conversation already there outranks its
-   message ids). */
+   message ids). Of units repeating a conversation or message id, the first
+   in the file is kept. */
 static const char s_check_sql[] =
     "SELECT r.unit, CASE WHEN c.team_id = $1::uuid THEN 'present' ELSE 'foreign' END, NULL, 0"
     " FROM imp_rec r JOIN conversations c ON c.id = r.conv WHERE r.kind = 'c'"
@@ -49,8 +50,8 @@ static const char s_check_sql[] =
     " (PARTITION BY conv ORDER BY unit) AS n FROM imp_rec WHERE kind = 'c') d WHERE n > 1"
     " UNION ALL SELECT r.unit, 'msg_exists', r.id::text, 2 FROM imp_rec r JOIN messages m"
     " ON m.id = r.id WHERE r.kind = 'm'"
-    " UNION ALL SELECT unit, 'msg_dup', id::text, 2 FROM (SELECT unit, id, count(*) OVER"
-    " (PARTITION BY id) AS n FROM imp_rec WHERE kind = 'm') d WHERE n > 1"
+    " UNION ALL SELECT unit, 'msg_dup', id::text, 2 FROM (SELECT unit, id, row_number() OVER"
+    " (PARTITION BY id ORDER BY unit, seq) AS n FROM imp_rec WHERE kind = 'm') d WHERE n > 1"
     " ORDER BY 1, 4";
 
 static const char *const s_insert_sql[] = {

@@ -220,7 +220,7 @@ static json_t *s_legacy_event(const char *type, const json_t *ev)
 
 char *gw_legacy_sse_frame(uint64_t id, const char *type, const char *data, size_t *len)
 {
-    json_t *ev = json_loads(data, 0, NULL);
+    json_t *ev = data ? json_loads(data, 0, NULL) : NULL;
     json_t *legacy = ev && type ? s_legacy_event(type, ev) : NULL;
     json_decref(ev);
     if (!legacy) {

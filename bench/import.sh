@@ -47,19 +47,33 @@ export BICKY_DATABASE_URL
 BICKY_DATABASE_URL=$(bk_pg_conninfo "$SOCK" "$PORT" bench)
 "$BIN/bickyctl" migrate >/dev/null
 "$BIN/bickyctl" token create --team bench >/dev/null
+# CPU seconds (x100) Postgres spent so far: the postmaster's own and its reaped
+# children's (the import's backend is reaped when bickyctl disconnects).
+pg_cpu() {
+    local pid
+    pid=$(head -n 1 "$PGDIR/data/postmaster.pid")
+    awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat"
+}
 run() {
     local t0 t1
     t0=$(bk_now_ms)
-    /usr/bin/time -f '%M' -o "$DIR/rss" "$BIN/bickyctl" import --team bench --json "$FILE" \
-        >"$DIR/report.json"
+    /usr/bin/time -f '%M %U %S' -o "$DIR/rss" "$BIN/bickyctl" import --team bench --json \
+        "$FILE" >"$DIR/report.json"
     t1=$(bk_now_ms)
     echo $((t1 - t0))
 }
+cpu0=$(pg_cpu)
 ms=$(run)
+sleep 1 # the backend is reaped
+cpu=$(($(pg_cpu) - cpu0))
 msgs=$(jq -r .imported.messages "$DIR/report.json")
+read -r rss cu cs <"$DIR/rss"
 printf 'import: %s messages (%s) in %.1f s = %d messages/s, peak RSS %d MB, load %s\n' \
-    "$msgs" "$FORMAT" "$(bc -l <<<"$ms/1000")" $((msgs * 1000 / ms)) $(($(cat "$DIR/rss") / 1024)) \
+    "$msgs" "$FORMAT" "$(bc -l <<<"$ms/1000")" $((msgs * 1000 / ms)) $((rss / 1024)) \
     "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'cpu:    bickyctl %.1f s, Postgres %.1f s = %d messages per CPU second\n' \
+    "$(bc -l <<<"$cu+$cs")" "$(bc -l <<<"$cpu/100")" \
+    "$(bc <<<"$msgs / ($cu + $cs + $cpu / 100)")"
 ms=$(run)
 printf 'again:  %s conversations skipped in %.1f s\n' "$(jq -r .skipped "$DIR/report.json")" \
     "$(bc -l <<<"$ms/1000")"

@@ -103,10 +103,10 @@ json_t *gw_legacy_interaction(const json_t *conv)
         return NULL;
     }
     json_t *meta = s_get(conv, "metadata");
-    return json_pack("{s:O?, s:O?, s:O?, s:O?, s:O}", "id", s_get(conv, "id"), "source",
+    return json_pack("{s:O?, s:O?, s:O?, s:O?, s:o}", "id", s_get(conv, "id"), "source",
                      s_get(conv, "source"), "type", s_get(conv, "type"), "createdAt",
                      s_get(conv, "created_at"), "metadata",
-                     json_is_object(meta) ? meta : json_object());
+                     json_is_object(meta) ? json_incref(meta) : json_object());
 }
 
 /* The names of metadata.tool_calls ({name} or {function: {name}}), or NULL. */

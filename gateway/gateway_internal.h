@@ -63,6 +63,7 @@ typedef struct {
     bool reuse_port;                     /* bind with SO_REUSEPORT (set in workers) */
     const struct cfg_file_t *strategies; /* --config (GET /api/strategies); NULL = built-in */
     keys_t *keys;                        /* CURVE gateway key (borrowed); NULL = insecure */
+    const char *legacy_token; /* assumed on legacy routes sent without a token; NULL = off */
 } gw_config_t;
 
 /* Fills cfg with the defaults of the brief. */
@@ -135,6 +136,7 @@ enum {
     GW_ROUTE_AUTH = 1,        /* needs a bearer token (every /api/ route) */
     GW_ROUTE_BODY = 2,        /* takes a JSON body */
     GW_ROUTE_QUERY_TOKEN = 4, /* the token may come as ?token= (WebSocket clients) */
+    GW_ROUTE_LEGACY = 8,      /* a legacy route: deprecation headers (gw_legacy.h) */
 };
 
 typedef void(gw_handler_fn)(gw_req_t *req);
@@ -340,12 +342,17 @@ size_t gw_sse_buf_read(gw_sse_buf_t *buf, char *dst, size_t max);
 
 /* ---- SSE clients (gw_sse.c) ---------------------------------------------- */
 
+/* Formats one SSE frame of a stored (id > 0) or live event; caller frees.
+   A frame of length 0 sends nothing but still counts as sent. */
+typedef char *(gw_sse_format_fn)(uint64_t id, const char *type, const char *data, size_t *len);
+
 typedef struct {
-    bool has_conv;       /* conversation stream (else team stream) */
-    uint8_t conv_id[16]; /* conversation */
-    uint8_t team_id[16]; /* caller's team */
-    bool resume;         /* replay stored events after `after` first */
-    uint64_t after;      /* last event id the client has */
+    bool has_conv;            /* conversation stream (else team stream) */
+    uint8_t conv_id[16];      /* conversation */
+    uint8_t team_id[16];      /* caller's team */
+    bool resume;              /* replay stored events after `after` first */
+    uint64_t after;           /* last event id the client has */
+    gw_sse_format_fn *format; /* frame format; NULL = gw_sse_frame (API.md) */
 } gw_sse_spec_t;
 
 /* Starts an SSE stream for req: subscribes, then (resume) replays or checks
@@ -440,6 +447,7 @@ struct gw_req_t {
     bool response_shared;                     /* response is the server's, not ours to free */
     unsigned response_status;                 /* its status */
     gw_sse_t *sse;                            /* SSE client being set up (owned) */
+    json_t *legacy;                           /* legacy handlers' state (owned), NULL */
     void *handle;                             /* position in srv->reqs */
     int64_t started_us;                       /* for the access log */
 };

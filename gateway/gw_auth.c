@@ -3,6 +3,7 @@
     a node (`auth` op) on a miss. Loop thread only. */
 #define LOG_MODULE "gw_auth"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_legacy.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -269,9 +270,12 @@ static void s_auth_reply(void *owner, const gw_reply_t *reply)
 void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
 {
     size_t len = 0;
+    const char *token = gw_legacy_token(req, &len);
     const char *header = gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-    const char *token = s_bearer(header, &len);
-    if (!header && req->route && (req->route->flags & GW_ROUTE_QUERY_TOKEN)) {
+    if (!token) {
+        token = s_bearer(header, &len);
+    }
+    if (!token && !header && req->route && (req->route->flags & GW_ROUTE_QUERY_TOKEN)) {
         token = s_query_token(gw_req_query(req, "token"), &len);
     }
     if (!token) {

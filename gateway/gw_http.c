@@ -5,6 +5,7 @@
     (MHD runs in external-epoll mode inside the gateway's zloop). */
 #define LOG_MODULE "gw_http"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_legacy.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -83,6 +84,7 @@ static void s_req_free(gw_req_t *req)
 {
     gw_upstream_cancel(req->srv->upstream, req->call_id);
     gw_sse_destroy(&req->sse);
+    json_decref(req->legacy);
     if (req->response && !req->response_shared) {
         MHD_destroy_response(req->response);
     }
@@ -263,6 +265,7 @@ void gw_req_respond(gw_req_t *req, unsigned status, struct MHD_Response *resp)
         MHD_destroy_response(resp);
         return;
     }
+    gw_legacy_headers(req, resp);
     req->response = resp;
     req->response_status = status;
     req->state = GW_REQ_READY;

@@ -9,7 +9,10 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/resource.h>
 
 /* Lets the process hold --max-connections sockets plus the ZMQ ones. */
@@ -60,6 +63,32 @@ static int s_worker(long index, void *arg)
     return s_serve(m->cfg);
 }
 
+/* Reads the legacy token: the file's first line, 1..GW_TOKEN_MAX printable
+   characters. -1 (said on stderr, never the token) otherwise. */
+static int s_read_token(const char *path, char *out, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "bicky-gateway: --legacy-token-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    bool ok = fgets(out, (int)size, f) != NULL;
+    fclose(f);
+    size_t n = ok ? strcspn(out, "\r\n") : 0;
+    out[n] = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = isgraph((unsigned char)out[i]);
+    }
+    if (!ok || n == 0 || n > GW_TOKEN_MAX) {
+        fprintf(stderr,
+                "bicky-gateway: --legacy-token-file %s: the first line must be a token of 1 "
+                "to %d printable characters\n",
+                path, GW_TOKEN_MAX);
+        return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     gw_config_t cfg;
@@ -67,6 +96,8 @@ int main(int argc, char **argv)
     const char *level_name = "notice";
     const char *config = NULL;
     keys_cfg_t kc = {0};
+    const char *legacy_file = NULL;
+    char legacy_token[GW_TOKEN_MAX + 2];
     const cfg_opt_t opts[] = {
         {"--listen", "BICKY_HTTP_ADDR", CFG_STR, &cfg.listen, 0, 0, "HTTP listen address"},
         {"--port", "BICKY_HTTP_PORT", CFG_INT, &cfg.port, 1, 65535, "HTTP port"},
@@ -88,6 +119,8 @@ int main(int argc, char **argv)
          "SSE keep-alive comment interval"},
         {"--config", "BICKY_CONFIG", CFG_STR, &config, 0, 0,
          "strategies config file, listed by GET /api/strategies (the nodes' file)"},
+        {"--legacy-token-file", "BICKY_LEGACY_TOKEN_FILE", CFG_STR, &legacy_file, 0, 0,
+         "file holding a token assumed on legacy routes sent without one (off when unset)"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         KEYS_CFG_OPTS(&kc),
@@ -109,6 +142,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "bicky-gateway: %s\n", err);
         return 2;
     }
+    if (legacy_file && s_read_token(legacy_file, legacy_token, sizeof legacy_token) < 0) {
+        return 2;
+    }
+    cfg.legacy_token = legacy_file ? legacy_token : NULL;
     cfg_file_t *strategies = cfg_file_load(config, err, sizeof err);
     if (!strategies) {
         fprintf(stderr, "bicky-gateway: %s\n", err);

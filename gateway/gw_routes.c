@@ -2,12 +2,14 @@
     matching, and the process routes (/health, /ready, /metrics). Matching is
     pure; handlers run on the loop thread. */
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_legacy.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #define A GW_ROUTE_AUTH
 #define B GW_ROUTE_BODY
+#define L GW_ROUTE_LEGACY
 
 static const gw_route_t s_routes[] = {
     {"GET", "/health", gw_h_health, 0},
@@ -40,10 +42,23 @@ static const gw_route_t s_routes[] = {
     {"DELETE", "/api/worktrees/:id", gw_h_wt_delete, A},
     {"GET", "/api/strategies", gw_h_strategies, A},
     {"GET", "/socket/websocket", gw_h_socket, A | GW_ROUTE_QUERY_TOKEN},
+    /* The TypeScript server's routes, for old clients (gw_legacy.c). */
+    {"GET", "/status", gw_h_legacy_status, A | L},
+    {"POST", "/message", gw_h_legacy_message, A | B | L},
+    {"GET", "/interactions", gw_h_legacy_list, A | L},
+    {"GET", "/interactions/:id", gw_h_legacy_get, A | L},
+    {"POST", "/interactions/:id/permission/response", gw_h_legacy_perm_response, A | B | L},
+    {"GET", "/permissions/:id/status", gw_h_legacy_perm_status, A | L},
+    {"POST", "/permissions/:id/approve", gw_h_legacy_perm_approve, A | L},
+    {"POST", "/permissions/:id/deny", gw_h_legacy_perm_deny, A | L},
+    {"GET", "/worktrees", gw_h_legacy_wt_list, A | L},
+    {"POST", "/worktrees", gw_h_legacy_wt_create, A | B | L},
+    {"GET", "/stream", gw_h_legacy_stream, A | L},
 };
 
 #undef A
 #undef B
+#undef L
 
 #define S_NROUTES (sizeof s_routes / sizeof s_routes[0])
 

@@ -69,6 +69,13 @@ struct gw_sse_t {
     void *handle;                   /* position in srv->sse */
 };
 
+/* A frame in the client's format (the legacy stream has its own). */
+static char *
+s_frame(const gw_sse_t *c, uint64_t id, const char *type, const char *data, size_t *len)
+{
+    return c->spec.format ? c->spec.format(id, type, data, len) : gw_sse_frame(id, type, data, len);
+}
+
 static void s_frame_free(void **item)
 {
     s_frame_t *f = *item;
@@ -243,7 +250,7 @@ static bool s_replay_one(gw_sse_t *c, const json_t *ev)
     }
     char *text = json_dumps(ev, JSON_COMPACT);
     size_t len = 0;
-    char *frame = text ? gw_sse_frame((uint64_t)id, type, text, &len) : NULL;
+    char *frame = text ? s_frame(c, (uint64_t)id, type, text, &len) : NULL;
     free(text);
     if (!frame) {
         return false;
@@ -491,7 +498,7 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
         return;
     }
     size_t len = 0;
-    char *frame = gw_sse_frame(id, event->event_type, event->body, &len);
+    char *frame = s_frame(c, id, event->event_type, event->body, &len);
     if (!frame) {
         s_overflow(c);
         return;

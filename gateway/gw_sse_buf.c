@@ -66,6 +66,9 @@ void gw_sse_buf_free(gw_sse_buf_t *buf)
 
 int gw_sse_buf_append(gw_sse_buf_t *buf, const char *data, size_t len)
 {
+    if (len == 0) {
+        return 0; /* an empty frame: an event the client's format skips */
+    }
     if (buf->len > 0 && buf->len + len > buf->max) {
         return -1;
     }

@@ -31,6 +31,9 @@ static const s_command_t s_commands[] = {
     {"status", NULL, reg_ctl_status, "registry reachable?, epoch, nodes by state"},
     {"keys", "init", reg_ctl_keys_init, "DIR: a new cluster keys directory"},
     {"keys", "add", reg_ctl_keys_add, "ROLE NAME: a new key (--keys DIR)"},
+    {"export", NULL, reg_ctl_export, "--team NAME [--after CONV_ID]: a team's data as JSON Lines"},
+    {"import", NULL, reg_ctl_import,
+     "--team NAME FILE: import an export (Bicky's or the old server's)"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -50,7 +53,11 @@ static const char *const s_global_usage =
     "  remove NODE            forget a node (it re-registers if it is still running)\n"
     "  status                 registry reachable?, epoch, node counts by state\n"
     "  keys init DIR          create a cluster keys directory (public/, secret/)\n"
-    "  keys add ROLE NAME     new key in --keys DIR; ROLE = registry|node|gateway|admin\n\n"
+    "  keys add ROLE NAME     new key in --keys DIR; ROLE = registry|node|gateway|admin\n"
+    "  export                 --team NAME [--after CONV_ID]: conversations, messages, events\n"
+    "                         as JSON Lines on stdout (needs --database-url)\n"
+    "  import                 --team NAME FILE: import Bicky's export or the old server's\n"
+    "                         {interaction, messages} records (needs --database-url)\n\n"
     "Registry commands use the admin key (--cert, --keys) over CURVE; --insecure\n"
     "talks without keys to loopback registries only.\n"
     "Run `bickyctl COMMAND --help` for a command's options.\n"

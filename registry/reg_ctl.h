@@ -81,6 +81,13 @@ int reg_ctl_migrate(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_create(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_list(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_revoke(reg_ctl_t *ctl, int argc, char **argv);
+/* Connects for a database command: needs --database-url, checks the schema,
+   sets the session's time zone to UTC. NULL after saying why. */
+struct pg_conn *reg_ctl_db_connect(const reg_ctl_t *ctl);
+
+/* ---- export and import (reg_ctl_export.c, reg_ctl_import*.c) ---- */
+int reg_ctl_export(reg_ctl_t *ctl, int argc, char **argv);
+int reg_ctl_import(reg_ctl_t *ctl, int argc, char **argv);
 
 /* ---- keys (reg_ctl_keys.c) ---- */
 int reg_ctl_keys_init(reg_ctl_t *ctl, int argc, char **argv);

@@ -62,6 +62,19 @@ static int s_need_db(const reg_ctl_t *ctl)
     return -1;
 }
 
+PGconn *reg_ctl_db_connect(const reg_ctl_t *ctl)
+{
+    if (s_need_db(ctl) >= 0) {
+        return NULL;
+    }
+    PGconn *conn = s_connect(ctl);
+    if (conn && s_exec(conn, "SET TimeZone = 'UTC'", 0, NULL) < 0) {
+        PQfinish(conn);
+        conn = NULL;
+    }
+    return conn;
+}
+
 /* A printable name: 1..max bytes, no control characters. */
 static bool s_text_ok(const char *s, size_t max)
 {

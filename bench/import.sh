@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# bench/import.sh — the `bickyctl import` rate (issue 14): starts a private
+# Postgres (default durability) on a free port, migrates it, generates a file
+# of CONVS x MSGS messages with bench/gen_import.py (kept in the work
+# directory, reused when present), imports it into a fresh team, and prints
+# the wall time, messages/s and the importer's peak RSS; then imports it again
+# (everything skipped) and prints that time too. docs/performance.md, "Import".
+#
+#   bench/import.sh [--bin DIR] [--convs N] [--msgs N] [--format legacy|bicky] [--dir DIR]
+set -euo pipefail
+
+BK_TAG=bench-import
+# shellcheck source=deploy/local/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../deploy/local/lib.sh"
+
+BIN=$BK_ROOT/build/bin CONVS=1000 MSGS=1000 FORMAT=legacy DIR=""
+while (($#)); do
+    case $1 in
+        --bin) BIN=$2; shift 2 ;;
+        --convs) CONVS=$2; shift 2 ;;
+        --msgs) MSGS=$2; shift 2 ;;
+        --format) FORMAT=$2; shift 2 ;;
+        --dir) DIR=$2; shift 2 ;;
+        -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) bk_die "unknown argument $1 (see --help)" ;;
+    esac
+done
+[[ -x $BIN/bickyctl ]] || bk_die "no bickyctl in $BIN (build first, or --bin DIR)"
+DIR=${DIR:-$(mktemp -d /tmp/bench-import.XXXXXX)}
+mkdir -p "$DIR"
+FILE=$DIR/import-$FORMAT-${CONVS}x$MSGS.jsonl
+if [[ ! -s $FILE ]]; then
+    bk_say "generating $FILE"
+    python3 "$BK_ROOT/bench/gen_import.py" --convs "$CONVS" --msgs "$MSGS" --format "$FORMAT" \
+        --seed bench >"$FILE.tmp" && mv "$FILE.tmp" "$FILE"
+fi
+PGDIR=$DIR/pg
+SOCK=$(bk_pg_sockdir "$DIR")
+PORT=$(bk_free_port 20000 32000)
+cleanup() { bk_pg_stop "$PGDIR" || true; rm -rf "$PGDIR"; }
+trap cleanup EXIT
+rm -rf "$PGDIR"
+bk_pg_init "$PGDIR" || true
+bk_pg_start "$PGDIR" "$SOCK" "$PORT"
+bk_pg_createdb "$SOCK" "$PORT" bench
+export BICKY_DATABASE_URL
+BICKY_DATABASE_URL=$(bk_pg_conninfo "$SOCK" "$PORT" bench)
+"$BIN/bickyctl" migrate >/dev/null
+"$BIN/bickyctl" token create --team bench >/dev/null
+# CPU seconds (x100) Postgres spent so far: the postmaster's own and its reaped
+# children's (the import's backend is reaped when bickyctl disconnects).
+pg_cpu() {
+    local pid
+    pid=$(head -n 1 "$PGDIR/data/postmaster.pid")
+    awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat"
+}
+run() {
+    local t0 t1
+    t0=$(bk_now_ms)
+    /usr/bin/time -f '%M %U %S' -o "$DIR/rss" "$BIN/bickyctl" import --team bench --json \
+        "$FILE" >"$DIR/report.json"
+    t1=$(bk_now_ms)
+    echo $((t1 - t0))
+}
+cpu0=$(pg_cpu)
+ms=$(run)
+sleep 1 # the backend is reaped
+cpu=$(($(pg_cpu) - cpu0))
+msgs=$(jq -r .imported.messages "$DIR/report.json")
+read -r rss cu cs <"$DIR/rss"
+printf 'import: %s messages (%s) in %.1f s = %d messages/s, peak RSS %d MB, load %s\n' \
+    "$msgs" "$FORMAT" "$(bc -l <<<"$ms/1000")" $((msgs * 1000 / ms)) $((rss / 1024)) \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'cpu:    bickyctl %.1f s, Postgres %.1f s = %d messages per CPU second\n' \
+    "$(bc -l <<<"$cu+$cs")" "$(bc -l <<<"$cpu/100")" \
+    "$(bc <<<"$msgs / ($cu + $cs + $cpu / 100)")"
+ms=$(run)
+printf 'again:  %s conversations skipped in %.1f s\n' "$(jq -r .skipped "$DIR/report.json")" \
+    "$(bc -l <<<"$ms/1000")"

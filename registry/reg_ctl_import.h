@@ -1,0 +1,115 @@
+/*  reg_ctl_import — `bickyctl import`: declarations shared by its files
+    (reg_ctl_import.c: reading records, units, the report;
+    reg_ctl_import_check.c: checking and mapping records to staged rows;
+    reg_ctl_import_db.c: COPY into the staging table and one transaction per
+    batch). Single-threaded, blocking libpq (the CLI has no loop). */
+#ifndef BICKY_REG_CTL_IMPORT_H
+#define BICKY_REG_CTL_IMPORT_H
+
+#include "registry/reg_ctl.h"
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define IMP_RECORD_MAX  (64L * 1024 * 1024) /* bytes of one record (line or array element) */
+#define IMP_CONTENT_MAX 1048576             /* characters of a message's content (msg.post's) */
+#define IMP_BATCH_ROWS  50000               /* staged rows per transaction (at a unit's end) */
+#define IMP_BATCH_UNITS 5000                /* conversations per transaction at most */
+#define IMP_REPORT_MAX  1000                /* refusals listed in the --json report */
+#define IMP_NCOLS       20                  /* columns of the staging table */
+
+/* Staging columns (imp_rec), in COPY order. */
+enum {
+    IMP_C_UNIT,
+    IMP_C_LINE,
+    IMP_C_KIND,
+    IMP_C_CONV,
+    IMP_C_ID,
+    IMP_C_SEQ,
+    IMP_C_SOURCE,
+    IMP_C_TYPE,
+    IMP_C_TITLE,
+    IMP_C_STRATEGY,
+    IMP_C_STATUS,
+    IMP_C_ON_BUSY,
+    IMP_C_ROLE,
+    IMP_C_CONTENT,
+    IMP_C_METADATA,
+    IMP_C_ACTION,
+    IMP_C_REVERSIBLE,
+    IMP_C_REVERTED_BY,
+    IMP_C_CREATED,
+    IMP_C_UPDATED
+};
+
+/* A conversation of the current batch. */
+typedef struct {
+    long unit;        /* unit number (order in the file) */
+    long line;        /* line where it starts */
+    char conv[37];    /* its id */
+    bool refused;     /* refused after rows were staged: its rows are deleted */
+    long long msgs;   /* messages staged */
+    long long events; /* events staged */
+} imp_unit_t;
+
+typedef struct imp_db_t imp_db_t;
+
+typedef struct {
+    imp_db_t *db;     /* staging connection */
+    bool json;        /* --json report */
+    const char *team; /* team name */
+    /* the current unit (a conversation being read) */
+    bool in_unit;        /* a conversation's records are being read */
+    bool unit_bad;       /* it was refused: skip its remaining records */
+    imp_unit_t *cur;     /* its entry in units (NULL when bad before staging) */
+    char conv[37];       /* its id */
+    long unit_line;      /* its first line */
+    long long next_msg;  /* next expected message seq */
+    long long next_evt;  /* next expected event seq */
+    long long want_msgs; /* messages announced by the conversation record, -1 unknown */
+    long long want_evts; /* events announced, -1 unknown */
+    long next_unit;      /* unit counter */
+    /* the batch */
+    imp_unit_t *units;    /* conversations staged in this batch */
+    size_t nunits;        /* used */
+    long long batch_rows; /* rows staged in this batch */
+    /* totals */
+    long long conversations, messages, events; /* imported */
+    long long skipped;                         /* conversations already in the team */
+    long long refused;                         /* refusals */
+    json_t *report;                            /* refusals kept for --json (first IMP_REPORT_MAX) */
+    long long read_msgs;                       /* messages read (progress) */
+} imp_t;
+
+/* ---- reg_ctl_import.c ---- */
+/* Records a refusal: line, conversation id (may be NULL) and why. */
+void imp_refuse(imp_t *imp, long line, const char *conv, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Starts a unit for conversation conv (canonical id) at line; 0, or -1 on a
+   staging error. */
+int imp_unit_begin(imp_t *imp, const char *conv, long line);
+/* Refuses the current unit (once) with why. */
+void imp_unit_refuse(imp_t *imp, long line, const char *why);
+/* Ends the current unit: checks it is complete; may flush the batch. 0 / -1. */
+int imp_unit_end(imp_t *imp);
+
+/* ---- reg_ctl_import_check.c ---- */
+/* Handles one parsed record (taken) of either format. 0, or -1 on a
+   staging error (fatal). */
+int imp_record(imp_t *imp, json_t *rec, long line);
+
+/* ---- reg_ctl_import_db.c ---- */
+/* Connects, finds the team, creates the staging tables. NULL after saying why
+   (*exit_code set). */
+imp_db_t *imp_db_new(reg_ctl_t *ctl, const char *team, int *exit_code);
+void imp_db_destroy(imp_db_t **self_p);
+/* Stages one row of IMP_NCOLS values (NULL = SQL NULL); starts the batch's
+   COPY when needed. 0 / -1. */
+int imp_db_row(imp_db_t *self, const char *const *cols);
+/* Ends the batch: drops the refused units' rows, checks ids against the
+   database, inserts, commits; updates imp's totals and reports. 0 / -1. */
+int imp_db_flush(imp_db_t *self, imp_t *imp);
+
+#endif

@@ -33,7 +33,14 @@ trap 'rc=$?; [[ -n $N3 ]] && kill -TERM "$N3" 2>/dev/null; kill -TERM "$RELAY" 2
 t_check "the relay listens" bk_wait_for 10 test -s "$TC_VAR/relay.port"
 rport=$(cat "$TC_VAR/relay.port")
 p=$((BICKY_ZMQ_BASE + 40))
-"$BICKY_BIN/bicky-node" --id n3 --registry "$BICKY_REGISTRY" \
+# n3 gets its own node key (made here), or --insecure like the cluster.
+if [[ ${BICKY_INSECURE:-0} == 1 ]]; then
+    N3_SEC=(--insecure)
+else
+    [[ -e $BICKY_KEYS/secret/node-n3.key ]] || "$CTL" --keys "$BICKY_KEYS" keys add node n3 >/dev/null
+    N3_SEC=(--cert "$BICKY_KEYS/secret/node-n3.key" --keys "$BICKY_KEYS")
+fi
+"$BICKY_BIN/bicky-node" --id n3 "${N3_SEC[@]}" --registry "$BICKY_REGISTRY" \
     --bind "tcp://127.0.0.1:$p" --pub-bind "tcp://127.0.0.1:$((p + 1))" \
     --database-url "host=127.0.0.1 port=$rport user=postgres dbname=bicky" \
     --db-deadline-ms 2000 --work-dir "$TC_VAR/n3work" >"$TC_VAR/n3.log" 2>&1 &

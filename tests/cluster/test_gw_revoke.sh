@@ -25,7 +25,9 @@ tc_start gw_revoke
 
 hr=${BICKY_TEST_HTTP_PORT_RANGE:-${BICKY_TEST_PORT_RANGE:-20000-32000}}
 p2=$(bk_free_port "${hr%-*}" "${hr#*-}")
-env -u BICKY_DATABASE_URL "$BICKY_BIN/bicky-gateway" --port "$p2" --registry "$BICKY_REGISTRY" \
+# The second gateway uses the cluster's gateway key (or --insecure).
+BICKY_CERT=${BICKY_KEYS:+$BICKY_KEYS/secret/gateway-gateway.key} \
+    env -u BICKY_DATABASE_URL "$BICKY_BIN/bicky-gateway" --port "$p2" --registry "$BICKY_REGISTRY" \
     >"$TC_VAR/gw2.log" 2>&1 &
 GW2=$!
 trap 'rc=$?; kill -TERM "$GW2" 2>/dev/null; wait "$GW2" 2>/dev/null; (exit $rc); tc_cleanup' EXIT

@@ -100,7 +100,7 @@ bn_machine() {
         uname -a
         grep -m1 'model name' /proc/cpuinfo || true
         echo "cores: $(nproc)"
-        echo "curve: $([[ ${BICKY_INSECURE:-0} == 1 ]] && echo off || echo on)"
+        echo "curve: $([[ ${BENCH_INSECURE:-${BICKY_INSECURE:-0}} == 1 ]] && echo off || echo on)"
         free -m
         uptime
         # The second iteration of top has real %CPU figures (the first is since boot).

@@ -78,7 +78,7 @@ void node_op_strategies(node_t *node, node_req_t *req);
 /* Registers the statements of node_ops_perm.c. */
 int node_ops_perm_sql_prepare(db_conn_t *db);
 
-/* ---- events (node_ops_revert.c) ---------------------------------------------------------- */
+/* ---- events (event.get: node_ops_read.c; event.revert: node_ops_revert.c) ----------------- */
 
 void node_op_event_get(node_t *node, node_req_t *req);
 void node_op_event_revert(node_t *node, node_actor_t *actor, node_req_t *req);

@@ -36,6 +36,7 @@ typedef struct {
     bool more;           /* rows beyond the page (or the size cap) exist */
     bool bad_row;        /* a row could not be rendered (unparsable timestamp) */
     char *cursor;        /* next_cursor text before encoding (owned), NULL none */
+    const char *what;    /* READ_ONE: what a 404 names (NULL: the conversation) */
 } s_read_t;
 
 static void s_read_free(s_read_t *r)
@@ -170,7 +171,8 @@ static void s_on_done(void *arg, db_status_t status, const char *error, const ch
     } else if (r->shape == READ_AUTH && !r->count) {
         node_reply_error(r->node, &r->req, 401, "unauthorized", "invalid or revoked token");
     } else if (r->shape == READ_ONE && !r->count) {
-        node_reply_error(r->node, &r->req, 404, "not_found", "conversation not found");
+        node_reply_error(r->node, &r->req, 404, "not_found",
+                         r->what ? r->what : "conversation not found");
     } else if (r->shape == READ_ONE || r->shape == READ_AUTH) {
         node_reply(r->node, &r->req, 200, r->body.data, 0);
     } else if (r->shape == READ_STATUS) {
@@ -261,6 +263,22 @@ void node_op_conv_get(node_t *node, node_req_t *req)
         util_uuid_format(req->team_id, team);
         const char *params[] = {conv, team};
         s_submit(r, NODE_Q_CONV_GET, 2, params, s_on_rows);
+    }
+}
+
+void node_op_event_get(node_t *node, node_req_t *req)
+{
+    s_read_t *r = s_read_new(node, req, READ_ONE);
+    if (r) {
+        r->render = node_render_evt_row;
+        r->what = "event not found";
+        char ev[24];
+        s_uuid_t team;
+        snprintf(ev, sizeof ev, "%lld",
+                 (long long)json_integer_value(json_object_get(req->args, "id")));
+        util_uuid_format(req->team_id, team);
+        const char *params[] = {ev, team};
+        s_submit(r, NODE_Q_EVT_GET, 2, params, s_on_rows);
     }
 }
 

@@ -34,10 +34,6 @@ static const struct {
     int nparams;
     const char *sql;
 } s_stmts[] = {
-    /* $1 event $2 team */
-    {Q_EVT_GET, 2,
-     "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.id = $1::bigint AND e.team_id = "
-                                  "$2::uuid"},
     /* $1 event $2 conv $3 team: type, action, reversible, reverted, and whether the
        worktree its previous values name is still there (NULL when they name none). */
     {Q_REV_EVENT, 3,
@@ -76,61 +72,6 @@ int node_ops_revert_sql_prepare(db_conn_t *db)
         }
     }
     return 0;
-}
-
-/* ---- event.get -------------------------------------------------------------------------- */
-
-static void s_on_get_row(void *arg, db_status_t status, const db_result_t *res)
-{
-    node_buf_t *b = arg;
-    if (status == DB_OK && db_result_rows(res) > 0) {
-        node_render_evt_row(b, res, 0, 0);
-    }
-}
-
-typedef struct {
-    node_t *node;
-    node_req_t *req;
-    node_buf_t row; /* the event's JSON, empty when none */
-} s_get_t;
-
-static void s_on_get(void *arg, db_status_t status, const char *error, const char *sqlstate)
-{
-    s_get_t *g = arg;
-    if (status != DB_OK || g->row.oom) {
-        node_reply_busy(g->node, &g->req, "database unavailable");
-    } else if (g->row.len == 0) {
-        node_reply_error(g->node, &g->req, 404, "not_found", "event not found");
-    } else {
-        node_reply(g->node, &g->req, 200, g->row.data, 0);
-    }
-    node_buf_free(&g->row);
-    node_req_destroy(&g->req);
-    free(g);
-}
-
-void node_op_event_get(node_t *node, node_req_t *req)
-{
-    char ev[24];
-    s_uuid_t team;
-    snprintf(ev, sizeof ev, "%lld",
-             (long long)json_integer_value(json_object_get(req->args, "id")));
-    util_uuid_format(req->team_id, team);
-    const char *params[] = {ev, team};
-    s_get_t *g = calloc(1, sizeof *g);
-    db_batch_t *b = g && !node->closing ? db_batch_new(node->db, false) : NULL;
-    if (g) {
-        node_buf_init(&g->row);
-    }
-    if (!b || db_batch_add(b, Q_EVT_GET, NULL, 2, params, s_on_get_row, &g->row) < 0) {
-        db_batch_destroy(&b);
-        free(g);
-        node_reply_busy(node, &req, "database unavailable");
-        return;
-    }
-    g->node = node;
-    g->req = req;
-    db_batch_submit(&b, s_on_get, g);
 }
 
 /* ---- the read ---------------------------------------------------------------------------- */

@@ -201,6 +201,10 @@ static const s_stmt_t s_stmts[] = {
                                   "e.team_id = $2::uuid AND e.id > $3::bigint AND ($5::text IS "
                                   "NULL OR e.type = ANY (string_to_array($5::text, ','))) ORDER "
                                   "BY e.id LIMIT $4::int"},
+    /* $1 event id $2 team */
+    {NODE_Q_EVT_GET, 2,
+     "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.id = $1::bigint AND e.team_id = "
+                                  "$2::uuid"},
     /* $1 team $2 after id $3 limit $4 types (comma list; NULL = all) */
     {NODE_Q_EVT_TEAM, 4,
      "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.team_id = $1::uuid AND e.id > "

@@ -78,6 +78,7 @@ typedef enum { /* NODE_Q_IDEM_GET */
 #define NODE_Q_EVT_CONV        "node_evt_conv"
 #define NODE_Q_EVT_LIST        "node_evt_list"
 #define NODE_Q_EVT_TEAM        "node_evt_team"
+#define NODE_Q_EVT_GET         "node_evt_get"
 #define NODE_Q_IDEM_GET        "node_idem_get"
 #define NODE_Q_IDEM_DEL        "node_idem_del"
 #define NODE_Q_IDEM_CONV       "node_idem_conv"

@@ -2,6 +2,7 @@
 #define LOG_MODULE "agent_guard"
 #include "node/agent/agent_guard.h"
 #include "common/log.h"
+#include "common/proc_stat.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -22,40 +23,11 @@
 #define S_FILE_MAX 256 /* a pid file is one short line */
 #define S_BOOT_ID  64
 
-typedef struct {
-    pid_t pid, ppid;          /* from /proc/<pid>/stat */
-    char state;               /* R S D Z T … */
-    unsigned long long start; /* start time, clock ticks since boot */
-} s_proc_t;
-
-static int s_stat(pid_t pid, s_proc_t *out)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) {
-        fclose(f);
-    }
-    buf[n] = '\0';
-    char *paren = strrchr(buf, ')'); /* the command name may hold spaces and parens */
-    int ppid;
-    if (!paren || sscanf(paren + 1,
-                         " %c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
-                         "%*d %*d %llu",
-                         &out->state, &ppid, &out->start) != 3) {
-        return -1;
-    }
-    out->pid = pid;
-    out->ppid = ppid;
-    return 0;
-}
-
 /* True while pid is the process that started at start and is not a zombie. */
 static bool s_same_alive(pid_t pid, unsigned long long start)
 {
-    s_proc_t p;
-    return s_stat(pid, &p) == 0 && p.start == start && p.state != 'Z' && p.state != 'X';
+    proc_stat_t p;
+    return proc_stat_read(pid, &p) == 0 && p.start == start && p.state != 'Z' && p.state != 'X';
 }
 
 static void s_boot_id(char out[S_BOOT_ID])
@@ -170,15 +142,15 @@ char *const *agent_guard_argv(const agent_guard_t *g, char *const *argv, char **
 
 /* Adds every process whose parent is in tree[0..*n) to the tree and stops it.
    Returns how many were added. */
-static size_t s_grow(s_proc_t *tree, size_t *n)
+static size_t s_grow(proc_stat_t *tree, size_t *n)
 {
     DIR *d = opendir("/proc");
     struct dirent *e;
     size_t added = 0, seen = 0;
     while (d && *n < S_TREE_MAX && seen++ < S_SCAN_MAX && (e = readdir(d))) {
-        s_proc_t p;
-        if (!isdigit((unsigned char)e->d_name[0]) || s_stat((pid_t)atoi(e->d_name), &p) < 0 ||
-            p.pid == getpid()) {
+        proc_stat_t p;
+        if (!isdigit((unsigned char)e->d_name[0]) ||
+            proc_stat_read((pid_t)atoi(e->d_name), &p) < 0 || p.pid == getpid()) {
             continue;
         }
         bool parent_in = false, known = false;
@@ -203,12 +175,12 @@ static size_t s_grow(s_proc_t *tree, size_t *n)
    start time matches. Returns the tree's size. */
 static size_t s_kill_tree(pid_t root, unsigned long long start)
 {
-    s_proc_t *tree = calloc(S_TREE_MAX, sizeof *tree);
+    proc_stat_t *tree = calloc(S_TREE_MAX, sizeof *tree);
     if (!tree) {
         kill(root, SIGKILL);
         return 1;
     }
-    tree[0] = (s_proc_t){.pid = root, .start = start};
+    tree[0] = (proc_stat_t){.pid = root, .start = start};
     size_t n = 1;
     kill(root, SIGSTOP);
     /* Stopped processes cannot fork: grow until a pass finds nobody new. */

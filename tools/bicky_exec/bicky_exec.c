@@ -14,6 +14,8 @@
     PROGRAM's status (re-raising its signal). SIGTERM, SIGINT, SIGHUP and
     SIGQUIT are passed on to PROGRAM. Single-threaded; stdio goes to PROGRAM
     only (the shim keeps no copy of the pipes, so EOF still means PROGRAM). */
+#include "common/proc_stat.h"
+
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -43,25 +45,11 @@ static int s_pdeath_sig(void)
     return SIGRTMIN + 4;
 }
 
-/* Start time of this process (field 22 of /proc/self/stat, clock ticks since boot). */
+/* Start time of pid (clock ticks since boot), 0 when unknown. */
 static unsigned long long s_start_time(pid_t pid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "re");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f) {
-        fclose(f);
-    }
-    buf[n] = '\0';
-    char *paren = strrchr(buf, ')');
-    unsigned long long start = 0;
-    if (paren) {
-        sscanf(paren + 1,
-               " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-               &start);
-    }
-    return start;
+    proc_stat_t p;
+    return proc_stat_read(pid, &p) == 0 ? p.start : 0;
 }
 
 static void s_boot_id(char out[64])

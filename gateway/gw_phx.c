@@ -5,10 +5,13 @@
     socket's team may read it (conv.get), then every live event of the
     conversation is pushed with its type as the event name and its JSON as
     payload (after the stored ones past last_event_id: gw_phx_resume.c);
-    "message:create", "conversation:cancel", "permission:approve" and
-    "permission:deny" do what the HTTP routes do, with their checks and
-    answers; phx_leave answers ok, then phx_close. Anything else is an error
-    reply and the socket stays. Loop thread only. */
+    "team" is joined at once and pushes every event of the socket's team, as
+    GET /api/stream does. "message:create", "conversation:cancel",
+    "permission:approve" and "permission:deny" do what the HTTP routes do,
+    with their checks and answers (the team topic takes the permission
+    decisions only, for any conversation of the team); phx_leave answers ok,
+    then phx_close. Anything else is an error reply and the socket stays.
+    Loop thread only. */
 #define LOG_MODULE "gw_phx"
 #include "gateway/gw_ws.h"
 
@@ -56,6 +59,12 @@ gw_phx_t *gw_phx_new(gw_ws_t *ws)
 
 static void s_call_free(s_call_t *call);
 
+/* The fan-out topic's length: team + conversation, or the team alone. */
+static size_t s_fan_len(const gw_phx_chan_t *c)
+{
+    return c->team ? 16 : sizeof c->fan;
+}
+
 /* Frees channel c: unsubscribes, and drops a join of it still in flight. */
 void gw_phx_chan_free(gw_phx_chan_t *c)
 {
@@ -70,7 +79,7 @@ void gw_phx_chan_free(gw_phx_chan_t *c)
     }
     gw_phx_chan_stop(c);
     if (c->live) {
-        gw_fanout_remove_ws(gw_ws_server(self->ws)->fanout, c->fan, sizeof c->fan, c);
+        gw_fanout_remove_ws(gw_ws_server(self->ws)->fanout, c->fan, s_fan_len(c), c);
     }
     zlistx_delete(self->chans, c->handle);
     json_decref(c->join_ref);
@@ -175,6 +184,7 @@ static s_call_t *s_call(gw_phx_t *self,
                         json_t *join_ref,
                         json_t *ref,
                         const char *topic,
+                        const uint8_t *conv,
                         proto_op_id_t op,
                         json_t *args,
                         s_chan_t *join);
@@ -190,25 +200,41 @@ static s_chan_t *s_find(gw_phx_t *self, const char *topic)
 }
 
 /* perm.get answered for a permission:approve/deny push: the request must be
-   of the topic's conversation (else not_found, as for another team's); then
-   perm.decide goes to that conversation's owner. */
+   of the topic's conversation (else not_found, as for another team's; on the
+   team topic any conversation of the team will do); then perm.decide goes to
+   that conversation's owner. */
 static void s_decide(s_call_t *call, const gw_reply_t *reply, json_t *body)
 {
     gw_phx_t *self = call->phx;
     const char *conv = json_string_value(json_object_get(body, "conversation_id"));
-    const char *mine = call->topic + strlen("conversation:");
+    bool team = strcmp(call->topic, "team") == 0;
+    const char *mine = team ? "" : call->topic + strlen("conversation:");
+    uint8_t id[16];
     if (reply->status != 200) {
         s_reply(self, call->join_ref, call->ref, call->topic, "error",
                 body ? json_incref(body) : json_object());
-    } else if (!conv || strcasecmp(conv, mine) != 0) {
+    } else if (!conv || util_uuid_parse(conv, id) < 0 || (!team && strcasecmp(conv, mine) != 0)) {
         gw_error_t err;
         gw_error_set(&err, 404, "not_found", NULL, "no such permission request in %s", call->topic);
         s_reply(self, call->join_ref, call->ref, call->topic, "error", s_error_response(&err));
     } else {
         json_t *args = call->decide;
         call->decide = NULL;
-        s_call(self, call->join_ref, call->ref, call->topic, PROTO_OP_PERM_DECIDE, args, NULL);
+        s_call(self, call->join_ref, call->ref, call->topic, id, PROTO_OP_PERM_DECIDE, args, NULL);
     }
+}
+
+/* Subscribes joined channel c, replies ok and starts its replay; false when
+   the subscription cannot be made (nothing sent, c untouched). */
+static bool s_live(gw_phx_t *self, s_chan_t *c, json_t *join_ref, json_t *ref)
+{
+    if (gw_fanout_add_ws(gw_ws_server(self->ws)->fanout, c->fan, s_fan_len(c), c) < 0) {
+        return false;
+    }
+    c->live = true;
+    s_reply(self, join_ref, ref, c->topic, "ok", NULL);
+    gw_phx_chan_start(c);
+    return true;
 }
 
 static void s_on_reply(void *owner, const gw_reply_t *reply)
@@ -220,11 +246,8 @@ static void s_on_reply(void *owner, const gw_reply_t *reply)
     if (call->join) {
         s_chan_t *c = call->join;
         call->join = NULL; /* freeing c must not free this call */
-        if (reply->status == 200 &&
-            gw_fanout_add_ws(gw_ws_server(self->ws)->fanout, c->fan, sizeof c->fan, c) == 0) {
-            c->live = true;
-            s_reply(self, call->join_ref, call->ref, call->topic, "ok", NULL);
-            gw_phx_chan_start(c);
+        if (reply->status == 200 && s_live(self, c, call->join_ref, call->ref)) {
+            /* joined */
         } else {
             bool missing = reply->status == 404 || reply->status == 400;
             gw_phx_chan_free(c);
@@ -243,18 +266,18 @@ static void s_on_reply(void *owner, const gw_reply_t *reply)
     s_call_free(call);
 }
 
-/* Starts op for the conversation of topic; the reply goes to s_on_reply. */
+/* Starts op for conversation conv (unused by team ops); the reply, addressed
+   to topic, goes to s_on_reply. */
 static s_call_t *s_call(gw_phx_t *self,
                         json_t *join_ref,
                         json_t *ref,
                         const char *topic,
+                        const uint8_t *conv,
                         proto_op_id_t op,
                         json_t *args,
                         s_chan_t *join)
 {
     gw_server_t *srv = gw_ws_server(self->ws);
-    uint8_t conv[16];
-    util_uuid_parse(topic + strlen("conversation:"), conv);
     char *text = json_dumps(args, JSON_COMPACT);
     json_decref(args);
     s_call_t *call = calloc(1, sizeof *call);
@@ -307,8 +330,9 @@ static int s_conv_topic(const char *topic, uint8_t conv[16])
 static void
 s_join(gw_phx_t *self, json_t *join_ref, json_t *ref, const char *topic, json_t *payload)
 {
-    uint8_t conv[16];
-    if (s_conv_topic(topic, conv) < 0) {
+    uint8_t conv[16] = {0};
+    bool team = strcmp(topic, "team") == 0;
+    if (!team && s_conv_topic(topic, conv) < 0) {
         s_reply_reason(self, join_ref, ref, topic, "unmatched topic");
         return;
     }
@@ -337,10 +361,17 @@ s_join(gw_phx_t *self, json_t *join_ref, json_t *ref, const char *topic, json_t 
     }
     snprintf(c->topic, sizeof c->topic, "%s", topic);
     c->join_ref = json_incref(join_ref ? join_ref : json_null());
+    c->team = team;
     memcpy(c->fan, gw_ws_team(self->ws), 16);
     memcpy(c->fan + 16, conv, 16);
     c->handle = zlistx_add_end(self->chans, c);
-    s_call(self, join_ref, ref, topic, PROTO_OP_CONV_GET, json_object(), c);
+    if (!team) {
+        s_call(self, join_ref, ref, topic, conv, PROTO_OP_CONV_GET, json_object(), c);
+    } else if (!s_live(self, c, join_ref, ref)) {
+        /* The socket's own team: nothing to ask a node. */
+        gw_phx_chan_free(c);
+        s_reply_reason(self, join_ref, ref, topic, "unavailable");
+    }
 }
 
 /* permission:approve / permission:deny {"id", …}: the HTTP routes' checks
@@ -368,7 +399,7 @@ static void s_permission(
         s_reply(self, join_ref, ref, topic, "error", s_error_response(&err));
         return;
     }
-    s_call_t *call = s_call(self, join_ref, ref, topic, PROTO_OP_PERM_GET,
+    s_call_t *call = s_call(self, join_ref, ref, topic, NULL, PROTO_OP_PERM_GET,
                             json_pack("{s:s}", "id", lower), NULL);
     if (call) {
         call->decide = decide;
@@ -399,11 +430,16 @@ static void s_push(gw_phx_t *self,
     }
     json_t *body = json_is_object(payload) ? json_deep_copy(payload) : json_object();
     gw_error_t err;
-    if (strcmp(event, "message:create") == 0 || strcmp(event, "conversation:cancel") == 0) {
+    bool conv_event =
+        strcmp(event, "message:create") == 0 || strcmp(event, "conversation:cancel") == 0;
+    if (conv_event && c->team) {
+        json_decref(body);
+        s_reply_reason(self, join_ref, ref, topic, "needs a conversation topic");
+    } else if (conv_event) {
         proto_op_id_t op = event[0] == 'm' ? PROTO_OP_MSG_POST : PROTO_OP_CONV_CANCEL;
         json_t *args = gw_json_args(body, op, NULL, &err);
         if (args) {
-            s_call(self, join_ref, ref, topic, op, args, NULL);
+            s_call(self, join_ref, ref, topic, c->fan + 16, op, args, NULL);
         } else {
             s_reply(self, join_ref, ref, topic, "error", s_error_response(&err));
         }

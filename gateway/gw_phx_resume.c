@@ -1,4 +1,4 @@
-/*  gw_phx_resume — what a joined conversation channel sends, in the order of
+/*  gw_phx_resume — what a joined channel sends, in the order of
     the SSE streams (gw_sse.c): a join with last_event_id N first gets every
     stored event after N (events.list, page by page, from the owner node)
     while the live events that arrive meanwhile are held; then the held ones
@@ -6,8 +6,9 @@
     (ids at or below the last one sent are dropped) and never skipped: when
     a live event's per-conversation seq is not the next one (it was
     published before the subscription reached the node), the channel
-    catches up from the store first. message.delta events (no id) are always
-    passed on. Loop thread only. */
+    catches up from the store first (conversation channels; the team channel
+    orders by id only, as the team SSE stream does). message.delta events (no
+    id) are always passed on. Loop thread only. */
 #define LOG_MODULE "gw_phx"
 #include "gateway/gw_ws.h"
 
@@ -72,7 +73,8 @@ static void s_emit(gw_phx_chan_t *c, uint64_t id, uint64_t seq, const char *fram
     gw_ws_send_text(c->ws, frame, len);
     if (id) {
         c->last_id = id;
-        c->last_seq = seq ? seq : c->last_seq;
+        /* seq is per conversation: the team channel has no seq to follow. */
+        c->last_seq = c->team ? 0 : seq ? seq : c->last_seq;
     }
 }
 
@@ -87,7 +89,7 @@ static int s_request_page(gw_phx_chan_t *c)
     char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
     json_decref(args);
     gw_call_t call = {.op = proto_ops[PROTO_OP_EVENTS_LIST].name,
-                      .conv_id = c->fan + 16,
+                      .conv_id = c->team ? NULL : c->fan + 16,
                       .team_id = c->fan,
                       .args = text};
     c->page_call = text ? gw_upstream_call(gw_ws_server(c->ws)->upstream, &call, s_on_page, c) : 0;

@@ -46,13 +46,14 @@ gw_server_t *gw_ws_server(const gw_ws_t *ws);
 
 /* ---- Phoenix Channels v2 (gw_phx.c, gw_phx_resume.c) ---------------------- */
 
-/* A joined (or joining) conversation topic of a socket. */
+/* A joined (or joining) topic of a socket: a conversation, or the team. */
 typedef struct {
     gw_phx_t *phx;                /* owner */
     gw_ws_t *ws;                  /* its socket */
-    char topic[80];               /* "conversation:<id>" */
+    char topic[80];               /* "conversation:<id>" or "team" */
     json_t *join_ref;             /* the client's join_ref (owned) */
     uint8_t fan[PROTO_TOPIC_LEN]; /* team + conversation: the event topic */
+    bool team;                    /* the "team" topic: fan's first 16 bytes only */
     bool live;                    /* subscribed (the node said yes) */
     void *handle;                 /* position in phx->chans */
     bool resume;                  /* the join asked for stored events after last_id */

@@ -15,6 +15,10 @@
 #  - a join with last_event_id 0 replays the stored log, then live events;
 #    cut mid-turn and rejoined with the last id received: every stored event
 #    of the conversation exactly once, in order (checked against Postgres);
+#  - the "team" topic joined with last_event_id: the team's stored events
+#    after it (another conversation's turn), then live ones of every
+#    conversation of the team, each stored event exactly once, in id order
+#    (checked against Postgres); message:create on it is an error reply;
 #  - another team's conversation → {"reason":"unauthorized"}; an unknown
 #    topic → {"reason":"unmatched topic"}; a bad token → refused at connect
 #    (HTTP 401 before any upgrade);
@@ -101,6 +105,32 @@ t_check "both sockets took part ($(jq -r 'select(.step == "stored") | .socket' "
     test "$(jq -r 'select(.step == "stored") | .socket' "$TC_VAR/resume" | uniq | paste -sd' ')" = "a b"
 t_check "the rejoin ended with the turn's turn.completed" \
     test "$(jq -r 'select(.step == "stored") | .event' "$TC_VAR/resume" | tail -1)" = turn.completed
+
+# ---------------------------------------------------------------- the team topic
+
+# Another conversation's turn lands in the store first; the team channel,
+# joined with the last id before it, replays it and then gets the live turn
+# of $c: exactly the team's stored events after that id, in order.
+team_id=$(tc_sql "select team_id from conversations where id = '$c'")
+before=$(tc_sql "select coalesce(max(id), 0) from events where team_id = '$team_id'")
+k2=$(tc_conv)
+tc_post "$k2" "stored before the join" >/dev/null
+t_check "the other conversation's turn completed" tc_wait_status "$k2" idle 30
+node "$PHX" team "$BICKY_HTTP_PORT" "$TC_TOKEN" "$c" "$before" >"$TC_VAR/team" 2>&1
+got=$(jq -r 'select(.step == "team_event" and .id != null) | .id' "$TC_VAR/team" | paste -sd' ')
+want=$(tc_sql "select string_agg(id::text, ' ' order by id) from events where team_id = '$team_id' and id > $before")
+t_check "team topic: the team's stored events after last_event_id, once, in order" \
+    test -n "$got" -a "$got" = "$want"
+convs=$(jq -r 'select(.step == "team_event" and .id != null) | .conversation' "$TC_VAR/team" | sort -u | paste -sd' ')
+t_check "team topic: events of both conversations ($convs)" \
+    test "$convs" = "$(printf '%s\n' "$c" "$k2" | sort | paste -sd' ')"
+t_check "team topic: live deltas pushed too" \
+    test -n "$(jq -r 'select(.step == "team_event" and .event == "message.delta")' "$TC_VAR/team")"
+t_check "team topic: message:create is an error reply ($(step team_create "$TC_VAR/team" | jq -c .reply))" \
+    test "$(step team_create "$TC_VAR/team" | jq -r .reply.reason)" = "needs a conversation topic"
+
+t_check "team topic: permission:approve of an unknown request: not_found" \
+    test "$(step team_approve_unknown "$TC_VAR/team" | jq -r .reply.code)" = not_found
 
 # ---------------------------------------------------------------- cancel, permissions
 

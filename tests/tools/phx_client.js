@@ -1,13 +1,13 @@
 // phx_client.js — drives the gateway's /socket/websocket with the real
 // `phoenix` npm client (transport: the `ws` package) for test_gw_ws.sh.
-// Usage: node phx_client.js SCENARIO PORT TOKEN [CONV]
+// Usage: node phx_client.js SCENARIO PORT TOKEN [CONV [LAST_EVENT_ID]]
 // Prints one JSON object per line ({"step": ..., ...}); exits 0 when the
 // scenario ran to its end (the shell checks the lines), 2 on a timeout.
 "use strict";
 const { Socket } = require("phoenix");
 const WebSocket = require("ws");
 
-const [scenario, port, token, conv] = process.argv.slice(2);
+const [scenario, port, token, conv, lastId] = process.argv.slice(2);
 const out = (o) => console.log(JSON.stringify(o));
 const done = (code) => setTimeout(() => process.exit(code), 50);
 setTimeout(() => {
@@ -155,6 +155,39 @@ function refused() {
     .receive("error", (e) => { out({ step: "odd_refused", reply: e }); finish(); });
 }
 
+// Joins "team" with last_event_id LAST_EVENT_ID and CONV; posts a message on
+// CONV's channel; records every event the team channel gets (stored ones with
+// their id and conversation) up to CONV's turn.completed; then tries
+// message:create on the team topic (an error: it needs a conversation).
+function team() {
+  const socket = connect();
+  const t = socket.channel("team", { last_event_id: Number(lastId) });
+  const ch = socket.channel(`conversation:${conv}`, {});
+  let joined = 0;
+  const start = () => {
+    if (++joined === 2) ch.push("message:create", { content: "hello team" });
+  };
+  t.onMessage = (event, payload) => {
+    if (event && !event.startsWith("phx_") && !event.startsWith("chan_reply_")) {
+      out({ step: "team_event", event, id: payload.id || null,
+            conversation: payload.conversation_id || null });
+      if (event === "turn.completed" && payload.conversation_id === conv) {
+        t.push("message:create", { content: "nowhere" })
+          .receive("error", (e) => out({ step: "team_create", reply: e }));
+        t.push("permission:approve", { id: "00000000-0000-4000-8000-000000000000" })
+          .receive("error", (e) => {
+            out({ step: "team_approve_unknown", reply: e });
+            socket.disconnect(() => done(0));
+          });
+      }
+    }
+    return payload;
+  };
+  t.join().receive("ok", () => { out({ step: "team_joined" }); start(); })
+    .receive("error", (e) => { out({ step: "team_join_error", reply: e }); done(0); });
+  ch.join().receive("ok", start);
+}
+
 // A bad token: the handshake is refused (HTTP 401), the client sees an error.
 function badtoken() {
   const socket = connect();
@@ -168,4 +201,4 @@ function badtoken() {
   });
 }
 
-({ turn, cancel, resume, refused, badtoken })[scenario]();
+({ turn, cancel, resume, refused, badtoken, team })[scenario]();

@@ -173,6 +173,8 @@ void gw_metrics_http(gw_metrics_t *self, const gw_route_t *route, int status);
 void gw_metrics_upstream(gw_metrics_t *self, const char *outcome);
 /* Counts an SSE client disconnected for being too slow. */
 void gw_metrics_sse_slow(gw_metrics_t *self);
+/* Counts a WebSocket closed for output over its cap. */
+void gw_metrics_ws_slow(gw_metrics_t *self);
 /* Prometheus text of every metric; caller frees. */
 char *gw_metrics_render(gw_metrics_t *self, gw_server_t *srv);
 

@@ -24,6 +24,7 @@ struct gw_metrics_t {
     s_slot_t http[S_MAX_ROUTES + 1][S_STATUS_SLOTS]; /* per route (+ unmatched) */
     uint64_t upstream[S_NOUTCOMES];                  /* upstream outcomes */
     uint64_t sse_slow;                               /* slow SSE disconnects */
+    uint64_t ws_slow;                                /* slow WebSocket closes */
 };
 
 gw_metrics_t *gw_metrics_new(void)
@@ -77,6 +78,11 @@ void gw_metrics_sse_slow(gw_metrics_t *self)
     self->sse_slow++;
 }
 
+void gw_metrics_ws_slow(gw_metrics_t *self)
+{
+    self->ws_slow++;
+}
+
 static void s_gauge(FILE *f, const char *name, const char *help, double value)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s gauge\n%s %.15g\n", name, help, name, name, value);
@@ -116,6 +122,10 @@ static void s_render_upstream(gw_metrics_t *self, FILE *f)
     fprintf(f, "# HELP %s SSE clients disconnected for falling behind.\n# TYPE %s counter\n", name,
             name);
     fprintf(f, "%s %llu\n", name, (unsigned long long)self->sse_slow);
+    name = "bicky_gateway_ws_slow_closes_total";
+    fprintf(f, "# HELP %s WebSockets closed (1008) for output over their cap.\n# TYPE %s counter\n",
+            name, name);
+    fprintf(f, "%s %llu\n", name, (unsigned long long)self->ws_slow);
 }
 
 char *gw_metrics_render(gw_metrics_t *self, gw_server_t *srv)

@@ -214,6 +214,7 @@ int gw_ws_send_text(gw_ws_t *ws, const char *text, size_t len)
         LOG_I("socket too slow: %zu bytes unsent; closing",
               wslay_event_get_queued_msg_length(ws->ctx));
         gw_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION, "too slow: output limit reached");
+        gw_metrics_ws_slow(ws->hub->srv->metrics);
         return -1;
     }
     struct wslay_event_msg msg = {

@@ -44,21 +44,6 @@ body_of() { python3 -c "import sys; sys.stdout.write('{\"content\":\"' + 'a' * $
 body_of $((1024 * 1024 + 100)) >"$F/over"
 body_of 1000000 >"$F/under"
 
-# post_keyed PATH BODY KEY: POST with an Idempotency-Key, sent again while
-# the answer is 504 (the gateway's 2 s timeout ran out on a busy machine:
-# the write may still happen, and the same key then returns its first
-# answer) or 503 (the mailbox is full for now), for up to 120 s. Leaves
-# TC_CODE / TC_BODY of the last answer.
-post_keyed() {
-    local deadline=$(($(bk_now_ms) + 120000))
-    while :; do
-        tc_req POST "$1" "$2" -H "Idempotency-Key: $3"
-        if [[ $TC_CODE != 50[34] ]] || (($(bk_now_ms) >= deadline)); then
-            return 0
-        fi
-        sleep 0.5
-    done
-}
 
 # Milliseconds GET /health takes as curl measures it (from its connect, so
 # the start of the curl process on a busy machine does not count); 99999
@@ -97,7 +82,7 @@ EOF
 t_check "Content-Length 2 MB, body never sent: 413 before reading (${ms} ms)" \
     eval "[[ '$ms' =~ ^[0-9]+$ ]] && ((ms < 20000))"
 t_check "the refused bodies wrote nothing" test "$(tc_counts)" = "$before"
-post_keyed "/api/conversations/$c/messages" "@$F/under" "under-$c"
+tc_post_keyed "/api/conversations/$c/messages" "@$F/under" "under-$c"
 t_check "a 1 000 000 byte message is accepted (202; $TC_CODE)" test "$TC_CODE" = 202
 t_check "... stored whole and answered" bk_wait_for 60 eval \
     "[[ \$(tc_sql \"select sum(length(content)) from messages where conversation_id = '$c' and status = 'completed'\") == 2000006 ]]"
@@ -108,11 +93,11 @@ t_check "... stored whole and answered" bk_wait_for 60 eval \
 # when the next posts arrive, however slow the machine; the PATCH below
 # takes the delay away and the queue drains.
 q=$(tc_conv '{"metadata":{"echo":{"delay_ms":150}}}')
-post_keyed "/api/conversations/$q/messages" "{\"content\":\"$(printf 'word%d ' $(seq 1 200))\"}" \
+tc_post_keyed "/api/conversations/$q/messages" "{\"content\":\"$(printf 'word%d ' $(seq 1 200))\"}" \
     "long-$q"
 ok=1
 for i in 1 2 3 4; do
-    post_keyed "/api/conversations/$q/messages" "{\"content\":\"queued $i\"}" "queued-$i-$q"
+    tc_post_keyed "/api/conversations/$q/messages" "{\"content\":\"queued $i\"}" "queued-$i-$q"
     [[ $TC_CODE == 202 ]] || ok=0
 done
 t_check "a running turn and 4 queued messages (mailbox-max 4) are accepted" test "$ok" = 1
@@ -123,7 +108,7 @@ t_check "the 6th: 429 rate_limited with Retry-After" \
 t_check "... and nothing written" test "$(tc_counts)" = "$before"
 tc_req PATCH "/api/conversations/$q" '{"metadata":{"echo":{"delay_ms":0}}}'
 t_check "the queue drains" tc_wait_status "$q" idle 120
-post_keyed "/api/conversations/$q/messages" '{"content":"room again"}' "again-$q"
+tc_post_keyed "/api/conversations/$q/messages" '{"content":"room again"}' "again-$q"
 t_check "then a post is accepted again ($TC_CODE)" test "$TC_CODE" = 202
 tc_wait_status "$q" idle 60
 
@@ -159,7 +144,7 @@ exec {lock_fd}>&-
 wait
 for i in 1 2 3 4 5 6; do
     if [[ $(cat "$TC_VAR/held.$i") == 504 ]]; then
-        post_keyed "/api/conversations/$m/messages" "{\"content\":\"held $i\"}" "held-$i-$m"
+        tc_post_keyed "/api/conversations/$m/messages" "{\"content\":\"held $i\"}" "held-$i-$m"
         echo "$TC_CODE" >"$TC_VAR/held.$i"
     fi
 done
@@ -197,7 +182,7 @@ t_check "the stalled reader and 3 readers are connected" \
     test "$(tc_metric bicky_gateway_sse_clients)" -ge 4
 body_of 200000 >"$F/200k"
 for i in $(seq 1 $N); do
-    post_keyed "/api/conversations/$s/messages" "@$F/200k" "flood-$i-$s"
+    tc_post_keyed "/api/conversations/$s/messages" "@$F/200k" "flood-$i-$s"
 done
 turns() { tc_sql "select count(*) from events where conversation_id = '$s' and type = 'turn.completed'"; }
 t_check "$N posts of 200 KB (about 16 MB of events): every turn completed" \
@@ -311,7 +296,7 @@ t_check "... /ready still 200 (nodes keep heartbeating)" bk_wait_for 30 bk_http_
 kill -CONT "${pg[@]}"
 t_check "Postgres back: requests work again" \
     bk_wait_for 60 eval 'tc_req GET /api/conversations/'"$a"'; [[ $TC_CODE == 200 ]]'
-post_keyed "/api/conversations/$a/messages" '{"content":"after the freeze"}' "thaw-$a"
+tc_post_keyed "/api/conversations/$a/messages" '{"content":"after the freeze"}' "thaw-$a"
 t_check "and writes too ($TC_CODE)" test "$TC_CODE" = 202
 
 tc_finish conv_limits

@@ -28,6 +28,8 @@
 #    handshake one byte at a time (served), a message in 3 fragments
 #    (served), a ping (pong), 10,000 joins on one socket (error replies, the
 #    socket still answers its heartbeat);
+#  - a stalled reader on the team topic while ~24 MB of events flow: cut by
+#    the gateway, whose memory stays bounded;
 #  - the gateway is the same process at the end, and /health answers.
 # Env: see tests/lib/cluster.sh.
 set -uo pipefail
@@ -59,6 +61,10 @@ export NODE_PATH=$NPM_DIR/node_modules
 
 # A turn takes about 10 × 150 ms: long enough to be cancelled over the socket.
 export BICKY_ECHO_DELAY_MS=150
+# ASan keeps freed blocks in a quarantine (256 MB by default), which shows as
+# RSS growth under large events; a 1 MB one lets the stalled-reader check
+# below see what the gateway itself holds.
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1
 tc_start gw_ws
 gw=$(tc_pid gateway)
 PHX=$SRC/tests/tools/phx_client.js
@@ -174,6 +180,42 @@ done
 got=$(raw joins)
 t_check "10,000 joins on one socket: error replies, then the heartbeat is ok ($got)" \
     eval '[[ $got =~ ^reply\ ok\ errors\ [0-9]+$ && ${got##* } -gt 0 ]]'
+
+# ---------------------------------------------------------------- a stalled reader
+
+# A socket on the team topic that reads nothing while ~24 MB of events flow:
+# the gateway cuts it (output over its cap) and its memory stays bounded.
+rss0=$(tc_rss "$gw")
+slow0=$(tc_metric bicky_gateway_ws_slow_closes_total)
+rm -f "$TC_VAR/ready" "$TC_VAR/unstall"
+python3 "$RAW" "$BICKY_HTTP_PORT" "$TC_TOKEN" stall "$TC_VAR/ready" "$TC_VAR/unstall" \
+    >"$TC_VAR/stall.out" 2>&1 &
+staller=$!
+t_check "the stalled socket joined the team topic" bk_wait_for 60 test -e "$TC_VAR/ready"
+f=$(tc_conv)
+N=40
+codes=""
+for i in $(seq 1 $N); do
+    # One word of 200 KB (too long for an argument): one delta per turn.
+    python3 -c "import json, sys; print(json.dumps({'content': 'w' * 200000 + sys.argv[1]}))" \
+        "$i" >"$TC_VAR/big.json"
+    tc_post_keyed "/api/conversations/$f/messages" "@$TC_VAR/big.json" "big-$i-$f"
+    codes+=" $TC_CODE"
+done
+t_check "the posts were accepted ($codes)" test "${codes// 202/}" = ""
+turns() { tc_sql "select count(*) from events where conversation_id = '$f' and type = 'turn.completed'"; }
+t_check "$N posts of 200 KB (about 24 MB of team events): every turn completed" \
+    bk_wait_for 300 eval '[[ $(turns) == "$N" ]]'
+rss1=$(tc_rss "$gw")
+t_check "the gateway closed the slow socket (counted)" \
+    bk_wait_for 60 eval "((\$(tc_metric bicky_gateway_ws_slow_closes_total) > $slow0))"
+touch "$TC_VAR/unstall"
+wait "$staller"
+got=$(cat "$TC_VAR/stall.out")
+t_check "... the stalled client's socket ended early ($got of ~24 MB)" \
+    eval "[[ '$got' =~ ^(eof|reset)\ ([0-9]+)$ ]] && ((\${BASH_REMATCH[2]} < 4000000))"
+t_check "gateway memory stayed bounded (RSS ${rss0} KiB → ${rss1} KiB: < +8 MiB for ~24 MB unsent)" \
+    test $((rss1 - rss0)) -lt 8192
 
 # ---------------------------------------------------------------- unharmed
 

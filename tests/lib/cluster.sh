@@ -162,6 +162,22 @@ tc_post() {
     [[ $TC_CODE == 202 ]] && tc_jq .message.id
 }
 
+# tc_post_keyed PATH BODY KEY: POST with an Idempotency-Key, sent again while
+# the answer is 504 (the gateway's 2 s timeout ran out on a busy machine:
+# the write may still happen, and the same key then returns its first
+# answer) or 503 (the mailbox is full for now), for up to 120 s. Leaves
+# TC_CODE / TC_BODY of the last answer.
+tc_post_keyed() {
+    local deadline=$(($(bk_now_ms) + 120000))
+    while :; do
+        tc_req POST "$1" "$2" -H "Idempotency-Key: $3"
+        if [[ $TC_CODE != 50[34] ]] || (($(bk_now_ms) >= deadline)); then
+            return 0
+        fi
+        sleep 0.5
+    done
+}
+
 # tc_status CONV: the conversation's stored status (from Postgres).
 tc_status() { tc_sql "select status from conversations where id = '$1'"; }
 

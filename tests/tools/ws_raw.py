@@ -2,12 +2,15 @@
 """ws_raw.py — a raw WebSocket client (python3 standard library) for the
 abuse cases of test_gw_ws.sh: frames the `phoenix` client never sends.
 
-Usage: ws_raw.py PORT TOKEN CASE
+Usage: ws_raw.py PORT TOKEN CASE [READY_FILE UNSTALL_FILE]
 Prints one line: the outcome, e.g. "close 1002", "reply ok", "status 401".
 Cases: unmasked, oversized, badutf8, trickle (handshake one byte at a time,
 then a heartbeat), garbage (bytes that are no frame right after the
 handshake, in the same packet), joins (10,000 joins on one socket, then a
-heartbeat), binary, fragments (a heartbeat in 3 fragments), ping.
+heartbeat), binary, fragments (a heartbeat in 3 fragments), ping, stall
+(a 4 KiB receive buffer, joins the team topic, creates READY_FILE, reads
+nothing until UNSTALL_FILE exists, then drains: "eof BYTES", "reset BYTES"
+or "open BYTES" (nothing for 10 s) — how it ended and the bytes it got).
 """
 import base64
 import json
@@ -21,8 +24,12 @@ import time
 PORT, TOKEN, CASE = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
 
-def handshake(extra=b"", trickle=False):
-    s = socket.create_connection(("127.0.0.1", PORT), timeout=30)
+def handshake(extra=b"", trickle=False, rcvbuf=0):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(30)
+    s.connect(("127.0.0.1", PORT))
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     key = base64.b64encode(os.urandom(16)).decode()
     head = ("GET /socket/websocket?vsn=2.0.0&token=%s HTTP/1.1\r\nHost: x\r\n"
@@ -169,8 +176,36 @@ def main():
                     errors += 1
         except (EOFError, OSError):
             print("eof")
+    elif CASE == "stall":
+        stall(*sys.argv[4:6])
     else:
         raise SystemExit("unknown case " + CASE)
+
+
+def stall(ready, unstall):
+    s, rest = handshake(rcvbuf=4096)
+    s.sendall(frame(1, json.dumps(["1", "1", "team", "phx_join", {}]).encode()))
+    r = Reader(s, rest)
+    if until_close_or_reply(r, "1") != "reply ok":
+        print("join failed")
+        return
+    open(ready, "w").close()
+    while not os.path.exists(unstall):
+        time.sleep(0.1)
+    got, end = 0, "open"
+    s.settimeout(10)
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                end = "eof"
+                break
+            got += len(d)
+    except ConnectionResetError:
+        end = "reset"
+    except socket.timeout:
+        pass
+    print(end, got)
 
 
 main()

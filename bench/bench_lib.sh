@@ -279,6 +279,25 @@ bn_sse() {
         '{command: $cmd, result: $s}')"
 }
 
+# bn_phx_rtt NAME IDS_FILE SOCKETS SECONDS: message:create round trips with the
+# real phoenix npm client (installed under the build tree); sets PHX_JSON.
+bn_phx_rtt() {
+    local name=$1 ids=$2 sockets=$3 secs=$4 npm
+    npm=$(cd "$BICKY_BIN/.." && pwd)/npm-phoenix
+    if [[ ! -f $npm/node_modules/phoenix/package.json ]]; then
+        mkdir -p "$npm"
+        (cd "$npm" && npm install --no-audit --no-fund --silent phoenix@1.8.16 ws@8.18.3 \
+            >npm.log 2>&1) || bn_say "npm install phoenix failed (see $npm/npm.log)"
+    fi
+    NODE_PATH=$npm/node_modules node "$BK_ROOT/bench/phx_rtt.js" "$BICKY_HTTP_PORT" \
+        "$BICKY_TOKEN" "$ids" "$sockets" "$secs" >"$RES/raw/$name.phx.txt" 2>&1 ||
+        bn_say "phx_rtt $name exited with status $?"
+    PHX_JSON=$(sed -n 's/^PHX_JSON //p' "$RES/raw/$name.phx.txt" | tail -n 1)
+    [[ -n $PHX_JSON ]] || PHX_JSON='{}'
+    bn_detail "$name" "$(jq -cn --argjson s "$PHX_JSON" \
+        --arg cmd "phx_rtt.js $(basename "$ids") $sockets $secs" '{command: $cmd, result: $s}')"
+}
+
 # bn_once NAME TOKEN MODE IDS_FILE [CONNS [MAX_S]]: one request per id (http_once), sending
 # for at most MAX_S seconds (0 = until the list ends); sets ONCE_JSON.
 bn_once() {

@@ -158,6 +158,34 @@ p7_sse() {
     p7_gateway_down
 }
 
+# P10: as P7, with the listeners on WebSockets (Phoenix v2, one conversation
+# topic each, joined with last_event_id 0); then message:create round trips
+# over 128 sockets with the real phoenix client (bench/phx_rtt.js), beside P1.
+p10_ws() {
+    bn_say "P10: restarting the gateway, then $P7_CLIENTS WebSocket clients from $P7_PROCS process(es)"
+    p7_gateway_up
+    bn_seed "$TEAM_DEV" "$P7_CONVS" "$RES/p10.ids"
+    bn_sse p10 --ws --convs "$RES/p10.ids" --nconvs "$P7_CONVS" --clients "$P7_CLIENTS" \
+        --sources "$SOURCES" --rate "$P7_RATE" --duration-s "$P7_D" --post-conns 32 \
+        --connect-parallel 2000 --connect-timeout-s 300 --settle-s 30 --procs "$P7_PROCS" \
+        --gateway-pid "$P7_GW" --samples "$RES/p10"
+    bn_row P10a "WebSocket clients connected to one gateway" "$(bn_jq "$SSE_JSON" '.ready')" \
+        clients ge "$P7_TARGET" "" "in $(bn_jq "$SSE_JSON" '.connect_s') s (Phoenix join with last_event_id 0)"
+    bn_row P10b "  clients that got every event of their conversation" \
+        "$(bn_jq "$SSE_JSON" '.complete_clients')" clients ge "$P7_CLIENTS" "" \
+        "$(bn_jq "$SSE_JSON" '.events') events, $(bn_jq "$SSE_JSON" '.posts') posts"
+    bn_row P10c "  fan-out delay commit → socket, p99" "$(bn_jq "$SSE_JSON" '.fanout_ms.p99')" ms \
+        le 50 "" "p50 $(bn_jq "$SSE_JSON" '.fanout_ms.p50') ms; commit = the 202 reaching the poster"
+    bn_row P10d "  gateway memory per WebSocket" "$(bn_jq "$SSE_JSON" '.gw_kb_per_client')" KiB \
+        le 10 "" "idle $(bn_jq "$SSE_JSON" '.gw_kb_per_client_idle') KiB; all gateway processes"
+    p7_gateway_down
+    bn_seed "$TEAM_DEV" 128 "$RES/p10e.ids"
+    bn_phx_rtt p10e "$RES/p10e.ids" 128 "$D"
+    bn_row P10e "message:create round trips over 128 WebSockets" \
+        "$(bn_jq "$PHX_JSON" '.per_s')" msg/s ge 0 "" \
+        "p50 $(bn_jq "$PHX_JSON" '.p50_ms') ms, p99 $(bn_jq "$PHX_JSON" '.p99_ms') ms, errors $(bn_jq "$PHX_JSON" '.errors'); beside P1 over HTTP"
+}
+
 seed_big() {
     local t0
     t0=$(bk_now_ms)

@@ -9,8 +9,10 @@
                  listener's `message.created` (P7), and POST written → same.
     It checks that every listener received every stored event of its
     conversation (seq 1, 2, 3… without gap, up to the conversation's
-    last_event_id read afterwards), and samples the gateway's RSS. One JSON line
-    "SSE_JSON {...}" on stdout; CDF files for gnuplot with --samples.
+    last_event_id read afterwards), and samples the gateway's RSS. With --ws
+    the listeners are WebSockets joined to their conversation's Phoenix topic
+    (ws_conn.c; P10) instead of SSE streams, measured the same way. One JSON
+    line "SSE_JSON {...}" on stdout; CDF files for gnuplot with --samples.
     Single-threaded, one epoll. */
 #include "bench/sse_clients.h"
 #include "common/cfg.h"
@@ -52,6 +54,8 @@ static int s_options(sc_opts_t *o, int argc, char **argv)
         {"--procs", NULL, CFG_INT, &o->procs, 1, SC_PROCS,
          "processes sharing listeners, conversations and rate (each < its fd limit)"},
         {"--samples", NULL, CFG_STR, &o->samples, 0, 0, "write PREFIX.completed.cdf/.fanout.cdf"},
+        {"--ws", NULL, CFG_BOOL, &o->ws, 0, 0,
+         "listeners over WebSocket (Phoenix v2 join with last_event_id 0), not SSE"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
     int rc = cfg_parse("sse_clients", USAGE, opts, argc, argv, NULL, NULL);
@@ -133,6 +137,9 @@ static int s_setup(sc_t *sc)
 static void s_poll(sc_t *sc, int timeout_ms)
 {
     struct epoll_event evs[1024];
+    if (sc->o.ws) {
+        sc_ws_heartbeats(sc);
+    }
     int n = epoll_wait(sc->ep, evs, 1024, timeout_ms);
     for (int k = 0; k < n; k++) {
         uint64_t tag = evs[k].data.u64 >> 32;

@@ -1,12 +1,13 @@
 /*  sse_clients — internal declarations of the SSE load generator
     (bench/sse_clients.c: options, phases, report; bench/sse_conn.c: the
-    listener and poster connections on one epoll). Single-threaded. */
+    listener and poster connections on one epoll; bench/ws_conn.c: listeners
+    over WebSocket, --ws). Single-threaded. */
 #ifndef BICKY_BENCH_SSE_CLIENTS_H
 #define BICKY_BENCH_SSE_CLIENTS_H
 
 #include "bench/bc.h"
 
-#define SC_LINE    160        /* SSE line bytes kept (the event's id and seq come first) */
+#define SC_LINE    256        /* SSE line / WebSocket message bytes kept (id and seq come first) */
 #define SC_NONE    UINT32_MAX /* no post / no conversation */
 #define SC_MAX_SRC 64         /* source addresses */
 #define SC_BODY    4096       /* poster: response body bytes kept */
@@ -39,7 +40,11 @@ typedef struct {
     uint32_t conv;        /* conversation index */
     uint8_t state;        /* SC_C_* */
     uint8_t ev_kind;      /* SC_K_* of the event being parsed */
-    uint8_t line_len;     /* bytes in line */
+    uint16_t line_len;    /* bytes in line */
+    uint8_t ws_head;      /* --ws: bytes of the head's final CRLFCRLF matched (4: past it) */
+    uint8_t ws_hdr_len;   /* --ws: bytes in ws_hdr */
+    uint8_t ws_hdr[10];   /* --ws: the frame header being read */
+    uint64_t ws_left;     /* --ws: payload bytes of the frame still to come */
     bool probe;           /* first listener of its conversation: matches completions */
     bool ready;           /* ": connected" received */
     int64_t ev_id;        /* id: of the event being parsed (0 = none, e.g. a delta) */
@@ -83,6 +88,7 @@ typedef struct {
     long settle_s;          /* wait this long for late events */
     long gateway_pid;       /* gateway process for RSS (with its workers), 0 = none */
     long procs;             /* processes sharing the listeners and posts (fd limit) */
+    bool ws;                /* listeners over WebSocket (Phoenix v2), not SSE */
 } sc_opts_t;
 
 typedef struct {
@@ -115,6 +121,7 @@ typedef struct {
     long proc;          /* index among --procs children, -1 when alone or the parent */
     int ctl_up;         /* child → parent pipe (phase bytes, then the results), or -1 */
     int ctl_down;       /* parent → child pipe (go-ahead bytes, non-blocking), or -1 */
+    int64_t ws_hb_us;   /* --ws: last heartbeat round */
     char rbuf[SC_RBUF]; /* read buffer shared by every connection */
 } sc_t;
 
@@ -143,5 +150,17 @@ int sc_report_send(sc_t *sc, int fd);
    percentiles over all samples), prints the SSE_JSON line and the CDF files
    like sc_report, with the RSS figures of sc. -1 when a child's data is short. */
 int sc_report_merge(sc_t *sc, const int *fds, long n);
+
+/* Accounts the event parsed into c's ev_* fields (sse_conn.c). */
+void sc_client_event(sc_t *sc, sc_client_t *c);
+
+/* --ws (ws_conn.c): the upgrade request and join frame of listener c into out;
+   its length, or -1 when it does not fit. */
+int sc_ws_request(sc_t *sc, const sc_client_t *c, char *out, size_t cap);
+/* Feeds n received bytes of listener c; -1 when the socket must close (not
+   upgraded, or the server closed). */
+int sc_ws_feed(sc_t *sc, sc_client_t *c, const char *p, size_t n);
+/* Sends a heartbeat on every ready listener, at most every 20 s. */
+void sc_ws_heartbeats(sc_t *sc);
 
 #endif

@@ -54,11 +54,12 @@ void sc_client_start(sc_t *sc, size_t i)
 
 static void s_client_send(sc_t *sc, size_t i, sc_client_t *c)
 {
-    char req[512];
-    int n = snprintf(req, sizeof req,
-                     "GET /api/conversations/%s/events?after=0 HTTP/1.1\r\nHost: %s\r\n"
-                     "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n",
-                     sc->convs[c->conv].id, sc->host, sc->o.token);
+    char req[768];
+    int n = sc->o.ws ? sc_ws_request(sc, c, req, sizeof req)
+                     : snprintf(req, sizeof req,
+                                "GET /api/conversations/%s/events?after=0 HTTP/1.1\r\nHost: %s\r\n"
+                                "Authorization: Bearer %s\r\nAccept: text/event-stream\r\n\r\n",
+                                sc->convs[c->conv].id, sc->host, sc->o.token);
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -107,8 +108,9 @@ static void s_completed(sc_t *sc, sc_client_t *c, int64_t now)
     }
 }
 
-/* An empty line ends an event: check its seq, record the times we measure. */
-static void s_dispatch(sc_t *sc, sc_client_t *c)
+/* An empty line (or a WebSocket push) ends an event: check its seq, record
+   the times we measure. */
+void sc_client_event(sc_t *sc, sc_client_t *c)
 {
     int64_t now = bc_now_us();
     if (c->ev_id > 0) {
@@ -135,7 +137,7 @@ static void s_sse_line(sc_t *sc, sc_client_t *c)
 {
     const char *l = c->line;
     if (c->line_len == 0) {
-        s_dispatch(sc, c);
+        sc_client_event(sc, c);
     } else if (l[0] == ':') {
         if (!c->ready && strstr(l, "connected")) {
             c->ready = true;
@@ -187,6 +189,15 @@ void sc_client_io(sc_t *sc, size_t i, uint32_t events)
     }
     if (r <= 0) {
         s_client_close(sc, c);
+        return;
+    }
+    if (sc->o.ws) {
+        if (sc_ws_feed(sc, c, buf, (size_t)r) < 0) {
+            if (!c->ready) {
+                sc->connect_errors++;
+            }
+            s_client_close(sc, c);
+        }
         return;
     }
     void *arg[2] = {sc, c};

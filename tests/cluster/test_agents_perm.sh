@@ -6,7 +6,9 @@
 # other team's requests (404), bad bodies (400), listings and filters;
 # remember "conversation" and "team" (the next call runs without asking);
 # rules from the API (deny wins, delete); two requests pending at once;
-# expiry (permission_timeout_s) into a denial "expired"; and a node killed
+# expiry (permission_timeout_s) into a denial "expired"; decisions over the
+# Phoenix WebSocket with the real phoenix client (approve on the
+# conversation's topic, deny on the team topic); and a node killed
 # while a request is pending: the decision, when it comes, is applied.
 # Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7700-7799).
 set -uo pipefail
@@ -21,6 +23,9 @@ source "$SRC/tests/lib/assert.sh"
 source "$SRC/tests/lib/cluster.sh"
 # shellcheck source=tests/lib/agents.sh
 source "$SRC/tests/lib/agents.sh"
+# shellcheck source=tests/lib/phoenix.sh
+source "$SRC/tests/lib/phoenix.sh"
+tp_install
 
 export BICKY_TEST_PORT_RANGE=${BICKY_TEST_PORT_RANGE:-21000-21499}
 export BICKY_TEST_HTTP_PORT_RANGE=${BICKY_TEST_HTTP_PORT_RANGE:-18800-18899}
@@ -94,6 +99,37 @@ t_check "updated_input: turn completes" ta_wait "$conv" turn.completed
 t_check "the tool ran with the updated input" \
     test "$(cat "$BICKY_WORK_DIR/conversations/$conv/b.txt" 2>/dev/null)" = edited
 t_check "and not with the model's" test ! -e "$BICKY_WORK_DIR/conversations/$conv/a.txt"
+
+# ---------------------------------------------------------------- over the Phoenix socket
+
+# phx TOPIC PERMISSION approve|deny: the decision over a Phoenix socket; prints
+# the client's outcome line ({"step":"decided"|"decide_error"|…, "reply"}).
+phx() {
+    node "$TP_CLIENT" decide "$BICKY_HTTP_PORT" "$TC_TOKEN" "$@" 2>&1 |
+        jq -c 'select(.step == "decided" or .step == "decide_error" or .step == "join_error")' |
+        tail -1
+}
+conv=$(tc_conv '{"strategy":"gpt"}')
+perm=$(ask "$conv" bash '{"command":"echo approved over phoenix"}')
+got=$(phx "$conv" "$perm" approve)
+t_check "permission:approve on the conversation topic: ok, approved ($got)" \
+    test "$(jq -r '.step + " " + .reply.status' <<<"$got")" = "decided approved"
+t_check "... the tool ran and the turn completed" ta_wait "$conv" turn.completed
+t_check "... its result reached the model" \
+    eval "ta_requests | jq -r '.[-1].body | tostring' | grep -q 'approved over phoenix'"
+perm=$(ask "$conv" bash '{"command":"touch /tmp/phx-denied"}')
+got=$(phx team "$perm" deny)
+t_check "permission:deny on the team topic: ok, denied ($got)" \
+    test "$(jq -r '.step + " " + .reply.status + " " + .reply.reason' <<<"$got")" = "decided denied denied over phoenix"
+t_check "... the turn completed without running it" \
+    eval 'ta_wait "$conv" turn.completed 2 && [[ $(ta_count "$conv" tool.started) == 1 ]]'
+other=$(tc_team_token phx-other-team)
+perm=$(ask "$conv" bash '{"command":"true"}')
+got=$(TC_TOKEN=$other phx team "$perm" approve)
+t_check "another team's socket cannot decide it: not_found ($got)" \
+    test "$(jq -r '.reply.code' <<<"$got")" = not_found
+tc_req POST "/api/permissions/$perm/deny" '{}'
+ta_wait "$conv" turn.completed 3 >/dev/null
 
 # ---------------------------------------------------------------- remember
 

@@ -43,21 +43,9 @@ source "$SRC/tests/lib/assert.sh"
 # shellcheck source=tests/lib/cluster.sh
 source "$SRC/tests/lib/cluster.sh"
 
-PHOENIX_VERSION=1.8.16
-WS_VERSION=8.18.3
-NPM_DIR=$(cd "${BICKY_BIN:?}/.." && pwd)/npm-phoenix
-if [[ ! -f $NPM_DIR/node_modules/phoenix/package.json ||
-    $(jq -r .version "$NPM_DIR/node_modules/phoenix/package.json") != "$PHOENIX_VERSION" ]]; then
-    mkdir -p "$NPM_DIR"
-    command -v npm >/dev/null || bk_install_packages npm
-    (cd "$NPM_DIR" && npm install --no-audit --no-fund --silent \
-        "phoenix@$PHOENIX_VERSION" "ws@$WS_VERSION" >npm.log 2>&1) ||
-        {
-            cat "$NPM_DIR/npm.log"
-            bk_die "npm install phoenix@$PHOENIX_VERSION ws@$WS_VERSION failed"
-        }
-fi
-export NODE_PATH=$NPM_DIR/node_modules
+# shellcheck source=tests/lib/phoenix.sh
+source "$SRC/tests/lib/phoenix.sh"
+tp_install
 
 # A turn takes about 10 × 150 ms: long enough to be cancelled over the socket.
 export BICKY_ECHO_DELAY_MS=150
@@ -67,7 +55,7 @@ export BICKY_ECHO_DELAY_MS=150
 export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=1
 tc_start gw_ws
 gw=$(tc_pid gateway)
-PHX=$SRC/tests/tools/phx_client.js
+PHX=$TP_CLIENT
 RAW=$SRC/tests/tools/ws_raw.py
 step() { jq -c "select(.step == \"$1\")" "$2" | head -1; }
 

@@ -1,13 +1,14 @@
 // phx_client.js — drives the gateway's /socket/websocket with the real
 // `phoenix` npm client (transport: the `ws` package) for test_gw_ws.sh.
 // Usage: node phx_client.js SCENARIO PORT TOKEN [CONV [LAST_EVENT_ID]]
+//        node phx_client.js decide PORT TOKEN TOPIC PERMISSION_ID approve|deny
 // Prints one JSON object per line ({"step": ..., ...}); exits 0 when the
 // scenario ran to its end (the shell checks the lines), 2 on a timeout.
 "use strict";
 const { Socket } = require("phoenix");
 const WebSocket = require("ws");
 
-const [scenario, port, token, conv, lastId] = process.argv.slice(2);
+const [scenario, port, token, conv, lastId, decision] = process.argv.slice(2);
 const out = (o) => console.log(JSON.stringify(o));
 const done = (code) => setTimeout(() => process.exit(code), 50);
 setTimeout(() => {
@@ -188,6 +189,20 @@ function team() {
   ch.join().receive("ok", start);
 }
 
+// Joins TOPIC ("team", or a conversation id) and decides permission request
+// LAST_EVENT_ID's argument (a request id) with permission:approve or :deny.
+function decide() {
+  const socket = connect();
+  const topic = conv === "team" ? "team" : `conversation:${conv}`;
+  const ch = socket.channel(topic, {});
+  ch.join().receive("ok", () => {
+    const body = decision === "deny" ? { id: lastId, reason: "denied over phoenix" } : { id: lastId };
+    ch.push(`permission:${decision}`, body)
+      .receive("ok", (r) => { out({ step: "decided", reply: r }); socket.disconnect(() => done(0)); })
+      .receive("error", (e) => { out({ step: "decide_error", reply: e }); socket.disconnect(() => done(0)); });
+  }).receive("error", (e) => { out({ step: "join_error", reply: e }); done(0); });
+}
+
 // A bad token: the handshake is refused (HTTP 401), the client sees an error.
 function badtoken() {
   const socket = connect();
@@ -201,4 +216,4 @@ function badtoken() {
   });
 }
 
-({ turn, cancel, resume, refused, badtoken, team })[scenario]();
+({ turn, cancel, resume, refused, badtoken, team, decide })[scenario]();

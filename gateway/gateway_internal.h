@@ -32,6 +32,7 @@
 #define GW_SSE_BUFFER      (64 * 1024)  /* per-client output buffer */
 #define GW_SSE_HELD_MAX    (256 * 1024) /* live events held back during a replay */
 #define GW_SSE_REPLAY_PAGE 100          /* events per events.list page while replaying */
+#define GW_POLL_WAIT_MAX_S 60           /* GET /api/events?wait= bound, seconds */
 #define GW_SSE_BLOCK       512          /* MHD content reader block (one per SSE response) */
 #define GW_SSE_BUF_START   2048         /* first allocation of a client's output buffer */
 
@@ -44,6 +45,7 @@ typedef struct gw_fanout_t gw_fanout_t;
 typedef struct gw_metrics_t gw_metrics_t;
 typedef struct gw_auth_cache_t gw_auth_cache_t;
 typedef struct gw_ws_hub_t gw_ws_hub_t;
+typedef struct gw_poll_t gw_poll_t;
 
 /* ---- configuration (read-only after gw_server_new) ---------------------- */
 
@@ -316,6 +318,18 @@ size_t gw_fanout_topics(const gw_fanout_t *self);
    gw_phx_deliver (chan). */
 int gw_fanout_add_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
 void gw_fanout_remove_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
+/* The same for a long-poll (gw_poll.c): its events go to gw_poll_deliver. */
+int gw_fanout_add_poll(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_poll_t *poll);
+void gw_fanout_remove_poll(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_poll_t *poll);
+/* ---- long-poll of the team's log (gw_poll.c) ------------------------------ */
+/* Answers req with the events.list page of args (taken) at once when it has
+   events, else when the team's next stored event makes it non-empty, or
+   after wait_s seconds with the empty page. */
+void gw_poll_start(gw_req_t *req, json_t *args, long wait_s);
+/* One live event of the poll's team. */
+void gw_poll_deliver(gw_poll_t *poll, const proto_msg_t *event);
+/* Stops listening and waiting; nulls *self_p (the request's end). */
+void gw_poll_destroy(gw_poll_t **self_p);
 /* Pushes one live event to a joined Phoenix channel (gw_phx.c). */
 void gw_phx_deliver(void *chan, const proto_msg_t *event);
 
@@ -449,6 +463,7 @@ struct gw_req_t {
     bool response_shared;                     /* response is the server's, not ours to free */
     unsigned response_status;                 /* its status */
     gw_sse_t *sse;                            /* SSE client being set up (owned) */
+    gw_poll_t *poll;                          /* GET /api/events?wait= (owned), NULL */
     json_t *legacy;                           /* legacy handlers' state (owned), NULL */
     void *handle;                             /* position in srv->reqs */
     int64_t started_us;                       /* for the access log */

@@ -1,6 +1,7 @@
 /*  gw_api_events — event routes: a conversation's events (JSON page, or an
     SSE stream with Accept: text/event-stream), the team's SSE stream
-    (/api/stream) and the team's log (/api/events). Loop thread only. */
+    (/api/stream) and the team's log (/api/events, with ?wait= a long-poll:
+    gw_poll.c). Loop thread only. */
 #define LOG_MODULE "gw_api"
 #include "gateway/gateway_internal.h"
 
@@ -83,7 +84,25 @@ void gw_h_stream(gw_req_t *req)
 
 void gw_h_team_events(gw_req_t *req)
 {
-    s_list(req);
+    const char *text = gw_req_query(req, "wait");
+    long long wait_s = 0;
+    if (text && gw_parse_int(text, 0, GW_POLL_WAIT_MAX_S, &wait_s) < 0) {
+        gw_error_t err;
+        gw_error_set(&err, 400, "invalid_field", "wait", "wait must be 0 to %d seconds",
+                     GW_POLL_WAIT_MAX_S);
+        gw_req_respond_error(req, &err);
+        return;
+    }
+    if (wait_s == 0) {
+        s_list(req);
+        return;
+    }
+    json_t *args = json_object();
+    if (gw_api_query(req, PROTO_OP_EVENTS_LIST, args) < 0) {
+        json_decref(args);
+        return;
+    }
+    gw_poll_start(req, args, (long)wait_s);
 }
 
 /* ---- revert ----------------------------------------------------------------------------- */

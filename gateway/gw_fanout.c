@@ -1,4 +1,5 @@
-/*  gw_fanout — live events from the nodes to SSE clients: one SUB socket
+/*  gw_fanout — live events from the nodes to SSE clients, Phoenix channels
+    and long-polls: one SUB socket
     connected to every node's PUB, subscribed to a topic (32 bytes: team +
     conversation; 16 bytes: a whole team) only while that topic has
     listeners (refcounted by the listener list). Loop thread only. */
@@ -18,6 +19,7 @@ typedef struct {
     size_t len;                     /* 16 or 32 */
     zlistx_t *clients;              /* gw_sse_t listeners (not owned) */
     zlistx_t *chans;                /* Phoenix channels listening (not owned) */
+    zlistx_t *polls;                /* gw_poll_t long-polls waiting (not owned) */
 } s_topic_t;
 
 struct gw_fanout_t {
@@ -35,6 +37,7 @@ static void s_topic_free(void **item)
     if (t) {
         zlistx_destroy(&t->clients);
         zlistx_destroy(&t->chans);
+        zlistx_destroy(&t->polls);
         free(t);
         *item = NULL;
     }
@@ -128,9 +131,11 @@ static s_topic_t *s_topic(gw_fanout_t *self, const uint8_t *topic, size_t len, b
     s_topic_t *t = zhashx_lookup(self->topics, key);
     if (!t && create) {
         t = calloc(1, sizeof *t);
-        if (!t || !(t->clients = zlistx_new()) || !(t->chans = zlistx_new())) {
+        if (!t || !(t->clients = zlistx_new()) || !(t->chans = zlistx_new()) ||
+            !(t->polls = zlistx_new())) {
             if (t) {
                 zlistx_destroy(&t->clients);
+                zlistx_destroy(&t->chans);
             }
             free(t);
             return NULL;
@@ -153,7 +158,7 @@ static void s_unlisten(gw_fanout_t *self, s_topic_t *t, zlistx_t *list, void *wh
             break;
         }
     }
-    if (zlistx_size(t->clients) == 0 && zlistx_size(t->chans) == 0) {
+    if (zlistx_size(t->clients) == 0 && zlistx_size(t->chans) == 0 && zlistx_size(t->polls) == 0) {
         char key[2 * PROTO_TOPIC_LEN + 1];
         s_hex(t->topic, t->len, key);
         zmq_setsockopt(zsock_resolve(self->sub), ZMQ_UNSUBSCRIBE, t->topic, t->len);
@@ -190,6 +195,20 @@ void gw_fanout_remove_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, vo
     }
 }
 
+int gw_fanout_add_poll(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_poll_t *poll)
+{
+    s_topic_t *t = s_topic(self, topic, len, true);
+    return t && zlistx_add_end(t->polls, poll) ? 0 : -1;
+}
+
+void gw_fanout_remove_poll(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_poll_t *poll)
+{
+    s_topic_t *t = s_topic(self, topic, len, false);
+    if (t) {
+        s_unlisten(self, t, t->polls, poll);
+    }
+}
+
 size_t gw_fanout_topics(const gw_fanout_t *self)
 {
     return zhashx_size(self->topics);
@@ -212,6 +231,11 @@ static void s_dispatch(gw_fanout_t *self, const uint8_t *topic, size_t len, cons
        later, from its own loop wake), so this walk is safe as well. */
     for (void *c = zlistx_first(t->chans); c; c = zlistx_next(t->chans)) {
         gw_phx_deliver(c, m);
+    }
+    /* A poll's delivery starts an upstream call at most; its request ends
+       (and leaves the list) only from libmicrohttpd, later. */
+    for (gw_poll_t *p = zlistx_first(t->polls); p; p = zlistx_next(t->polls)) {
+        gw_poll_deliver(p, m);
     }
 }
 

@@ -84,6 +84,7 @@ static void s_req_free(gw_req_t *req)
 {
     gw_upstream_cancel(req->srv->upstream, req->call_id);
     gw_sse_destroy(&req->sse);
+    gw_poll_destroy(&req->poll);
     json_decref(req->legacy);
     if (req->response && !req->response_shared) {
         MHD_destroy_response(req->response);

@@ -10,7 +10,10 @@
 # another metadata key does not block), another team's event (404), bad and
 # unknown ids (400, 404). A revert while messages are posted stays in order
 # (seqs gapless). The log filtered by types= (GET /api/events and a
-# conversation's events). Env: see tests/lib/cluster.sh.
+# conversation's events); GET /api/events?wait= long-polls: answered by the
+# next event after its id, kept waiting by events types= excludes, empty
+# after its wait, nothing of another team, subscriptions dropped after.
+# Env: see tests/lib/cluster.sh.
 set -uo pipefail
 
 SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
@@ -163,5 +166,53 @@ tc_req GET "/api/events?types=a,,b"
 t_check "an empty type in types= is 400 naming types" test "$TC_CODE $(tc_jq .field)" = "400 types"
 tc_req GET "/api/events?types=x%20y"
 t_check "a type with a space is 400" test "$TC_CODE" = 400
+
+# ---------------------------------------------------------------- the log, long-polled
+
+# poll OUT QUERY [TOKEN]: GET /api/events?QUERY in the background, the body in OUT.
+poll() {
+    curl -s -m 90 -o "$1" -w '%{http_code}' -H "Authorization: Bearer ${3:-$TC_TOKEN}" \
+        "$BICKY_URL/api/events?$2" >"$1.code" &
+}
+team=$(tc_sql "select team_id from conversations where id = '$conv'")
+top() { tc_sql "select coalesce(max(id), 0) from events where team_id = '$team'"; }
+tc_req GET "/api/events?wait=soon"
+t_check "wait=soon: 400 naming wait" test "$TC_CODE $(tc_jq .field)" = "400 wait"
+tc_req GET "/api/events?wait=61"
+t_check "wait=61: 400 (60 s at most)" test "$TC_CODE" = 400
+topics0=$(tc_metric bicky_gateway_sse_topics)
+max=$(top)
+poll "$TC_VAR/poll1" "after=$max&wait=60"
+p1=$!
+t_check "the waiting long-poll listens to its team's events" \
+    bk_wait_for 15 eval '(( $(tc_metric bicky_gateway_sse_topics) > topics0 ))'
+lp=$(tc_conv '{"title":"long-poll"}')
+wait "$p1"
+t_check "a long-poll with nothing after its id is answered by the next event ($(cat "$TC_VAR/poll1.code"))" \
+    test "$(cat "$TC_VAR/poll1.code") $(jq -r '.data[0].type' "$TC_VAR/poll1")" = "200 conversation.created"
+t_check "... which is the first event after the id" \
+    test "$(jq -r '.data[0].id' "$TC_VAR/poll1")" = "$(tc_sql "select min(id) from events where team_id = '$team' and id > $max")"
+max=$(top)
+poll "$TC_VAR/poll2" "after=$max&wait=60&types=conversation.updated"
+p2=$!
+tc_post "$lp" "events of other types first" >/dev/null
+tc_wait_status "$lp" idle 30
+tc_req PATCH "/api/conversations/$lp" '{"title":"polled"}'
+wait "$p2"
+t_check "with types=: the other events keep it waiting, the update answers it" \
+    test "$(cat "$TC_VAR/poll2.code") $(jq -r '[.data[].type] | unique | join(",")' "$TC_VAR/poll2")" \
+    = "200 conversation.updated"
+other=$(tc_team_token "poll-other-$$")
+max=$(top)
+poll "$TC_VAR/poll3" "wait=2" "$other"
+p3=$!
+tc_post "$lp" "not for the other team" >/dev/null
+wait "$p3"
+t_check "another team's long-poll times out with an empty page, none of these events" \
+    test "$(cat "$TC_VAR/poll3.code") $(jq -c '.data' "$TC_VAR/poll3")" = "200 []"
+tc_req GET "/api/events?after=$(($(top) + 1000000))&wait=1"
+t_check "wait=1 with nothing new: 200 and an empty page" test "$TC_CODE $(tc_jq '.data | length')" = "200 0"
+t_check "the gateway dropped the polls' subscriptions" \
+    bk_wait_for 10 eval '[[ $(tc_metric bicky_gateway_sse_topics) == "$topics0" ]]'
 
 tc_finish conv_revert

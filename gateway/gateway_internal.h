@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/keys.h"
+#include "common/limits.h"
 #include "common/ring.h"
 #include "proto/proto.h"
 #include "proto/proto_ops.h"
@@ -44,6 +45,7 @@ typedef struct gw_fanout_t gw_fanout_t;
 typedef struct gw_metrics_t gw_metrics_t;
 typedef struct gw_auth_cache_t gw_auth_cache_t;
 typedef struct gw_ws_hub_t gw_ws_hub_t;
+typedef struct gw_limits_t gw_limits_t;
 
 /* ---- configuration (read-only after gw_server_new) ---------------------- */
 
@@ -183,13 +185,15 @@ typedef enum { GW_AUTH_MISS = 0, GW_AUTH_ALLOW, GW_AUTH_DENY } gw_auth_hit_t;
 /* A bounded cache token-hash → team (clock eviction). NULL on OOM. */
 gw_auth_cache_t *gw_auth_cache_new(size_t capacity, int64_t pos_ttl_ms, int64_t neg_ttl_ms);
 void gw_auth_cache_destroy(gw_auth_cache_t **self_p);
-/* Looks up the 64-hex token hash at time now_ms; fills team on ALLOW. */
-gw_auth_hit_t
-gw_auth_cache_get(gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, uint8_t team[16]);
-/* Stores an answer (team NULL for a refusal), evicting one entry when full. */
+/* Looks up the 64-hex token hash at time now_ms; fills team and lim (may be NULL) on ALLOW. */
+gw_auth_hit_t gw_auth_cache_get(
+    gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, uint8_t team[16], limits_t *lim);
+/* Stores an answer (team NULL for a refusal; lim NULL = the defaults), evicting one entry
+   when full. */
 void gw_auth_cache_put(gw_auth_cache_t *self,
                        const char *sha_hex,
                        const uint8_t *team,
+                       const limits_t *lim,
                        int64_t now_ms);
 /* Entries currently stored (expired ones included until evicted). */
 size_t gw_auth_cache_size(const gw_auth_cache_t *self);
@@ -235,6 +239,7 @@ typedef struct {
     const uint8_t *conv_id; /* conversation-bound ops, else NULL (round robin) */
     const uint8_t *team_id; /* NULL for auth */
     const char *args;       /* JSON text of the args object (copied) */
+    const limits_t *limits; /* the team's limits the node applies (copied); NULL = defaults */
     int64_t deadline_ms;    /* mono ms; 0 → now + request timeout */
 } gw_call_t;
 
@@ -439,6 +444,8 @@ struct gw_req_t {
     uint8_t team_id[16];                      /* caller's team */
     uint8_t conv_id[16];                      /* conversation of the route, when any */
     char token_sha[65];                       /* SHA-256 hex of the bearer token */
+    limits_t limits;                          /* the team's limits (set with has_team) */
+    limits_quota_t quota;                     /* RateLimit-* headers; limit 0 = none */
     int64_t deadline_ms;                      /* overall upstream deadline (mono) */
     uint64_t call_id;                         /* pending upstream call, 0 when none */
     gw_reply_fn *then;                        /* continuation of the pending call */
@@ -509,8 +516,6 @@ json_t *gw_api_body(gw_req_t *req, proto_op_id_t op, json_t *preset);
 int gw_api_query(gw_req_t *req, proto_op_id_t op, json_t *args);
 /* Adds the :id path parameter to args["id"] as a lowercase UUID. */
 int gw_api_id_arg(gw_req_t *req, json_t *args);
-/* A new conversation id: derived from team + Idempotency-Key when args
-   carry one (so a retry lands on the same id and owner), else random. */
 /* The id of a conversation a request creates: derived from team and Idempotency-Key,
    or random. Returns true when random (no row can have it yet: args get "fresh"). */
 bool gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16]);
@@ -568,6 +573,7 @@ struct gw_server_t {
     int64_t started_ms;          /* wall-clock start */
     gw_metrics_t *metrics;       /* counters */
     gw_auth_cache_t *auth;       /* token cache */
+    gw_limits_t *limits;         /* per-team buckets and open streams */
     gw_registry_t *registry;     /* registry link */
     gw_upstream_t *upstream;     /* nodes, ring, calls */
     gw_fanout_t *fanout;         /* event SUB and topics */

@@ -10,14 +10,16 @@
 #include <stdint.h>
 
 /* The defaults, for a team without a row in team_limits (or a NULL column).
-   Generous: they stop a runaway client, not a busy team. */
-#define LIMITS_RATE_N_DEF     10000      /* requests per period per gateway */
+   Generous: one team alone may still use a whole cluster as bench/run does
+   (docs/performance.md: 22k activations/s, 1,000,000 actors on a node, 50,000
+   SSE clients on a gateway); they bound a runaway client, not a busy team. */
+#define LIMITS_RATE_N_DEF     100000     /* requests per period per gateway */
 #define LIMITS_RATE_PER_DEF   1          /* period in seconds (1 = "/s") */
-#define LIMITS_BURST_DEF      20000      /* token bucket size */
-#define LIMITS_ACTORS_DEF     100000     /* resident actors per node */
-#define LIMITS_STREAMS_DEF    10000      /* SSE streams + WebSockets per gateway */
-#define LIMITS_TURNS_DEF      500        /* turns running at once per node */
-#define LIMITS_WORKTREES_DEF  200        /* active worktrees (cluster-wide) */
+#define LIMITS_BURST_DEF      200000     /* token bucket size */
+#define LIMITS_ACTORS_DEF     10000000   /* resident actors per node */
+#define LIMITS_STREAMS_DEF    100000     /* SSE streams + WebSockets per gateway */
+#define LIMITS_TURNS_DEF      10000      /* turns running at once per node */
+#define LIMITS_WORKTREES_DEF  1000       /* active worktrees (cluster-wide) */
 #define LIMITS_COUNT_MAX      1000000000 /* largest count accepted */
 #define LIMITS_STRATEGIES_MAX 64         /* names in an allow-list */
 #define LIMITS_NAME_MAX       64         /* bytes of a strategy name */

@@ -41,7 +41,7 @@ rows() { tc_sql "select count(*) from $1 where team_id = '$(team_id "$2")'"; }
 TOK_RATE=$(tc_team_token lim-rate)
 t_check "bickyctl shows the defaults of a team without limits" \
     test "$(limits lim-rate --json | jq -c '[.rate, .burst, .turns, .strategies, (.defaults | length)]')" \
-    = '["10000/s",20000,500,null,7]'
+    = '["100000/s",200000,10000,null,7]'
 limits nosuch >/dev/null 2>&1
 t_check "an unknown team: exit 1" test $? = 1
 for bad in "--rate 50" "--rate 0/s" "--rate 5/d" "--burst 0" "--turns -1" "--actors 1e3" \
@@ -61,7 +61,7 @@ t_check "reset one with \`default\`: NULL in Postgres, the others kept" \
     test "$(tc_sql "select rate || ' ' || burst || ' ' || coalesce(turns::text, 'null') from team_limits")" \
     = "1/m 3 null"
 t_check "the text output marks defaults" bash -c "$(printf '%q ' "$CTL") --database-url '$BICKY_DATABASE_URL' \
-    team limits lim-rate | grep -q '^turns *500 (default)$'"
+    team limits lim-rate | grep -q '^turns *10000 (default)$'"
 
 # ---------------------------------------------------------------- rate
 
@@ -250,7 +250,7 @@ TC_TOKEN=$TOK_STRAT
 tc_req GET /api/status
 t_check "status: limits and usage of the caller's team ($(jq -c .team <<<"$TC_BODY"))" \
     test "$(jq -c '[.team.limits.strategies, .team.limits.rate, (.team.usage | keys)]' <<<"$TC_BODY")" \
-    = '[null,"10000/s",["actors","node","rate_remaining","streams","turns","worktrees"]]'
+    = '[null,"100000/s",["actors","node","rate_remaining","streams","turns","worktrees"]]'
 
 # ---------------------------------------------------------------- noisy and quiet
 

@@ -15,12 +15,12 @@ Test(limits, defaults_are_the_documented_ones)
     limits_defaults(&l);
     char rate[24];
     limits_rate_format(&l, rate, sizeof rate);
-    cr_assert_str_eq(rate, "10000/s");
-    cr_assert_eq(l.burst, 20000);
-    cr_assert_eq(l.actors, 100000);
-    cr_assert_eq(l.streams, 10000);
-    cr_assert_eq(l.turns, 500);
-    cr_assert_eq(l.worktrees, 200);
+    cr_assert_str_eq(rate, "100000/s");
+    cr_assert_eq(l.burst, 200000);
+    cr_assert_eq(l.actors, 10000000);
+    cr_assert_eq(l.streams, 100000);
+    cr_assert_eq(l.turns, 10000);
+    cr_assert_eq(l.worktrees, 1000);
     cr_assert_str_eq(l.strategies, "");
 }
 

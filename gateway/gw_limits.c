@@ -178,6 +178,21 @@ void gw_limits_from_json(limits_t *lim, const json_t *obj)
     }
 }
 
+void gw_limits_pack(const limits_t *lim, uint32_t out[3])
+{
+    out[0] = lim->turns;
+    out[1] = lim->actors;
+    out[2] = lim->worktrees;
+}
+
+void gw_limits_unpack(const uint32_t in[3], limits_t *lim)
+{
+    limits_defaults(lim);
+    lim->turns = in[0];
+    lim->actors = in[1];
+    lim->worktrees = in[2];
+}
+
 /* ---- requests ----------------------------------------------------------------------- */
 
 int gw_limits_admit(gw_req_t *req)

@@ -47,6 +47,10 @@ void gw_limits_headers(const gw_req_t *req, struct MHD_Response *resp);
 /* Fills lim from the "limits" object of an auth answer: a member missing or
    out of range keeps its default (obj may be NULL). */
 void gw_limits_from_json(limits_t *lim, const json_t *obj);
+/* The limits a node applies (turns, actors, worktrees) as three numbers, and back
+   (the rest default): what a long-lived client keeps for its calls. */
+void gw_limits_pack(const limits_t *lim, uint32_t out[3]);
+void gw_limits_unpack(const uint32_t in[3], limits_t *lim);
 /* The caller's limits and this gateway's usage, as GET /api/status shows them. */
 json_t *gw_limits_json(gw_req_t *req);
 

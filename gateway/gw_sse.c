@@ -69,7 +69,7 @@ struct gw_sse_t {
     int64_t last_drain_ms;          /* last time the client took bytes (stall check) */
     void *handle;                   /* position in srv->sse */
     bool counted;                   /* holds one of its team's stream slots */
-    limits_t limits;                /* the team's limits when the stream opened */
+    uint32_t lim[3];                /* the team's turns, actors, worktrees limits (its calls) */
 };
 
 /* A frame in the client's format (the legacy stream has its own). */
@@ -127,7 +127,7 @@ static gw_sse_t *s_new(gw_req_t *req, const gw_sse_spec_t *spec)
     c->srv = req->srv;
     c->req = req;
     c->spec = *spec;
-    c->limits = req->limits;
+    gw_limits_pack(&req->limits, c->lim);
     c->last_id = spec->after;
     gw_sse_buf_init(&c->out, (size_t)req->srv->cfg->sse_buffer);
     c->held = zlistx_new();
@@ -183,10 +183,12 @@ static int s_call(gw_sse_t *c, const char *op, json_t *args, gw_reply_fn *fn)
 {
     char *text = json_dumps(args, JSON_COMPACT);
     json_decref(args);
+    limits_t lim; /* only what a node applies is kept per client (they are many) */
+    gw_limits_unpack(c->lim, &lim);
     gw_call_t call = {.op = op,
                       .conv_id = c->spec.has_conv ? c->spec.conv_id : NULL,
                       .team_id = c->spec.team_id,
-                      .limits = &c->limits,
+                      .limits = &lim,
                       .args = text,
                       .deadline_ms = c->req ? c->req->deadline_ms : 0};
     c->call_id = text ? gw_upstream_call(c->srv->upstream, &call, fn, c) : 0;

@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define S_STR2(x) #x
+#define S_STR(x)  S_STR2(x)
+
 /* The limits in table order: option, column, default (text). */
 typedef struct {
     const char *name;  /* option without "--", and the column */
@@ -156,15 +159,20 @@ int reg_ctl_team_limits(reg_ctl_t *ctl, int argc, char **argv)
     s_limit_t t[S_COUNT];
     s_table(t);
     const cfg_opt_t opts[] = {
-        {"--rate", NULL, CFG_STR, &t[S_RATE].value, 0, 0, "requests per gateway: N/s, N/m or N/h"},
-        {"--burst", NULL, CFG_STR, &t[S_BURST].value, 0, 0, "token bucket size (requests)"},
-        {"--actors", NULL, CFG_STR, &t[S_ACTORS].value, 0, 0, "resident actors per node"},
+        {"--rate", NULL, CFG_STR, &t[S_RATE].value, 0, 0,
+         "requests per gateway: N/s, N/m or N/h (default " S_STR(LIMITS_RATE_N_DEF) "/s)"},
+        {"--burst", NULL, CFG_STR, &t[S_BURST].value, 0, 0,
+         "token bucket size (default " S_STR(LIMITS_BURST_DEF) ")"},
+        {"--actors", NULL, CFG_STR, &t[S_ACTORS].value, 0, 0,
+         "resident actors per node (default " S_STR(LIMITS_ACTORS_DEF) ")"},
         {"--streams", NULL, CFG_STR, &t[S_STREAMS].value, 0, 0,
-         "open SSE streams + WebSockets per gateway"},
-        {"--turns", NULL, CFG_STR, &t[S_TURNS].value, 0, 0, "turns running at once per node"},
-        {"--worktrees", NULL, CFG_STR, &t[S_WORKTREES].value, 0, 0, "active worktrees"},
+         "SSE streams + WebSockets per gateway (default " S_STR(LIMITS_STREAMS_DEF) ")"},
+        {"--turns", NULL, CFG_STR, &t[S_TURNS].value, 0, 0,
+         "turns running at once per node (default " S_STR(LIMITS_TURNS_DEF) ")"},
+        {"--worktrees", NULL, CFG_STR, &t[S_WORKTREES].value, 0, 0,
+         "active worktrees (default " S_STR(LIMITS_WORKTREES_DEF) ")"},
         {"--strategies", NULL, CFG_STR, &t[S_STRATEGIES].value, 0, 0,
-         "comma list of the strategies the team may use"},
+         "comma list of the strategies the team may use (default: all)"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
     char **pos = NULL;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/keys.h"
+#include "common/limits.h"
 #include "common/ring.h"
 #include "proto/proto.h"
 #include "proto/proto_ops.h"
@@ -46,6 +47,7 @@ typedef struct gw_metrics_t gw_metrics_t;
 typedef struct gw_auth_cache_t gw_auth_cache_t;
 typedef struct gw_ws_hub_t gw_ws_hub_t;
 typedef struct gw_poll_t gw_poll_t;
+typedef struct gw_limits_t gw_limits_t;
 
 /* ---- configuration (read-only after gw_server_new) ---------------------- */
 
@@ -187,13 +189,15 @@ typedef enum { GW_AUTH_MISS = 0, GW_AUTH_ALLOW, GW_AUTH_DENY } gw_auth_hit_t;
 /* A bounded cache token-hash → team (clock eviction). NULL on OOM. */
 gw_auth_cache_t *gw_auth_cache_new(size_t capacity, int64_t pos_ttl_ms, int64_t neg_ttl_ms);
 void gw_auth_cache_destroy(gw_auth_cache_t **self_p);
-/* Looks up the 64-hex token hash at time now_ms; fills team on ALLOW. */
-gw_auth_hit_t
-gw_auth_cache_get(gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, uint8_t team[16]);
-/* Stores an answer (team NULL for a refusal), evicting one entry when full. */
+/* Looks up the 64-hex token hash at time now_ms; fills team and lim (may be NULL) on ALLOW. */
+gw_auth_hit_t gw_auth_cache_get(
+    gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, uint8_t team[16], limits_t *lim);
+/* Stores an answer (team NULL for a refusal; lim NULL = the defaults), evicting one entry
+   when full. */
 void gw_auth_cache_put(gw_auth_cache_t *self,
                        const char *sha_hex,
                        const uint8_t *team,
+                       const limits_t *lim,
                        int64_t now_ms);
 /* Entries currently stored (expired ones included until evicted). */
 size_t gw_auth_cache_size(const gw_auth_cache_t *self);
@@ -239,6 +243,7 @@ typedef struct {
     const uint8_t *conv_id; /* conversation-bound ops, else NULL (round robin) */
     const uint8_t *team_id; /* NULL for auth */
     const char *args;       /* JSON text of the args object (copied) */
+    const limits_t *limits; /* the team's limits the node applies (copied); NULL = defaults */
     int64_t deadline_ms;    /* mono ms; 0 → now + request timeout */
 } gw_call_t;
 
@@ -299,39 +304,7 @@ void gw_upstream_resend_parked(gw_upstream_t *self);
 /* zhashx destructor of a gw_node_t: closes its socket (gw_ring.c). */
 void gw_node_free(void **item);
 
-/* ---- event fan-out (gw_fanout.c) ---------------------------------------- */
-
-gw_fanout_t *gw_fanout_new(gw_server_t *srv);
-void gw_fanout_destroy(gw_fanout_t **self_p);
-/* Connects / disconnects the event SUB to a node's PUB endpoint (with CURVE,
-   expecting node_id's key). */
-void gw_fanout_connect(gw_fanout_t *self, const char *node_id, const char *endpoint);
-void gw_fanout_disconnect(gw_fanout_t *self, const char *endpoint);
-/* Adds a listener for a topic (32 bytes: one conversation; 16: a team). The
-   SUB subscribes when the first listener of the topic arrives. */
-int gw_fanout_add(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t *client);
-/* Removes the listener; unsubscribes when it was the topic's last. */
-void gw_fanout_remove(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_sse_t *client);
-/* Number of topics currently subscribed. */
-size_t gw_fanout_topics(const gw_fanout_t *self);
-/* The same for a Phoenix channel of a WebSocket (gw_phx.c): its events go to
-   gw_phx_deliver (chan). */
-int gw_fanout_add_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
-void gw_fanout_remove_ws(gw_fanout_t *self, const uint8_t *topic, size_t len, void *chan);
-/* The same for a long-poll (gw_poll.c): its events go to gw_poll_deliver. */
-int gw_fanout_add_poll(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_poll_t *poll);
-void gw_fanout_remove_poll(gw_fanout_t *self, const uint8_t *topic, size_t len, gw_poll_t *poll);
-/* ---- long-poll of the team's log (gw_poll.c) ------------------------------ */
-/* Answers req with the events.list page of args (taken) at once when it has
-   events, else when the team's next stored event makes it non-empty, or
-   after wait_s seconds with the empty page. */
-void gw_poll_start(gw_req_t *req, json_t *args, long wait_s);
-/* One live event of the poll's team. */
-void gw_poll_deliver(gw_poll_t *poll, const proto_msg_t *event);
-/* Stops listening and waiting; nulls *self_p (the request's end). */
-void gw_poll_destroy(gw_poll_t **self_p);
-/* Pushes one live event to a joined Phoenix channel (gw_phx.c). */
-void gw_phx_deliver(void *chan, const proto_msg_t *event);
+/* ---- event fan-out and long-polls: gateway/gw_fanout.h -------------------- */
 
 /* ---- SSE framing and buffer (gw_sse_buf.c, pure) ------------------------ */
 
@@ -455,6 +428,8 @@ struct gw_req_t {
     uint8_t team_id[16];                      /* caller's team */
     uint8_t conv_id[16];                      /* conversation of the route, when any */
     char token_sha[65];                       /* SHA-256 hex of the bearer token */
+    limits_t limits;                          /* the team's limits (set with has_team) */
+    limits_quota_t quota;                     /* RateLimit-* headers; limit 0 = none */
     int64_t deadline_ms;                      /* overall upstream deadline (mono) */
     uint64_t call_id;                         /* pending upstream call, 0 when none */
     gw_reply_fn *then;                        /* continuation of the pending call */
@@ -526,8 +501,6 @@ json_t *gw_api_body(gw_req_t *req, proto_op_id_t op, json_t *preset);
 int gw_api_query(gw_req_t *req, proto_op_id_t op, json_t *args);
 /* Adds the :id path parameter to args["id"] as a lowercase UUID. */
 int gw_api_id_arg(gw_req_t *req, json_t *args);
-/* A new conversation id: derived from team + Idempotency-Key when args
-   carry one (so a retry lands on the same id and owner), else random. */
 /* The id of a conversation a request creates: derived from team and Idempotency-Key,
    or random. Returns true when random (no row can have it yet: args get "fresh"). */
 bool gw_api_new_conv_id(gw_req_t *req, const json_t *args, uint8_t out[16]);
@@ -585,6 +558,7 @@ struct gw_server_t {
     int64_t started_ms;          /* wall-clock start */
     gw_metrics_t *metrics;       /* counters */
     gw_auth_cache_t *auth;       /* token cache */
+    gw_limits_t *limits;         /* per-team buckets and open streams */
     gw_registry_t *registry;     /* registry link */
     gw_upstream_t *upstream;     /* nodes, ring, calls */
     gw_fanout_t *fanout;         /* event SUB and topics */
@@ -607,5 +581,7 @@ int gw_server_run(gw_server_t *self);
 void gw_server_kick(gw_server_t *self);
 /* Open HTTP connections: libmicrohttpd's and those in the head stage. */
 unsigned gw_server_connections(gw_server_t *self);
+
+#include "gateway/gw_fanout.h"
 
 #endif

@@ -6,6 +6,7 @@
     Loop thread only. */
 #define LOG_MODULE "gw_api"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_limits.h"
 
 #include "common/log.h"
 #include "common/op_args.h"
@@ -46,6 +47,13 @@ json_t *gw_api_body(gw_req_t *req, proto_op_id_t op, json_t *preset)
     }
     if (!args) {
         gw_req_respond_error(req, &err);
+        return NULL;
+    }
+    /* The team's strategy allow-list (gw_limits.c answers the 400). */
+    if ((op == PROTO_OP_CONV_CREATE || op == PROTO_OP_CONV_PATCH) &&
+        gw_limits_strategy(req, args, op == PROTO_OP_CONV_CREATE) < 0) {
+        json_decref(args);
+        return NULL;
     }
     return args;
 }

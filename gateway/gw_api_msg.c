@@ -4,6 +4,7 @@
     only. */
 #define LOG_MODULE "gw_api"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_limits.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -72,6 +73,10 @@ void gw_h_message(gw_req_t *req)
         gw_req_respond_error(req, &err);
         return;
     }
+    if (gw_limits_strategy(req, json_object_get(args, "create"), !has_conv) < 0) {
+        json_decref(args);
+        return;
+    }
     if (!has_conv && gw_api_new_conv_id(req, args, req->conv_id)) {
         json_object_set_new(args, "fresh", json_true()); /* the node skips its lookup */
     }
@@ -113,6 +118,17 @@ static void s_status_reply(void *owner, const gw_reply_t *reply)
         json_object_set_new(
             out, "counts_error",
             json_string(reply->status == 200 ? "bad status reply" : "no node answered the counts"));
+    }
+    /* The caller's team: its limits, this gateway's usage and the answering node's. */
+    json_t *team = gw_limits_json(req);
+    json_t *node_usage = json_object_get(counts, "team_usage");
+    if (team && json_is_object(node_usage)) {
+        json_object_update(json_object_get(team, "usage"), node_usage);
+    }
+    if (out && team) {
+        json_object_set_new(out, "team", team);
+    } else {
+        json_decref(team);
     }
     json_decref(counts);
     gw_req_respond_value(req, 200, out);

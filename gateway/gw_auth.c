@@ -4,6 +4,7 @@
 #define LOG_MODULE "gw_auth"
 #include "gateway/gateway_internal.h"
 #include "gateway/gw_legacy.h"
+#include "gateway/gw_limits.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -19,6 +20,7 @@ typedef struct {
     bool allow;         /* known token (else refused) */
     bool ref;           /* clock bit: looked up since the hand last passed */
     uint8_t team[16];   /* team of an allowed token */
+    limits_t lim;       /* the team's limits, as the auth answer gave them */
     int64_t expires_ms; /* monotonic expiry */
 } s_entry_t;
 
@@ -70,8 +72,8 @@ static void s_evict(gw_auth_cache_t *self, s_entry_t *e)
     self->count--;
 }
 
-gw_auth_hit_t
-gw_auth_cache_get(gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, uint8_t team[16])
+gw_auth_hit_t gw_auth_cache_get(
+    gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, uint8_t team[16], limits_t *lim)
 {
     s_entry_t *e = zhashx_lookup(self->index, sha_hex);
     if (!e) {
@@ -86,6 +88,9 @@ gw_auth_cache_get(gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms, ui
         return GW_AUTH_DENY;
     }
     memcpy(team, e->team, 16);
+    if (lim) {
+        *lim = e->lim;
+    }
     return GW_AUTH_ALLOW;
 }
 
@@ -113,6 +118,7 @@ static s_entry_t *s_take_slot(gw_auth_cache_t *self, int64_t now_ms)
 void gw_auth_cache_put(gw_auth_cache_t *self,
                        const char *sha_hex,
                        const uint8_t *team,
+                       const limits_t *lim,
                        int64_t now_ms)
 {
     s_entry_t *e = zhashx_lookup(self->index, sha_hex);
@@ -127,6 +133,11 @@ void gw_auth_cache_put(gw_auth_cache_t *self,
     e->ref = false;
     if (team) {
         memcpy(e->team, team, 16);
+    }
+    if (lim) {
+        e->lim = *lim;
+    } else {
+        limits_defaults(&e->lim);
     }
     e->expires_ms = now_ms + (team ? self->pos_ttl_ms : self->neg_ttl_ms);
 }
@@ -243,7 +254,7 @@ static void s_auth_reply(void *owner, const gw_reply_t *reply)
     gw_req_t *req = owner;
     int64_t now = util_mono_ms();
     if (reply->status == 401 || reply->status == 403 || reply->status == 404) {
-        gw_auth_cache_put(req->srv->auth, req->token_sha, NULL, now);
+        gw_auth_cache_put(req->srv->auth, req->token_sha, NULL, NULL, now);
         s_unauthorized(req, "invalid or revoked token");
         return;
     }
@@ -260,11 +271,14 @@ static void s_auth_reply(void *owner, const gw_reply_t *reply)
         gw_req_fail(req, 503, "unavailable", "authentication is unavailable right now");
         return;
     }
+    gw_limits_from_json(&req->limits, json_object_get(o, "limits"));
     json_decref(o);
-    gw_auth_cache_put(req->srv->auth, req->token_sha, id, now);
+    gw_auth_cache_put(req->srv->auth, req->token_sha, id, &req->limits, now);
     memcpy(req->team_id, id, 16);
     req->has_team = true;
-    req->next(req);
+    if (gw_limits_admit(req) == 0) {
+        req->next(req);
+    }
 }
 
 void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
@@ -283,10 +297,13 @@ void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
         return;
     }
     util_sha256_hex(token, len, req->token_sha);
-    switch (gw_auth_cache_get(req->srv->auth, req->token_sha, util_mono_ms(), req->team_id)) {
+    switch (gw_auth_cache_get(req->srv->auth, req->token_sha, util_mono_ms(), req->team_id,
+                              &req->limits)) {
         case GW_AUTH_ALLOW:
             req->has_team = true;
-            next(req);
+            if (gw_limits_admit(req) == 0) {
+                next(req);
+            }
             return;
         case GW_AUTH_DENY:
             s_unauthorized(req, "invalid or revoked token");

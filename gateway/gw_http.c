@@ -6,6 +6,7 @@
 #define LOG_MODULE "gw_http"
 #include "gateway/gateway_internal.h"
 #include "gateway/gw_legacy.h"
+#include "gateway/gw_limits.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -267,6 +268,7 @@ void gw_req_respond(gw_req_t *req, unsigned status, struct MHD_Response *resp)
         return;
     }
     gw_legacy_headers(req, resp);
+    gw_limits_headers(req, resp);
     req->response = resp;
     req->response_status = status;
     req->state = GW_REQ_READY;
@@ -363,6 +365,7 @@ void gw_req_call(gw_req_t *req, proto_op_id_t op, json_t *args, gw_reply_fn *the
     gw_call_t call = {.op = spec->name,
                       .conv_id = conv_bound ? req->conv_id : NULL,
                       .team_id = req->has_team ? req->team_id : NULL,
+                      .limits = req->has_team ? &req->limits : NULL,
                       .args = text,
                       .deadline_ms = req->deadline_ms};
     req->then = then;

@@ -5,6 +5,7 @@
     only. */
 #define LOG_MODULE "gw_legacy"
 #include "gateway/gw_legacy.h"
+#include "gateway/gw_limits.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -200,6 +201,10 @@ void gw_h_legacy_message(gw_req_t *req)
     }
     if (!args) {
         gw_req_respond_value(req, (unsigned)err.status, json_pack("{s:s}", "error", err.message));
+        return;
+    }
+    if (!append && gw_limits_strategy(req, json_object_get(args, "create"), true) < 0) {
+        json_decref(args);
         return;
     }
     if (!append && gw_api_new_conv_id(req, args, req->conv_id)) {

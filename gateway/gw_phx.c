@@ -299,6 +299,7 @@ static s_call_t *s_call(gw_phx_t *self,
     gw_call_t c = {.op = proto_ops[op].name,
                    .conv_id = proto_ops[op].scope == PROTO_SCOPE_TEAM ? NULL : conv,
                    .team_id = gw_ws_team(self->ws),
+                   .limits = gw_ws_limits(self->ws),
                    .args = text};
     call->id = gw_upstream_call(srv->upstream, &c, s_on_reply, call);
     free(text);

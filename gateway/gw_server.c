@@ -5,6 +5,7 @@
     Everything runs on the thread that calls gw_server_run. */
 #define LOG_MODULE "gw_server"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_limits.h"
 #include "gateway/gw_ws.h"
 
 #include "common/log.h"
@@ -106,9 +107,11 @@ gw_server_t *gw_server_new(const gw_config_t *cfg)
     self->loop = zloop_new();
     self->metrics = gw_metrics_new();
     self->auth = gw_auth_cache_new(GW_AUTH_CACHE_SIZE, GW_AUTH_POS_TTL_MS, GW_AUTH_NEG_TTL_MS);
+    self->limits = gw_limits_new(GW_LIMITS_TEAMS);
     self->reqs = zlistx_new();
     self->sse = zlistx_new();
-    if (!self->loop || !self->metrics || !self->auth || !self->reqs || !self->sse) {
+    if (!self->loop || !self->metrics || !self->auth || !self->limits || !self->reqs ||
+        !self->sse) {
         gw_server_destroy(&self);
         return NULL;
     }
@@ -167,6 +170,7 @@ void gw_server_destroy(gw_server_t **self_p)
     zlistx_destroy(&self->reqs);
     zlistx_destroy(&self->sse);
     gw_auth_cache_destroy(&self->auth);
+    gw_limits_destroy(&self->limits);
     gw_metrics_destroy(&self->metrics);
     if (self->health) {
         MHD_destroy_response(self->health);

@@ -14,6 +14,7 @@
     Loop thread only. */
 #define LOG_MODULE "gw_sse"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_limits.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -67,6 +68,8 @@ struct gw_sse_t {
     int64_t last_write_ms;          /* last time bytes went out (keep-alive) */
     int64_t last_drain_ms;          /* last time the client took bytes (stall check) */
     void *handle;                   /* position in srv->sse */
+    bool counted;                   /* holds one of its team's stream slots */
+    uint32_t lim[3];                /* the team's turns, actors, worktrees limits (its calls) */
 };
 
 /* A frame in the client's format (the legacy stream has its own). */
@@ -88,6 +91,9 @@ static void s_frame_free(void **item)
 
 static void s_destroy(gw_sse_t *c)
 {
+    if (c->counted) {
+        gw_limits_stream_close(c->srv->limits, c->spec.team_id);
+    }
     gw_fanout_remove(c->srv->fanout, c->topic, c->topic_len, c);
     gw_upstream_cancel(c->srv->upstream, c->call_id);
     if (c->handle) {
@@ -121,6 +127,7 @@ static gw_sse_t *s_new(gw_req_t *req, const gw_sse_spec_t *spec)
     c->srv = req->srv;
     c->req = req;
     c->spec = *spec;
+    gw_limits_pack(&req->limits, c->lim);
     c->last_id = spec->after;
     gw_sse_buf_init(&c->out, (size_t)req->srv->cfg->sse_buffer);
     c->held = zlistx_new();
@@ -176,9 +183,12 @@ static int s_call(gw_sse_t *c, const char *op, json_t *args, gw_reply_fn *fn)
 {
     char *text = json_dumps(args, JSON_COMPACT);
     json_decref(args);
+    limits_t lim; /* only what a node applies is kept per client (they are many) */
+    gw_limits_unpack(c->lim, &lim);
     gw_call_t call = {.op = op,
                       .conv_id = c->spec.has_conv ? c->spec.conv_id : NULL,
                       .team_id = c->spec.team_id,
+                      .limits = &lim,
                       .args = text,
                       .deadline_ms = c->req ? c->req->deadline_ms : 0};
     c->call_id = text ? gw_upstream_call(c->srv->upstream, &call, fn, c) : 0;
@@ -409,11 +419,16 @@ static void s_on_check(void *owner, const gw_reply_t *reply)
 
 void gw_sse_start(gw_req_t *req, const gw_sse_spec_t *spec)
 {
+    if (gw_limits_stream_take(req) < 0) {
+        return;
+    }
     gw_sse_t *c = s_new(req, spec);
     if (!c) {
+        gw_limits_stream_close(req->srv->limits, req->team_id);
         gw_req_fail(req, 503, "unavailable", "cannot open an event stream right now");
         return;
     }
+    c->counted = true;
     req->sse = c;
     int rc = 0;
     if (spec->resume) {

@@ -33,6 +33,7 @@ typedef struct {
     int64_t park_until;   /* > 0 while parked after MOVED */
     uint64_t moved_epoch; /* epoch the node reported in MOVED */
     char node[64];        /* node the call was last sent to */
+    uint64_t lim[3];      /* the team's turns, actors, worktrees limits (0 = default) */
 } s_call_t;
 
 static void s_call_free(void **item)
@@ -193,6 +194,9 @@ static int s_send(gw_upstream_t *self, s_call_t *c)
     m.ring_epoch = self->epoch;
     m.op = c->op;
     m.body = c->args;
+    m.team_turns = c->lim[0];
+    m.team_actors = c->lim[1];
+    m.team_worktrees = c->lim[2];
     if (wire_send(n->dealer, NULL, &m) < 0) {
         LOG_W("cannot send req=%016" PRIx64 " op=%s node=%s", c->id, c->op, n->id);
         return -1;
@@ -221,6 +225,11 @@ uint64_t gw_upstream_call(gw_upstream_t *self, const gw_call_t *call, gw_reply_f
     c->has_team = call->team_id != NULL;
     if (call->team_id) {
         memcpy(c->team, call->team_id, 16);
+    }
+    if (call->limits) {
+        c->lim[0] = call->limits->turns;
+        c->lim[1] = call->limits->actors;
+        c->lim[2] = call->limits->worktrees;
     }
     c->deadline_ms =
         call->deadline_ms ? call->deadline_ms : util_mono_ms() + self->srv->cfg->request_timeout_ms;

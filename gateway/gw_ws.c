@@ -9,6 +9,7 @@
     socket silent for GW_WS_IDLE_MS is closed (1001). Loop thread only. */
 #define LOG_MODULE "gw_ws"
 #include "gateway/gw_ws.h"
+#include "gateway/gw_limits.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -37,6 +38,8 @@ struct gw_ws_t {
     wslay_event_context_ptr ctx;           /* framing */
     gw_phx_t *phx;                         /* protocol state */
     uint8_t team_id[16];                   /* the token's team */
+    bool counted;                          /* holds one of its team's stream slots */
+    limits_t limits;                       /* the team's limits at the upgrade */
     char *extra;                           /* bytes read past the upgrade head (owned) */
     size_t extra_len, extra_off;           /* of extra */
     int64_t last_in_ms;                    /* last message received (mono) */
@@ -131,6 +134,9 @@ static void s_on_msg(wslay_event_context_ptr ctx,
 static void s_free(gw_ws_t *ws)
 {
     gw_ws_hub_t *hub = ws->hub;
+    if (ws->counted) {
+        gw_limits_stream_close(hub->srv->limits, ws->team_id);
+    }
     /* The protocol first: it may still want to send (it cannot now). */
     gw_phx_destroy(&ws->phx);
     epoll_ctl(hub->epoll_fd, EPOLL_CTL_DEL, ws->fd, NULL);
@@ -250,6 +256,11 @@ const uint8_t *gw_ws_team(const gw_ws_t *ws)
     return ws->team_id;
 }
 
+const limits_t *gw_ws_limits(const gw_ws_t *ws)
+{
+    return &ws->limits;
+}
+
 gw_server_t *gw_ws_server(const gw_ws_t *ws)
 {
     return ws->hub->srv;
@@ -364,6 +375,9 @@ static void s_upgraded(void *cls,
     ws->fd = sock;
     ws->urh = urh;
     memcpy(ws->team_id, req->team_id, 16);
+    ws->limits = req->limits;
+    /* The 101 is out: the slot is taken even when handshakes raced past the check. */
+    ws->counted = gw_limits_stream_open(srv->limits, ws->team_id, &req->limits, true) == 0;
     ws->last_in_ms = util_mono_ms();
     wslay_event_config_set_max_recv_msg_length(ws->ctx,
                                                (uint64_t)srv->cfg->max_body + GW_WS_FRAME_SLACK);
@@ -451,6 +465,10 @@ void gw_h_socket(gw_req_t *req)
 {
     const char *key = NULL;
     if (s_check_handshake(req, &key) < 0) {
+        return;
+    }
+    if (gw_limits_streams(req->srv->limits, req->team_id) >= req->limits.streams) {
+        gw_limits_stream_take(req); /* answers the 429 */
         return;
     }
     struct MHD_Response *resp = MHD_create_response_for_upgrade(s_upgraded, req->srv);

@@ -42,6 +42,8 @@ int gw_ws_send_text(gw_ws_t *ws, const char *text, size_t len);
 void gw_ws_close(gw_ws_t *ws, uint16_t code, const char *reason);
 /* The socket's team (16 bytes) and server. */
 const uint8_t *gw_ws_team(const gw_ws_t *ws);
+/* The team's limits as the upgrade request had them (borrowed, as long as ws). */
+const limits_t *gw_ws_limits(const gw_ws_t *ws);
 gw_server_t *gw_ws_server(const gw_ws_t *ws);
 
 /* ---- Phoenix Channels v2 (gw_phx.c, gw_phx_resume.c) ---------------------- */

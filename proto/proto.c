@@ -47,7 +47,14 @@ static const s_field_t s_ring[] = {
 static const s_field_t s_admin[] = {STR(action, true, 15), STR(node_id, true, 63), END};
 static const s_field_t s_revoked[] = {U64(seq, true, UINT64_MAX), STR(token_sha256, true, 64), END};
 static const s_field_t s_admin_rep[] = {U64(status, true, 999), STR(error, false, 1024), END};
-static const s_field_t s_api_req[] = {STR(op, true, 63), STR(body, false, PROTO_MAX_BODY), END};
+/* The team's limits ride on each request (the gateway has them from its auth
+   cache), so a node never asks Postgres for them. */
+static const s_field_t s_api_req[] = {STR(op, true, 63),
+                                      STR(body, false, PROTO_MAX_BODY),
+                                      U64(team_turns, false, 1000000000),
+                                      U64(team_actors, false, 1000000000),
+                                      U64(team_worktrees, false, 1000000000),
+                                      END};
 static const s_field_t s_api_rep[] = {U64(status, true, 999), STR(body, false, PROTO_MAX_BODY),
                                       U64(retry_after, false, 86400), END};
 static const s_field_t s_event[] = {U64(event_id, true, UINT64_MAX), STR(event_type, true, 63),

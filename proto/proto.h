@@ -32,7 +32,7 @@ typedef enum {
     PROTO_ADMIN_REP = 7, /* reg → bickyctl: status (HTTP-like code), error */
     PROTO_REVOKED = 8,   /* reg PUB topic "revoked": seq, token_sha256 (a token was revoked) */
     /* API: gateway DEALER → node ROUTER, reply on the same pair. */
-    PROTO_API_REQ = 10, /* op, body (JSON text) */
+    PROTO_API_REQ = 10, /* op, body (JSON text), team_turns/actors/worktrees (team limits) */
     PROTO_API_REP = 11, /* status, body (JSON text), retry_after */
     PROTO_MOVED = 12,   /* node → gw: not the owner; envelope ring_epoch = the node's epoch */
     /* Events: node PUB → gateway SUB; frame 1 is the 32-byte topic, frame 2 the envelope. */
@@ -72,26 +72,29 @@ typedef struct {
     uint8_t team_id[16]; /* team id */
     uint64_t ring_epoch; /* sender's ring epoch */
     /* payload; owned heap strings (NULL when absent), see the table in proto.c */
-    char *node_id;        /* REGISTER, HEARTBEAT, ADMIN */
-    char *router;         /* REGISTER */
-    char *pub;            /* REGISTER, REG_ACK, RING */
-    char *state;          /* REG_ACK */
-    char *action;         /* ADMIN */
-    char *op;             /* API_REQ */
-    char *body;           /* API_REQ, API_REP, EVENT (JSON text) */
-    char *error;          /* REG_ACK, ADMIN_REP */
-    char *event_type;     /* EVENT */
-    uint64_t weight;      /* REGISTER */
-    uint64_t actors;      /* HEARTBEAT */
-    uint64_t status;      /* ADMIN_REP, API_REP */
-    uint64_t retry_after; /* API_REP: seconds, 0 when none */
-    uint64_t event_id;    /* EVENT */
-    uint64_t seq;         /* EVENT: per-conversation seq of a stored event, 0 when none;
-                             REVOKED: the revocation counter after this revocation */
-    uint64_t revoked_seq; /* RING: the revocation counter (0 = none yet, or not known) */
-    char *token_sha256;   /* REVOKED: SHA-256 hex of the revoked token */
-    proto_node_t *nodes;  /* RING: owned array */
-    size_t nnodes;        /* RING: count */
+    char *node_id;           /* REGISTER, HEARTBEAT, ADMIN */
+    char *router;            /* REGISTER */
+    char *pub;               /* REGISTER, REG_ACK, RING */
+    char *state;             /* REG_ACK */
+    char *action;            /* ADMIN */
+    char *op;                /* API_REQ */
+    char *body;              /* API_REQ, API_REP, EVENT (JSON text) */
+    char *error;             /* REG_ACK, ADMIN_REP */
+    char *event_type;        /* EVENT */
+    uint64_t weight;         /* REGISTER */
+    uint64_t actors;         /* HEARTBEAT */
+    uint64_t status;         /* ADMIN_REP, API_REP */
+    uint64_t retry_after;    /* API_REP: seconds, 0 when none */
+    uint64_t event_id;       /* EVENT */
+    uint64_t seq;            /* EVENT: per-conversation seq of a stored event, 0 when none;
+                                REVOKED: the revocation counter after this revocation */
+    uint64_t revoked_seq;    /* RING: the revocation counter (0 = none yet, or not known) */
+    char *token_sha256;      /* REVOKED: SHA-256 hex of the revoked token */
+    uint64_t team_turns;     /* API_REQ: the team's running-turn limit per node (0 = default) */
+    uint64_t team_actors;    /* API_REQ: the team's resident-actor limit per node (0 = default) */
+    uint64_t team_worktrees; /* API_REQ: the team's active-worktree limit (0 = default) */
+    proto_node_t *nodes;     /* RING: owned array */
+    size_t nnodes;           /* RING: count */
 } proto_msg_t;
 
 /* Encodes msg into a new heap buffer (*data, freed by the caller with free)

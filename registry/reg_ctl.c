@@ -22,6 +22,8 @@ static const s_command_t s_commands[] = {
     {"token", "create", reg_ctl_token_create, "--team NAME [--name LABEL]: new API token"},
     {"token", "list", reg_ctl_token_list, "[--team NAME]: list tokens (never the secret)"},
     {"token", "revoke", reg_ctl_token_revoke, "ID: revoke a token"},
+    {"team", "limits", reg_ctl_team_limits,
+     "TEAM [--rate N/s] [--burst N] …: show or set a team's limits"},
     {"nodes", NULL, reg_ctl_nodes, "nodes as the registry sees them"},
     {"ring", NULL, reg_ctl_ring, "ring epoch, members, vnodes, share of the hash space"},
     {"locate", NULL, reg_ctl_locate, "CONV_ID: the node owning a conversation"},
@@ -45,6 +47,9 @@ static const char *const s_global_usage =
     "  token create           --team NAME [--name LABEL]: create an API token (shown once)\n"
     "  token list             [--team NAME]: list tokens (id, team, prefix, dates)\n"
     "  token revoke ID        revoke a token\n"
+    "  team limits TEAM       [--rate N/s] [--burst N] [--actors N] [--streams N] [--turns N]\n"
+    "                         [--worktrees N] [--strategies a,b]: show or set a team's limits\n"
+    "                         (`default` resets one; needs --database-url)\n"
     "  nodes                  nodes as the registry sees them\n"
     "  ring                   ring epoch, members, vnodes and share of the hash space\n"
     "  locate CONV_ID         the node that owns a conversation on the current ring\n"
@@ -231,7 +236,7 @@ int main(int argc, char **argv)
         return REG_CTL_EXIT_OK;
     }
     const char *sub = NULL;
-    if (!strcmp(argv[cmd], "token") || !strcmp(argv[cmd], "keys")) {
+    if (!strcmp(argv[cmd], "token") || !strcmp(argv[cmd], "keys") || !strcmp(argv[cmd], "team")) {
         sub = cmd + 1 < argc ? argv[cmd + 1] : NULL;
         bool help = sub && (!strcmp(sub, "--help") || !strcmp(sub, "-h"));
         if (!sub || help || !s_find(argv[cmd], sub)) {

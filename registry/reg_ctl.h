@@ -81,6 +81,8 @@ int reg_ctl_migrate(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_create(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_list(reg_ctl_t *ctl, int argc, char **argv);
 int reg_ctl_token_revoke(reg_ctl_t *ctl, int argc, char **argv);
+/* ---- team limits (reg_ctl_limits.c) ---- */
+int reg_ctl_team_limits(reg_ctl_t *ctl, int argc, char **argv);
 /* Connects for a database command: needs --database-url, checks the schema,
    sets the session's time zone to UTC. NULL after saying why. */
 struct pg_conn *reg_ctl_db_connect(const reg_ctl_t *ctl);

@@ -20,7 +20,14 @@ struct node_actors_t {
     node_actor_t *lru_head;         /* least recently used */
     node_actor_t *lru_tail;         /* most recently used */
     node_turns_free_fn *free_turns; /* frees an actor's turn state at destroy */
+    zhashx_t *teams;                /* team hex → s_team_t (owned): only teams with actors */
 };
+
+/* A team's share of this node (issue 12 limits): resident actors and counted turns. */
+typedef struct {
+    uint32_t actors; /* resident actors of the team */
+    uint32_t turns;  /* its actors with NODE_AF_TURN */
+} s_team_t;
 
 struct node_mbox_t {
     uint32_t head;       /* index of the oldest request */
@@ -70,6 +77,12 @@ static size_t s_hash(const uint8_t key[16])
     return (size_t)util_hash64(key, 16);
 }
 
+static void s_team_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
 node_actors_t *node_actors_new(node_turns_free_fn *free_turns)
 {
     node_actors_t *self = calloc(1, sizeof *self);
@@ -79,11 +92,60 @@ node_actors_t *node_actors_new(node_turns_free_fn *free_turns)
     self->free_turns = free_turns;
     self->cap = TABLE_MIN;
     self->slots = calloc(self->cap, sizeof *self->slots);
-    if (!self->slots) {
+    self->teams = zhashx_new();
+    if (!self->slots || !self->teams) {
+        free(self->slots);
+        zhashx_destroy(&self->teams);
         free(self);
         return NULL;
     }
+    zhashx_set_destructor(self->teams, s_team_free);
     return self;
+}
+
+static void s_team_key(const uint8_t team[16], char key[33])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        key[2 * i] = hex[team[i] >> 4];
+        key[2 * i + 1] = hex[team[i] & 15];
+    }
+    key[32] = 0;
+}
+
+static s_team_t *s_team_find(const node_actors_t *self, const uint8_t team[16])
+{
+    char key[33];
+    s_team_key(team, key);
+    return zhashx_lookup(self->teams, key);
+}
+
+uint32_t node_actors_team_actors(const node_actors_t *self, const uint8_t team[16])
+{
+    const s_team_t *t = s_team_find(self, team);
+    return t ? t->actors : 0;
+}
+
+uint32_t node_actors_team_turns(const node_actors_t *self, const uint8_t team[16])
+{
+    const s_team_t *t = s_team_find(self, team);
+    return t ? t->turns : 0;
+}
+
+void node_actors_turn_mark(node_actors_t *self, node_actor_t *actor, bool running)
+{
+    s_team_t *t = s_team_find(self, actor->team_id);
+    bool marked = actor->flags & NODE_AF_TURN;
+    if (!t || marked == running) {
+        return;
+    }
+    if (running) {
+        actor->flags |= NODE_AF_TURN;
+        t->turns++;
+    } else {
+        actor->flags &= (uint8_t)~NODE_AF_TURN;
+        t->turns--;
+    }
 }
 
 static void s_actor_free(node_actors_t *self, node_actor_t *a)
@@ -111,6 +173,7 @@ void node_actors_destroy(node_actors_t **self_p)
         }
     }
     free(self->slots);
+    zhashx_destroy(&self->teams);
     free(self);
     *self_p = NULL;
 }
@@ -190,10 +253,25 @@ node_actors_add(node_actors_t *self, const uint8_t conv[16], const uint8_t team[
     if (node_actors_find(self, conv)) {
         return NULL;
     }
+    s_team_t *t = s_team_find(self, team);
+    if (!t) {
+        char key[33];
+        s_team_key(team, key);
+        if (!(t = calloc(1, sizeof *t))) {
+            return NULL;
+        }
+        zhashx_insert(self->teams, key, t);
+    }
     node_actor_t *a = calloc(1, sizeof *a);
     if (!a) {
+        if (t->actors == 0) {
+            char key[33];
+            s_team_key(team, key);
+            zhashx_delete(self->teams, key);
+        }
         return NULL;
     }
+    t->actors++;
     memcpy(a->conv_id, conv, 16);
     memcpy(a->team_id, team, 16);
     a->state = NODE_ACTOR_LOADING;
@@ -228,6 +306,13 @@ static void s_unplace(node_actors_t *self, const node_actor_t *a)
 
 void node_actors_remove(node_actors_t *self, node_actor_t *actor)
 {
+    node_actors_turn_mark(self, actor, false);
+    char key[33];
+    s_team_key(actor->team_id, key);
+    s_team_t *t = zhashx_lookup(self->teams, key);
+    if (t && --t->actors == 0) {
+        zhashx_delete(self->teams, key);
+    }
     s_unplace(self, actor);
     s_lru_unlink(self, actor);
     self->count--;

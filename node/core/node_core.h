@@ -95,17 +95,20 @@ void node_publish(node_t *node,
 /* ---- requests and replies (node_reply.c) ------------------------------------------------- */
 
 typedef struct node_req_t {
-    zframe_t *identity;  /* ROUTER peer frame (owned) */
-    zsock_t *sock;       /* the ROUTER it came on, where the reply goes (borrowed) */
-    uint64_t req_id;     /* gateway request id, echoed */
-    const node_op_t *op; /* operation */
-    json_t *args;        /* parsed args object (owned) */
-    uint8_t team_id[16]; /* caller's team (has_team) */
-    uint8_t conv_id[16]; /* conversation (has_conv) */
-    bool has_team;       /* team_id present */
-    bool has_conv;       /* conv_id present */
-    bool idem_checked;   /* idempotency key looked up (or none) */
-    bool idem_pending;   /* its idempotency lookup is in flight */
+    zframe_t *identity;     /* ROUTER peer frame (owned) */
+    zsock_t *sock;          /* the ROUTER it came on, where the reply goes (borrowed) */
+    uint64_t req_id;        /* gateway request id, echoed */
+    const node_op_t *op;    /* operation */
+    json_t *args;           /* parsed args object (owned) */
+    uint8_t team_id[16];    /* caller's team (has_team) */
+    uint8_t conv_id[16];    /* conversation (has_conv) */
+    bool has_team;          /* team_id present */
+    bool has_conv;          /* conv_id present */
+    bool idem_checked;      /* idempotency key looked up (or none) */
+    bool idem_pending;      /* its idempotency lookup is in flight */
+    uint32_t lim_turns;     /* the team's limits from the envelope (defaults when absent): */
+    uint32_t lim_actors;    /* running turns and resident actors per node, */
+    uint32_t lim_worktrees; /* active worktrees (common/limits.h) */
 } node_req_t;
 
 typedef enum {
@@ -169,6 +172,7 @@ typedef enum { NODE_BUSY_ENQUEUE, NODE_BUSY_REJECT, NODE_BUSY_INTERRUPT } node_o
 #define NODE_AF_DOOMED 0x04 /* not ours any more: free when quiescent */
 #define NODE_AF_RELOAD 0x08 /* state unknown (connection lost mid-commit): reload */
 #define NODE_AF_WHOLE  0x10 /* the stored strategy may write whole turns (node_turns.h) */
+#define NODE_AF_TURN   0x20 /* its running turn counts in its team's (node_actors_turn_mark) */
 
 typedef struct node_mbox_t node_mbox_t;
 typedef struct node_turns_t node_turns_t;
@@ -219,6 +223,13 @@ bool node_actor_quiescent(const node_actor_t *actor);
 node_actor_t *node_actors_oldest(const node_actors_t *self);
 /* Resident actors. */
 size_t node_actors_count(const node_actors_t *self);
+/* A team's resident actors, and its actors whose running turn is counted (issue 12
+   limits: per node, no database). */
+uint32_t node_actors_team_actors(const node_actors_t *self, const uint8_t team[16]);
+uint32_t node_actors_team_turns(const node_actors_t *self, const uint8_t team[16]);
+/* Counts (running) or uncounts the actor's running turn in its team's turns; idempotent.
+   Removing the actor uncounts it. */
+void node_actors_turn_mark(node_actors_t *self, node_actor_t *actor, bool running);
 /* Calls fn for every actor (fn must not add or remove actors); collects up to cap
    actors for which fn returns true into out; returns how many. */
 size_t node_actors_select(const node_actors_t *self,

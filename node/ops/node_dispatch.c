@@ -4,6 +4,7 @@
     the op's row (node_args.c).
     Loop thread only. */
 #define LOG_MODULE "node_dispatch"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "common/wire.h"
@@ -77,6 +78,10 @@ static node_req_t *s_req_new(zframe_t **identity_p, const proto_msg_t *msg)
     memcpy(req->team_id, msg->team_id, 16);
     memcpy(req->conv_id, msg->conv_id, 16);
     req->idem_checked = false;
+    /* The gateway sends the team's limits it has from the auth answer (0: not sent). */
+    req->lim_turns = msg->team_turns ? (uint32_t)msg->team_turns : LIMITS_TURNS_DEF;
+    req->lim_actors = msg->team_actors ? (uint32_t)msg->team_actors : LIMITS_ACTORS_DEF;
+    req->lim_worktrees = msg->team_worktrees ? (uint32_t)msg->team_worktrees : LIMITS_WORKTREES_DEF;
     return req;
 }
 

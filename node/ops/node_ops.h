@@ -61,6 +61,7 @@ int node_wt_sql_prepare(db_conn_t *db);
 #define NODE_Q_WT_EVT    "node_wt_evt"
 #define NODE_Q_WT_LOCK   "node_wt_lock"
 #define NODE_Q_WT_UNLOCK "node_wt_unlock"
+#define NODE_Q_WT_COUNT  "node_wt_count"
 
 /* ---- ops (node_ops_perm.c, node_ops_wt.c) ------------------------------------------------ */
 

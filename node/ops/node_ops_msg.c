@@ -8,6 +8,7 @@
 #include "node/ops/node_args.h"
 #include "node/ops/node_ops.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,16 @@ static int s_refuse(node_t *node, node_actor_t *a, node_req_t **req_p, bool crea
 {
     if (a->state != NODE_ACTOR_READY && !creating) {
         node_reply_error(node, req_p, 404, "not_found", "conversation not found");
+        return -1;
+    }
+    /* The team's running turns on this node (issue 12): a post that would start one
+       more is refused before anything is written. */
+    uint32_t turns = node_actors_team_turns(node->actors, a->team_id);
+    if (turns >= (*req_p)->lim_turns &&
+        (creating || node_turn_posted_starts(node, a, NODE_END_NONE))) {
+        char why[128];
+        snprintf(why, sizeof why, "this team has %u turns running on this node (its limit)", turns);
+        node_reply_error(node, req_p, 429, "rate_limited", why);
         return -1;
     }
     if (creating) {

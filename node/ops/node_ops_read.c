@@ -37,6 +37,7 @@ typedef struct {
     bool bad_row;        /* a row could not be rendered (unparsable timestamp) */
     char *cursor;        /* next_cursor text before encoding (owned), NULL none */
     const char *what;    /* READ_ONE: what a 404 names (NULL: the conversation) */
+    long long worktrees; /* READ_STATUS: the team's active worktrees */
 } s_read_t;
 
 static void s_read_free(s_read_t *r)
@@ -117,14 +118,25 @@ static void s_on_rows(void *arg, db_status_t status, const db_result_t *res)
     }
 }
 
+static void s_on_status(void *arg, db_status_t status, const db_result_t *res)
+{
+    s_read_t *r = arg;
+    s_on_rows(arg, status, res);
+    if (status == DB_OK && db_result_rows(res) > 0) {
+        r->worktrees = node_parse_ll(db_result_value(res, 0, 1), 0, 0, 1000000000000LL);
+    }
+}
+
 static void s_on_auth(void *arg, db_status_t status, const db_result_t *res)
 {
     s_read_t *r = arg;
     if (status != DB_OK || db_result_rows(res) < 1) {
         return;
     }
-    json_t *j = json_pack("{s:s, s:s}", "team_id", db_result_value(res, 0, 0), "team",
-                          db_result_value(res, 0, 1) ? db_result_value(res, 0, 1) : "");
+    const char *lim = db_result_value(res, 0, 2);
+    json_t *j = json_pack("{s:s, s:s, s:o}", "team_id", db_result_value(res, 0, 0), "team",
+                          db_result_value(res, 0, 1) ? db_result_value(res, 0, 1) : "", "limits",
+                          lim ? json_loads(lim, 0, NULL) : json_object());
     char *text = j ? node_json_text(j) : NULL;
     if (text) {
         node_buf_str(&r->body, text);
@@ -141,12 +153,19 @@ static void s_reply_list(s_read_t *r)
 
 static void s_reply_status(s_read_t *r)
 {
-    char head[64];
+    /* The team's usage of its limits: actors and turns on this node, worktrees. */
+    char head[64], usage[160];
     snprintf(head, sizeof head,
-             "{\"actors\":%zu,\"conversations_by_status\":", node_actors_count(r->node->actors));
+             "{\"actors\":%zu,\"team_usage\":{\"node\":", node_actors_count(r->node->actors));
+    snprintf(usage, sizeof usage,
+             ",\"actors\":%u,\"turns\":%u,\"worktrees\":%lld},\"conversations_by_status\":",
+             node_actors_team_actors(r->node->actors, r->req->team_id),
+             node_actors_team_turns(r->node->actors, r->req->team_id), r->worktrees);
     node_buf_t out;
     node_buf_init(&out);
     node_buf_str(&out, head);
+    node_buf_json_str(&out, r->node->cfg->id);
+    node_buf_str(&out, usage);
     node_buf_str(&out, r->body.data ? r->body.data : "{}");
     node_buf_str(&out, "}");
     node_reply(r->node, &r->req, out.oom ? 503 : 200, out.oom ? "{}" : out.data, 0);
@@ -248,13 +267,13 @@ void node_op_status(node_t *node, node_req_t *req)
         s_uuid_t team;
         util_uuid_format(req->team_id, team);
         const char *params[] = {team};
-        s_submit(r, NODE_Q_STATUS, 1, params, s_on_rows);
+        s_submit(r, NODE_Q_STATUS, 1, params, s_on_status);
     }
 }
 
 void node_op_conv_get(node_t *node, node_req_t *req)
 {
-    node_actor_warm(node, req->team_id, req->conv_id);
+    node_actor_warm(node, req->team_id, req->conv_id, req->lim_actors);
     s_read_t *r = s_read_new(node, req, READ_ONE);
     if (r) {
         r->render = node_render_conv_row;
@@ -344,7 +363,7 @@ s_list_num(node_t *node, node_req_t *req, const char *key, const char *stmt, boo
     r->render = msgs ? node_render_msg_row : node_render_evt_row;
     r->cursor_col = msgs ? NODE_MSG_COL_SEQ : NODE_EVT_COL_ID;
     if (by_conv) {
-        node_actor_warm(node, req->team_id, req->conv_id);
+        node_actor_warm(node, req->team_id, req->conv_id, req->lim_actors);
     }
     s_uuid_t conv, team;
     char a[24], lim[24];

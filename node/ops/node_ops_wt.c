@@ -280,6 +280,9 @@ static const struct {
          "e") "::text"},
     {NODE_Q_WT_LOCK, 1, "SELECT pg_try_advisory_lock($1::bigint)"},
     {NODE_Q_WT_UNLOCK, 1, "SELECT pg_advisory_unlock($1::bigint)"},
+    /* A team's active worktrees, read under the repository lock (its limit, issue 12). */
+    {NODE_Q_WT_COUNT, 1,
+     "SELECT count(*) FROM worktrees WHERE team_id = $1::uuid AND removed_at IS NULL"},
 };
 
 int node_wt_sql_prepare(db_conn_t *db)

@@ -14,6 +14,8 @@
 #include "node/agent/agent_worktree.h"
 #include "node/ops/node_ops.h"
 
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -365,13 +367,22 @@ static void s_on_lock_row(void *arg, db_status_t status, const db_result_t *res)
 typedef struct {
     node_agents_t *ag; /* owner */
     bool got;          /* lock acquired */
+    long long count;   /* create: the team's active worktrees (-1 unknown) */
 } s_lock_t;
+
+static void s_on_count_row(void *arg, db_status_t status, const db_result_t *res)
+{
+    s_lock_t *l = arg;
+    const char *v = status == DB_OK ? db_result_value(res, 0, 0) : NULL;
+    l->count = v ? node_parse_ll(v, -1, 0, LLONG_MAX) : -1;
+}
 
 static void s_on_lock(void *arg, db_status_t status, const char *error, const char *sqlstate)
 {
     s_lock_t *l = arg;
     node_agents_t *ag = l->ag;
     bool got = l->got;
+    long long count = l->count;
     free(l);
     node_wtq_t *q = ag->node->closing ? NULL : ag->wtq;
     s_op_t *op = q ? q->head : NULL;
@@ -387,6 +398,16 @@ static void s_on_lock(void *arg, db_status_t status, const char *error, const ch
         return;
     }
     q->lock_held = true;
+    /* Every create in the cluster holds the lock until its row is stored: the count is
+       exact, and a create past the team's limit runs no git at all. */
+    if (op->kind == OP_CREATE && (count < 0 || count >= (long long)op->req->lim_worktrees)) {
+        char why[128];
+        snprintf(why, sizeof why, "this team has %lld active worktrees (its limit): remove one",
+                 count);
+        s_fail(ag, count < 0 ? 503 : 409, count < 0 ? "unavailable" : "conflict",
+               count < 0 ? "database unavailable" : why);
+        return;
+    }
     op->stage = ST_GIT;
     if (agent_pool_submit(ag->pool, s_git_work, s_git_done, op) < 0) {
         op->stage = ST_LOCKING;
@@ -407,7 +428,13 @@ static void s_try_lock(node_agents_t *ag)
     const char *params[] = {key};
     s_lock_t *l = calloc(1, sizeof *l);
     db_batch_t *b = l && !node->closing ? db_batch_new(node->db, false) : NULL;
-    if (!b || db_batch_add(b, NODE_Q_WT_LOCK, NULL, 1, params, s_on_lock_row, &l->got) < 0) {
+    const char *team[] = {op->team};
+    if (l) {
+        l->count = -1;
+    }
+    if (!b || db_batch_add(b, NODE_Q_WT_LOCK, NULL, 1, params, s_on_lock_row, &l->got) < 0 ||
+        (op->kind == OP_CREATE &&
+         db_batch_add(b, NODE_Q_WT_COUNT, NULL, 1, team, s_on_count_row, l) < 0)) {
         db_batch_destroy(&b);
         free(l);
         s_fail(ag, 503, "unavailable", "database unavailable");

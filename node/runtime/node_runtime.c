@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,6 +174,17 @@ void node_actor_deliver(node_t *node, node_req_t *req)
             node_reply_busy(node, &req, "too many active conversations");
             return;
         }
+        /* The team's own bound (issue 12): its other conversations stay served. */
+        uint32_t team_actors = node_actors_team_actors(node->actors, req->team_id);
+        if (team_actors >= req->lim_actors) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "this team has %u active conversations on this node (its limit); idle ones "
+                     "are passivated after --actor-idle-s",
+                     team_actors);
+            node_reply_error(node, &req, 429, "rate_limited", why);
+            return;
+        }
         a = node_actors_add(node->actors, req->conv_id, req->team_id, now);
         if (!a || node_mbox_push(a, req, (size_t)node->cfg->mailbox_max) < 0) {
             node_reply_busy(node, &req, "out of memory");
@@ -200,10 +212,11 @@ void node_actor_deliver(node_t *node, node_req_t *req)
     node_actor_pump(node, a);
 }
 
-void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16])
+void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16], uint32_t max)
 {
     if (node->stopping || node->closing || node_actors_find(node->actors, conv) ||
-        node_actors_count(node->actors) >= (size_t)node->cfg->max_actors) {
+        node_actors_count(node->actors) >= (size_t)node->cfg->max_actors ||
+        node_actors_team_actors(node->actors, team) >= max) {
         return;
     }
     node_actor_t *a = node_actors_add(node->actors, conv, team, util_mono_ms());

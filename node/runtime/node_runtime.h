@@ -10,8 +10,9 @@
 /* Delivers a conversation-bound request to its actor (activating it). Takes req. */
 void node_actor_deliver(node_t *node, node_req_t *req);
 /* A conversation-bound read: activates the conversation's actor when none is
-   resident (so a conversation left mid-turn by a lost node is recovered). */
-void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16]);
+   resident (so a conversation left mid-turn by a lost node is recovered), unless the
+   team already has max resident actors here. */
+void node_actor_warm(node_t *node, const uint8_t team[16], const uint8_t conv[16], uint32_t max);
 /* Processes what the actor can process now (mailbox, turn ends, turn starts). */
 void node_actor_pump(node_t *node, node_actor_t *actor);
 /* Forgets the actor's state and reloads it from Postgres (keeps the mailbox). */

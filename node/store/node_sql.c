@@ -237,8 +237,12 @@ static const s_stmt_t s_stmts[] = {
      "WITH t AS (SELECT a.id AS token_id, a.last_used_at, tm.id, tm.name FROM api_tokens a JOIN "
      "teams tm ON tm.id = a.team_id WHERE a.token_sha256 = $1::text AND a.revoked_at IS NULL), "
      "u AS (UPDATE api_tokens SET last_used_at = now() WHERE id IN (SELECT token_id FROM t WHERE "
-     "last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')) SELECT id, name "
-     "FROM t"},
+     "last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')) SELECT t.id, t.name, "
+     /* The team's limits set with bickyctl (NULL = default; docs/bickyctl.md). */
+     "json_strip_nulls(json_build_object('rate', l.rate, 'burst', l.burst, 'actors', l.actors, "
+     "'streams', l.streams, 'turns', l.turns, 'worktrees', l.worktrees, 'strategies', "
+     "array_to_string(l.strategies, ',')))::text FROM t LEFT JOIN team_limits l ON l.team_id = "
+     "t.id"},
     /* ---- single activation (node_fence.c, docs/placement.md) ---- */
     /* Claim, step 0: whatever the claim would still wait for (an uncommitted insert of
        one of its rows by a stopped node) stops it after 200 ms (55P03 → retried, each
@@ -298,7 +302,8 @@ static const s_stmt_t s_stmts[] = {
     /* A (re)started node holds no actor: claims left under its id by an earlier run go. */
     {NODE_Q_OWN_CLEANUP, 1, "DELETE FROM conversation_owners WHERE node_id = $1::text"},
     {NODE_Q_STATUS, 1,
-     "SELECT coalesce(json_object_agg(status, n), '{}'::json)::text FROM (SELECT status, "
+     "SELECT coalesce(json_object_agg(status, n), '{}'::json)::text, (SELECT count(*) FROM "
+     "worktrees WHERE team_id = $1::uuid AND removed_at IS NULL) FROM (SELECT status, "
      "count(*) AS n FROM conversations WHERE team_id = $1::uuid GROUP BY status) s"},
 };
 

@@ -385,7 +385,7 @@ static void s_on_sweep_rows(void *arg, db_status_t status, const db_result_t *re
         if (util_uuid_parse(db_result_value(res, i, 0), conv) == 0 &&
             util_uuid_parse(db_result_value(res, i, 1), team) == 0 &&
             node_ring_owner(node, conv) == NODE_OWNER_SELF) {
-            node_actor_warm(node, team, conv);
+            node_actor_warm(node, team, conv, UINT32_MAX);
         }
     }
 }

@@ -58,6 +58,7 @@ void node_turns_free(node_turns_t *turns)
 
 void node_turns_release(node_t *node, node_actor_t *actor)
 {
+    node_actors_turn_mark(node->actors, actor, false);
     if (actor->turns) {
         node_sched_cancel(node->sched, actor);
         node_turns_free(actor->turns);
@@ -233,6 +234,7 @@ static void s_apply_end(node_t *node, node_actor_t *a, node_end_t how)
     free(t->reply);
     t->reply = NULL;
     t->running = false;
+    node_actors_turn_mark(node->actors, a, false);
     t->end_ready = NODE_END_NONE;
     if (how == NODE_END_FAILED) {
         /* Restart the strategy with back-off; the conversation stays usable. */
@@ -293,6 +295,7 @@ static void s_apply_start(node_t *node, node_actor_t *a, node_plan_t *p)
     t->start_ready = false;
     t->started_us = util_mono_us();
     a->turn_count++;
+    node_actors_turn_mark(node->actors, a, true); /* the team's running turns (issue 12) */
     node->agents->strategy->begin(node, a, p, content ? content : "");
     free(content);
 }

@@ -34,22 +34,50 @@ Test(gw_auth, positive_and_negative_ttl)
     s_key(2, b);
     uint8_t team[16], got[16];
     memset(team, 0xab, sizeof team);
-    cr_assert_eq(gw_auth_cache_get(c, a, 0, got), GW_AUTH_MISS);
-    gw_auth_cache_put(c, a, team, 1000);
-    gw_auth_cache_put(c, b, NULL, 1000);
-    cr_assert_eq(gw_auth_cache_get(c, a, 2000, got), GW_AUTH_ALLOW);
+    cr_assert_eq(gw_auth_cache_get(c, a, 0, got, NULL), GW_AUTH_MISS);
+    gw_auth_cache_put(c, a, team, NULL, 1000);
+    gw_auth_cache_put(c, b, NULL, NULL, 1000);
+    cr_assert_eq(gw_auth_cache_get(c, a, 2000, got, NULL), GW_AUTH_ALLOW);
     cr_assert_eq(memcmp(got, team, 16), 0);
-    cr_assert_eq(gw_auth_cache_get(c, b, 2000, got), GW_AUTH_DENY);
-    cr_assert_eq(gw_auth_cache_get(c, b, 5999, got), GW_AUTH_DENY);
-    cr_assert_eq(gw_auth_cache_get(c, b, 6000, got), GW_AUTH_MISS, "negative TTL 5 s");
-    cr_assert_eq(gw_auth_cache_get(c, a, 60999, got), GW_AUTH_ALLOW);
-    cr_assert_eq(gw_auth_cache_get(c, a, 61000, got), GW_AUTH_MISS, "positive TTL 60 s");
+    cr_assert_eq(gw_auth_cache_get(c, b, 2000, got, NULL), GW_AUTH_DENY);
+    cr_assert_eq(gw_auth_cache_get(c, b, 5999, got, NULL), GW_AUTH_DENY);
+    cr_assert_eq(gw_auth_cache_get(c, b, 6000, got, NULL), GW_AUTH_MISS, "negative TTL 5 s");
+    cr_assert_eq(gw_auth_cache_get(c, a, 60999, got, NULL), GW_AUTH_ALLOW);
+    cr_assert_eq(gw_auth_cache_get(c, a, 61000, got, NULL), GW_AUTH_MISS, "positive TTL 60 s");
     cr_assert_eq(gw_auth_cache_size(c), 0, "expired entries are dropped on lookup");
     /* A refused token that becomes valid is overwritten. */
-    gw_auth_cache_put(c, b, NULL, 0);
-    gw_auth_cache_put(c, b, team, 1);
-    cr_assert_eq(gw_auth_cache_get(c, b, 2, got), GW_AUTH_ALLOW);
+    gw_auth_cache_put(c, b, NULL, NULL, 0);
+    gw_auth_cache_put(c, b, team, NULL, 1);
+    cr_assert_eq(gw_auth_cache_get(c, b, 2, got, NULL), GW_AUTH_ALLOW);
     cr_assert_eq(gw_auth_cache_size(c), 1);
+    gw_auth_cache_destroy(&c);
+}
+
+Test(gw_auth, keeps_the_team_limits_of_the_answer)
+{
+    gw_auth_cache_t *c = gw_auth_cache_new(16, 60000, 5000);
+    char a[65], b[65];
+    s_key(1, a);
+    s_key(2, b);
+    uint8_t team[16], got[16];
+    memset(team, 0xcd, sizeof team);
+    limits_t set, out, def;
+    limits_defaults(&set);
+    limits_defaults(&def);
+    set.turns = 3;
+    snprintf(set.strategies, sizeof set.strategies, "echo");
+    gw_auth_cache_put(c, a, team, &set, 0);
+    gw_auth_cache_put(c, b, team, NULL, 0);
+    cr_assert_eq(gw_auth_cache_get(c, a, 1, got, &out), GW_AUTH_ALLOW);
+    cr_assert_eq(out.turns, 3);
+    cr_assert_str_eq(out.strategies, "echo");
+    cr_assert_eq(gw_auth_cache_get(c, b, 1, got, &out), GW_AUTH_ALLOW);
+    cr_assert_eq(memcmp(&out, &def, sizeof out), 0, "no limits given: the defaults");
+    /* A later answer (the cache entry expired and was asked again) replaces them. */
+    set.turns = 4;
+    gw_auth_cache_put(c, a, team, &set, 2);
+    cr_assert_eq(gw_auth_cache_get(c, a, 3, got, &out), GW_AUTH_ALLOW);
+    cr_assert_eq(out.turns, 4);
     gw_auth_cache_destroy(&c);
 }
 
@@ -60,14 +88,14 @@ Test(gw_auth, capacity_is_a_hard_bound)
     char k[65];
     for (int i = 0; i < 1000; i++) {
         s_key(i, k);
-        gw_auth_cache_put(c, k, team, i);
+        gw_auth_cache_put(c, k, team, NULL, i);
         cr_assert_leq(gw_auth_cache_size(c), 64);
     }
     cr_assert_eq(gw_auth_cache_size(c), 64);
     /* The newest entries are there. */
     uint8_t got[16];
     s_key(999, k);
-    cr_assert_eq(gw_auth_cache_get(c, k, 1000, got), GW_AUTH_ALLOW);
+    cr_assert_eq(gw_auth_cache_get(c, k, 1000, got, NULL), GW_AUTH_ALLOW);
     gw_auth_cache_destroy(&c);
 }
 
@@ -77,12 +105,12 @@ Test(gw_auth, clock_keeps_recently_used_entries)
     uint8_t team[16] = {2}, got[16];
     char k[65], hot[65];
     s_key(0, hot);
-    gw_auth_cache_put(c, hot, team, 0);
+    gw_auth_cache_put(c, hot, team, NULL, 0);
     for (int i = 1; i < 200; i++) {
         /* The hot token is used between every insertion. */
-        cr_assert_eq(gw_auth_cache_get(c, hot, i, got), GW_AUTH_ALLOW, "evicted at %d", i);
+        cr_assert_eq(gw_auth_cache_get(c, hot, i, got, NULL), GW_AUTH_ALLOW, "evicted at %d", i);
         s_key(i, k);
-        gw_auth_cache_put(c, k, team, i);
+        gw_auth_cache_put(c, k, team, NULL, i);
     }
     gw_auth_cache_destroy(&c);
 }
@@ -94,13 +122,13 @@ Test(gw_auth, expired_entries_are_evicted_first)
     char k[65];
     for (int i = 0; i < 4; i++) {
         s_key(i, k);
-        gw_auth_cache_put(c, k, team, 0);
-        cr_assert_eq(gw_auth_cache_get(c, k, 1, got), GW_AUTH_ALLOW);
+        gw_auth_cache_put(c, k, team, NULL, 0);
+        cr_assert_eq(gw_auth_cache_get(c, k, 1, got, NULL), GW_AUTH_ALLOW);
     }
     s_key(10, k);
-    gw_auth_cache_put(c, k, team, 500);
+    gw_auth_cache_put(c, k, team, NULL, 500);
     cr_assert_eq(gw_auth_cache_size(c), 4);
-    cr_assert_eq(gw_auth_cache_get(c, k, 501, got), GW_AUTH_ALLOW);
+    cr_assert_eq(gw_auth_cache_get(c, k, 501, got, NULL), GW_AUTH_ALLOW);
     gw_auth_cache_destroy(&c);
 }
 
@@ -111,7 +139,7 @@ static void s_fill(gw_auth_cache_t *c, int n)
     for (int i = 0; i < n; i++) {
         char k[65];
         s_key(i, k);
-        gw_auth_cache_put(c, k, team, 0);
+        gw_auth_cache_put(c, k, team, NULL, 0);
     }
 }
 
@@ -130,8 +158,8 @@ Test(gw_auth, a_revocation_evicts_its_token_and_a_gap_flushes_all)
     gw_auth_cache_revoked_seq(c, 4);
     cr_assert_eq(gw_auth_cache_size(c), 3, "the same counter again changes nothing");
     gw_auth_cache_revoked(c, k0, 5);
-    cr_assert_eq(gw_auth_cache_get(c, k0, 1, got), GW_AUTH_MISS, "the revoked token is gone");
-    cr_assert_eq(gw_auth_cache_get(c, k1, 1, got), GW_AUTH_ALLOW, "the others stay");
+    cr_assert_eq(gw_auth_cache_get(c, k0, 1, got, NULL), GW_AUTH_MISS, "the revoked token is gone");
+    cr_assert_eq(gw_auth_cache_get(c, k1, 1, got, NULL), GW_AUTH_ALLOW, "the others stay");
     gw_auth_cache_revoked_seq(c, 5);
     cr_assert_eq(gw_auth_cache_size(c), 2, "a ring with the announced counter keeps them");
     gw_auth_cache_revoked(c, k1, 7); /* 6 was missed */

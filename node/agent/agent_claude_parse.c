@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "node/agent/agent_claude_internal.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,10 +258,16 @@ int agent_claude_parse_line(
     return rc;
 }
 
+/* A count of the result line. A real outside long's range (1e300) reads as
+   0: converting it would be undefined behaviour (fuzz_claude_parse). */
 static long s_long(const json_t *obj, const char *key)
 {
     json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (long)json_integer_value(v) : (long)json_number_value(v);
+    if (json_is_integer(v)) {
+        return (long)json_integer_value(v);
+    }
+    double d = json_number_value(v);
+    return d >= (double)LONG_MIN && d < (double)LONG_MAX ? (long)d : 0;
 }
 
 void agent_claude_result_read(const json_t *r, int exit_status, agent_claude_result_t *res)

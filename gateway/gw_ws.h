@@ -77,6 +77,19 @@ void gw_phx_chan_start(gw_phx_chan_t *c);
 /* Cancels a page in flight and drops the held frames. */
 void gw_phx_chan_stop(gw_phx_chan_t *c);
 
+/* One Phoenix v2 message [join_ref, ref, topic, event, payload]. */
+typedef struct {
+    json_t *msg;       /* the parsed array: owns the rest (json_decref it when done) */
+    json_t *join_ref;  /* a string or null (borrowed) */
+    json_t *ref;       /* a string or null (borrowed) */
+    const char *topic; /* under 80 bytes (borrowed) */
+    const char *event; /* (borrowed) */
+    json_t *payload;   /* any JSON value (borrowed) */
+} gw_phx_msg_t;
+
+/* Decodes one text message (len bytes, any bytes). 0 with *out filled, or -1
+   when it is not a Phoenix v2 message (nothing to free). Pure (gw_phx.c). */
+int gw_phx_decode(const char *text, size_t len, gw_phx_msg_t *out);
 /* Protocol state of one socket; NULL on OOM. */
 gw_phx_t *gw_phx_new(gw_ws_t *ws);
 /* Leaves every topic, cancels calls in flight; nulls *self_p. */

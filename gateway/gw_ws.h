@@ -29,6 +29,19 @@ void gw_ws_hub_tick(gw_ws_hub_t *self, int64_t now_ms);
 /* Open sockets. */
 size_t gw_ws_hub_count(const gw_ws_hub_t *self);
 
+/* The request values a WebSocket handshake is judged on (NULL: absent). */
+typedef struct {
+    const char *upgrade;    /* Upgrade header */
+    const char *connection; /* Connection header */
+    const char *version;    /* Sec-WebSocket-Version header */
+    const char *key;        /* Sec-WebSocket-Key header */
+    const char *vsn;        /* ?vsn= query value */
+} gw_ws_handshake_t;
+
+/* 0 when h is a WebSocket upgrade the gateway takes (Upgrade lists websocket,
+   Connection lists upgrade, version 13, a key of 16 bytes in base64, vsn
+   absent or 2.0.0), else -1 with err (400 invalid_field). Pure, any thread. */
+int gw_ws_handshake_check(const gw_ws_handshake_t *h, gw_error_t *err);
 /* GET /socket/websocket: checks the upgrade request and answers 101 (the
    socket then joins the hub), or the JSON error. Runs after auth. */
 void gw_h_socket(gw_req_t *req);

@@ -41,14 +41,33 @@ int gw_error_enum(gw_error_t *err, const char *field, const char *const *values)
     return -1;
 }
 
+/* text as a JSON string. A message may not be valid UTF-8: jansson's
+   "near '...'" quotes the broken input and may cut it inside a character,
+   and a copied field name or a message cut by its buffer can end inside
+   one; then its non-ASCII bytes become '?', so that the error still has a
+   body (json_string refuses invalid UTF-8). */
+static json_t *s_json_text(const char *text)
+{
+    json_t *s = json_string(text);
+    if (s) {
+        return s;
+    }
+    char copy[sizeof((gw_error_t *)0)->message];
+    snprintf(copy, sizeof copy, "%s", text);
+    for (char *p = copy; *p; p++) {
+        *p = (unsigned char)*p >= 0x80 ? '?' : *p;
+    }
+    return json_string(copy);
+}
+
 char *gw_error_body(const gw_error_t *err)
 {
-    json_t *o = json_pack("{s:s, s:s}", "error", err->message, "code", err->code);
+    json_t *o = json_pack("{s:o, s:s}", "error", s_json_text(err->message), "code", err->code);
     if (!o) {
         return NULL;
     }
     if (err->field[0]) {
-        json_object_set_new(o, "field", json_string(err->field));
+        json_object_set_new(o, "field", s_json_text(err->field));
     }
     if (err->line > 0) {
         json_object_set_new(o, "line", json_integer(err->line));

@@ -452,20 +452,34 @@ static void s_push(gw_phx_t *self,
     }
 }
 
-void gw_phx_on_text(gw_phx_t *self, const char *text, size_t len)
+int gw_phx_decode(const char *text, size_t len, gw_phx_msg_t *out)
 {
     json_error_t jerr;
-    json_t *msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    json_t *join_ref = NULL, *ref = NULL, *payload = NULL;
-    const char *topic = NULL, *event = NULL;
-    if (!msg || json_unpack(msg, "[oossO!]", &join_ref, &ref, &topic, &event, &payload) != 0 ||
-        !(json_is_string(join_ref) || json_is_null(join_ref)) ||
-        !(json_is_string(ref) || json_is_null(ref)) || strlen(topic) >= S_TOPIC_MAX) {
-        json_decref(msg);
+    memset(out, 0, sizeof *out);
+    out->msg = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!out->msg ||
+        json_unpack(out->msg, "[oosso!]", &out->join_ref, &out->ref, &out->topic, &out->event,
+                    &out->payload) != 0 ||
+        !(json_is_string(out->join_ref) || json_is_null(out->join_ref)) ||
+        !(json_is_string(out->ref) || json_is_null(out->ref)) ||
+        strlen(out->topic) >= S_TOPIC_MAX) {
+        json_decref(out->msg);
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    return 0;
+}
+
+void gw_phx_on_text(gw_phx_t *self, const char *text, size_t len)
+{
+    gw_phx_msg_t m;
+    if (gw_phx_decode(text, len, &m) < 0) {
         gw_ws_close(self->ws, 1007,
                     "not a Phoenix v2 message: [join_ref, ref, topic, event, payload]");
         return;
     }
+    json_t *join_ref = m.join_ref, *ref = m.ref, *payload = m.payload;
+    const char *topic = m.topic, *event = m.event;
     /* Everything but heartbeats and leaves may wait for a node. */
     bool calls_node = strcmp(topic, "phoenix") != 0 && strcmp(event, "phx_leave") != 0;
     if (calls_node && zlistx_size(self->calls) >= GW_WS_PENDING_MAX) {
@@ -484,6 +498,5 @@ void gw_phx_on_text(gw_phx_t *self, const char *text, size_t len)
     } else {
         s_push(self, join_ref, ref, topic, event, payload);
     }
-    json_decref(payload);
-    json_decref(msg);
+    json_decref(m.msg);
 }

@@ -48,7 +48,9 @@ static void s_panic(void *cls, const char *file, unsigned int line, const char *
     abort();
 }
 
-static void s_mhd_log(void *cls, const char *fmt, va_list ap)
+/* fmt is libmicrohttpd's printf format (the attribute tells clang's
+   -Wformat-nonliteral so; gcc does not warn). */
+__attribute__((format(printf, 2, 0))) static void s_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     char line[512];
     vsnprintf(line, sizeof line, fmt, ap);

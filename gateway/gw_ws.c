@@ -430,34 +430,38 @@ static bool s_has_token(const char *header, const char *token)
     return false;
 }
 
+int gw_ws_handshake_check(const gw_ws_handshake_t *h, gw_error_t *err)
+{
+    unsigned char raw[32];
+    const char *why = NULL;
+    if (!h->upgrade || !s_has_token(h->upgrade, "websocket") || !h->connection ||
+        !s_has_token(h->connection, "upgrade")) {
+        why = "a WebSocket handshake needs Upgrade: websocket";
+    } else if (!h->version || strcmp(h->version, "13") != 0) {
+        why = "Sec-WebSocket-Version must be 13";
+    } else if (!h->key || strlen(h->key) != 24 ||
+               EVP_DecodeBlock(raw, (const unsigned char *)h->key, 24) != 18) {
+        why = "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)";
+    } else if (h->vsn && strcmp(h->vsn, "2.0.0") != 0) {
+        why = "vsn must be 2.0.0 (Phoenix Channels v2)";
+    }
+    return why ? gw_error_set(err, 400, "invalid_field", NULL, "%s", why) : 0;
+}
+
 /* Checks the handshake headers; 0, or -1 with the error answered. */
 static int s_check_handshake(gw_req_t *req, const char **key)
 {
-    const char *upgrade = gw_req_header(req, "Upgrade");
-    const char *connection = gw_req_header(req, "Connection");
-    const char *version = gw_req_header(req, "Sec-WebSocket-Version");
-    *key = gw_req_header(req, "Sec-WebSocket-Key");
-    unsigned char raw[32];
-    if (!upgrade || !s_has_token(upgrade, "websocket") || !connection ||
-        !s_has_token(connection, "upgrade")) {
-        gw_req_fail(req, 400, "invalid_field", "a WebSocket handshake needs Upgrade: websocket");
+    gw_ws_handshake_t h = {.upgrade = gw_req_header(req, "Upgrade"),
+                           .connection = gw_req_header(req, "Connection"),
+                           .version = gw_req_header(req, "Sec-WebSocket-Version"),
+                           .key = gw_req_header(req, "Sec-WebSocket-Key"),
+                           .vsn = gw_req_query(req, "vsn")};
+    gw_error_t err;
+    if (gw_ws_handshake_check(&h, &err) < 0) {
+        gw_req_respond_error(req, &err);
         return -1;
     }
-    if (!version || strcmp(version, "13") != 0) {
-        gw_req_fail(req, 400, "invalid_field", "Sec-WebSocket-Version must be 13");
-        return -1;
-    }
-    if (!*key || strlen(*key) != 24 ||
-        EVP_DecodeBlock(raw, (const unsigned char *)*key, 24) != 18) {
-        gw_req_fail(req, 400, "invalid_field",
-                    "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)");
-        return -1;
-    }
-    const char *vsn = gw_req_query(req, "vsn");
-    if (vsn && strcmp(vsn, "2.0.0") != 0) {
-        gw_req_fail(req, 400, "invalid_field", "vsn must be 2.0.0 (Phoenix Channels v2)");
-        return -1;
-    }
+    *key = h.key;
     return 0;
 }
 

@@ -29,6 +29,19 @@ void gw_ws_hub_tick(gw_ws_hub_t *self, int64_t now_ms);
 /* Open sockets. */
 size_t gw_ws_hub_count(const gw_ws_hub_t *self);
 
+/* The request values a WebSocket handshake is judged on (NULL: absent). */
+typedef struct {
+    const char *upgrade;    /* Upgrade header */
+    const char *connection; /* Connection header */
+    const char *version;    /* Sec-WebSocket-Version header */
+    const char *key;        /* Sec-WebSocket-Key header */
+    const char *vsn;        /* ?vsn= query value */
+} gw_ws_handshake_t;
+
+/* 0 when h is a WebSocket upgrade the gateway takes (Upgrade lists websocket,
+   Connection lists upgrade, version 13, a key of 16 bytes in base64, vsn
+   absent or 2.0.0), else -1 with err (400 invalid_field). Pure, any thread. */
+int gw_ws_handshake_check(const gw_ws_handshake_t *h, gw_error_t *err);
 /* GET /socket/websocket: checks the upgrade request and answers 101 (the
    socket then joins the hub), or the JSON error. Runs after auth. */
 void gw_h_socket(gw_req_t *req);
@@ -80,6 +93,19 @@ void gw_phx_chan_start(gw_phx_chan_t *c);
 /* Cancels a page in flight and drops the held frames. */
 void gw_phx_chan_stop(gw_phx_chan_t *c);
 
+/* One Phoenix v2 message [join_ref, ref, topic, event, payload]. */
+typedef struct {
+    json_t *msg;       /* the parsed array: owns the rest (json_decref it when done) */
+    json_t *join_ref;  /* a string or null (borrowed) */
+    json_t *ref;       /* a string or null (borrowed) */
+    const char *topic; /* under 80 bytes (borrowed) */
+    const char *event; /* (borrowed) */
+    json_t *payload;   /* any JSON value (borrowed) */
+} gw_phx_msg_t;
+
+/* Decodes one text message (len bytes, any bytes). 0 with *out filled, or -1
+   when it is not a Phoenix v2 message (nothing to free). Pure (gw_phx.c). */
+int gw_phx_decode(const char *text, size_t len, gw_phx_msg_t *out);
 /* Protocol state of one socket; NULL on OOM. */
 gw_phx_t *gw_phx_new(gw_ws_t *ws);
 /* Leaves every topic, cancels calls in flight; nulls *self_p. */

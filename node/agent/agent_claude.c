@@ -122,40 +122,10 @@ void agent_claude_on_result(agent_claude_run_t *run, json_t *result)
     run->exit_by_ms = util_mono_ms() + AGENT_CLAUDE_EXIT_WAIT_MS;
 }
 
-static long s_long(const json_t *obj, const char *key)
-{
-    json_t *v = json_object_get(obj, key);
-    return json_is_integer(v) ? (long)json_integer_value(v) : (long)json_number_value(v);
-}
-
-static const char *s_str(const json_t *obj, const char *key)
-{
-    const char *v = json_string_value(json_object_get(obj, key));
-    return v ? v : "";
-}
-
 static void s_deliver_done(agent_claude_run_t *run)
 {
-    json_t *r = run->result;
-    json_t *usage = json_object_get(r, "usage");
-    json_t *denials = json_object_get(r, "permission_denials");
-    json_t *errors = json_object_get(r, "errors");
-    agent_claude_result_t res = {
-        .text = s_str(r, "result"),
-        .session_id = s_str(r, "session_id"),
-        .subtype = s_str(r, "subtype"),
-        .stop_reason = s_str(r, "stop_reason"),
-        .is_error = json_is_true(json_object_get(r, "is_error")),
-        .input_tokens = s_long(usage, "input_tokens"),
-        .output_tokens = s_long(usage, "output_tokens"),
-        .cache_read_tokens = s_long(usage, "cache_read_input_tokens"),
-        .cache_creation_tokens = s_long(usage, "cache_creation_input_tokens"),
-        .total_cost_usd = json_number_value(json_object_get(r, "total_cost_usd")),
-        .num_turns = s_long(r, "num_turns"),
-        .exit_status = run->exit_status,
-        .permission_denials = json_is_array(denials) ? denials : NULL,
-        .errors = json_is_array(errors) ? errors : NULL,
-    };
+    agent_claude_result_t res;
+    agent_claude_result_read(run->result, run->exit_status, &res);
     if (run->cb.on_done) {
         run->cb.on_done(run->arg, &res);
     }

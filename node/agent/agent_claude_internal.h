@@ -94,6 +94,9 @@ void agent_claude_io_err_tail(const agent_claude_run_t *run, char *out, size_t o
    a reason in err when the line is malformed (the caller fails the run). */
 int agent_claude_parse_line(
     agent_claude_run_t *run, const char *line, size_t len, char *err, size_t errlen);
+/* The result line r as on_done's struct (pointers borrowed from r, which
+   must outlive res). Numbers that are absent or not numbers read as 0. */
+void agent_claude_result_read(const json_t *r, int exit_status, agent_claude_result_t *res);
 
 /* agent_claude_procs.c */
 /* Remembers the CLI's live descendants (it runs tools in their own sessions). */

@@ -7,11 +7,13 @@
     error control_response); result → kept for on_done. Unknown line types
     are ignored (newer CLIs add some); a line that is not a JSON object with
     a string "type" is malformed. Every callback is skipped once the run is
-    finished (a callback may cancel it). Loop thread only. */
+    finished (a callback may cancel it). The result line becomes on_done's
+    struct here too (agent_claude_result_read). Loop thread only. */
 #define LOG_MODULE "agent_claude"
 #include "common/log.h"
 #include "node/agent/agent_claude_internal.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,4 +256,39 @@ int agent_claude_parse_line(
     int rc = s_dispatch(run, type, msg, err, errlen);
     json_decref(msg);
     return rc;
+}
+
+/* A count of the result line. A real outside long's range (1e300) reads as
+   0: converting it would be undefined behaviour (fuzz_claude_parse). */
+static long s_long(const json_t *obj, const char *key)
+{
+    json_t *v = json_object_get(obj, key);
+    if (json_is_integer(v)) {
+        return (long)json_integer_value(v);
+    }
+    double d = json_number_value(v);
+    return d >= (double)LONG_MIN && d < (double)LONG_MAX ? (long)d : 0;
+}
+
+void agent_claude_result_read(const json_t *r, int exit_status, agent_claude_result_t *res)
+{
+    json_t *usage = json_object_get(r, "usage");
+    json_t *denials = json_object_get(r, "permission_denials");
+    json_t *errors = json_object_get(r, "errors");
+    *res = (agent_claude_result_t){
+        .text = s_str(r, "result"),
+        .session_id = s_str(r, "session_id"),
+        .subtype = s_str(r, "subtype"),
+        .stop_reason = s_str(r, "stop_reason"),
+        .is_error = json_is_true(json_object_get(r, "is_error")),
+        .input_tokens = s_long(usage, "input_tokens"),
+        .output_tokens = s_long(usage, "output_tokens"),
+        .cache_read_tokens = s_long(usage, "cache_read_input_tokens"),
+        .cache_creation_tokens = s_long(usage, "cache_creation_input_tokens"),
+        .total_cost_usd = json_number_value(json_object_get(r, "total_cost_usd")),
+        .num_turns = s_long(r, "num_turns"),
+        .exit_status = exit_status,
+        .permission_denials = json_is_array(denials) ? denials : NULL,
+        .errors = json_is_array(errors) ? errors : NULL,
+    };
 }

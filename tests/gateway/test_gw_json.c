@@ -129,6 +129,28 @@ Test(gw_json, invalid_utf8_is_named)
     }
 }
 
+/* Found by tests/fuzz/fuzz_gw_json: jansson's message quotes the input near
+   the error and may cut it inside a UTF-8 character ("\\\xce" here); the
+   400 then had no body but "{}". Now the broken bytes become '?'. */
+Test(gw_json, error_quoting_a_cut_character_has_a_body)
+{
+    gw_error_t err;
+    const char *body = "{\"title\\\xce\xb5 x\": 1}";
+    cr_assert_null(gw_json_parse(body, strlen(body), &err));
+    char *text = gw_error_body(&err);
+    cr_assert_not_null(text, "%s", err.message);
+    json_t *o = json_loads(text, 0, NULL);
+    cr_assert_str_eq(json_string_value(json_object_get(o, "code")), "invalid_json");
+    cr_assert_not_null(strstr(json_string_value(json_object_get(o, "error")), "invalid escape"));
+    json_decref(o);
+    free(text);
+    gw_error_set(&err, 400, "invalid_field", "caf\xc3", "field caf\xc3 is cut");
+    text = gw_error_body(&err);
+    cr_assert_str_eq(text, "{\"error\":\"field caf? is cut\",\"code\":\"invalid_field\","
+                           "\"field\":\"caf?\"}");
+    free(text);
+}
+
 Test(gw_json, invalid_json_reports_position)
 {
     gw_error_t err;

@@ -19,7 +19,7 @@
 
 #define AGENT_RELAY_TOKEN_LEN   64                  /* hex characters of a run token */
 #define AGENT_RELAY_MAX_BODY    (32u * 1024 * 1024) /* default bound on a request body */
-#define AGENT_RELAY_MAX_CONN    64                  /* default connection limit */
+#define AGENT_RELAY_MAX_CONN    256                 /* default connection limit (a thread each) */
 #define AGENT_RELAY_IDLE_S      60 /* a connection that is not being forwarded may idle this long */
 #define AGENT_RELAY_CONNECT_S   30 /* bound on connecting to the upstream */
 #define AGENT_RELAY_DEFAULT_URL "https://api.anthropic.com" /* upstream when none is given */

@@ -35,8 +35,9 @@ typedef struct {
        NULL/"" = the bound ones, which then must not be wildcards (common/endpoint.h). */
     const char *advertise;
     const char *pub_advertise;
-    const char *exec_bin; /* bicky-exec (children die with the node); NULL = next to the node */
-    long db_deadline_ms;  /* Postgres connection lost when sent work hears nothing this long */
+    const char *exec_bin;  /* bicky-exec (children die with the node); NULL = next to the node */
+    long db_deadline_ms;   /* Postgres connection lost when sent work hears nothing this long */
+    long model_relay_port; /* the claude-code model relay's port on 127.0.0.1; 0 = kernel's */
 } node_cfg_t;
 
 typedef struct node_t node_t;

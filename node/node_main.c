@@ -63,6 +63,8 @@ static int s_parse(
          "serve GET /metrics (Prometheus) at HOST:PORT; default: not served"},
         {"--db-deadline-ms", "BICKY_DB_DEADLINE_MS", CFG_INT, &cfg->db_deadline_ms, 0, 3600000,
          "Postgres connection lost when sent work hears nothing this long (0 = never)"},
+        {"--model-relay-port", "BICKY_MODEL_RELAY_PORT", CFG_INT, &cfg->model_relay_port, 0, 65535,
+         "port of the model relay on 127.0.0.1 (claude-code strategies; 0 = a free one)"},
         {"--exec-bin", "BICKY_EXEC_BIN", CFG_STR, &cfg->exec_bin, 0, 0,
          "bicky-exec, through which children are started; default: next to bicky-node"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,

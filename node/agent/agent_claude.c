@@ -19,9 +19,19 @@
 
 #define S_DESTROY_WAIT_MS 5000 /* agent_claude_destroy: longest wait for a killed group */
 
+/* The run's model calls end with it: its relay token dies. */
+static void s_revoke(agent_claude_run_t *run)
+{
+    if (run->token[0]) {
+        agent_relay_revoke(run->owner->relay, run->token);
+        memset(run->token, 0, sizeof run->token);
+    }
+}
+
 static void s_run_free(agent_claude_run_t *run)
 {
     agent_claude_t *owner = run->owner;
+    s_revoke(run);
     if (run->prev) {
         run->prev->next = run->next;
     } else {
@@ -105,6 +115,7 @@ void agent_claude_fail(agent_claude_run_t *run, const char *reason)
     }
     LOG_N("claude run failed pid=%d reason=\"%s\"", (int)run->pid, reason);
     run->finished = true; /* output is read and dropped from now on */
+    s_revoke(run);
     s_terminate(run);
     s_mark_dead(run);
     if (run->cb.on_error) {
@@ -147,6 +158,7 @@ static void s_complete(agent_claude_run_t *run)
         return;
     }
     run->finished = true;
+    s_revoke(run);
     s_mark_dead(run);
     LOG_I("claude run done pid=%d status=%d", (int)run->pid, run->exit_status);
     s_deliver_done(run);
@@ -228,7 +240,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     return 0;
 }
 
-agent_claude_t *agent_claude_new(zloop_t *loop)
+agent_claude_t *agent_claude_new(zloop_t *loop, agent_relay_t *relay)
 {
     agent_claude_t *self = calloc(1, sizeof *self);
     if (!self) {
@@ -236,6 +248,7 @@ agent_claude_t *agent_claude_new(zloop_t *loop)
         return NULL;
     }
     self->loop = loop;
+    self->relay = relay;
     self->tick_id = zloop_timer(loop, AGENT_CLAUDE_TICK_MS, 0, s_on_tick, self);
     if (self->tick_id < 0) {
         LOG_E("cannot add the claude runner's timer");
@@ -272,6 +285,7 @@ void agent_claude_destroy(agent_claude_t **self_p)
     agent_claude_t *self = *self_p;
     for (agent_claude_run_t *run = self->runs; run; run = run->next) {
         run->finished = true;
+        s_revoke(run);
         if (!run->exited) {
             s_kill(run);
         }
@@ -309,6 +323,31 @@ static agent_claude_run_t *s_run_new(agent_claude_t *self, const agent_claude_pa
     return run;
 }
 
+/* The CLI gets the relay and a token of the run's own in p; the real URL
+   and key stay in params and in the relay. */
+static int s_relay_params(agent_claude_t *self,
+                          agent_claude_run_t *run,
+                          agent_claude_params_t *p,
+                          char *err,
+                          size_t errlen)
+{
+    if (!self->relay) {
+        if (p->api_key && *p->api_key) {
+            snprintf(err, errlen, "an API key needs the model relay (it never goes to the CLI)");
+            return -1;
+        }
+        return 0;
+    }
+    if (agent_relay_grant(self->relay, p->base_url, p->api_key, AGENT_RELAY_AUTH_X_API_KEY,
+                          run->token) < 0) {
+        snprintf(err, errlen, "cannot make a model relay token (bad base_url?)");
+        return -1;
+    }
+    p->base_url = agent_relay_url(self->relay);
+    p->api_key = run->token;
+    return 0;
+}
+
 agent_claude_run_t *agent_claude_start(agent_claude_t *self,
                                        const agent_claude_params_t *params,
                                        const agent_claude_callbacks_t *cb,
@@ -326,7 +365,9 @@ agent_claude_run_t *agent_claude_start(agent_claude_t *self,
         free(line);
         return NULL;
     }
-    if (agent_claude_spawn(run, params, err, errlen) < 0) {
+    agent_claude_params_t p = *params;
+    if (s_relay_params(self, run, &p, err, errlen) < 0 ||
+        agent_claude_spawn(run, &p, err, errlen) < 0) {
         run->exited = run->finished = true; /* nothing to reap */
         s_run_free(run);
         free(line);
@@ -389,6 +430,7 @@ void agent_claude_cancel(agent_claude_run_t **run_p)
     }
     LOG_I("claude run cancelled pid=%d", (int)run->pid);
     run->finished = true; /* output is read and dropped from now on */
+    s_revoke(run);
     if (!run->result) {
         s_terminate(run); /* with a result, the CLI is already on its way out */
     }

@@ -21,6 +21,7 @@
 #define BICKY_AGENT_CLAUDE_H
 
 #include "node/agent/agent_guard.h"
+#include "node/agent/agent_relay.h"
 #include <czmq.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -70,12 +71,13 @@ typedef struct {
     long timeout_s;                   /* Bicky's bound on the whole run; 0 = none */
     const char *resume_session_id;    /* --resume this session (a UUID) */
     const char *session_id;           /* --session-id for a new session (a UUID) */
-    const char *base_url;             /* ANTHROPIC_BASE_URL */
-    const char *api_key;              /* ANTHROPIC_API_KEY (never logged) */
+    const char *base_url;             /* the real model API (the relay's upstream) */
+    const char *api_key;              /* its key: stays in the relay, never in the CLI */
     const char *setting_sources;      /* --setting-sources (NULL: "user"; "" = not passed) */
     agent_claude_perm_channel_t permission_channel; /* stdio (default) or mcp */
     agent_claude_mcp_t mcp;                         /* channel mcp only */
-    const char *const *env; /* NULL-terminated extra "NAME=value" entries (override ours) */
+    const char *const *env; /* NULL-terminated extra "NAME=value" entries (override ours;
+                               ANTHROPIC_*, BICKY_* and DATABASE_URL are refused) */
     size_t max_line;        /* bound on one stdout line; 0 = AGENT_CLAUDE_MAX_LINE */
     const agent_guard_t
         *guard; /* start through bicky-exec (borrowed for the call); NULL = directly */
@@ -141,9 +143,13 @@ typedef struct {
 
 /* Creates a runner whose runs live on loop (borrowed: destroy the runner
    before the loop, after zloop_start has run once or from inside a loop
-   handler, since zloop defers timer cancellation until it runs). Returns
-   NULL (logged) on failure. */
-agent_claude_t *agent_claude_new(zloop_t *loop);
+   handler, since zloop defers timer cancellation until it runs). relay
+   (borrowed, must outlive the runner) carries every run's model calls: a run
+   gets a token of its own, which dies when the run ends, and the CLI sees
+   only the relay's URL and that token, never params.base_url or
+   params.api_key. Without a relay (NULL) the CLI talks to base_url directly
+   and a run with an api_key is refused. Returns NULL (logged) on failure. */
+agent_claude_t *agent_claude_new(zloop_t *loop, agent_relay_t *relay);
 
 /* Kills every process group still running (SIGKILL), reaps them (waits for
    killed processes; bounded), frees every run without calling back, and

@@ -20,29 +20,31 @@ typedef struct {
 
 struct agent_claude_t {
     zloop_t *loop;            /* borrowed */
+    agent_relay_t *relay;     /* borrowed; NULL = no relay */
     int tick_id;              /* the runner's timer, -1 when none */
     uint64_t gen;             /* tick count: a dead run is freed on a later tick */
     agent_claude_run_t *runs; /* every run not yet freed, newest first */
 };
 
 struct agent_claude_run_t {
-    agent_claude_t *owner;                /* the runner */
-    agent_claude_run_t *prev, *next;      /* in owner->runs */
-    agent_claude_callbacks_t cb;          /* copied at start */
-    void *arg;                            /* callback argument */
-    pid_t pid;                            /* the CLI, leader of its own process group */
-    int pidfd;                            /* readable at exit; -1 when closed or unavailable */
-    int in_fd, out_fd, err_fd;            /* our pipe ends; -1 when closed */
-    bool in_polled;                       /* a POLLOUT poller is registered for in_fd */
-    bool close_in_after_flush;            /* close stdin once the queue is written */
-    char *q;                              /* bytes waiting for stdin */
-    size_t q_len, q_off, q_cap;           /* queue length, written prefix, capacity */
-    char *line;                           /* stdout bytes not yet split into lines */
-    size_t line_len, line_cap;            /* their length and capacity */
-    size_t line_scan;                     /* bytes of line already searched for '\n' */
-    size_t max_line;                      /* bound on one line */
-    char err_tail[AGENT_CLAUDE_ERR_TAIL]; /* last stderr bytes (ring, not NUL-terminated) */
-    size_t err_total;                     /* stderr bytes seen */
+    agent_claude_t *owner;                 /* the runner */
+    agent_claude_run_t *prev, *next;       /* in owner->runs */
+    agent_claude_callbacks_t cb;           /* copied at start */
+    void *arg;                             /* callback argument */
+    char token[AGENT_RELAY_TOKEN_LEN + 1]; /* the run's relay token; "" once revoked */
+    pid_t pid;                             /* the CLI, leader of its own process group */
+    int pidfd;                             /* readable at exit; -1 when closed or unavailable */
+    int in_fd, out_fd, err_fd;             /* our pipe ends; -1 when closed */
+    bool in_polled;                        /* a POLLOUT poller is registered for in_fd */
+    bool close_in_after_flush;             /* close stdin once the queue is written */
+    char *q;                               /* bytes waiting for stdin */
+    size_t q_len, q_off, q_cap;            /* queue length, written prefix, capacity */
+    char *line;                            /* stdout bytes not yet split into lines */
+    size_t line_len, line_cap;             /* their length and capacity */
+    size_t line_scan;                      /* bytes of line already searched for '\n' */
+    size_t max_line;                       /* bound on one line */
+    char err_tail[AGENT_CLAUDE_ERR_TAIL];  /* last stderr bytes (ring, not NUL-terminated) */
+    size_t err_total;                      /* stderr bytes seen */
     json_t *pending;    /* request_id → tool input of open permission requests */
     json_t *result;     /* the result line, kept for on_done */
     bool init_seen;     /* on_init delivered */

@@ -1,7 +1,8 @@
 /*  agent_claude_spawn — the CLI's argv (an array, never a shell string), its
     environment (a short allow-list of the node's variables plus the offline
     settings; nothing else of the node's environment leaks into the CLI and
-    its tools), and posix_spawn in a new process group with pipes for
+    its tools: the model key stays in the node's relay, agent_relay.c), and
+    posix_spawn in a new process group with pipes for
     stdin/stdout/stderr. Loop thread only; nothing here blocks. */
 #define LOG_MODULE "agent_claude"
 #include "common/log.h"
@@ -22,13 +23,28 @@
 #define S_MAX_TOOL_NAME 128
 #define S_MAX_ARGS      96 /* argv entries of one CLI start, shim included */
 
-/* The node's variables a CLI may need (locale, proxies, CA bundles). */
+/* The node's variables a CLI may need (locale, CA bundles). No proxy: the CLI
+   talks to the node's model relay on loopback only, and a proxy URL may carry
+   credentials; the relay uses the node's proxy settings itself. */
 static const char *const s_passthrough[] = {
-    "PATH",        "LANG",       "LC_ALL",   "LC_CTYPE",      "TZ",           "TMPDIR",
-    "USER",        "LOGNAME",    "SHELL",    "HTTPS_PROXY",   "HTTP_PROXY",   "NO_PROXY",
-    "https_proxy", "http_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
+    "PATH", "LANG",    "LC_ALL", "LC_CTYPE",      "TZ",           "TMPDIR",
+    "USER", "LOGNAME", "SHELL",  "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS",
     NULL,
 };
+
+/* Names params.env may not set: the relay's URL and token (a strategy could
+   otherwise bypass the relay) and the node's secrets. */
+static bool s_env_reserved(const char *entry, size_t name_len)
+{
+    static const char *const prefixes[] = {"ANTHROPIC_", "BICKY_", "DATABASE_URL", NULL};
+    for (size_t i = 0; prefixes[i]; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (name_len >= n && strncmp(entry, prefixes[i], n) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
 
 /* Fixed settings: no traffic but the model API, no telemetry, few retries. */
 static const char *const s_offline[] = {
@@ -120,6 +136,9 @@ static bool s_env_name_ok(const char *entry)
     if (!eq || eq == entry) {
         return false;
     }
+    if (s_env_reserved(entry, (size_t)(eq - entry))) {
+        return false;
+    }
     for (const char *p = entry; p < eq; p++) {
         bool alpha = (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || *p == '_';
         if (!alpha && !(p > entry && *p >= '0' && *p <= '9')) {
@@ -152,7 +171,10 @@ static int s_build_env(const agent_claude_params_t *p, s_strv_t *env, char *err,
     }
     for (size_t i = 0; p->env && p->env[i]; i++) {
         if (!s_env_name_ok(p->env[i])) {
-            snprintf(err, errlen, "bad environment entry #%zu (expected NAME=value)", i);
+            snprintf(err, errlen,
+                     "bad environment entry #%zu (expected NAME=value, not ANTHROPIC_*, "
+                     "BICKY_* or DATABASE_URL)",
+                     i);
             return -1;
         }
         s_env_set(env, p->env[i]);

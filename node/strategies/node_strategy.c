@@ -81,6 +81,21 @@ static int s_guard(node_agents_t *self, const node_cfg_t *cfg)
     return agent_guard_sweep(&self->guard) < 0 ? -1 : 0;
 }
 
+/* The model relay, when some strategy runs the Claude Code CLI: the CLI gets
+   the relay's URL and a token per run, never a provider key. */
+static int s_relay(node_agents_t *self, const node_cfg_t *cfg)
+{
+    bool any = false;
+    for (size_t i = 0; i < cfg_file_count(self->cfg); i++) {
+        any |= cfg_file_at(self->cfg, i)->kind == CFG_STRATEGY_CLAUDE_CODE;
+    }
+    if (!any) {
+        return 0;
+    }
+    self->relay = agent_relay_new(&(agent_relay_cfg_t){.port = (int)cfg->model_relay_port});
+    return self->relay ? 0 : -1;
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     node_agents_t *self = arg;
@@ -130,10 +145,11 @@ node_agents_t *node_agents_new(node_t *node)
     }
     self->pool = agent_pool_new(node->loop, (int)workers, 256);
     self->http = agent_http_new(node->loop);
-    self->claude = agent_claude_new(node->loop);
+    int relay_rc = s_relay(self, node->cfg);
+    self->claude = agent_claude_new(node->loop, self->relay);
     node_claude_mcp_init(self);
     self->timer = zloop_timer(node->loop, NODE_AGENT_TICK_MS, 0, s_on_tick, self);
-    if (!self->pool || !self->http || !self->claude || self->timer < 0) {
+    if (!self->pool || !self->http || relay_rc < 0 || !self->claude || self->timer < 0) {
         node_agents_destroy(&self);
         return NULL;
     }
@@ -154,6 +170,7 @@ void node_agents_destroy(node_agents_t **self_p)
     }
     agent_http_destroy(&self->http);
     agent_claude_destroy(&self->claude);
+    agent_relay_destroy(&self->relay); /* after the runs whose tokens it holds */
     agent_pool_destroy(&self->pool);
     if (self->git_init) {
         agent_worktree_global_shutdown();

@@ -134,6 +134,7 @@ struct node_agents_t {
     struct node_wtq_t *wtq;             /* worktree operations (node_ops_wt.c) */
     bool git_init;                      /* agent_worktree_global_init was called */
     agent_claude_t *claude;             /* claude-code runs */
+    agent_relay_t *relay;               /* their model calls; NULL without a claude-code strategy */
     char mcp_bin[PATH_MAX];             /* bicky-mcp-permission (permission_channel = mcp) */
     agent_guard_t guard;                /* bicky-exec and the children's pid files */
 };

@@ -18,6 +18,7 @@
 static llm_fake_t s_fake;
 static bool s_fake_up;
 static zloop_t *s_loop;
+static agent_relay_t *s_relay;
 static agent_claude_t *s_cc;
 static cc_dirs_t s_dirs;
 static cc_rec_t s_rec;
@@ -28,7 +29,9 @@ static void s_setup(void)
     util_signals_install();
     cc_dirs_make(&s_dirs);
     s_loop = zloop_new();
-    s_cc = agent_claude_new(s_loop);
+    s_relay = agent_relay_new(NULL);
+    cr_assert_not_null(s_relay);
+    s_cc = agent_claude_new(s_loop, s_relay);
     cr_assert_not_null(s_cc);
     memset(&s_rec, 0, sizeof s_rec);
     s_rec.loop = s_loop;
@@ -38,6 +41,8 @@ static void s_teardown(void)
 {
     agent_claude_destroy(&s_cc);
     cr_assert_null(s_cc);
+    agent_relay_destroy(&s_relay);
+    cr_assert_null(s_relay);
     zloop_destroy(&s_loop);
     if (s_fake_up) {
         llm_fake_stop(&s_fake);
@@ -520,6 +525,8 @@ Test(agent_claude, destroy_kills_live_runs)
     int64_t t0 = util_mono_ms();
     agent_claude_destroy(&s_cc);
     cr_assert_null(s_cc);
+    agent_relay_destroy(&s_relay);
+    cr_assert_null(s_relay);
     cr_assert_lt(util_mono_ms() - t0, 1000);
     cr_assert_eq(kill(pid, 0), -1, "killed and reaped");
     cr_assert_not(s_rec.done || s_rec.failed, "no callbacks from destroy");

@@ -37,6 +37,13 @@
 #define GW_SSE_BLOCK       512          /* MHD content reader block (one per SSE response) */
 #define GW_SSE_BUF_START   2048         /* first allocation of a client's output buffer */
 
+/* The edge's limits (gw_accept.c, gw_conn.c, gw_auth.c, gw_sse.c): defaults of their flags. */
+#define GW_SSE_FRAME_MAX       (8L * 1024 * 1024) /* --sse-frame-max: one SSE frame at most */
+#define GW_MAX_CONNS_PER_IP    256                /* --max-connections-per-ip */
+#define GW_REQUEST_DEADLINE_MS 30000              /* --request-deadline-ms: head and body by then */
+#define GW_AUTH_FAIL_MAX       30                 /* --auth-fail-max: failures per address ... */
+#define GW_AUTH_FAIL_WINDOW_MS 60000 /* ... in this window (--auth-fail-window-ms), then 429 */
+
 typedef struct gw_server_t gw_server_t;
 typedef struct gw_req_t gw_req_t;
 typedef struct gw_sse_t gw_sse_t;
@@ -62,6 +69,11 @@ typedef struct {
     long registry_refresh_ms;            /* periodic RING_GET */
     long keepalive_ms;                   /* SSE comment interval (≤ 15000) */
     long sse_buffer;                     /* per-client SSE buffer bytes */
+    long sse_frame_max;                  /* one SSE frame at most; over it the client is closed */
+    long max_conns_per_ip;               /* open connections per client address (0 = any) */
+    long request_deadline_ms;            /* a request's head and body arrive within this */
+    long auth_fail_max;                  /* failed authentications per address and window */
+    long auth_fail_window_ms;            /* ... then 429 until the window ends (0 max = off) */
     long workers;                        /* worker processes sharing the port (1 = no fork) */
     long drain_ms;                       /* after SIGTERM: serve on, /ready 503, this long */
     bool reuse_port;                     /* bind with SO_REUSEPORT (set in workers) */
@@ -309,22 +321,26 @@ void gw_node_free(void **item);
 /* ---- SSE framing and buffer (gw_sse_buf.c, pure) ------------------------ */
 
 typedef struct {
-    char *data; /* bytes [off, off + len) are unsent */
-    size_t off; /* start of unsent bytes */
-    size_t len; /* unsent bytes */
-    size_t cap; /* allocated bytes */
-    size_t max; /* bound on len (a lone frame may exceed it in an empty buffer) */
+    char *data;       /* bytes [off, off + len) are unsent */
+    size_t off;       /* start of unsent bytes */
+    size_t len;       /* unsent bytes */
+    size_t cap;       /* allocated bytes */
+    size_t max;       /* bound on len (a lone frame may exceed it in an empty buffer) */
+    size_t frame_max; /* bound on one frame, even alone (--sse-frame-max) */
 } gw_sse_buf_t;
+
+#define GW_SSE_TOO_BIG (-2) /* gw_sse_buf_append: one frame over frame_max */
 
 /* Formats one SSE frame: "id: N\n" (when id > 0), "event: T\n", "data: D\n\n";
    raw CR/LF in data (JSON whitespace) become spaces. Caller frees. */
 char *gw_sse_frame(uint64_t id, const char *type, const char *data, size_t *len);
 /* The keep-alive comment frame (static). */
 const char *gw_sse_keepalive(size_t *len);
-void gw_sse_buf_init(gw_sse_buf_t *buf, size_t max);
+void gw_sse_buf_init(gw_sse_buf_t *buf, size_t max, size_t frame_max);
 void gw_sse_buf_free(gw_sse_buf_t *buf);
 /* Appends len bytes; -1 (nothing appended) when that would pass max, except
-   into an empty buffer. */
+   into an empty buffer; GW_SSE_TOO_BIG (nothing appended, nothing grown)
+   when len alone is over frame_max. */
 int gw_sse_buf_append(gw_sse_buf_t *buf, const char *data, size_t len);
 /* Moves up to max bytes into dst; returns the count. A drained buffer is freed. */
 size_t gw_sse_buf_read(gw_sse_buf_t *buf, char *dst, size_t max);
@@ -357,52 +373,13 @@ void gw_sse_close_all(gw_server_t *srv);
 /* Destroys a client that never got a response (its req is going away). */
 void gw_sse_destroy(gw_sse_t **self_p);
 
-/* ---- request heads (gw_head.c, pure) and the door (gw_accept.c) --------- */
-
-#define GW_HEAD_MAX_TARGET 2048 /* request target bytes (as sent) → else 414 */
-#define GW_HEAD_MAX        3584 /* request line and header lines, bytes → else 431 */
-/* Bytes of the head plus 64 per header field and query argument (and a
-   Cookie's copy): what libmicrohttpd's 4 KiB pool must hold besides the
-   answer's headers (S_MHD_MEMORY in gw_server.c) → else 431. */
-#define GW_HEAD_BUDGET 3840
-
-typedef enum {
-    GW_HEAD_MORE = 0,     /* incomplete, within the limits so far */
-    GW_HEAD_OK,           /* complete and within the limits */
-    GW_HEAD_URI_TOO_LONG, /* 414 */
-    GW_HEAD_TOO_LARGE,    /* 431 */
-} gw_head_verdict_t;
-
-/* Judges the first len bytes a client sent on a connection (the start of a
-   request head) against the limits above. Pure. */
-gw_head_verdict_t gw_head_scan(const char *buf, size_t len);
-
-typedef struct gw_accept_t gw_accept_t;
-
-/* Listens on cfg's address (SO_REUSEPORT with cfg->reuse_port), accepts
-   connections and peeks at each request head (gw_head_scan) before handing
-   the connection to libmicrohttpd (MHD_add_connection); a head over the
-   limits gets the JSON 414/431 here. Registers its sockets with srv's loop.
-   NULL (logged) on failure. */
-gw_accept_t *gw_accept_new(gw_server_t *srv);
-/* Closes the listener and every connection still in the head stage; nulls
- *self_p. */
-void gw_accept_destroy(gw_accept_t **self_p);
-/* The bound port. */
-uint16_t gw_accept_port(const gw_accept_t *self);
-/* Stops accepting (shutdown): closes the listener, closes connections
-   still waiting for their head. */
-void gw_accept_quiesce(gw_accept_t *self);
-/* Closes connections whose head takes longer than the idle timeout, and
-   refused ones still sending after 5 s. */
-void gw_accept_tick(gw_accept_t *self, int64_t now_ms);
-/* Connections in the head stage that libmicrohttpd does not count. */
-size_t gw_accept_pending(const gw_accept_t *self);
+#include "gateway/gw_edge.h" /* request heads, the door, the per-IP table */
 
 /* ---- HTTP requests (gw_http.c) ------------------------------------------ */
 
 typedef enum {
     GW_REQ_RECEIVING, /* headers and body arriving */
+    GW_REQ_AUTH,      /* the token is being checked, before any body is read (suspended) */
     GW_REQ_RUNNING,   /* handler started; waiting for a node (suspended) */
     GW_REQ_READY,     /* a response is prepared and will be queued */
     GW_REQ_DONE,      /* response queued */
@@ -425,6 +402,11 @@ struct gw_req_t {
     bool suspended;                           /* MHD connection suspended by us */
     gw_req_state_t state;                     /* lifecycle */
     bool has_team;                            /* authenticated */
+    bool authed;                              /* the token was checked on the head */
+    bool head_again;                          /* suspended in the head call: MHD repeats it */
+    char ip[GW_IP_KEY_MAX];                   /* client address (gw_iptab_key) */
+    int64_t recv_deadline_ms;                 /* head and body complete by then (mono) */
+    bool cut;                                 /* shut down at the deadline (gw_conn.c) */
     uint8_t team_id[16];                      /* caller's team */
     uint8_t conv_id[16];                      /* conversation of the route, when any */
     char token_sha[65];                       /* SHA-256 hex of the bearer token */
@@ -559,11 +541,13 @@ struct gw_server_t {
     gw_metrics_t *metrics;       /* counters */
     gw_auth_cache_t *auth;       /* token cache */
     gw_limits_t *limits;         /* per-team buckets and open streams */
+    gw_iptab_t *iptab;           /* per-IP connections and failed authentications */
     gw_registry_t *registry;     /* registry link */
     gw_upstream_t *upstream;     /* nodes, ring, calls */
     gw_fanout_t *fanout;         /* event SUB and topics */
     zlistx_t *reqs;              /* live gw_req_t (not owned) */
     zlistx_t *sse;               /* live gw_sse_t (not owned) */
+    zlistx_t *conns;             /* libmicrohttpd's connections (gw_conn.c; not owned) */
     uint16_t http_port;          /* bound port */
     struct MHD_Response *health; /* the GET /health answer, built once and reused */
     int64_t sse_sweep_ms;        /* next SSE keep-alive sweep (mono) */

@@ -44,6 +44,7 @@ typedef struct {
     socklen_t addr_len;           /* its length */
     int64_t deadline_ms;          /* give up at (mono) */
     size_t drained;               /* bytes dropped while draining */
+    char ip[GW_IP_KEY_MAX];       /* peer address, counted in the per-IP table */
     void *handle;                 /* position in acc->waiting or acc->draining */
 } s_pend_t;
 
@@ -147,6 +148,8 @@ static void s_forget(s_pend_t *p, bool close_fd)
     gw_accept_t *self = p->acc;
     epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, p->fd, NULL);
     zlistx_delete(p->state == S_DRAIN ? self->draining : self->waiting, p->handle);
+    /* Handed over, the connection is counted again by gw_conn_notify. */
+    gw_iptab_close(self->srv->iptab, p->ip);
     if (close_fd) {
         close(p->fd);
     }
@@ -204,21 +207,9 @@ size_t gw_accept_pending(const gw_accept_t *self)
 
 /* ---- refusing a head ---------------------------------------------------------- */
 
-/* Writes the JSON error of verdict v (414 or 431) on p's socket, with
-   Connection: close; the socket's buffer is empty, so one send takes it. */
-static void s_send_refusal(s_pend_t *p, gw_head_verdict_t v)
+void gw_edge_send_error(int fd, const gw_error_t *err, const char *reason)
 {
-    gw_error_t err;
-    if (v == GW_HEAD_URI_TOO_LONG) {
-        gw_error_set(&err, 414, "uri_too_long", NULL, "the request target is longer than %d bytes",
-                     GW_HEAD_MAX_TARGET);
-    } else {
-        gw_error_set(&err, 431, "headers_too_large", NULL,
-                     "the request line and headers are larger than %d bytes (each header field "
-                     "and query argument counts 64 bytes more, up to %d)",
-                     GW_HEAD_MAX, GW_HEAD_BUDGET);
-    }
-    char *body = gw_error_body(&err);
+    char *body = gw_error_body(err);
     char date[64];
     time_t now = time(NULL);
     struct tm tm;
@@ -227,16 +218,38 @@ static void s_send_refusal(s_pend_t *p, gw_head_verdict_t v)
     int n = snprintf(out, sizeof out,
                      "HTTP/1.1 %d %s\r\nDate: %s\r\nConnection: close\r\n"
                      "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-                     err.status,
-                     v == GW_HEAD_URI_TOO_LONG ? "URI Too Long" : "Request Header Fields Too Large",
-                     date, body ? strlen(body) : 2, body ? body : "{}");
+                     err->status, reason, date, body ? strlen(body) : 2, body ? body : "{}");
     free(body);
     if (n > 0 && (size_t)n < sizeof out &&
-        send(p->fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
-        LOG_I("refusal not sent whole fd=%d", p->fd);
+        send(fd, out, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) != n) {
+        LOG_I("error answer not sent whole fd=%d status=%d", fd, err->status);
     }
+}
+
+/* Writes the JSON error of verdict v (414, 431 or 408) on p's socket, with
+   Connection: close; the socket's buffer is empty, so one send takes it. */
+static void s_send_refusal(s_pend_t *p, gw_head_verdict_t v)
+{
+    gw_error_t err;
+    const char *reason = "Request Header Fields Too Large";
+    if (v == GW_HEAD_URI_TOO_LONG) {
+        reason = "URI Too Long";
+        gw_error_set(&err, 414, "uri_too_long", NULL, "the request target is longer than %d bytes",
+                     GW_HEAD_MAX_TARGET);
+    } else if (v == GW_HEAD_LATE) {
+        reason = "Request Timeout";
+        gw_error_set(&err, 408, "request_timeout", NULL,
+                     "the request did not arrive within %ld ms (--request-deadline-ms)",
+                     p->acc->srv->cfg->request_deadline_ms);
+    } else {
+        gw_error_set(&err, 431, "headers_too_large", NULL,
+                     "the request line and headers are larger than %d bytes (each header field "
+                     "and query argument counts 64 bytes more, up to %d)",
+                     GW_HEAD_MAX, GW_HEAD_BUDGET);
+    }
+    gw_edge_send_error(p->fd, &err, reason);
     gw_metrics_http(p->acc->srv->metrics, NULL, err.status);
-    LOG_I("head refused status=%d", err.status);
+    LOG_I("head refused status=%d ip=%s", err.status, p->ip);
 }
 
 /* Reads and drops what the refused client still sends; closes at its end,
@@ -323,8 +336,20 @@ static void
 s_accept_one(gw_accept_t *self, int fd, const struct sockaddr_storage *addr, socklen_t len)
 {
     s_pend_t *p = calloc(1, sizeof *p);
-    if (!p || s_open(self) >= (size_t)self->srv->cfg->max_connections) {
+    const gw_config_t *cfg = self->srv->cfg;
+    if (!p || s_open(self) >= (size_t)cfg->max_connections) {
         LOG_I("connection refused: %s", p ? "at --max-connections" : "out of memory");
+        free(p);
+        close(fd);
+        return;
+    }
+    gw_iptab_key((const struct sockaddr *)addr, p->ip);
+    if (gw_iptab_open(self->srv->iptab, p->ip, cfg->max_conns_per_ip, util_mono_ms()) < 0) {
+        /* Closed before a byte is read: a flood from one address costs one
+           accept each and holds nothing. */
+        LOG_I("connection refused: ip=%s at --max-connections-per-ip %ld", p->ip,
+              cfg->max_conns_per_ip);
+        gw_metrics_http(self->srv->metrics, NULL, 429);
         free(p);
         close(fd);
         return;
@@ -334,7 +359,7 @@ s_accept_one(gw_accept_t *self, int fd, const struct sockaddr_storage *addr, soc
     p->state = S_WAITING;
     p->addr = *addr;
     p->addr_len = len;
-    p->deadline_ms = util_mono_ms() + self->srv->cfg->conn_timeout_s * 1000;
+    p->deadline_ms = util_mono_ms() + cfg->request_deadline_ms;
     p->handle = zlistx_add_end(self->waiting, p);
     /* Edge-triggered: a peek leaves the bytes in the socket, so only new
        bytes (or the peer's close) wake us again. */
@@ -344,6 +369,7 @@ s_accept_one(gw_accept_t *self, int fd, const struct sockaddr_storage *addr, soc
         if (p->handle) {
             zlistx_delete(self->waiting, p->handle);
         }
+        gw_iptab_close(self->srv->iptab, p->ip);
         free(p);
         close(fd);
         return;
@@ -390,8 +416,9 @@ void gw_accept_tick(gw_accept_t *self, int64_t now_ms)
 {
     s_pend_t *p;
     while ((p = zlistx_first(self->waiting)) && p->deadline_ms <= now_ms) {
-        LOG_I("no complete request head within %lds: closed", self->srv->cfg->conn_timeout_s);
-        s_forget(p, true);
+        /* A head trickled byte by byte (slowloris) ends here, whatever the
+           idle timeout: 408, then the rest is drained and dropped. */
+        s_refuse(p, GW_HEAD_LATE);
     }
     while ((p = zlistx_first(self->draining)) && p->deadline_ms <= now_ms) {
         s_forget(p, true);

@@ -1,6 +1,8 @@
 /*  gw_auth — bearer-token authentication: a bounded cache token-SHA-256 →
     team (clock eviction, positive and negative TTLs) and the check that asks
-    a node (`auth` op) on a miss. Loop thread only. */
+    a node (`auth` op) on a miss. Failed checks are counted per client
+    address (gw_iptab): past --auth-fail-max in a window the address gets 429
+    without a node being asked. Loop thread only. */
 #define LOG_MODULE "gw_auth"
 #include "gateway/gateway_internal.h"
 #include "gateway/gw_legacy.h"
@@ -249,13 +251,38 @@ static const char *s_query_token(const char *value, size_t *len)
     return value;
 }
 
+/* A failed authentication: counted against the client's address, then 401. */
+static void s_failed(gw_req_t *req, const char *why)
+{
+    gw_iptab_fail(req->srv->iptab, req->ip, util_mono_ms());
+    s_unauthorized(req, why);
+}
+
+/* 429 when the client's address failed too often in its window: answered
+   from the table, without asking a node. True when answered. */
+static bool s_blocked(gw_req_t *req)
+{
+    int64_t ms = gw_iptab_blocked_ms(req->srv->iptab, req->ip, util_mono_ms());
+    if (ms <= 0) {
+        return false;
+    }
+    gw_error_t err;
+    gw_error_set(&err, 429, "rate_limited", NULL,
+                 "too many failed authentications from this address; retry later");
+    err.retry_after = (unsigned)((ms + 999) / 1000);
+    LOG_I("authentication refused ip=%s: too many failures, retry_after=%u", req->ip,
+          err.retry_after);
+    gw_req_respond_error(req, &err);
+    return true;
+}
+
 static void s_auth_reply(void *owner, const gw_reply_t *reply)
 {
     gw_req_t *req = owner;
     int64_t now = util_mono_ms();
     if (reply->status == 401 || reply->status == 403 || reply->status == 404) {
         gw_auth_cache_put(req->srv->auth, req->token_sha, NULL, NULL, now);
-        s_unauthorized(req, "invalid or revoked token");
+        s_failed(req, "invalid or revoked token");
         return;
     }
     if (reply->status != 200) {
@@ -292,24 +319,31 @@ void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
     if (!token && !header && req->route && (req->route->flags & GW_ROUTE_QUERY_TOKEN)) {
         token = s_query_token(gw_req_query(req, "token"), &len);
     }
-    if (!token) {
-        s_unauthorized(req, "missing or malformed bearer token");
+    gw_auth_hit_t hit = GW_AUTH_MISS;
+    if (token) {
+        util_sha256_hex(token, len, req->token_sha);
+        hit = gw_auth_cache_get(req->srv->auth, req->token_sha, util_mono_ms(), req->team_id,
+                                &req->limits);
+    }
+    if (hit == GW_AUTH_ALLOW) {
+        /* A token already known good passes even from a blocked address
+           (another client behind the same NAT): nothing is asked for it. */
+        req->has_team = true;
+        if (gw_limits_admit(req) == 0) {
+            next(req);
+        }
         return;
     }
-    util_sha256_hex(token, len, req->token_sha);
-    switch (gw_auth_cache_get(req->srv->auth, req->token_sha, util_mono_ms(), req->team_id,
-                              &req->limits)) {
-        case GW_AUTH_ALLOW:
-            req->has_team = true;
-            if (gw_limits_admit(req) == 0) {
-                next(req);
-            }
-            return;
-        case GW_AUTH_DENY:
-            s_unauthorized(req, "invalid or revoked token");
-            return;
-        case GW_AUTH_MISS:
-            break;
+    if (s_blocked(req)) {
+        return;
+    }
+    if (!token) {
+        s_failed(req, "missing or malformed bearer token");
+        return;
+    }
+    if (hit == GW_AUTH_DENY) {
+        s_failed(req, "invalid or revoked token");
+        return;
     }
     req->next = next;
     gw_req_call(req, PROTO_OP_AUTH, json_pack("{s:s}", "token_sha256", req->token_sha),

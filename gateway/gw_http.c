@@ -77,6 +77,10 @@ s_req_new(gw_server_t *srv, struct MHD_Connection *conn, const char *url, const 
     if (cl && gw_parse_int(cl, 0, INT64_MAX, &declared) == 0 && declared > srv->cfg->max_body) {
         req->too_large = true;
     }
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    gw_iptab_key(ci ? ci->client_addr : NULL, req->ip);
+    req->recv_deadline_ms = util_mono_ms() + srv->cfg->request_deadline_ms;
     req->handle = zlistx_add_end(srv->reqs, req);
     return req;
 }
@@ -157,11 +161,42 @@ static void s_dispatch(gw_req_t *req)
                !s_is_json(gw_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
         gw_req_fail(req, 415, "unsupported_media_type",
                     "the request body must be sent as Content-Type: application/json");
-    } else if (req->route->flags & GW_ROUTE_AUTH) {
+    } else if ((req->route->flags & GW_ROUTE_AUTH) && !req->authed) {
         gw_auth_check(req, req->route->handler);
     } else {
         req->route->handler(req);
     }
+}
+
+/* The token was good: read the body now (or answer 413 without reading it). */
+static void s_authed(gw_req_t *req)
+{
+    req->authed = true;
+    if (req->too_large) {
+        s_dispatch(req);
+    } else {
+        req->state = GW_REQ_RECEIVING;
+    }
+    if (req->suspended) {
+        req->suspended = false;
+        MHD_resume_connection(req->conn);
+        gw_server_kick(req->srv);
+    }
+}
+
+/* First call of a route that needs a token: check it on the head, before a
+   byte of the body is read, so that an unauthenticated client cannot make
+   the gateway read (or buffer) its body. True when the check started. */
+static bool s_auth_first(gw_req_t *req)
+{
+    if (req->head_status || !req->route || !(req->route->flags & GW_ROUTE_AUTH) ||
+        req->srv->stopping) {
+        return false;
+    }
+    req->state = GW_REQ_AUTH;
+    req->deadline_ms = util_mono_ms() + req->srv->cfg->request_timeout_ms;
+    gw_auth_check(req, s_authed);
+    return true;
 }
 
 /* After the handler: queue a prepared response, or suspend while waiting. */
@@ -179,7 +214,10 @@ static enum MHD_Result s_settle(gw_req_t *req)
               (long long)(util_mono_us() - req->started_us));
         return rc;
     }
-    if (req->state == GW_REQ_RUNNING && !req->suspended) {
+    if ((req->state == GW_REQ_RUNNING || req->state == GW_REQ_AUTH) && !req->suspended) {
+        /* Suspended in the head call (auth), libmicrohttpd calls the head
+           call again after the resume, before any body. */
+        req->head_again = req->state == GW_REQ_AUTH;
         MHD_suspend_connection(req->conn);
         req->suspended = true;
     }
@@ -200,11 +238,16 @@ enum MHD_Result gw_http_access(void *cls,
         /* First call: headers only. Answering now would close the connection. */
         req = s_req_new(cls, conn, url, method);
         *req_cls = req;
+        gw_conn_busy(conn, true, false);
         if (req) {
             /* Answered after the body, like any request: the answer is
                queued on the second call, keeps the connection and leaves
                more of the pool for its headers. */
             req->head_status = s_head_status(conn, url, method, version);
+        }
+        if (req && s_auth_first(req)) {
+            /* Answered now (401, 429, or 413 after a good token) or later. */
+            return s_settle(req);
         }
         if (req && req->too_large) {
             /* Content-Length is over the limit: answer 413 before reading the
@@ -213,6 +256,24 @@ enum MHD_Result gw_http_access(void *cls,
             return s_settle(req);
         }
         return req ? MHD_YES : MHD_NO;
+    }
+    if (req->state == GW_REQ_AUTH && req->srv->stopping) {
+        /* Resumed at shutdown while its token was being checked. */
+        gw_upstream_cancel(req->srv->upstream, req->call_id);
+        req->call_id = 0;
+        gw_req_fail(req, 503, "unavailable", "the gateway is shutting down");
+    }
+    if (req->state == GW_REQ_READY || req->state == GW_REQ_AUTH) {
+        /* Answered (or being authenticated) before the body: it is not
+           read; libmicrohttpd closes the connection after the answer. */
+        return s_settle(req);
+    }
+    if (req->cut) {
+        return MHD_NO; /* 408 written at the deadline (gw_conn_tick): close */
+    }
+    if (req->head_again && *upload_data_size == 0) {
+        req->head_again = false; /* the repeated head call: the body comes next */
+        return MHD_YES;
     }
     if (*upload_data_size) {
         s_body_append(req, upload_data, *upload_data_size);
@@ -245,6 +306,7 @@ void gw_http_completed(void *cls,
     if (!req) {
         return;
     }
+    gw_conn_busy(conn, false, req->response_status == 101);
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && req->state != GW_REQ_DONE) {
         gw_metrics_http(req->srv->metrics, req->route, 499);
         LOG_I("%s %s ended before an answer toe=%d", req->method, req->path, (int)toe);
@@ -431,7 +493,7 @@ int gw_req_idempotency(gw_req_t *req, json_t *args, gw_error_t *err)
 void gw_http_fail_all(gw_server_t *srv)
 {
     for (gw_req_t *req = zlistx_first(srv->reqs); req; req = zlistx_next(srv->reqs)) {
-        if (req->state == GW_REQ_RUNNING) {
+        if (req->state == GW_REQ_RUNNING || req->state == GW_REQ_AUTH) {
             gw_upstream_cancel(srv->upstream, req->call_id);
             req->call_id = 0;
             gw_req_fail(req, 503, "unavailable", "the gateway is shutting down");

@@ -38,6 +38,11 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->registry_refresh_ms = 2000;
     cfg->keepalive_ms = 10000;
     cfg->sse_buffer = GW_SSE_BUFFER;
+    cfg->sse_frame_max = GW_SSE_FRAME_MAX;
+    cfg->max_conns_per_ip = GW_MAX_CONNS_PER_IP;
+    cfg->request_deadline_ms = GW_REQUEST_DEADLINE_MS;
+    cfg->auth_fail_max = GW_AUTH_FAIL_MAX;
+    cfg->auth_fail_window_ms = GW_AUTH_FAIL_WINDOW_MS;
     cfg->workers = 1;
 }
 
@@ -73,7 +78,8 @@ static int s_mhd_start(gw_server_t *self)
         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)self->cfg->max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)self->cfg->conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_MHD_MEMORY, MHD_OPTION_NOTIFY_COMPLETED,
-        gw_http_completed, self, MHD_OPTION_END);
+        gw_http_completed, self, MHD_OPTION_NOTIFY_CONNECTION, gw_conn_notify, self,
+        MHD_OPTION_END);
     if (!self->mhd) {
         LOG_E("cannot start libmicrohttpd");
         return -1;
@@ -112,8 +118,13 @@ gw_server_t *gw_server_new(const gw_config_t *cfg)
     self->limits = gw_limits_new(GW_LIMITS_TEAMS);
     self->reqs = zlistx_new();
     self->sse = zlistx_new();
+    self->conns = zlistx_new();
+    /* Every address with a connection open needs a slot: room for as many
+       as --max-connections (capped), plus room for failing addresses. */
+    size_t slots = (size_t)(cfg->max_connections < 65536 ? cfg->max_connections : 65536) + 4096;
+    self->iptab = gw_iptab_new(slots, cfg->auth_fail_max, cfg->auth_fail_window_ms);
     if (!self->loop || !self->metrics || !self->auth || !self->limits || !self->reqs ||
-        !self->sse) {
+        !self->sse || !self->conns || !self->iptab) {
         gw_server_destroy(&self);
         return NULL;
     }
@@ -171,6 +182,8 @@ void gw_server_destroy(gw_server_t **self_p)
     gw_fanout_destroy(&self->fanout);
     zlistx_destroy(&self->reqs);
     zlistx_destroy(&self->sse);
+    zlistx_destroy(&self->conns);
+    gw_iptab_destroy(&self->iptab);
     gw_auth_cache_destroy(&self->auth);
     gw_limits_destroy(&self->limits);
     gw_metrics_destroy(&self->metrics);
@@ -294,6 +307,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     gw_registry_tick(self->registry, now);
     gw_upstream_tick(self->upstream, now);
     gw_accept_tick(self->accept, now);
+    gw_conn_tick(self, now);
     gw_ws_hub_tick(self->ws, now);
     gw_sse_tick(self, now);
     s_mhd_run(self);

@@ -129,7 +129,8 @@ static gw_sse_t *s_new(gw_req_t *req, const gw_sse_spec_t *spec)
     c->spec = *spec;
     gw_limits_pack(&req->limits, c->lim);
     c->last_id = spec->after;
-    gw_sse_buf_init(&c->out, (size_t)req->srv->cfg->sse_buffer);
+    gw_sse_buf_init(&c->out, (size_t)req->srv->cfg->sse_buffer,
+                    (size_t)req->srv->cfg->sse_frame_max);
     c->held = zlistx_new();
     memcpy(c->topic, spec->team_id, 16);
     memcpy(c->topic + 16, spec->conv_id, 16);
@@ -158,8 +159,9 @@ static void s_overflow(gw_sse_t *c)
     if (c->overflow) {
         return;
     }
-    LOG_I("disconnecting slow SSE client buffered=%zu held=%zu last_id=%" PRIu64, c->out.len,
-          c->held_bytes, c->last_id);
+    LOG_I("disconnecting SSE client (slow, or a frame over --sse-frame-max) buffered=%zu held=%zu "
+          "last_id=%" PRIu64,
+          c->out.len, c->held_bytes, c->last_id);
     gw_metrics_sse_slow(c->srv->metrics);
     c->overflow = true;
     c->state = S_CLOSING;
@@ -267,6 +269,9 @@ static bool s_replay_one(gw_sse_t *c, const json_t *ev)
     }
     int rc = gw_sse_buf_append(&c->out, frame, len);
     free(frame);
+    if (rc == GW_SSE_TOO_BIG) {
+        s_overflow(c); /* closed: the buffer does not grow for one frame */
+    }
     if (rc < 0) {
         return false;
     }
@@ -514,7 +519,8 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
     }
     size_t len = 0;
     char *frame = s_frame(c, id, event->event_type, event->body, &len);
-    if (!frame) {
+    if (!frame || len > c->out.frame_max) {
+        free(frame); /* one frame over the cap: closed, the client resumes after last_id */
         s_overflow(c);
         return;
     }
@@ -533,7 +539,7 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
     }
     int rc = gw_sse_buf_append(&c->out, frame, len);
     free(frame);
-    if (rc < 0 && !s_big(c, len) && c->out.len <= c->out.max) {
+    if ((rc < 0 && !s_big(c, len) && c->out.len <= c->out.max) || rc == GW_SSE_TOO_BIG) {
         s_overflow(c); /* behind on ordinary events: too slow */
         return;
     }

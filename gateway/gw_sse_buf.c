@@ -52,10 +52,11 @@ const char *gw_sse_keepalive(size_t *len)
     return s_keepalive;
 }
 
-void gw_sse_buf_init(gw_sse_buf_t *buf, size_t max)
+void gw_sse_buf_init(gw_sse_buf_t *buf, size_t max, size_t frame_max)
 {
     memset(buf, 0, sizeof *buf);
     buf->max = max;
+    buf->frame_max = frame_max;
 }
 
 void gw_sse_buf_free(gw_sse_buf_t *buf)
@@ -69,6 +70,9 @@ int gw_sse_buf_append(gw_sse_buf_t *buf, const char *data, size_t len)
     if (len == 0) {
         return 0; /* an empty frame: an event the client's format skips */
     }
+    if (len > buf->frame_max) {
+        return GW_SSE_TOO_BIG; /* never grown for it: the caller closes the client */
+    }
     if (buf->len > 0 && buf->len + len > buf->max) {
         return -1;
     }
@@ -81,7 +85,8 @@ int gw_sse_buf_append(gw_sse_buf_t *buf, const char *data, size_t len)
         if (buf->len + len > buf->cap) {
             /* Grow geometrically from a small start: most clients only ever
                hold a few small frames, and a quiet SSE client should cost
-               little (issue 6, P7). A lone frame over max gets its own size. */
+               little (issue 6, P7). A lone frame over max (up to frame_max)
+               gets its own size. */
             size_t need = buf->len + len;
             size_t cap = buf->cap ? buf->cap * 2 : GW_SSE_BUF_START;
             while (cap < need) {

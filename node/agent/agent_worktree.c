@@ -4,11 +4,10 @@
     validated before they reach libgit2 and no git command line is ever built.
     Blocking: agent_pool workers only. */
 #define LOG_MODULE "agent_worktree"
-#include "node/agent/agent_worktree.h"
 #include "common/log.h"
+#include "node/agent/agent_worktree_internal.h"
 
 #include <errno.h>
-#include <git2.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +17,13 @@
 
 /* Resources of one operation, released by s_op_end. */
 typedef struct {
-    git_repository *repo;  /* the main repository */
-    git_worktree *wt;      /* the worktree at hand */
-    git_commit *base;      /* create: the base commit */
-    git_reference *branch; /* create: the new branch */
-    char *err;             /* caller's message buffer (may be NULL) */
-    size_t err_len;        /* its size */
+    git_repository *repo;                                       /* the main repository */
+    git_worktree *wt;                                           /* the worktree at hand */
+    git_commit *base;                                           /* create: the base commit */
+    git_reference *branch;                                      /* create: the new branch */
+    char repo_branch[AGENT_TEAM_NS_MAX + AGENT_BRANCH_MAX + 1]; /* create: its name in git */
+    char *err;      /* caller's message buffer (may be NULL) */
+    size_t err_len; /* its size */
 } agent_wt_op_t;
 
 int agent_worktree_global_init(void)
@@ -182,18 +182,24 @@ static agent_wt_status_t s_check_spec(agent_wt_op_t *op, const agent_worktree_sp
     return AGENT_WT_OK;
 }
 
-/* Checks that nothing named by spec exists yet (branch, worktree, directory). */
+/* Checks that nothing named by spec exists yet (branch, worktree, directory).
+   With a team, only the team's namespace is looked at: another team's branch
+   of the same name is no conflict, and its existence is never revealed. */
 static agent_wt_status_t
 s_check_free(agent_wt_op_t *op, const agent_worktree_spec_t *spec, const char *path)
 {
-    char refname[AGENT_BRANCH_MAX + 16];
+    char refname[sizeof op->repo_branch + 16];
     int valid = 0;
-    snprintf(refname, sizeof refname, "refs/heads/%s", spec->branch);
+    if (agent_branch_to_repo(spec->team, spec->branch, op->repo_branch, sizeof op->repo_branch) <
+        0) {
+        return s_fail(op, AGENT_WT_INVALID, "invalid team or branch name");
+    }
+    snprintf(refname, sizeof refname, "refs/heads/%s", op->repo_branch);
     if (git_reference_name_is_valid(&valid, refname) != 0 || !valid) {
         return s_fail(op, AGENT_WT_INVALID, "invalid branch name");
     }
     git_reference *existing = NULL;
-    if (git_branch_lookup(&existing, op->repo, spec->branch, GIT_BRANCH_LOCAL) == 0) {
+    if (git_branch_lookup(&existing, op->repo, op->repo_branch, GIT_BRANCH_LOCAL) == 0) {
         git_reference_free(existing);
         return s_fail(op, AGENT_WT_CONFLICT, "branch already exists");
     }
@@ -204,10 +210,15 @@ s_check_free(agent_wt_op_t *op, const agent_worktree_spec_t *spec, const char *p
     return AGENT_WT_OK;
 }
 
-static agent_wt_status_t s_resolve_base(agent_wt_op_t *op, const char *base_ref)
+static agent_wt_status_t s_resolve_base(agent_wt_op_t *op, const char *team, const char *base_ref)
 {
     git_object *obj = NULL;
     git_object *peeled = NULL;
+    if (team && team[0]) {
+        const char *why = "base ref not found";
+        agent_wt_status_t st = agent_wt_team_base(op->repo, team, base_ref, &op->base, &why);
+        return st == AGENT_WT_OK ? st : s_fail(op, st, "%s", why);
+    }
     int rc = git_revparse_single(&obj, op->repo, base_ref);
     if (rc == GIT_ENOTFOUND || rc == GIT_EUNBORNBRANCH) {
         return s_fail(op, AGENT_WT_NOT_FOUND, "base ref not found");
@@ -253,7 +264,7 @@ s_make(agent_wt_op_t *op, const agent_worktree_spec_t *spec, const char *path)
     if (s_mkdirs(spec->worktrees_dir) != 0) {
         return s_fail(op, AGENT_WT_ERROR, "cannot create the worktrees directory");
     }
-    int rc = git_branch_create(&op->branch, op->repo, spec->branch, op->base, 0);
+    int rc = git_branch_create(&op->branch, op->repo, op->repo_branch, op->base, 0);
     if (rc == GIT_EEXISTS) {
         return s_fail(op, AGENT_WT_CONFLICT, "branch already exists");
     }
@@ -292,15 +303,16 @@ agent_wt_status_t agent_worktree_create(const agent_worktree_spec_t *spec,
         st = s_check_free(&op, spec, path);
     }
     if (st == AGENT_WT_OK) {
-        st = s_resolve_base(&op, base);
+        st = s_resolve_base(&op, spec->team, base);
     }
     if (st == AGENT_WT_OK) {
         st = s_make(&op, spec, path);
     }
     if (st == AGENT_WT_OK) {
         s_fill_info(op.repo, op.wt, out);
+        s_copy(out->branch, sizeof out->branch, spec->branch); /* the caller's name */
         s_copy(out->base_ref, sizeof out->base_ref, base);
-        LOG_I("worktree created id=%s branch=%s head=%s", out->id, out->branch, out->head);
+        LOG_I("worktree created id=%s branch=%s head=%s", out->id, op.repo_branch, out->head);
     }
     s_op_end(&op);
     return st;

@@ -11,10 +11,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define AGENT_BRANCH_MAX    200 /* longest branch name, in bytes */
-#define AGENT_WT_ID_MAX     64  /* longest worktree id */
-#define AGENT_WT_REF_MAX    256 /* longest base ref */
-#define AGENT_WT_OID_HEXLEN 40  /* a SHA-1 commit id in hex */
+#define AGENT_BRANCH_MAX    200     /* longest branch name, in bytes */
+#define AGENT_WT_ID_MAX     64      /* longest worktree id */
+#define AGENT_WT_REF_MAX    256     /* longest base ref */
+#define AGENT_WT_OID_HEXLEN 40      /* a SHA-1 commit id in hex */
+#define AGENT_TEAM_NS       "team/" /* a team's branches live under refs/heads/team/<team id>/ */
+#define AGENT_TEAM_NS_MAX   (5 + AGENT_WT_ID_MAX + 1) /* longest "team/<team id>/" prefix */
 
 /* Outcome of a worktree operation; agent_worktree_http_status maps it. */
 typedef enum {
@@ -33,13 +35,15 @@ typedef struct {
     const char *id;            /* worktree id: directory name and libgit2 name */
     const char *branch;        /* new branch, validated by agent_branch_valid */
     const char *base_ref;      /* commit-ish to branch from; NULL or "" for HEAD */
+    const char *team;          /* team id: branch and base live in its namespace (NULL: none) */
 } agent_worktree_spec_t;
 
 /* A worktree as libgit2 sees it. */
 typedef struct {
-    char id[AGENT_WT_ID_MAX + 1];        /* libgit2 worktree name */
-    char branch[AGENT_BRANCH_MAX + 1];   /* checked-out branch ("" when detached) */
-    char path[PATH_MAX];                 /* working directory */
+    char id[AGENT_WT_ID_MAX + 1];                          /* libgit2 worktree name */
+    char branch[AGENT_TEAM_NS_MAX + AGENT_BRANCH_MAX + 1]; /* checked-out branch ("" when
+                                                               detached; create: the team's name) */
+    char path[PATH_MAX];                                   /* working directory */
     char base_ref[AGENT_WT_REF_MAX + 1]; /* base asked for at create ("" otherwise) */
     char head[AGENT_WT_OID_HEXLEN + 1];  /* HEAD commit ("" when unknown) */
     bool active;                         /* the directory exists and is a valid worktree */
@@ -60,12 +64,27 @@ void agent_worktree_global_shutdown(void);
    receives the reason. Pure; any thread. */
 bool agent_branch_valid(const char *name, char *why, size_t why_len);
 
+/* Writes the repository's name of a team's branch, AGENT_TEAM_NS "<team>/<name>", into out
+   (name itself when team is NULL or ""). Returns 0, or -1 when team is not a valid id
+   (agent_worktree_id_valid) or out is too small. Pure; any thread. */
+int agent_branch_to_repo(const char *team, const char *name, char *out, size_t out_len);
+
+/* The team's name of a repository branch (repo_branch without its AGENT_TEAM_NS "<team>/"
+   prefix), or NULL when the branch is not in team's namespace. Returns a pointer into
+   repo_branch (borrowed). Pure; any thread. */
+const char *agent_branch_from_repo(const char *team, const char *repo_branch);
+
 /* True when id is 1..AGENT_WT_ID_MAX characters of [A-Za-z0-9_-] (a UUID
    fits): it becomes a directory name. Pure; any thread. */
 bool agent_worktree_id_valid(const char *id);
 
 /* Creates branch spec->branch at spec->base_ref and a worktree named
-   spec->id checking it out in worktrees_dir/id. Refuses an existing branch,
+   spec->id checking it out in worktrees_dir/id. With spec->team, the branch is
+   made in the team's namespace (agent_branch_to_repo) and the base must be HEAD
+   or "" (the repository's HEAD), the name of HEAD's branch, one of the team's
+   branches, or a full commit id reachable from one of those; anything else is
+   AGENT_WT_NOT_FOUND (another team's branches and commits are invisible), or
+   AGENT_WT_INVALID when it is no branch name at all (`a~1`, `HEAD:x`). Refuses an existing branch,
    worktree name or directory (AGENT_WT_CONFLICT) without changing anything;
    a failure after the branch was made deletes it again. Fills *out. err
    (may be NULL) receives a message. Blocking. */

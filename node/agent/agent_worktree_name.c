@@ -67,6 +67,34 @@ bool agent_branch_valid(const char *name, char *why, size_t why_len)
     return problem == NULL;
 }
 
+int agent_branch_to_repo(const char *team, const char *name, char *out, size_t out_len)
+{
+    if (!team || team[0] == '\0') {
+        int n = snprintf(out, out_len, "%s", name ? name : "");
+        return n >= 0 && (size_t)n < out_len ? 0 : -1;
+    }
+    if (!agent_worktree_id_valid(team)) {
+        return -1;
+    }
+    int n = snprintf(out, out_len, AGENT_TEAM_NS "%s/%s", team, name ? name : "");
+    return n >= 0 && (size_t)n < out_len ? 0 : -1;
+}
+
+const char *agent_branch_from_repo(const char *team, const char *repo_branch)
+{
+    size_t ns = strlen(AGENT_TEAM_NS);
+    if (!team || !repo_branch || !agent_worktree_id_valid(team) ||
+        strncmp(repo_branch, AGENT_TEAM_NS, ns) != 0) {
+        return NULL;
+    }
+    size_t tlen = strlen(team);
+    const char *rest = repo_branch + ns;
+    if (strncmp(rest, team, tlen) != 0 || rest[tlen] != '/' || rest[tlen + 1] == '\0') {
+        return NULL;
+    }
+    return rest + tlen + 1;
+}
+
 bool agent_worktree_id_valid(const char *id)
 {
     if (!id || id[0] == '\0' || id[0] == '-') {

@@ -315,7 +315,8 @@ static void s_git_work(void *arg)
                                       .worktrees_dir = ag->wt_dir,
                                       .id = op->id,
                                       .branch = op->branch,
-                                      .base_ref = op->base};
+                                      .base_ref = op->base,
+                                      .team = op->team};
         op->st = agent_worktree_create(&spec, &op->info, op->err, sizeof op->err);
     } else {
         op->st = agent_worktree_remove(ag->repo, op->id, op->force, op->err, sizeof op->err);

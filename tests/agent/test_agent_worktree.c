@@ -387,3 +387,143 @@ Test(agent_worktree, repository_of_another_owner_is_usable)
     cr_assert(info.active);
     cr_assert_eq(agent_worktree_remove(g_repo, "other", false, NULL, 0), AGENT_WT_OK);
 }
+
+/* ---- team namespaces ------------------------------------------------------------------------ */
+
+#define TEAM_A "11111111-1111-4111-8111-111111111111"
+#define TEAM_B "22222222-2222-4222-8222-222222222222"
+
+Test(agent_worktree, team_branch_names_map_both_ways)
+{
+    char out[AGENT_TEAM_NS_MAX + AGENT_BRANCH_MAX + 1];
+    cr_assert_eq(agent_branch_to_repo(TEAM_A, "feature/x", out, sizeof out), 0);
+    cr_assert_str_eq(out, "team/" TEAM_A "/feature/x");
+    cr_assert_str_eq(agent_branch_from_repo(TEAM_A, out), "feature/x");
+    cr_assert_null(agent_branch_from_repo(TEAM_B, out), "another team's branch is not ours");
+    cr_assert_eq(agent_branch_to_repo(NULL, "plain", out, sizeof out), 0);
+    cr_assert_str_eq(out, "plain");
+    cr_assert_eq(agent_branch_to_repo("", "plain", out, sizeof out), 0);
+    cr_assert_str_eq(out, "plain");
+    cr_assert_eq(agent_branch_to_repo("../x", "a", out, sizeof out), -1, "a team is an id");
+    cr_assert_eq(agent_branch_to_repo("a/b", "a", out, sizeof out), -1);
+    cr_assert_eq(agent_branch_to_repo(TEAM_A, "feature/x", out, 20), -1, "too small");
+    /* The longest branch fits with the longest team id. */
+    char team[AGENT_WT_ID_MAX + 1], name[AGENT_BRANCH_MAX + 1];
+    memset(team, 't', AGENT_WT_ID_MAX);
+    team[AGENT_WT_ID_MAX] = '\0';
+    memset(name, 'b', AGENT_BRANCH_MAX);
+    name[AGENT_BRANCH_MAX] = '\0';
+    cr_assert_eq(agent_branch_to_repo(team, name, out, sizeof out), 0);
+    cr_assert_str_eq(agent_branch_from_repo(team, out), name);
+    const char *not_ours[] = {"feature/x",
+                              "team/" TEAM_A,
+                              "team/" TEAM_A "/",
+                              "team/" TEAM_A "x/a",
+                              "teams/" TEAM_A "/a",
+                              "team//a",
+                              NULL};
+    for (int i = 0; not_ours[i]; i++) {
+        cr_assert_null(agent_branch_from_repo(TEAM_A, not_ours[i]), "%s", not_ours[i]);
+    }
+    cr_assert_null(agent_branch_from_repo(NULL, "team/x/a"));
+}
+
+static agent_wt_status_t s_team_create(const char *team,
+                                       const char *id,
+                                       const char *branch,
+                                       const char *base,
+                                       agent_worktree_info_t *info)
+{
+    agent_worktree_spec_t spec = {.repo_path = g_repo,
+                                  .worktrees_dir = g_wts,
+                                  .id = id,
+                                  .branch = branch,
+                                  .base_ref = base,
+                                  .team = team};
+    char err[256];
+    return agent_worktree_create(&spec, info, err, sizeof err);
+}
+
+/* Commits the parent's tree again on refname (a new commit only that branch has). */
+static void s_commit_on(const char *refname, char hex[41])
+{
+    git_repository *repo;
+    git_reference *ref;
+    git_commit *parent;
+    git_tree *tree;
+    git_signature *sig;
+    git_oid oid;
+    cr_assert_eq(git_repository_open(&repo, g_repo), 0);
+    cr_assert_eq(git_reference_lookup(&ref, repo, refname), 0);
+    cr_assert_eq(git_commit_lookup(&parent, repo, git_reference_target(ref)), 0);
+    cr_assert_eq(git_commit_tree(&tree, parent), 0);
+    cr_assert_eq(git_signature_new(&sig, "Test", "test@example.com", 1700000100, 0), 0);
+    const git_commit *parents[] = {parent};
+    cr_assert_eq(
+        git_commit_create(&oid, repo, refname, sig, sig, NULL, "team work", tree, 1, parents), 0);
+    git_oid_tostr(hex, 41, &oid);
+    git_signature_free(sig);
+    git_tree_free(tree);
+    git_commit_free(parent);
+    git_reference_free(ref);
+    git_repository_free(repo);
+}
+
+static bool s_ref_exists(const char *refname)
+{
+    git_repository *repo;
+    git_reference *ref = NULL;
+    cr_assert_eq(git_repository_open(&repo, g_repo), 0);
+    bool found = git_reference_lookup(&ref, repo, refname) == 0;
+    git_reference_free(ref);
+    git_repository_free(repo);
+    return found;
+}
+
+Test(agent_worktree, teams_have_separate_branches_and_bases)
+{
+    agent_worktree_info_t info;
+    char first[41], a_work[41];
+    git_oid_tostr(first, sizeof first, &g_first);
+    cr_assert_eq(s_team_create(TEAM_A, "a1", "feat", NULL, &info), AGENT_WT_OK);
+    cr_assert_str_eq(info.branch, "feat", "the caller sees its own name");
+    cr_assert(s_ref_exists("refs/heads/team/" TEAM_A "/feat"));
+    cr_assert(!s_ref_exists("refs/heads/feat"));
+    s_commit_on("refs/heads/team/" TEAM_A "/feat", a_work);
+    /* Team B: the same name is free, and is its own branch at HEAD. */
+    cr_assert_eq(s_team_create(TEAM_B, "b1", "feat", NULL, &info), AGENT_WT_OK);
+    cr_assert_str_eq(info.head, first);
+    cr_assert_eq(s_team_create(TEAM_A, "a2", "feat", NULL, &info), AGENT_WT_CONFLICT);
+    /* B cannot reach A's work: by name, by A's full ref name, by commit id or prefix. */
+    size_t refs = s_ref_count();
+    cr_assert_eq(s_team_create(TEAM_B, "b2", "x1", "team/" TEAM_A "/feat", &info),
+                 AGENT_WT_NOT_FOUND);
+    cr_assert_eq(s_team_create(TEAM_B, "b3", "x2", a_work, &info), AGENT_WT_NOT_FOUND);
+    char prefix[8];
+    snprintf(prefix, sizeof prefix, "%.7s", a_work);
+    cr_assert_eq(s_team_create(TEAM_B, "b4", "x3", prefix, &info), AGENT_WT_NOT_FOUND);
+    cr_assert_eq(s_team_create(TEAM_B, "b5", "x4", ":/team work", &info), AGENT_WT_INVALID);
+    cr_assert_eq(s_team_create(TEAM_B, "b6", "x5", "feat~1", &info), AGENT_WT_INVALID);
+    cr_assert_eq(s_team_create(TEAM_B, "b7", "x6", "no-such", &info), AGENT_WT_NOT_FOUND);
+    cr_assert_eq(s_ref_count(), refs, "no branch made by a refused create");
+    /* B's "feat" is B's: a base by that name gives B's commit, not A's. */
+    cr_assert_eq(s_team_create(TEAM_B, "b8", "from-feat", "feat", &info), AGENT_WT_OK);
+    cr_assert_str_eq(info.head, first);
+    /* A reaches its own work by name and by id; everyone reaches HEAD's branch. */
+    cr_assert_eq(s_team_create(TEAM_A, "a3", "from-feat", "feat", &info), AGENT_WT_OK);
+    cr_assert_str_eq(info.head, a_work);
+    cr_assert_eq(s_team_create(TEAM_A, "a4", "from-id", a_work, &info), AGENT_WT_OK);
+    cr_assert_str_eq(info.head, a_work);
+    git_repository *repo;
+    git_reference *head;
+    cr_assert_eq(git_repository_open(&repo, g_repo), 0);
+    cr_assert_eq(git_repository_head(&head, repo), 0);
+    char head_branch[64];
+    snprintf(head_branch, sizeof head_branch, "%s", git_reference_shorthand(head));
+    git_reference_free(head);
+    git_repository_free(repo);
+    cr_assert_eq(s_team_create(TEAM_B, "b9", "from-main", head_branch, &info), AGENT_WT_OK);
+    cr_assert_str_eq(info.head, first);
+    cr_assert_eq(s_team_create(TEAM_B, "b10", "from-first", first, &info), AGENT_WT_OK);
+    cr_assert_eq(s_team_create(TEAM_B, "b11", "from-head", "HEAD", &info), AGENT_WT_OK);
+}

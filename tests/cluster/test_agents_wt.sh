@@ -6,8 +6,10 @@
 # attempts (400 naming "branch", no ref and no directory created), creates
 # racing on both nodes (serialised, all succeed), a conversation bound to a
 # worktree running its tools there, a vanished directory shown "inactive",
-# ids stable across a node restart, another team (404), delete (204, then
-# 404), and the worktree.created / worktree.removed events.
+# ids stable across a node restart, another team (404 for A's worktree; its
+# own refs namespace: A's branch, full ref name, commit or prefix as base are
+# 404, a branch named like A's is its own, the list shows only its own),
+# delete (204, then 404), and the worktree.created / worktree.removed events.
 # Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7700-7799).
 set -uo pipefail
 
@@ -61,7 +63,7 @@ t_check "the list agrees on base_ref" test "$(tc_jq '.data[0].base_ref')" = HEAD
 tc_req POST /api/worktrees '{"branch":"feature/one"}'
 t_check "the same branch again: 409" test "$TC_CODE $(tc_jq .code)" = "409 conflict"
 tc_req POST /api/worktrees '{"branch":"feature/two","base":"no-such-ref"}'
-t_check "an unknown base: 404 or 400 (got $TC_CODE)" eval "[[ $TC_CODE == 404 || $TC_CODE == 400 ]]"
+t_check "an unknown base: 404 (got $TC_CODE)" test "$TC_CODE" = 404
 tc_req POST /api/worktrees '{"base":"main"}'
 t_check "no branch: 400" test "$TC_CODE $(tc_jq .field)" = "400 branch"
 
@@ -133,7 +135,59 @@ tc_req DELETE "/api/worktrees/$wt"
 t_check "another team: DELETE is 404" test "$TC_CODE" = 404
 tc_req GET /api/worktrees
 t_check "another team: empty list" test "$(tc_jq '.data | length')" = 0
+
+# Team A's branch gets a commit of its own; team B can neither see it, nor
+# branch from it, nor learn its name; its own branch of the same name is
+# independent. Both live in the one repository, each in its namespace.
+team_a=$(tc_sql "select team_id from worktrees where id = '$wt'")
+git -C "$path" -c user.name=a -c user.email=a@example.com commit -q --allow-empty -m "team A work"
+a_head=$(git -C "$REPO" rev-parse "refs/heads/team/$team_a/feature/one")
+main_head=$(git -C "$REPO" rev-parse HEAD)
+t_check "team A's branch lives in its namespace, ahead of HEAD" \
+    test -n "$a_head" -a "$a_head" != "$main_head"
+t_check "no branch outside a team namespace was made" \
+    test -z "$(git -C "$REPO" for-each-ref --format='%(refname)' refs/heads | grep -v '^refs/heads/team/' | grep -v '^refs/heads/main$')"
+b_refused=1
+for base in feature/one "team/$team_a/feature/one" "$a_head" "${a_head:0:7}" race/1; do
+    tc_req POST /api/worktrees "$(jq -cn --arg b "$base" '{branch: "b/x", base: $b}')"
+    if [[ $TC_CODE != 404 || $TC_BODY == *"$team_a"* || $TC_BODY == *feature* ]]; then
+        echo "team B, base '$base': $TC_CODE $TC_BODY"
+        b_refused=0
+    fi
+done
+t_check "team B: team A's branch, its full name, its commit, a prefix as base: 404" \
+    test "$b_refused" = 1
+tc_req POST /api/worktrees '{"branch":"b/x","base":":/team A work"}'
+t_check "team B: a revparse search as base: 400 base" test "$TC_CODE $(tc_jq .field)" = "400 base"
+tc_req POST /api/worktrees '{"branch":"feature/one"}'
+t_check "team B: a branch named like team A's: 201, at HEAD (not A's work)" \
+    test "$TC_CODE $(tc_jq .branch) $(tc_jq .head)" = "201 feature/one $main_head"
+b_wt=$(tc_jq .id)
+b_path=$(tc_jq .path)
+team_b=$(tc_sql "select team_id from worktrees where id = '$b_wt'")
+t_check "… in team B's namespace" \
+    test "$(git -C "$REPO" rev-parse "refs/heads/team/$team_b/feature/one")" = "$main_head"
+tc_req POST /api/worktrees '{"branch":"feature/one"}'
+t_check "team B: its own branch again: 409" test "$TC_CODE" = 409
+git -C "$b_path" -c user.name=b -c user.email=b@example.com commit -q --allow-empty -m "team B work"
+b_head=$(git -C "$b_path" rev-parse HEAD)
+tc_req POST /api/worktrees '{"branch":"b/from-own","base":"feature/one"}'
+t_check "team B: base = its own feature/one gives its own commit" \
+    test "$TC_CODE $(tc_jq .head)" = "201 $b_head"
+tc_req POST /api/worktrees '{"branch":"b/from-main","base":"main"}'
+t_check "team B: base = HEAD's branch (main), shared by every team: 201" \
+    test "$TC_CODE $(tc_jq .head)" = "201 $main_head"
+tc_req GET /api/worktrees
+t_check "team B lists only its own 3 worktrees" \
+    test "$(tc_jq '[.data[].branch] | sort | join(",")')" = "b/from-main,b/from-own,feature/one"
 TC_TOKEN=$BICKY_TOKEN
+tc_req GET "/api/worktrees/$wt"
+t_check "team A's worktree still has its own head" test "$TC_CODE $(tc_jq .head)" = "200 $a_head"
+tc_req POST /api/worktrees '{"branch":"a/from-own","base":"feature/one"}'
+t_check "team A: base = its feature/one gives A's commit" \
+    test "$TC_CODE $(tc_jq .head)" = "201 $a_head"
+tc_req DELETE "/api/worktrees/$(tc_jq .id)"
+t_check "… removed again (204)" test "$TC_CODE" = 204
 
 kill -KILL "$(tc_pid n1)" "$(tc_pid n2)"
 t_check "both nodes come back" bk_wait_for 30 eval 'tc_node_is n1 alive && tc_node_is n2 alive'
@@ -165,9 +219,9 @@ t_check "GET after delete: 404" test "$TC_CODE" = 404
 tc_req DELETE "/api/worktrees/$wt"
 t_check "DELETE again: 404" test "$TC_CODE" = 404
 tc_req GET '/api/events?limit=500'
-t_check "events: 7 worktree.created, 2 worktree.removed" \
+t_check "events: 8 worktree.created, 3 worktree.removed (team A's only)" \
     test "$(tc_jq '[.data[] | select(.type | startswith("worktree.")) | .type] | group_by(.) | map("\(.[0])x\(length)") | join(" ")')" \
-    = "worktree.createdx7 worktree.removedx2"
+    = "worktree.createdx8 worktree.removedx3"
 t_check "the events have no conversation" \
     test "$(tc_jq '[.data[] | select(.type | startswith("worktree.")) | .conversation_id] | unique | tostring')" = "[null]"
 

@@ -40,7 +40,7 @@ Test(gw_sse_buf, keepalive_is_a_comment)
 Test(gw_sse_buf, buffer_is_bounded)
 {
     gw_sse_buf_t b;
-    gw_sse_buf_init(&b, 100);
+    gw_sse_buf_init(&b, 100, 1000);
     char chunk[40];
     memset(chunk, 'x', sizeof chunk);
     cr_assert_eq(gw_sse_buf_append(&b, chunk, 40), 0);
@@ -60,7 +60,7 @@ Test(gw_sse_buf, buffer_is_bounded)
 Test(gw_sse_buf, lone_big_frame_fits_an_empty_buffer_only)
 {
     gw_sse_buf_t b;
-    gw_sse_buf_init(&b, 64);
+    gw_sse_buf_init(&b, 64, 1000);
     char big[300];
     memset(big, 'y', sizeof big);
     cr_assert_eq(gw_sse_buf_append(&b, big, 10), 0);
@@ -75,10 +75,25 @@ Test(gw_sse_buf, lone_big_frame_fits_an_empty_buffer_only)
     gw_sse_buf_free(&b);
 }
 
+Test(gw_sse_buf, a_frame_over_the_cap_is_refused_even_alone)
+{
+    gw_sse_buf_t b;
+    gw_sse_buf_init(&b, 64, 256);
+    char big[300];
+    memset(big, 'z', sizeof big);
+    cr_assert_eq(gw_sse_buf_append(&b, big, 257), GW_SSE_TOO_BIG, "empty buffer, over the cap");
+    cr_assert_eq(b.cap, 0, "nothing was allocated for it");
+    cr_assert_null(b.data);
+    cr_assert_eq(gw_sse_buf_append(&b, big, 256), 0, "at the cap, alone: fits");
+    cr_assert_eq(gw_sse_buf_append(&b, big, 257), GW_SSE_TOO_BIG, "the cap wins over -1");
+    cr_assert_eq(b.len, 256);
+    gw_sse_buf_free(&b);
+}
+
 Test(gw_sse_buf, order_is_kept_across_compaction)
 {
     gw_sse_buf_t b;
-    gw_sse_buf_init(&b, 16);
+    gw_sse_buf_init(&b, 16, 1000);
     char out[64];
     size_t got = 0;
     char expect[64], all[64];

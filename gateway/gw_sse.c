@@ -554,25 +554,19 @@ void gw_sse_deliver(gw_sse_t *c, const proto_msg_t *event)
     s_wake(c);
 }
 
-/* How often the keep-alive sweep runs: a quarter of the interval, within
-   [GW_TICK_MS, S_SWEEP_MAX_MS]. */
-static int64_t s_sweep_period(const gw_server_t *srv)
-{
-    int64_t p = srv->cfg->keepalive_ms / 4;
-    p = p < GW_TICK_MS ? GW_TICK_MS : p;
-    return p > S_SWEEP_MAX_MS ? S_SWEEP_MAX_MS : p;
-}
-
 void gw_sse_tick(gw_server_t *srv, int64_t now_ms)
 {
     /* One sweep per period, not per tick: the due clients are resumed in one
        batch, so libmicrohttpd walks its suspended connections once per sweep
        (it walks all of them after any resume), and idle clients cost one
-       visit per period. A client with nothing to send is never resumed. */
+       visit per period (a quarter of the keep-alive interval). A client
+       with nothing to send is never resumed. */
     if (now_ms < srv->sse_sweep_ms) {
         return;
     }
-    srv->sse_sweep_ms = now_ms + s_sweep_period(srv);
+    int64_t period = srv->cfg->keepalive_ms / 4; /* within [GW_TICK_MS, S_SWEEP_MAX_MS] */
+    period = period < GW_TICK_MS ? GW_TICK_MS : period > S_SWEEP_MAX_MS ? S_SWEEP_MAX_MS : period;
+    srv->sse_sweep_ms = now_ms + period;
     size_t len;
     const char *ka = gw_sse_keepalive(&len);
     int64_t stall_ms = 2 * srv->cfg->keepalive_ms;

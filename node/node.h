@@ -37,6 +37,7 @@ typedef struct {
     const char *pub_advertise;
     const char *exec_bin; /* bicky-exec (children die with the node); NULL = next to the node */
     long db_deadline_ms;  /* Postgres connection lost when sent work hears nothing this long */
+    const char *sandbox;  /* tools and the CLI in bwrap: "auto" (when found), "on", "off" */
 } node_cfg_t;
 
 typedef struct node_t node_t;

@@ -133,6 +133,17 @@ void node_tools_run(node_run_t *run, size_t i)
         j->name = strdup(c->name);
         j->args = json_deep_copy(c->args);
         j->limits = run->agents->limits;
+        const cfg_strategy_t *s = run->strategy;
+        if (s) {
+            j->limits.sandbox_off = !s->sandbox;
+            j->limits.network = s->tool_network;
+            j->limits.rlimits = (agent_sandbox_limits_t){.cpu_s = s->sandbox_cpu_s,
+                                                         .memory_mb = s->sandbox_memory_mb,
+                                                         .processes = s->sandbox_processes,
+                                                         .file_mb = s->sandbox_file_mb,
+                                                         .open_files = s->sandbox_open_files};
+        }
+        j->limits.cancel = &run->tools_stop; /* the job holds a reference on run */
     }
     if (!j || !j->call_id || !j->root || !j->name || !j->args ||
         agent_pool_submit(run->agents->pool, s_work, s_done, j) < 0) {

@@ -182,10 +182,39 @@ void agent_sandbox_limits_default(agent_sandbox_limits_t *out)
 
 char *agent_sandbox_limits_format(const agent_sandbox_limits_t *l, char *buf, size_t len)
 {
-    snprintf(buf, len, "cpu=%ld,as=%lld,nproc=%ld,fsize=%lld,nofile=%ld", l->cpu_s,
-             (long long)l->memory_mb << 20, l->processes, (long long)l->file_mb << 20,
-             l->open_files);
+    const struct {
+        const char *name;
+        long long v;
+    } f[] = {{"cpu", l->cpu_s},
+             {"as", (long long)l->memory_mb << 20},
+             {"nproc", l->processes},
+             {"fsize", (long long)l->file_mb << 20},
+             {"nofile", l->open_files}};
+    size_t at = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof f / sizeof f[0] && at < len; i++) {
+        if (f[i].v > 0) {
+            int n = snprintf(buf + at, len - at, "%s%s=%lld", at ? "," : "", f[i].name, f[i].v);
+            at += n > 0 ? (size_t)n : 0;
+        }
+    }
     return buf;
+}
+
+int agent_sandbox_install_dir(const char *prog, char out[PATH_MAX])
+{
+    char real[PATH_MAX];
+    if (!prog || !realpath(prog, real)) {
+        return -1;
+    }
+    char *nm = strstr(real, "/node_modules/"); /* the outermost one */
+    char *cut = nm ? nm + strlen("/node_modules") : strrchr(real, '/');
+    if (!cut || cut == real) {
+        return -1; /* a program in / itself */
+    }
+    *cut = '\0';
+    snprintf(out, PATH_MAX, "%s", real);
+    return 0;
 }
 
 static bool s_find(const char *want, char out[PATH_MAX])

@@ -56,7 +56,8 @@ int agent_sandbox_init(agent_sandbox_t *sb, agent_sandbox_mode_t mode, const cha
 void agent_sandbox_limits_default(agent_sandbox_limits_t *out);
 
 /* Writes "cpu=N,as=N,nproc=N,fsize=N,nofile=N" (bicky-exec --limits; sizes in
-   bytes) into buf (AGENT_SANDBOX_LIMITS bytes are enough). Returns buf. */
+   bytes; fields at 0 are left out, all 0 gives "") into buf (AGENT_SANDBOX_LIMITS
+   bytes are enough). Returns buf. */
 char *agent_sandbox_limits_format(const agent_sandbox_limits_t *l, char *buf, size_t len);
 
 /* A new NULL-terminated argv: bwrap, its options for spec, "--", then argv (copied).
@@ -64,6 +65,12 @@ char *agent_sandbox_limits_format(const agent_sandbox_limits_t *l, char *buf, si
    of spec must be absolute (a relative one, or none in rw, gives NULL). NULL on
    OOM or bad spec. Reads the host's /bin, /lib… to mirror their symlinks. */
 char **agent_sandbox_argv(const agent_sandbox_spec_t *spec, char *const *argv);
+
+/* The directory a CLI's install lives in, to bind read-only: the outermost
+   node_modules above realpath(prog) (an npm install: the package and its
+   platform binaries), else the directory of realpath(prog). 0, or -1 when prog
+   cannot be resolved. */
+int agent_sandbox_install_dir(const char *prog, char out[PATH_MAX]);
 
 /* Frees an argv of agent_sandbox_argv; accepts NULL and nulls the pointer. */
 void agent_sandbox_argv_free(char ***argv_p);

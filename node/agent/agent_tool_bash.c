@@ -4,9 +4,12 @@
     /dev/null, no inherited descriptors, a minimal environment and default
     signal dispositions; the group is killed at the timeout and once bash
     exits, so nothing it started outlives the call. With a guard
-    (agent_guard.h) bash runs under bicky-exec, which also kills what bash
-    left outside its group and dies with the worker thread (the pool's
-    workers live as long as the node). Worker threads only. */
+    (agent_guard.h) bash runs under bicky-exec, which sets the resource limits,
+    kills what bash left outside its group and dies with the worker thread (the
+    pool's workers live as long as the node); with the node's sandbox
+    (agent_sandbox.h) bash runs in bwrap, whose PID namespace takes everything
+    with it. limits->cancel kills it early (a turn that ended). Worker threads
+    only. */
 #include "common/util.h"
 #include "node/agent/agent_tool_internal.h"
 

@@ -3,9 +3,10 @@
     the node's work dir, created on first use). A call runs only after its
     tool.started is stored; its result comes back on the loop, is stored as a
     message of role "tool" with tool.completed, and becomes the model's
-    tool result. A cancelled turn does not wait for a running tool: the tool
-    finishes on its worker (bounded by its own limits) and the result is
-    dropped. The work function runs on a pool worker; everything else on the
+    tool result. A cancelled turn does not wait for a running tool: it sets
+    the run's tools_stop, which kills a running bash with its sandbox (other
+    tools finish on their worker, bounded by their own limits), and the result
+    is dropped. The work function runs on a pool worker; everything else on the
     loop thread. */
 #define LOG_MODULE "node_tools"
 #include "common/log.h"

@@ -14,6 +14,13 @@
 #define S_DEFAULT_TIMEOUT_S  300
 #define S_DEFAULT_STALL_S    60
 #define S_DEFAULT_MAX_TURNS  16
+/* Sandbox limits (docs/tools.md, "Sandbox"): generous for builds and tests, small
+   enough that one runaway command cannot take the host down. */
+#define S_DEFAULT_SB_CPU_S   600
+#define S_DEFAULT_SB_MEM_MB  8192
+#define S_DEFAULT_SB_PROCS   256
+#define S_DEFAULT_SB_FILE_MB 1024
+#define S_DEFAULT_SB_NOFILE  1024
 
 void cfg_file_item_free(cfg_file_item_t *item)
 {
@@ -64,6 +71,12 @@ cfg_file_item_t *cfg_file_item_new(const char *name, int line)
     s->timeout_s = S_DEFAULT_TIMEOUT_S;
     s->stall_timeout_s = S_DEFAULT_STALL_S;
     s->max_turns = S_DEFAULT_MAX_TURNS;
+    s->sandbox = true;
+    s->sandbox_cpu_s = S_DEFAULT_SB_CPU_S;
+    s->sandbox_memory_mb = S_DEFAULT_SB_MEM_MB;
+    s->sandbox_processes = S_DEFAULT_SB_PROCS;
+    s->sandbox_file_mb = S_DEFAULT_SB_FILE_MB;
+    s->sandbox_open_files = S_DEFAULT_SB_NOFILE;
     s->line = line;
     return item;
 }

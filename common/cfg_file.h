@@ -49,7 +49,14 @@ typedef struct {
     long permission_timeout_s; /* a pending permission request expires after this; 0 = never */
     char *command;             /* claude-code: the CLI to run (default "claude") */
     cfg_perm_channel_t permission_channel; /* claude-code: stdio (default) or mcp */
-    int line; /* line of the section header; 0 for the built-in default */
+    bool sandbox;            /* tools and the CLI run in a bwrap sandbox (default true) */
+    bool tool_network;       /* the bash tool's sandbox keeps the network (default false) */
+    long sandbox_cpu_s;      /* RLIMIT_CPU of a sandboxed process, seconds (600) */
+    long sandbox_memory_mb;  /* RLIMIT_AS of a sandboxed process, MiB (8192) */
+    long sandbox_processes;  /* processes in one sandbox (256) */
+    long sandbox_file_mb;    /* RLIMIT_FSIZE: largest file written, MiB (1024) */
+    long sandbox_open_files; /* RLIMIT_NOFILE (1024) */
+    int line;                /* line of the section header; 0 for the built-in default */
 } cfg_strategy_t;
 
 typedef struct cfg_file_t cfg_file_t;

@@ -26,7 +26,8 @@ typedef enum {
     K_LIST,
     K_LONG,
     K_DOUBLE,
-    K_CHANNEL
+    K_CHANNEL,
+    K_BOOL
 } s_ktype_t;
 
 typedef struct {
@@ -51,6 +52,13 @@ static const s_key_t s_keys[] = {
     {"permission_timeout_s", K_LONG, offsetof(cfg_strategy_t, permission_timeout_s), 1, 31536000},
     {"command", K_STR, offsetof(cfg_strategy_t, command), 0, 0},
     {"permission_channel", K_CHANNEL, offsetof(cfg_strategy_t, permission_channel), 0, 0},
+    {"sandbox", K_BOOL, offsetof(cfg_strategy_t, sandbox), 0, 0},
+    {"tool_network", K_BOOL, offsetof(cfg_strategy_t, tool_network), 0, 0},
+    {"sandbox_cpu_s", K_LONG, offsetof(cfg_strategy_t, sandbox_cpu_s), 1, 86400},
+    {"sandbox_memory_mb", K_LONG, offsetof(cfg_strategy_t, sandbox_memory_mb), 64, 1048576},
+    {"sandbox_processes", K_LONG, offsetof(cfg_strategy_t, sandbox_processes), 8, 65536},
+    {"sandbox_file_mb", K_LONG, offsetof(cfg_strategy_t, sandbox_file_mb), 1, 1048576},
+    {"sandbox_open_files", K_LONG, offsetof(cfg_strategy_t, sandbox_open_files), 64, 1048576},
 };
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])
 
@@ -329,6 +337,16 @@ static int s_set_channel(s_parser_t *p, cfg_perm_channel_t *field, const char *v
     return 0;
 }
 
+static int s_set_bool(s_parser_t *p, const s_key_t *k, bool *field, const char *value)
+{
+    if (strcmp(value, "true") != 0 && strcmp(value, "false") != 0) {
+        s_fail(p, "bad value '%.40s' for %s: expected true or false", value, k->key);
+        return -1;
+    }
+    *field = strcmp(value, "true") == 0;
+    return 0;
+}
+
 static int s_set_value(s_parser_t *p, const s_key_t *k, const char *value)
 {
     void *field = (char *)&p->cur->pub + k->off;
@@ -352,6 +370,8 @@ static int s_set_value(s_parser_t *p, const s_key_t *k, const char *value)
             return s_set_list(p, &p->cur->pub, value);
         case K_CHANNEL:
             return s_set_channel(p, field, value);
+        case K_BOOL:
+            return s_set_bool(p, k, field, value);
         case K_LONG:
         case K_DOUBLE:
             if (s_set_number(p, k, field, value) != 0) {

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 
 /* Lets the process hold --max-connections sockets plus the ZMQ ones. */
@@ -91,6 +92,9 @@ static int s_read_token(const char *path, char *out, size_t size)
 
 int main(int argc, char **argv)
 {
+    /* Same-uid processes (a tool, the CLI) must not read our /proc environ, cmdline
+       memory or fds: they hold the database URL and provider keys. */
+    prctl(PR_SET_DUMPABLE, 0);
     gw_config_t cfg;
     gw_config_defaults(&cfg);
     const char *level_name = "notice";

@@ -38,6 +38,7 @@ typedef struct {
     const char *exec_bin;  /* bicky-exec (children die with the node); NULL = next to the node */
     long db_deadline_ms;   /* Postgres connection lost when sent work hears nothing this long */
     long model_relay_port; /* the claude-code model relay's port on 127.0.0.1; 0 = kernel's */
+    const char *sandbox;   /* tools and the CLI in bwrap: "auto" (when found), "on", "off" */
 } node_cfg_t;
 
 typedef struct node_t node_t;

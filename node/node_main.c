@@ -10,6 +10,8 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
 
 #define USAGE                                                                                      \
     "--id ID --database-url URL [options]\n\n"                                                     \
@@ -67,6 +69,9 @@ static int s_parse(
          "port of the model relay on 127.0.0.1 (claude-code strategies; 0 = a free one)"},
         {"--exec-bin", "BICKY_EXEC_BIN", CFG_STR, &cfg->exec_bin, 0, 0,
          "bicky-exec, through which children are started; default: next to bicky-node"},
+        {"--sandbox", "BICKY_SANDBOX", CFG_STR, &cfg->sandbox, 0, 0,
+         "tools and the claude CLI in a bwrap sandbox: auto (when bwrap is installed), on "
+         "(required: without bwrap tool calls fail), off (logged as a warning)"},
         {"--log-level", "BICKY_LOG_LEVEL", CFG_STR, &level_name, 0, 0,
          "error|warn|notice|info|debug"},
         KEYS_CFG_OPTS(kc),
@@ -84,6 +89,11 @@ static int s_parse(
         fprintf(stderr, "bicky-node: --id and --database-url are required (see --help)\n");
         return -1;
     }
+    if (strcmp(cfg->sandbox, "auto") != 0 && strcmp(cfg->sandbox, "on") != 0 &&
+        strcmp(cfg->sandbox, "off") != 0) {
+        fprintf(stderr, "bicky-node: --sandbox must be auto, on or off\n");
+        return -1;
+    }
     char err[300];
     if (node_cfg_check_endpoints(cfg, err, sizeof err) < 0) {
         fprintf(stderr, "bicky-node: %s\n", err);
@@ -94,6 +104,9 @@ static int s_parse(
 
 int main(int argc, char **argv)
 {
+    /* Same-uid processes (a tool, the CLI) must not read our /proc environ, cmdline
+       memory or fds: they hold the database URL and provider keys. */
+    prctl(PR_SET_DUMPABLE, 0);
     node_cfg_t cfg;
     node_cfg_defaults(&cfg);
     log_level_t level = LOG_LEVEL_NOTICE;

@@ -30,6 +30,7 @@ void node_cfg_defaults(node_cfg_t *cfg)
     cfg->echo_fail_every = 0;
     cfg->work_dir = "./var/work";
     cfg->tool_workers = 4;
+    cfg->sandbox = "auto";
     cfg->db_deadline_ms = DB_ANSWER_DEADLINE_MS;
 }
 

@@ -10,6 +10,7 @@
 #include "registry/reg_server.h"
 
 #include <stdio.h>
+#include <sys/prctl.h>
 
 static int s_on_interrupt_check(zloop_t *loop, int timer_id, void *arg)
 {
@@ -36,6 +37,9 @@ static int s_run(const reg_config_t *cfg)
 
 int main(int argc, char **argv)
 {
+    /* Same-uid processes (a tool, the CLI) must not read our /proc environ, cmdline
+       memory or fds: they hold the database URL and provider keys. */
+    prctl(PR_SET_DUMPABLE, 0);
     const char *bind = "tcp://127.0.0.1:7100";
     const char *pub_bind = "tcp://127.0.0.1:7101";
     const char *pub_advertise = NULL;

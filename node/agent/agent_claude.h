@@ -22,6 +22,7 @@
 
 #include "node/agent/agent_guard.h"
 #include "node/agent/agent_relay.h"
+#include "node/agent/agent_sandbox.h"
 #include <czmq.h>
 #include <jansson.h>
 #include <stdbool.h>
@@ -81,6 +82,9 @@ typedef struct {
     size_t max_line;        /* bound on one stdout line; 0 = AGENT_CLAUDE_MAX_LINE */
     const agent_guard_t
         *guard; /* start through bicky-exec (borrowed for the call); NULL = directly */
+    const agent_sandbox_t *sandbox; /* run in bwrap (needs guard); NULL or disabled = not */
+    bool sandbox_off;               /* the strategy opted out (sandbox = false) */
+    agent_sandbox_limits_t rlimits; /* bicky-exec --limits (all 0 = none) */
 } agent_claude_params_t;
 
 /* A can_use_tool request (channel stdio). Pointers are borrowed for the call. */

@@ -115,6 +115,12 @@ int agent_guard_init(agent_guard_t *g, const char *shim, const char *pid_dir)
 
 char *const *agent_guard_argv(const agent_guard_t *g, char *const *argv, char **out, size_t cap)
 {
+    return agent_guard_argv_limits(g, NULL, argv, out, cap);
+}
+
+char *const *agent_guard_argv_limits(
+    const agent_guard_t *g, const char *limits, char *const *argv, char **out, size_t cap)
+{
     if (!g || !g->shim[0]) {
         return argv;
     }
@@ -132,6 +138,10 @@ char *const *agent_guard_argv(const agent_guard_t *g, char *const *argv, char **
     if (g->pid_dir[0]) {
         out[n++] = "--pid-dir";
         out[n++] = (char *)g->pid_dir;
+    }
+    if (limits && *limits) {
+        out[n++] = "--limits";
+        out[n++] = (char *)limits;
     }
     out[n++] = "--";
     for (size_t i = 0; i <= argc; i++) {

@@ -13,7 +13,7 @@
 #include <sys/types.h>
 
 #define AGENT_GUARD_SHIM      "bicky-exec"
-#define AGENT_GUARD_EXTRA_ARG 6 /* argv entries agent_guard_argv puts before the program */
+#define AGENT_GUARD_EXTRA_ARG 8 /* argv entries agent_guard_argv puts before the program */
 
 typedef struct {
     char shim[PATH_MAX];    /* absolute path of bicky-exec; "" = children start unguarded */
@@ -32,6 +32,11 @@ int agent_guard_init(agent_guard_t *g, const char *shim, const char *pid_dir);
    pointers (argc + AGENT_GUARD_EXTRA_ARG + 1 is enough); the strings are
    borrowed from g and argv. Returns out (or argv), NULL when cap is too small. */
 char *const *agent_guard_argv(const agent_guard_t *g, char *const *argv, char **out, size_t cap);
+
+/* The same with `--limits limits` for bicky-exec (agent_sandbox_limits_format; NULL
+   or "" = none): the resource limits the program gets before exec. */
+char *const *agent_guard_argv_limits(
+    const agent_guard_t *g, const char *limits, char *const *argv, char **out, size_t cap);
 
 /* Kills what a previous process left: every pid file in g->pid_dir whose
    process is a live bicky-exec with the recorded start time and boot id, and

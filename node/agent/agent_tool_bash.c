@@ -4,9 +4,12 @@
     /dev/null, no inherited descriptors, a minimal environment and default
     signal dispositions; the group is killed at the timeout and once bash
     exits, so nothing it started outlives the call. With a guard
-    (agent_guard.h) bash runs under bicky-exec, which also kills what bash
-    left outside its group and dies with the worker thread (the pool's
-    workers live as long as the node). Worker threads only. */
+    (agent_guard.h) bash runs under bicky-exec, which sets the resource limits,
+    kills what bash left outside its group and dies with the worker thread (the
+    pool's workers live as long as the node); with the node's sandbox
+    (agent_sandbox.h) bash runs in bwrap, whose PID namespace takes everything
+    with it. limits->cancel kills it early (a turn that ended). Worker threads
+    only. */
 #include "common/util.h"
 #include "node/agent/agent_tool_internal.h"
 
@@ -35,13 +38,15 @@ typedef struct {
 
 /* The running command. */
 typedef struct {
-    pid_t pid;          /* bash, also the process group id */
-    agent_stream_t out; /* stdout */
-    agent_stream_t err; /* stderr */
-    int status;         /* wait status once exited */
-    bool exited;        /* bash has been reaped */
-    bool timed_out;     /* the timeout killed the group */
-    int64_t started_ms; /* monotonic start */
+    pid_t pid;                 /* bash, also the process group id */
+    agent_stream_t out;        /* stdout */
+    agent_stream_t err;        /* stderr */
+    int status;                /* wait status once exited */
+    bool exited;               /* bash has been reaped */
+    bool timed_out;            /* the timeout killed the group */
+    bool cancelled;            /* *cancel killed the group */
+    const atomic_bool *cancel; /* limits->cancel */
+    int64_t started_ms;        /* monotonic start */
 } agent_bash_t;
 
 /* Builds the spawn attributes: a new process group, an empty signal mask
@@ -59,14 +64,64 @@ static void s_spawn_attr(posix_spawnattr_t *attr)
     posix_spawnattr_setsigdefault(attr, &all);
 }
 
+/* The program to start: bash, in the sandbox when the node has one and the strategy
+   did not opt out, through bicky-exec with the resource limits. *boxed and *guarded
+   are allocated here (the caller frees them); NULL with a message on refusal. */
+static char *const *s_program(agent_tool_ctx_t *ctx,
+                              char *const *argv,
+                              char ***boxed,
+                              char ***guarded,
+                              char lim[AGENT_SANDBOX_LIMITS])
+{
+    const agent_tool_limits_t *l = ctx->limits;
+    char *const *prog = argv;
+    if (l->sandbox && l->sandbox->enabled && !l->sandbox_off) {
+        if (!l->sandbox->bwrap[0]) {
+            agent_tool_fail(ctx, "the sandbox is required but bwrap is not installed on this "
+                                 "node (install bubblewrap); the command was not run");
+            return NULL;
+        }
+        if (!l->guard || !l->guard->shim[0]) {
+            agent_tool_fail(ctx, "the sandbox needs bicky-exec, which this node lacks; the "
+                                 "command was not run");
+            return NULL;
+        }
+        agent_sandbox_spec_t spec = {
+            .bwrap = l->sandbox->bwrap, .rw = {ctx->root_real}, .network = l->network};
+        if (!(*boxed = agent_sandbox_argv(&spec, argv))) {
+            agent_tool_fail(ctx, "cannot build the sandbox");
+            return NULL;
+        }
+        prog = *boxed;
+    }
+    size_t n = 0;
+    while (prog[n]) {
+        n++;
+    }
+    *guarded = calloc(n + AGENT_GUARD_EXTRA_ARG + 1, sizeof **guarded);
+    if (!*guarded) {
+        agent_tool_fail(ctx, "out of memory");
+        return NULL;
+    }
+    agent_sandbox_limits_format(&l->rlimits, lim, AGENT_SANDBOX_LIMITS);
+    return agent_guard_argv_limits(l->guard, lim, prog, *guarded, n + AGENT_GUARD_EXTRA_ARG + 1);
+}
+
 static int s_spawn(agent_tool_ctx_t *ctx, const char *command, agent_bash_t *b, int pipes[2][2])
 {
-    char env_home[PATH_MAX + 8], env_pwd[PATH_MAX + 8];
+    char env_home[PATH_MAX + 8], env_pwd[PATH_MAX + 8], lim[AGENT_SANDBOX_LIMITS];
     snprintf(env_home, sizeof env_home, "HOME=%s", ctx->root_real);
     snprintf(env_pwd, sizeof env_pwd, "PWD=%s", ctx->root_real);
     char *envp[] = {
         "PATH=/usr/local/bin:/usr/bin:/bin", env_home, env_pwd, "LANG=C.UTF-8", "TERM=dumb", NULL};
     char *argv[] = {"/bin/bash", "-c", (char *)command, NULL};
+    char **boxed = NULL, **guarded = NULL;
+    char *const *run = s_program(ctx, argv, &boxed, &guarded, lim);
+    if (!run) {
+        agent_sandbox_argv_free(&boxed);
+        free(guarded);
+        return -1;
+    }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -74,15 +129,13 @@ static int s_spawn(agent_tool_ctx_t *ctx, const char *command, agent_bash_t *b, 
     posix_spawn_file_actions_adddup2(&fa, pipes[1][1], 2);
     posix_spawn_file_actions_addclosefrom_np(&fa, 3);
     posix_spawn_file_actions_addchdir_np(&fa, ctx->root_real);
-    /* Through bicky-exec when the node has it: bash and all it starts die with the node. */
-    char *guarded[sizeof argv / sizeof argv[0] + AGENT_GUARD_EXTRA_ARG + 1];
-    char *const *run =
-        agent_guard_argv(ctx->limits->guard, argv, guarded, sizeof guarded / sizeof guarded[0]);
     posix_spawnattr_t attr;
     s_spawn_attr(&attr);
     int rc = posix_spawn(&b->pid, run[0], &fa, &attr, run, envp);
     posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
+    agent_sandbox_argv_free(&boxed);
+    free(guarded);
     if (rc != 0) {
         return agent_tool_fail(ctx, "cannot start /bin/bash: %s", strerror(rc));
     }
@@ -136,6 +189,10 @@ static void s_supervise(agent_bash_t *b, int64_t timeout_ms)
         if (!b->exited && now >= deadline && !b->timed_out) {
             kill(-b->pid, SIGKILL);
             b->timed_out = true;
+        }
+        if (!b->exited && !b->cancelled && b->cancel && atomic_load(b->cancel)) {
+            kill(-b->pid, SIGKILL); /* the turn went: the sandbox goes with it */
+            b->cancelled = true;
         }
         if (b->exited && drain_until == 0) {
             drain_until = now + AGENT_BASH_DRAIN_MS;
@@ -218,7 +275,8 @@ int agent_tool_bash(agent_tool_ctx_t *ctx)
         return -1;
     }
     size_t cap = ctx->limits->bash_max_output;
-    agent_bash_t b = {.out = {.fd = -1, .cap = cap, .buf = malloc(cap + 1)},
+    agent_bash_t b = {.cancel = ctx->limits->cancel,
+                      .out = {.fd = -1, .cap = cap, .buf = malloc(cap + 1)},
                       .err = {.fd = -1, .cap = cap, .buf = malloc(cap + 1)}};
     int pipes[2][2] = {{-1, -1}, {-1, -1}};
     int rc = -1;

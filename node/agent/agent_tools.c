@@ -87,6 +87,7 @@ void agent_tool_limits_default(agent_tool_limits_t *out)
         .bash_max_timeout_s = 600,
         .todo_max_items = 100,
     };
+    agent_sandbox_limits_default(&out->rlimits);
 }
 
 int agent_tool_fail(agent_tool_ctx_t *ctx, const char *fmt, ...)

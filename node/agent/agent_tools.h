@@ -7,9 +7,11 @@
 #define BICKY_AGENT_TOOLS_H
 
 #include "node/agent/agent_guard.h"
+#include "node/agent/agent_sandbox.h"
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -18,21 +20,26 @@
 
 /* Caps applied by the tools; agent_tool_limits_default fills the defaults. */
 typedef struct {
-    size_t read_max_bytes;      /* read_file: bytes returned per call (256 KiB) */
-    size_t read_max_lines;      /* read_file: default and largest `limit` (2000) */
-    size_t write_max_bytes;     /* write_file: largest content (1 MiB) */
-    size_t list_max_entries;    /* list_directory: entries returned (1000) */
-    size_t grep_max_results;    /* grep: default and largest max_results (200) */
-    size_t grep_max_files;      /* grep: files examined per call (20000) */
-    size_t grep_max_file_bytes; /* grep: larger files are skipped (8 MiB) */
-    size_t grep_max_line;       /* grep: bytes of a matching line returned (400) */
-    int grep_timeout_s;         /* grep: wall-clock budget (30 s) */
-    size_t bash_max_output;     /* bash: bytes kept per stream, stdout and stderr (64 KiB) */
-    size_t bash_max_command;    /* bash: longest command (64 KiB) */
-    int bash_timeout_s;         /* bash: default timeout (120 s) */
-    int bash_max_timeout_s;     /* bash: largest timeout_s a model may ask for (600 s) */
-    size_t todo_max_items;      /* todo_write: items (100) */
-    const agent_guard_t *guard; /* bash: started through bicky-exec (NULL = directly) */
+    size_t read_max_bytes;          /* read_file: bytes returned per call (256 KiB) */
+    size_t read_max_lines;          /* read_file: default and largest `limit` (2000) */
+    size_t write_max_bytes;         /* write_file: largest content (1 MiB) */
+    size_t list_max_entries;        /* list_directory: entries returned (1000) */
+    size_t grep_max_results;        /* grep: default and largest max_results (200) */
+    size_t grep_max_files;          /* grep: files examined per call (20000) */
+    size_t grep_max_file_bytes;     /* grep: larger files are skipped (8 MiB) */
+    size_t grep_max_line;           /* grep: bytes of a matching line returned (400) */
+    int grep_timeout_s;             /* grep: wall-clock budget (30 s) */
+    size_t bash_max_output;         /* bash: bytes kept per stream, stdout and stderr (64 KiB) */
+    size_t bash_max_command;        /* bash: longest command (64 KiB) */
+    int bash_timeout_s;             /* bash: default timeout (120 s) */
+    int bash_max_timeout_s;         /* bash: largest timeout_s a model may ask for (600 s) */
+    size_t todo_max_items;          /* todo_write: items (100) */
+    const agent_guard_t *guard;     /* bash: started through bicky-exec (NULL = directly) */
+    const agent_sandbox_t *sandbox; /* bash: the node's sandbox (NULL or disabled = none) */
+    bool sandbox_off;               /* bash: the strategy opted out (sandbox = false) */
+    bool network;                   /* bash: the sandbox keeps the network (tool_network) */
+    agent_sandbox_limits_t rlimits; /* bash: resource limits (bicky-exec --limits) */
+    const atomic_bool *cancel; /* bash: set by another thread = kill the command now (or NULL) */
 } agent_tool_limits_t;
 
 /* Fills *out with the default limits. */

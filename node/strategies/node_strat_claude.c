@@ -319,7 +319,14 @@ void node_claude_start(node_run_t *run)
                                .session_id = cc->resume ? NULL : cc->session,
                                .base_url = s->base_url,
                                .api_key = cfg_strategy_api_key(s),
-                               .guard = &run->agents->guard};
+                               .guard = &run->agents->guard,
+                               .sandbox = &run->agents->sandbox,
+                               .sandbox_off = !s->sandbox,
+                               .rlimits = {.cpu_s = s->sandbox_cpu_s,
+                                           .memory_mb = s->sandbox_memory_mb,
+                                           .processes = s->sandbox_processes,
+                                           .file_mb = s->sandbox_file_mb,
+                                           .open_files = s->sandbox_open_files}};
     s_uuid_t conv;
     util_uuid_format(run->actor->conv_id, conv);
     if (s->permission_channel == CFG_PERM_MCP) {

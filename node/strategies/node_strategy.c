@@ -96,6 +96,27 @@ static int s_relay(node_agents_t *self, const node_cfg_t *cfg)
     return self->relay ? 0 : -1;
 }
 
+/* Tools and the CLI run in bwrap unless --sandbox off; a strategy that opts out
+   (sandbox = false) is named loudly, once, at start. */
+static void s_sandbox(node_agents_t *self, const node_cfg_t *cfg)
+{
+    const char *m = cfg->sandbox ? cfg->sandbox : "auto";
+    agent_sandbox_init(&self->sandbox,
+                       !strcmp(m, "on")    ? AGENT_SANDBOX_ON
+                       : !strcmp(m, "off") ? AGENT_SANDBOX_OFF
+                                           : AGENT_SANDBOX_AUTO,
+                       NULL);
+    for (size_t i = 0; self->sandbox.enabled && i < cfg_file_count(self->cfg); i++) {
+        const cfg_strategy_t *s = cfg_file_at(self->cfg, i);
+        if (!s->sandbox && s->kind != CFG_STRATEGY_ECHO) {
+            LOG_W("SANDBOX OFF for strategy=%s (sandbox = false): its tools run with the "
+                  "node's rights and see the whole host",
+                  s->name);
+        }
+    }
+    self->limits.sandbox = &self->sandbox;
+}
+
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     node_agents_t *self = arg;
@@ -136,6 +157,7 @@ node_agents_t *node_agents_new(node_t *node)
         return NULL;
     }
     self->limits.guard = &self->guard;
+    s_sandbox(self, node->cfg);
     /* libgit2 is reference counted: one init per node, before the pool's workers. */
     self->git_init = agent_worktree_global_init() == 0;
     if (!self->git_init) {

@@ -116,6 +116,7 @@ void node_run_release(node_run_t *run)
         return;
     }
     agent_llm_cancel(&run->req);
+    atomic_store(&run->tools_stop, true); /* a running bash tool is killed, sandbox and all */
     run->impl->stop(run);
     node_agents_t *ag = run->agents;
     if (run->prev) {
@@ -157,6 +158,7 @@ void node_run_fail(node_run_t *run, const char *reason)
     free(run->error);
     run->error = strdup(reason);
     agent_llm_cancel(&run->req);
+    atomic_store(&run->tools_stop, true);
     run->impl->cancel(run);
     run->phase = NODE_RUN_ENDING;
     run->actor->turns->end_ready = NODE_END_FAILED;

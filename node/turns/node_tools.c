@@ -3,9 +3,10 @@
     the node's work dir, created on first use). A call runs only after its
     tool.started is stored; its result comes back on the loop, is stored as a
     message of role "tool" with tool.completed, and becomes the model's
-    tool result. A cancelled turn does not wait for a running tool: the tool
-    finishes on its worker (bounded by its own limits) and the result is
-    dropped. The work function runs on a pool worker; everything else on the
+    tool result. A cancelled turn does not wait for a running tool: it sets
+    the run's tools_stop, which kills a running bash with its sandbox (other
+    tools finish on their worker, bounded by their own limits), and the result
+    is dropped. The work function runs on a pool worker; everything else on the
     loop thread. */
 #define LOG_MODULE "node_tools"
 #include "common/log.h"
@@ -133,6 +134,17 @@ void node_tools_run(node_run_t *run, size_t i)
         j->name = strdup(c->name);
         j->args = json_deep_copy(c->args);
         j->limits = run->agents->limits;
+        const cfg_strategy_t *s = run->strategy;
+        if (s) {
+            j->limits.sandbox_off = !s->sandbox;
+            j->limits.network = s->tool_network;
+            j->limits.rlimits = (agent_sandbox_limits_t){.cpu_s = s->sandbox_cpu_s,
+                                                         .memory_mb = s->sandbox_memory_mb,
+                                                         .processes = s->sandbox_processes,
+                                                         .file_mb = s->sandbox_file_mb,
+                                                         .open_files = s->sandbox_open_files};
+        }
+        j->limits.cancel = &run->tools_stop; /* the job holds a reference on run */
     }
     if (!j || !j->call_id || !j->root || !j->name || !j->args ||
         agent_pool_submit(run->agents->pool, s_work, s_done, j) < 0) {

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <limits.h>
+#include <stdatomic.h>
 
 #define NODE_BACKOFF_MIN_MS  200 /* strategy restart back-off after a failed turn */
 #define NODE_BACKOFF_MAX_MS  5000
@@ -111,6 +112,7 @@ struct node_run_t {
     char strategy_name[CFG_FILE_MAX_NAME + 1]; /* the conversation's strategy */
     node_cc_t *cc;                  /* claude-code state (node_strat_claude.c), or NULL */
     const node_strategy_if_t *impl; /* the strategies (the agents' strategy) */
+    atomic_bool tools_stop;         /* set when the turn ends: running bash tools are killed */
 };
 
 /* Node-wide agent state. */
@@ -137,6 +139,7 @@ struct node_agents_t {
     agent_relay_t *relay;               /* their model calls; NULL without a claude-code strategy */
     char mcp_bin[PATH_MAX];             /* bicky-mcp-permission (permission_channel = mcp) */
     agent_guard_t guard;                /* bicky-exec and the children's pid files */
+    agent_sandbox_t sandbox;            /* bwrap for tools and the CLI (--sandbox) */
 };
 
 /* ---- the strategy interface ----------------------------------------------------------- */

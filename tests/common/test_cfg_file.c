@@ -191,7 +191,40 @@ static const s_bad_t s_bad[] = {
      "t.ini:3: bad permission_channel 'zmq': expected stdio or mcp"},
     {"[strategy.a]\nkind = claude-code\npermission_channel = mcp\npermission_channel = mcp\n",
      "t.ini:4: duplicate key 'permission_channel'"},
+    {"[strategy.a]\nkind = echo\nsandbox = no\n",
+     "t.ini:3: bad value 'no' for sandbox: expected true or false"},
+    {"[strategy.a]\nkind = echo\ntool_network = 1\n", "t.ini:3: bad value '1' for tool_network"},
+    {"[strategy.a]\nkind = echo\nsandbox_processes = 2\n",
+     "t.ini:3: bad value '2' for sandbox_processes"},
+    {"[strategy.a]\nkind = echo\nsandbox_memory_mb = 10\n",
+     "t.ini:3: bad value '10' for sandbox_memory_mb"},
 };
+
+Test(cfg_file, sandbox_on_by_default_with_its_limits)
+{
+    char err[256] = "";
+    cfg_file_t *cfg = cfg_file_load_string("[strategy.a]\nkind = echo\n"
+                                           "[strategy.b]\nkind = echo\nsandbox = false\n"
+                                           "tool_network = true\nsandbox_cpu_s = 5\n"
+                                           "sandbox_memory_mb = 64\nsandbox_processes = 8\n"
+                                           "sandbox_file_mb = 1\nsandbox_open_files = 64\n",
+                                           "t.ini", err, sizeof err);
+    cr_assert_not_null(cfg, "%s", err);
+    const cfg_strategy_t *a = cfg_file_strategy(cfg, "a"), *b = cfg_file_strategy(cfg, "b");
+    cr_assert(a->sandbox && !a->tool_network);
+    cr_assert_eq(a->sandbox_cpu_s, 600);
+    cr_assert_eq(a->sandbox_memory_mb, 8192);
+    cr_assert_eq(a->sandbox_processes, 256);
+    cr_assert_eq(a->sandbox_file_mb, 1024);
+    cr_assert_eq(a->sandbox_open_files, 1024);
+    cr_assert(!b->sandbox && b->tool_network);
+    cr_assert_eq(b->sandbox_cpu_s, 5);
+    cr_assert_eq(b->sandbox_memory_mb, 64);
+    cr_assert_eq(b->sandbox_processes, 8);
+    cr_assert_eq(b->sandbox_file_mb, 1);
+    cr_assert_eq(b->sandbox_open_files, 64);
+    cfg_file_destroy(&cfg);
+}
 
 Test(cfg_file, permission_channel_stdio_by_default_or_mcp)
 {

@@ -1,7 +1,7 @@
 /*  bicky-exec — the shim a node starts its children through (the claude CLI,
     the bash tool), so that they die with the node, kill -9 included.
 
-    bicky-exec --parent PID [--pid-dir DIR] -- PROGRAM [ARG...]
+    bicky-exec --parent PID [--pid-dir DIR] [--limits LIST] -- PROGRAM [ARG...]
 
     It asks the kernel for BICKY_EXEC_PDEATH_SIG when the thread that started
     it exits (PR_SET_PDEATHSIG), then checks that its parent is still PID (a
@@ -13,7 +13,11 @@
     (orphans are reparented to it), removes its pid file and exits with
     PROGRAM's status (re-raising its signal). SIGTERM, SIGINT, SIGHUP and
     SIGQUIT are passed on to PROGRAM. Single-threaded; stdio goes to PROGRAM
-    only (the shim keeps no copy of the pipes, so EOF still means PROGRAM). */
+    only (the shim keeps no copy of the pipes, so EOF still means PROGRAM).
+    --limits sets resource limits in PROGRAM before exec (cpu=S, as=B, nproc=N,
+    fsize=B, nofile=N); with nproc the shim also counts PROGRAM's tree every 50 ms
+    when it runs as root (the kernel does not enforce RLIMIT_NPROC for uid 0) and
+    kills it all past N. */
 #include "common/proc_stat.h"
 
 #include <ctype.h>
@@ -25,18 +29,24 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #define S_KILL_ROUNDS 2000 /* rounds of killing descendants (one generation each, 5 ms apart) */
+#define S_TREE_MS     50   /* how often a root shim counts the tree under --limits nproc */
+#define S_TREE_MAX    4096 /* processes one count walks at most */
 #define S_USAGE                                                                                    \
-    "usage: bicky-exec --parent PID [--pid-dir DIR] -- PROGRAM [ARG...]\n\n"                       \
+    "usage: bicky-exec --parent PID [--pid-dir DIR] [--limits LIST] -- PROGRAM [ARG...]\n\n"       \
     "Runs PROGRAM so that it dies with PID (the bicky-node that starts it), kill -9\n"             \
     "included: PR_SET_PDEATHSIG, a child subreaper that kills every descendant left\n"             \
     "when PROGRAM exits or PID dies, and a pid file DIR/<pid> (pid, start time, boot\n"            \
     "id, PID and its start time) by which a restarted node finds and kills what a\n"               \
     "previous one left (never the children of a process still alive).\n"                           \
+    "--limits cpu=S,as=BYTES,nproc=N,fsize=BYTES,nofile=N (any subset) sets those\n"               \
+    "resource limits in PROGRAM before exec; as root, where the kernel ignores\n"                  \
+    "RLIMIT_NPROC, the shim kills PROGRAM's whole tree once it holds more than N.\n"               \
     "Exits with PROGRAM's status; 127 when it cannot be run, 2 on a bad command line.\n"
 
 /* The signal the kernel sends when the parent dies: one nobody else sends. */
@@ -188,11 +198,70 @@ static void s_exit_like(int status)
     _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
 }
 
-/* In the forked child: die with the shim, then become PROGRAM. */
-static void s_run_program(pid_t shim, const sigset_t *old, char **argv)
+/* --limits: the resource limits PROGRAM gets (0 = not set). */
+typedef struct {
+    rlim_t cpu, as, nproc, fsize, nofile;
+} s_limits_t;
+
+/* Parses "cpu=S,as=B,nproc=N,fsize=B,nofile=N" (any subset, each value > 0). */
+static int s_parse_limits(const char *text, s_limits_t *l)
+{
+    const struct {
+        const char *name;
+        rlim_t *field;
+    } keys[] = {{"cpu", &l->cpu},
+                {"as", &l->as},
+                {"nproc", &l->nproc},
+                {"fsize", &l->fsize},
+                {"nofile", &l->nofile}};
+    const char *p = text;
+    while (*p) {
+        size_t klen = strcspn(p, "=,");
+        char *end = NULL;
+        if (p[klen] != '=') {
+            return -1;
+        }
+        unsigned long long v = strtoull(p + klen + 1, &end, 10);
+        if (end == p + klen + 1 || (*end && *end != ',') || v == 0) {
+            return -1;
+        }
+        size_t i = 0;
+        while (i < sizeof keys / sizeof keys[0] &&
+               (strlen(keys[i].name) != klen || strncmp(keys[i].name, p, klen) != 0)) {
+            i++;
+        }
+        if (i == sizeof keys / sizeof keys[0]) {
+            return -1;
+        }
+        *keys[i].field = (rlim_t)v;
+        p = *end ? end + 1 : end;
+    }
+    return 0;
+}
+
+/* Lowers one limit (soft and hard, so PROGRAM cannot raise it again). */
+static int s_limit(int resource, rlim_t v)
+{
+    struct rlimit r = {v, v};
+    return v ? setrlimit(resource, &r) : 0;
+}
+
+static int s_apply_limits(const s_limits_t *l)
+{
+    return s_limit(RLIMIT_CPU, l->cpu) | s_limit(RLIMIT_AS, l->as) |
+           s_limit(RLIMIT_NPROC, l->nproc) | s_limit(RLIMIT_FSIZE, l->fsize) |
+           s_limit(RLIMIT_NOFILE, l->nofile);
+}
+
+/* In the forked child: die with the shim, take the limits, then become PROGRAM. */
+static void s_run_program(pid_t shim, const sigset_t *old, char **argv, const s_limits_t *l)
 {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != shim) {
+        _exit(127);
+    }
+    if (s_apply_limits(l) != 0) {
+        fprintf(stderr, "bicky-exec: cannot set the limits: %s\n", strerror(errno));
         _exit(127);
     }
     sigprocmask(SIG_SETMASK, old, NULL);
@@ -201,9 +270,39 @@ static void s_run_program(pid_t shim, const sigset_t *old, char **argv)
     _exit(127);
 }
 
+/* Processes in the tree under root (root included), counted up to cap + 1. Reads
+   each one's /proc/<pid>/task/<pid>/children (children of other threads are not
+   seen: a bound, not an inventory). */
+static int s_tree_size(pid_t root, int cap)
+{
+    pid_t stack[S_TREE_MAX];
+    int sp = 0, n = 0;
+    stack[sp++] = root;
+    while (sp > 0 && n <= cap) {
+        pid_t p = stack[--sp];
+        char path[64];
+        n++;
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)p, (int)p);
+        FILE *f = fopen(path, "re");
+        int pid;
+        while (f && fscanf(f, "%d", &pid) == 1) {
+            if (sp < S_TREE_MAX) {
+                stack[sp++] = pid;
+            } else {
+                n++;
+            }
+        }
+        if (f) {
+            fclose(f);
+        }
+    }
+    return n;
+}
+
 typedef struct {
     pid_t parent;        /* --parent */
     const char *pid_dir; /* --pid-dir or NULL */
+    s_limits_t limits;   /* --limits */
     char **argv;         /* PROGRAM [ARG...] */
 } s_args_t;
 
@@ -222,6 +321,10 @@ static int s_parse(int argc, char **argv, s_args_t *a)
             a->parent = (end && *end == '\0' && v > 0 && v < (1L << 30)) ? (pid_t)v : 0;
         } else if (i + 1 < argc && !strcmp(argv[i], "--pid-dir")) {
             a->pid_dir = argv[++i];
+        } else if (i + 1 < argc && !strcmp(argv[i], "--limits")) {
+            if (s_parse_limits(argv[++i], &a->limits) != 0) {
+                return -1;
+            }
         } else {
             return -1;
         }
@@ -273,15 +376,21 @@ int main(int argc, char **argv)
     }
     pid_t shim = getpid(), child = fork();
     if (child == 0) {
-        s_run_program(shim, &old, a.argv);
+        s_run_program(shim, &old, a.argv, &a.limits);
     }
     int status = 127 << 8, done = child < 0;
     if (child > 0) {
         s_drop_stdio();
     }
+    /* The kernel counts RLIMIT_NPROC for every uid but 0: as root the shim counts. */
+    int cap = a.limits.nproc && geteuid() == 0 ? (int)a.limits.nproc : 0;
+    struct timespec tick = {0, S_TREE_MS * 1000 * 1000};
     while (!done) {
         siginfo_t si;
-        int sig = sigwaitinfo(&set, &si);
+        int sig = cap ? sigtimedwait(&set, &si, &tick) : sigwaitinfo(&set, &si);
+        if (sig < 0 && cap && child > 0 && s_tree_size(child, cap) > cap) {
+            break; /* too many processes: everything goes */
+        }
         if (sig == SIGCHLD) {
             s_reap(child, &status, &done);
         } else if (sig == s_pdeath_sig()) {

@@ -447,12 +447,6 @@ static char **s_wrap(const agent_claude_params_t *p,
 {
     const agent_guard_t *guard = p->guard;
     bool boxed = p->sandbox && p->sandbox->enabled && !p->sandbox_off;
-    if (boxed && p->permission_channel == AGENT_CLAUDE_PERM_MCP) {
-        /* TODO(h1): issue 12 — in bwrap the CLI lists no tool of bicky-mcp-permission
-           (test_agents_claude); until that is understood, channel mcp runs unboxed. */
-        LOG_W("SANDBOX OFF for this claude run: permission_channel = mcp is not sandboxed yet");
-        boxed = false;
-    }
     if (boxed && (!p->sandbox->bwrap[0] || !guard || !guard->shim[0])) {
         *rc = ENOSYS; /* required, but bwrap (or bicky-exec) is missing: no fallback */
         return NULL;
@@ -475,7 +469,13 @@ static char **s_wrap(const agent_claude_params_t *p,
     *guarded_p = inner ? calloc(n + AGENT_GUARD_EXTRA_ARG + 1, sizeof **guarded_p) : NULL;
     char *const *run = NULL;
     if (*guarded_p) {
-        agent_sandbox_limits_format(&p->rlimits, lim, AGENT_SANDBOX_LIMITS);
+        /* No address-space limit for the CLI: V8 reserves far more address space
+           than it uses (and a sanitized bicky-mcp-permission, as in the test
+           builds, reserves terabytes of shadow), so RLIMIT_AS would stop the CLI
+           or its permission server without bounding memory. */
+        agent_sandbox_limits_t cli = p->rlimits;
+        cli.memory_mb = 0;
+        agent_sandbox_limits_format(&cli, lim, AGENT_SANDBOX_LIMITS);
         run = agent_guard_argv_limits(guard, lim, inner, *guarded_p, n + AGENT_GUARD_EXTRA_ARG + 1);
     }
     argv[0] = first; /* the copies keep their own pointers (prog outlives the spawn) */

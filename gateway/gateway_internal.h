@@ -396,6 +396,7 @@ struct gw_req_t {
     char params[GW_PARAMS_MAX][GW_PARAM_LEN]; /* path parameters */
     char *body;                               /* request body (owned, NUL-terminated) */
     size_t body_len;                          /* bytes of body */
+    size_t body_cap;                          /* bytes allocated at body */
     bool too_large;                           /* body passed --max-body */
     int head_status;                          /* 414/431: request head over our limit */
     size_t discarded;                         /* body bytes dropped past the limit */

@@ -111,14 +111,28 @@ static void s_body_append(gw_req_t *req, const char *data, size_t len)
         free(req->body);
         req->body = NULL;
         req->body_len = 0;
+        req->body_cap = 0;
         return;
     }
-    char *grown = realloc(req->body, req->body_len + len + 1);
-    if (!grown) {
-        req->too_large = true;
-        return;
+    /* libmicrohttpd hands the body over in pieces as small as its pool
+       leaves room for (a few hundred bytes behind a large head): grow
+       geometrically, or a 1 MiB body costs thousands of full copies. */
+    if (req->body_len + len + 1 > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap * 2 : 4096;
+        if (cap < req->body_len + len + 1) {
+            cap = req->body_len + len + 1;
+        }
+        if (cap > max + 1) {
+            cap = max + 1;
+        }
+        char *grown = realloc(req->body, cap);
+        if (!grown) {
+            req->too_large = true;
+            return;
+        }
+        req->body = grown;
+        req->body_cap = cap;
     }
-    req->body = grown;
     memcpy(req->body + req->body_len, data, len);
     req->body_len += len;
     req->body[req->body_len] = 0;

@@ -120,7 +120,8 @@ static json_t *s_event_id(gw_req_t *req)
     return json_pack("{s:I}", "id", (json_int_t)id);
 }
 
-/* event.get answered: the revert goes to the owner of the event's conversation. */
+/* event.get answered: the revert goes to the owner of the event's conversation (any node
+   for a team event). */
 static void s_revert_route(void *owner, const gw_reply_t *reply)
 {
     gw_req_t *req = owner;
@@ -129,7 +130,11 @@ static void s_revert_route(void *owner, const gw_reply_t *reply)
     if (reply->status != 200) {
         gw_req_respond_json(req, (unsigned)reply->status, reply->body, reply->retry_after);
     } else if (json_is_null(conv)) {
-        gw_req_fail(req, 409, "not_reversible", "team events are not reversible");
+        /* A team event (a rule's creation or deletion): any node reverts it. */
+        json_t *args = s_event_id(req);
+        if (args) {
+            gw_req_call(req, PROTO_OP_EVENT_REVERT_TEAM, args, NULL);
+        }
     } else if (!json_is_string(conv) ||
                util_uuid_parse(json_string_value(conv), req->conv_id) < 0) {
         gw_req_fail(req, 502, "bad_gateway", "the node answered an unexpected event");

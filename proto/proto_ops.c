@@ -159,6 +159,7 @@ const proto_op_t proto_ops[PROTO_OP_COUNT] = {
                                  s_perm_ask},
     [PROTO_OP_EVENT_GET] = TEAM("event.get", s_event_id),
     [PROTO_OP_EVENT_REVERT] = CONV("event.revert", s_event_id),
+    [PROTO_OP_EVENT_REVERT_TEAM] = TEAM("event.revert_team", s_event_id),
 };
 
 const proto_op_t *proto_op_find(const char *name)

@@ -43,6 +43,7 @@ typedef enum {
     PROTO_OP_PERMISSION_ASK,
     PROTO_OP_EVENT_GET,
     PROTO_OP_EVENT_REVERT,
+    PROTO_OP_EVENT_REVERT_TEAM,
     PROTO_OP_COUNT
 } proto_op_id_t;
 

@@ -48,6 +48,7 @@ static const node_op_t s_ops[PROTO_OP_COUNT] = {
     OP(PROTO_OP_PERMISSION_ASK, NODE_OP_TEAM, node_op_perm_ask, NULL),
     OP(PROTO_OP_EVENT_GET, NODE_OP_TEAM, node_op_event_get, NULL),
     OP(PROTO_OP_EVENT_REVERT, NODE_OP_ACTOR, NULL, node_op_event_revert),
+    OP(PROTO_OP_EVENT_REVERT_TEAM, NODE_OP_TEAM, node_op_event_revert_team, NULL),
 };
 
 const node_op_t *node_op_find(const char *name)

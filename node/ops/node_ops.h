@@ -69,8 +69,6 @@ void node_op_perm_list(node_t *node, node_req_t *req);
 void node_op_perm_get(node_t *node, node_req_t *req);
 void node_op_perm_decide(node_t *node, node_actor_t *actor, node_req_t *req);
 void node_op_rule_list(node_t *node, node_req_t *req);
-void node_op_rule_create(node_t *node, node_req_t *req);
-void node_op_rule_delete(node_t *node, node_req_t *req);
 void node_op_wt_list(node_t *node, node_req_t *req);
 void node_op_wt_get(node_t *node, node_req_t *req);
 void node_op_wt_create(node_t *node, node_req_t *req);
@@ -85,5 +83,19 @@ void node_op_event_get(node_t *node, node_req_t *req);
 void node_op_event_revert(node_t *node, node_actor_t *actor, node_req_t *req);
 /* Registers the statements of node_ops_revert.c. */
 int node_ops_revert_sql_prepare(db_conn_t *db);
+
+/* ---- rules and their team events (node_ops_rules.c) --------------------------------------- */
+
+/* A rule as JSON (API.md Permission rule), built by Postgres from row r. */
+#define NODE_RULE_JSON(r)                                                                          \
+    "json_build_object('id', " r ".id, 'scope', " r ".scope, 'conversation_id', " r                \
+    ".conversation_id, 'tool_pattern', " r ".tool_pattern, 'decision', " r                         \
+    ".decision, 'created_at', " NODE_TS(r ".created_at") ")"
+void node_op_rule_create(node_t *node, node_req_t *req);
+void node_op_rule_delete(node_t *node, node_req_t *req);
+/* event.revert_team: reverts a team event (permission_rule.created / .deleted). */
+void node_op_event_revert_team(node_t *node, node_req_t *req);
+/* Registers the statements of node_ops_rules.c. */
+int node_ops_rules_sql_prepare(db_conn_t *db);
 
 #endif

@@ -1,12 +1,12 @@
 /*  node_ops_perm — the permission API on the node. Team-wide (any node):
     perm.list, perm.get (also the gateway's first hop of a decision: the
-    request id alone does not name the conversation, perm.get does), the
-    rules (rule.list, rule.create, rule.delete) and strategies. Bound to the
-    conversation (its owner's actor): perm.decide, which reads the request
-    while the actor is pinned and then answers 404, repeats an identical
-    decision's first answer, refuses another one (409), or stores the
-    decision (node_perm.c). Every statement is scoped by team_id.
-    Loop thread only. */
+    request id alone does not name the conversation, perm.get does),
+    rule.list (rule.create and rule.delete are in node_ops_rules.c) and
+    strategies. Bound to the conversation (its owner's actor): perm.decide,
+    which reads the request while the actor is pinned and then answers 404,
+    repeats an identical decision's first answer, refuses another one (409),
+    or stores the decision (node_perm.c). Every statement is scoped by
+    team_id. Loop thread only. */
 #define LOG_MODULE "node_ops_perm"
 #include "common/log.h"
 #include "common/util.h"
@@ -18,15 +18,9 @@
 
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 
-#define RULE_JSON(r)                                                                               \
-    "json_build_object('id', " r ".id, 'scope', " r ".scope, 'conversation_id', " r                \
-    ".conversation_id, 'tool_pattern', " r ".tool_pattern, 'decision', " r                         \
-    ".decision, 'created_at', " NODE_TS(r ".created_at") ")"
 #define TS_CURSOR(x) "to_char(" x " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 
-#define Q_RULE_INSERT "node_rule_insert"
-#define Q_RULE_LIST   "node_rule_list"
-#define Q_RULE_DELETE "node_rule_delete"
+#define Q_RULE_LIST "node_rule_list"
 
 /* ---- a one-statement read ---------------------------------------------------------------- */
 
@@ -325,40 +319,6 @@ void node_op_rule_list(node_t *node, node_req_t *req)
     s_run(node, req, proto, Q_RULE_LIST, 5, params);
 }
 
-void node_op_rule_create(node_t *node, node_req_t *req)
-{
-    /* Dispatch checked the shape (rule.create's row: scope, conversation_id only and
-       always with scope conversation, decision); the pattern's syntax is ours. */
-    const char *scope = node_args_str(req->args, "scope");
-    const char *pattern = node_args_str(req->args, "tool_pattern");
-    const char *decision = node_args_str(req->args, "decision");
-    s_uuid_t conv, team, rid;
-    bool conv_scope = s_uuid_arg(req->args, "conversation_id", conv) == 1;
-    if (!node_perm_pattern_valid(pattern)) {
-        node_reply_invalid(node, &req, "tool_pattern",
-                           "tool_pattern must be a tool name, a name prefix followed by '*', or "
-                           "'*' (letters, digits, '_', '.', ':', '-')");
-        return;
-    }
-    uint8_t raw[16];
-    util_uuid_generate(raw);
-    util_uuid_format(raw, rid);
-    util_uuid_format(req->team_id, team);
-    const char *params[] = {rid, team, scope, conv_scope ? conv : NULL, pattern, decision};
-    s_read_t proto = {.ok_status = 201, .what = "conversation"};
-    s_run(node, req, proto, Q_RULE_INSERT, 6, params);
-}
-
-void node_op_rule_delete(node_t *node, node_req_t *req)
-{
-    s_uuid_t id, team;
-    s_uuid_arg(req->args, "id", id);
-    util_uuid_format(req->team_id, team);
-    const char *params[] = {id, team};
-    s_read_t proto = {.ok_status = 204, .what = "rule"};
-    s_run(node, req, proto, Q_RULE_DELETE, 2, params);
-}
-
 /* ---- strategies -------------------------------------------------------------------------- */
 
 void node_op_strategies(node_t *node, node_req_t *req)
@@ -389,21 +349,13 @@ static const struct {
     int nparams;
     const char *sql;
 } s_stmts[] = {
-    /* $1 id $2 team $3 scope $4 conv $5 pattern $6 decision; a conversation rule needs the
-       team's conversation (no row otherwise: 404). */
-    {Q_RULE_INSERT, 6,
-     "INSERT INTO permission_rules AS r (id, team_id, scope, conversation_id, tool_pattern, "
-     "decision) SELECT $1::uuid, $2::uuid, $3::text, $4::uuid, $5::text, $6::text WHERE "
-     "$4::uuid IS NULL OR EXISTS (SELECT 1 FROM conversations WHERE id = $4::uuid AND team_id = "
-     "$2::uuid) RETURNING " RULE_JSON("r") "::text"},
     /* $1 team $2 conv $3 cursor ts $4 cursor id $5 limit */
     {Q_RULE_LIST, 5,
-     "SELECT " RULE_JSON("r") "::text, " TS_CURSOR(
+     "SELECT " NODE_RULE_JSON("r") "::text, " TS_CURSOR(
          "r.created_at") " || '|' || r.id FROM permission_rules r WHERE r.team_id = $1::uuid AND "
                          "($2::uuid IS NULL OR r.conversation_id = $2::uuid) AND ($3::timestamptz "
                          "IS NULL OR (r.created_at, r.id) < ($3::timestamptz, $4::uuid)) ORDER BY "
                          "r.created_at DESC, r.id DESC LIMIT $5::int"},
-    {Q_RULE_DELETE, 2, "DELETE FROM permission_rules WHERE id = $1::uuid AND team_id = $2::uuid"},
 };
 
 int node_ops_perm_sql_prepare(db_conn_t *db)

@@ -13,6 +13,11 @@
 # conversation's events); GET /api/events?wait= long-polls: answered by the
 # next event after its id, kept waiting by events types= excludes, empty
 # after its wait, nothing of another team, subscriptions dropped after.
+# Permission rules: their creation and deletion are reversible team events
+# (on the team stream, in the log); reverting a creation deletes the rule,
+# reverting a deletion re-creates it with its id; twice → 409; a rule deleted
+# since → 409 changed_since, nothing written; four concurrent reverts of one
+# event → one 201; a worktree team event → 409; another team's → 404.
 # Env: see tests/lib/cluster.sh.
 set -uo pipefail
 
@@ -166,6 +171,84 @@ tc_req GET "/api/events?types=a,,b"
 t_check "an empty type in types= is 400 naming types" test "$TC_CODE $(tc_jq .field)" = "400 types"
 tc_req GET "/api/events?types=x%20y"
 t_check "a type with a space is 400" test "$TC_CODE" = 400
+
+# ---------------------------------------------------------------- permission rules (team events)
+
+# rule_event TYPE RULE: id of the team event TYPE of rule RULE.
+rule_event() {
+    tc_sql "select id from events where type = '$1' and conversation_id is null and action->'rule'->>'id' = '$2' order by id desc limit 1"
+}
+reverts() { tc_sql "select count(*) from events where type = 'event.reverted'"; }
+rtopics=$(tc_metric bicky_gateway_sse_topics)
+tc_sse /api/stream --until permission_rule.created --timeout 30 >"$TC_VAR/rules.sse" &
+rsse=$!
+t_check "the team stream is listening" \
+    bk_wait_for 15 eval '(( $(tc_metric bicky_gateway_sse_topics) > rtopics ))'
+tc_req POST /api/permission-rules '{"scope":"team","tool_pattern":"bash","decision":"allow"}'
+rule=$(tc_jq .id)
+t_check "a team rule: 201" test "$TC_CODE" = 201
+rc=$(rule_event permission_rule.created "$rule")
+t_check "its creation is a reversible team event with the whole rule" \
+    test "$(tc_sql "select conversation_id is null, seq is null, reversible, action->'rule'->>'tool_pattern', source->>'kind' from events where id = ${rc:-0}")" = "t|t|t|bash|user"
+wait "$rsse"
+t_check "... published on the team's stream" grep -q "\"type\":\"permission_rule.created\".*\"$rule\"" "$TC_VAR/rules.sse"
+tc_req GET "/api/events?types=permission_rule.created"
+t_check "... and listed by GET /api/events?types=" test "$(tc_jq '.data[-1].action.rule.id')" = "$rule"
+tc_req POST "/api/events/$rc/revert"
+t_check "reverting the creation: 201 event.reverted naming it" \
+    test "$TC_CODE $(tc_jq .type) $(tc_jq .action.reverts) $(tc_jq .conversation_id)" = "201 event.reverted $rc null"
+t_check "... the rule is gone" test "$(tc_sql "select count(*) from permission_rules where id = '$rule'")" = 0
+t_check "... and the creation's reverted_by is the revert" \
+    test "$(tc_sql "select reverted_by from events where id = $rc")" = "$(tc_jq .id)"
+tc_req POST "/api/events/$rc/revert"
+t_check "reverting it twice: 409 already_reverted" test "$TC_CODE $(tc_jq .code)" = "409 already_reverted"
+
+tc_req POST /api/permission-rules "{\"scope\":\"conversation\",\"conversation_id\":\"$conv\",\"tool_pattern\":\"read_*\",\"decision\":\"deny\"}"
+crule=$(tc_jq .id)
+tc_req DELETE "/api/permission-rules/$crule"
+t_check "deleting a conversation rule: 204" test "$TC_CODE" = 204
+rd=$(rule_event permission_rule.deleted "$crule")
+t_check "its deletion is a reversible team event" \
+    test "$(tc_sql "select reversible, action->'rule'->>'conversation_id' from events where id = ${rd:-0}")" = "t|$conv"
+tc_req POST "/api/events/$rd/revert"
+t_check "reverting the deletion: 201" test "$TC_CODE" = 201
+tc_req GET "/api/permission-rules?conversation_id=$conv"
+t_check "... the rule is back with its id, scope, pattern and decision" \
+    test "$(tc_jq "[.data[] | select(.id == \"$crule\") | .scope, .tool_pattern, .decision] | join(\" \")")" \
+    = "conversation read_* deny"
+
+tc_req POST /api/permission-rules '{"scope":"team","tool_pattern":"grep","decision":"deny"}'
+grule=$(tc_jq .id)
+gc=$(rule_event permission_rule.created "$grule")
+tc_req DELETE "/api/permission-rules/$grule"
+before=$(reverts)
+tc_req POST "/api/events/$gc/revert"
+t_check "reverting the creation of a rule deleted since: 409 changed_since naming rule" \
+    test "$TC_CODE $(tc_jq .code) $(tc_jq .error | cut -d: -f1)" = "409 changed_since rule"
+t_check "... and nothing was written" test "$(reverts)" = "$before"
+
+tc_req POST /api/permission-rules '{"scope":"team","tool_pattern":"write_file","decision":"deny"}'
+race=$(rule_event permission_rule.created "$(tc_jq .id)")
+for i in 1 2 3 4; do
+    curl -s -m 30 -o /dev/null -w '%{http_code}\n' -X POST -H "Authorization: Bearer $TC_TOKEN" \
+        "$BICKY_URL/api/events/$race/revert" >"$TC_VAR/race$i" &
+done
+wait
+t_check "four reverts of one event at once: one 201, three 409" \
+    test "$(cat "$TC_VAR"/race? | sort | uniq -c | awk '{ printf "%s×%s ", $1, $2 }')" = "1×201 3×409 "
+t_check "... and one event.reverted" \
+    test "$(tc_sql "select count(*) from events where type = 'event.reverted' and (action->>'reverts')::bigint = $race")" = 1
+
+rteam=$(tc_sql "select team_id from conversations where id = '$conv'")
+wt=$(tc_sql "insert into events (team_id, type, source, action) values ('$rteam', 'worktree.created', '{\"kind\":\"user\"}', '{}') returning id")
+tc_req POST "/api/events/$wt/revert"
+t_check "a worktree team event: 409 not_reversible" test "$TC_CODE $(tc_jq .code)" = "409 not_reversible"
+other_r=$(tc_team_token "rules-other-$$")
+TC_TOKEN=$other_r tc_req POST "/api/events/$rd/revert"
+t_check "another team's rule event: 404" test "$TC_CODE" = 404
+TC_TOKEN=$other_r tc_req POST /api/permission-rules '{"scope":"team","tool_pattern":"x","decision":"deny"}'
+t_check "another team's rule event is not in this team's log" \
+    test "$(tc_sql "select team_id from events where type = 'permission_rule.created' and action->'rule'->>'id' = '$(tc_jq .id)'")" != "$rteam"
 
 # ---------------------------------------------------------------- the log, long-polled
 

@@ -5,6 +5,8 @@
 #include "common/log.h"
 #include "common/util.h"
 
+#include <errno.h>
+
 static int s_send_frames(zsock_t *sock, const void *first, size_t first_len, const proto_msg_t *msg)
 {
     uint8_t *data = NULL;
@@ -64,11 +66,45 @@ static bool s_log_allowed(void)
     return false;
 }
 
+/* Reads one whole message without waiting; NULL when none is there, or when
+   reading its first frame failed (a signal: the message stays whole for the
+   next call). ZeroMQ delivers a message's frames together, so once the first
+   is read the others are there: a read of them that a signal interrupts
+   (EINTR) is retried. zmsg_recv_nowait instead drops what it read and
+   leaves the rest of the message to be read as the next one. */
+static zmsg_t *s_recv_whole(zsock_t *sock)
+{
+    void *handle = zsock_resolve(sock);
+    zmsg_t *zm = NULL;
+    for (;;) {
+        zframe_t *f = zframe_recv_nowait(handle);
+        while (!f && zm && zmq_errno() == EINTR) {
+            f = zframe_recv_nowait(handle);
+        }
+        if (!f) {
+            zmsg_destroy(&zm);
+            return NULL;
+        }
+        bool more = zframe_more(f);
+        if (!zm) {
+            zm = zmsg_new();
+        }
+        if (!zm || zmsg_append(zm, &f) < 0) {
+            zframe_destroy(&f);
+            zmsg_destroy(&zm);
+            return NULL;
+        }
+        if (!more) {
+            return zm;
+        }
+    }
+}
+
 /* Takes the frames of one message; the first `lead` frames are returned
    separately. Any frame count other than lead + 1 is malformed. */
 static zmsg_t *s_recv_msg(zsock_t *sock, size_t lead, const char *what)
 {
-    zmsg_t *zm = zmsg_recv_nowait(sock);
+    zmsg_t *zm = s_recv_whole(sock);
     if (!zm) {
         return NULL;
     }

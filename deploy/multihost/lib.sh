@@ -10,13 +10,14 @@
 #   c  .3    node nc, gateway gwc
 #   d  .4    haproxy in front of gwb and gwc (port 80)
 #   cl .100  clients (curl, load, bickyctl)
+#   x  .66   an attacker: no process of the cluster, no key of its own
 # The bridge lives in a namespace of its own (<prefix>-sw): nothing is added
 # to the machine's own network namespace, and two clusters never share a
 # link. A host's cable is its veth end in the switch (named after the host).
 
 MH_SUBNET=${MH_SUBNET:-10.77.0}
-MH_HOSTS=(a b c d cl)
-declare -gA MH_ADDR=([a]=1 [b]=2 [c]=3 [d]=4 [cl]=100)
+MH_HOSTS=(a b c d cl x)
+declare -gA MH_ADDR=([a]=1 [b]=2 [c]=3 [d]=4 [cl]=100 [x]=66)
 MH_PG_PORT=5432
 MH_HTTP_PORT=8080
 

@@ -11,6 +11,10 @@
 #    gateways (haproxy's counters); lists and reads;
 #  - haproxy sees both gateways UP; with both put in maintenance through
 #    its runtime API it answers 503 itself, as JSON with Retry-After;
+#  - an attacker on host x (no key; a stolen gateway key) cannot register or
+#    hijack a node, run admin ops, reach nb's ROUTER or subscribe to its PUB,
+#    each attempt logged by its target; bickyctl on cl works with the admin
+#    key and fails clearly without keys;
 #  - gapless seqs in Postgres; down leaves nothing.
 set -uo pipefail
 
@@ -93,5 +97,60 @@ t_check "no gateway: haproxy answers 503 ($TC_CODE) with Retry-After ($(tc_heade
 mh_haproxy "set server gateways/gwb state ready" >/dev/null
 mh_haproxy "set server gateways/gwc state ready" >/dev/null
 t_check "back: /ready 200 through haproxy" bk_wait_for 10 mh_ready
+# ---------------------------------------------------------------- an attacker on host x
+# From its own host, with no key and then with a stolen gateway key, against
+# the registry (host a) and node nb (host b); each attempt is logged there.
+PROBE=$(cd "$BICKY_BIN/../tests" && pwd)/curve_probe
+REG=tcp://$(mh_ip a):7100
+NB_R=tcp://$(mh_ip b):7110
+NB_P=tcp://$(mh_ip b):7111
+FAKE_R=tcp://$(mh_ip x):7110
+FAKE_P=tcp://$(mh_ip x):7111
+TEAM=00000000-0000-4000-8000-000000000001
+xprobe() { mh_in x "$PROBE" --wait-ms 2000 "$@" 2>/dev/null; }
+xlogged() { bk_wait_for 10 grep -q -F -e "$2" "$MH_VAR/log/$1.log"; }
+nb_router() { "$CTL" --json nodes 2>/dev/null | jq -r '.nodes[] | select(.id == "nb") | .router'; }
+out=$(xprobe "$REG" register nb "$FAKE_R" "$FAKE_P")
+t_check "host x, no key: hijacking nb gets no reply ($out)" test "$out" == "no reply"
+out=$(xprobe "$REG" register evil "$FAKE_R" "$FAKE_P")
+t_check "host x, no key: registering a node gets no reply ($out)" test "$out" == "no reply"
+out=$(xprobe "$REG" admin drain nb)
+t_check "host x, no key: admin drain gets no reply ($out)" test "$out" == "no reply"
+out=$(xprobe "$NB_R" api rule.create "$TEAM" - '{"scope":"team","tool_pattern":"*","decision":"allow"}')
+t_check "host x, no key: an API op to nb gets no reply ($out)" test "$out" == "no reply"
+t_check "... logged by r1" xlogged r1 "refused a connection socket=registry-router"
+t_check "... and by nb" xlogged nb "refused a connection socket=node-router"
+G=(--cert "$MH_KEYS/secret/gateway-gwb.key" --server-cert "$MH_KEYS/public/registry/registry.cert")
+out=$(xprobe "${G[@]}" "$REG" register nb "$FAKE_R" "$FAKE_P")
+t_check "host x, stolen gateway key: hijacking nb is refused ($out)" \
+    grep -q "state=unknown error=only the key of that node" <<<"$out"
+t_check "... and logged by r1" xlogged r1 "refused type=register node=nb from role=gateway name=gwb"
+out=$(xprobe "${G[@]}" "$REG" register evil "$FAKE_R" "$FAKE_P")
+t_check "host x, stolen gateway key: registering a node is refused ($out)" grep -q "state=unknown" <<<"$out"
+for a in drain undrain remove; do
+    out=$(xprobe "${G[@]}" "$REG" admin "$a" nb)
+    t_check "host x, stolen gateway key: admin $a is refused 403 ($out)" grep -q "admin_rep status=403" <<<"$out"
+done
+t_check "... and logged by r1" xlogged r1 "refused type=admin node=nb from role=gateway"
+STOP=$MH_VAR/x-sub.stop
+mh_in x "$PROBE" "$NB_P" sub "$STOP" >"$MH_VAR/x-sub.nokey" 2>&1 &
+xs=$!
+# Events that do pass through nb's PUB meanwhile: posts to a conversation nb owns.
+for xc in "${convs[@]}"; do [[ $(tc_owner "$xc") == nb ]] && break; done
+t_check "a conversation on nb to post to ($xc)" test "$(tc_owner "$xc")" = nb
+for i in 1 2 3; do tc_post "$xc" "while x listens $i" >/dev/null; done
+tc_wait_status "$xc" idle 20
+touch "$STOP"
+wait "$xs"
+t_check "host x, no key: subscribed to nb's PUB, got no event ($(tail -n 1 "$MH_VAR/x-sub.nokey"))" \
+    grep -q "^received 0$" "$MH_VAR/x-sub.nokey"
+t_check "... logged by nb" xlogged nb "refused a connection socket=node-pub"
+t_check "nb still registered with its own router ($(nb_router))" test "$(nb_router)" = "tcp://$(mh_ip b):7110"
+t_check "no node 'evil'; nb and nc alive" \
+    eval '! "$CTL" --json nodes | jq -e ".nodes[] | select(.id == \"evil\")" >/dev/null && mh_node_is nb alive && mh_node_is nc alive'
+t_check "bickyctl from host cl with the admin key: nodes" "$CTL" nodes
+out=$(env -u BICKY_ADMIN_CERT -u BICKY_KEYS "$CTL" drain nb 2>&1)
+t_check "bickyctl from host cl without keys fails clearly ($out)" grep -q "refuses to start without keys" <<<"$out"
+
 t_check "gapless seqs in Postgres" tc_gapless
 t_finish multihost_flow_inside

@@ -308,6 +308,32 @@ bk_pg_init() {
     return 0
 }
 
+# bk_pg_size PGDIR: sizes a new cluster for this machine (appended to its
+# postgresql.conf, marked): shared_buffers a quarter of the RAM (128 MB to
+# 8 GB; the RAM is BICKY_PG_MEMORY_MB when set, else MemTotal), effective_cache_size half of it, wal_buffers 64 MB, checkpoints
+# every 15 min or 4 GB of WAL, 200 connections. Durable: fsync and
+# synchronous_commit stay on. Prints the settings, one a line.
+bk_pg_size() {
+    local conf=$1/data/postgresql.conf kb mb sb s
+    kb=$(awk '/^MemTotal:/ { print $2 }' /proc/meminfo 2>/dev/null)
+    mb=${BICKY_PG_MEMORY_MB:-$((${kb:-4194304} / 1024))}
+    [[ $mb =~ ^[0-9]+$ ]] && ((mb > 0)) || bk_die "BICKY_PG_MEMORY_MB must be a positive number of MB"
+    sb=$((mb / 4))
+    ((sb < 128)) && sb=128
+    ((sb > 8192)) && sb=8192
+    local set=("shared_buffers=${sb}MB" "effective_cache_size=$((mb / 2))MB" "wal_buffers=64MB"
+        "max_wal_size=4GB" "min_wal_size=1GB" "checkpoint_timeout=15min"
+        "checkpoint_completion_target=0.9" "max_connections=200" "fsync=on"
+        "synchronous_commit=on" "full_page_writes=on")
+    {
+        echo "# bicky: sized for this machine by deploy/local/up (docs/deploy.md)"
+        for s in "${set[@]}"; do
+            echo "${s%%=*} = '${s#*=}'"
+        done
+    } >>"$conf"
+    printf '%s\n' "${set[@]}"
+}
+
 # True when the cluster in PGDIR/data runs.
 bk_pg_running() {
     local bin

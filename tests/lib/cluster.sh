@@ -69,6 +69,8 @@ tc_start() {
     done
     export BICKY_VAR=$TC_VAR BICKY_HTTP_PORT=$http BICKY_ZMQ_BASE=$zmq BICKY_BIN
     export BICKY_NODES=${BICKY_NODES:-2} BICKY_SKIP_BUILD=1 BICKY_SKIP_INSTALL=1
+    # Postgres sized as up sizes it, for a 1 GB machine: many clusters run at once.
+    export BICKY_PG_MEMORY_MB=${BICKY_PG_MEMORY_MB:-1024}
     unset BICKY_PG_PORT BICKY_DATABASE_URL BICKY_REGISTRY BICKY_URL BICKY_TOKEN BICKY_CERT BICKY_ADMIN_CERT BICKY_KEYS
     TC_T0=$(bk_now_ms)
     echo "$TC_NAME: BICKY_VAR=$TC_VAR http=$http zmq=$zmq bin=$BICKY_BIN"

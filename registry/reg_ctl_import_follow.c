@@ -25,14 +25,15 @@
 static volatile sig_atomic_t s_stop;
 
 typedef struct {
-    imp_t *imp;        /* the importer (follow mode) */
-    imp_http_t *http;  /* the old server */
-    const char *url;   /* its base URL (for messages) */
-    long passes;       /* full passes done */
-    bool opened;       /* the current stream opened */
-    bool http_failed;  /* a GET failed during the stream: reopen and pass again */
-    bool fatal;        /* a database error: stop */
-    long long handled; /* stream events handled */
+    imp_t *imp;                      /* the importer (follow mode) */
+    imp_http_t *http;                /* the old server */
+    const char *url;                 /* its base URL (for messages) */
+    long passes;                     /* full passes done */
+    bool opened;                     /* the current stream opened */
+    bool http_failed;                /* a GET failed during the stream: reopen and pass again */
+    bool fatal;                      /* a database error: stop */
+    long long handled;               /* stream events handled */
+    char err[CURL_ERROR_SIZE + 256]; /* why the last GET failed */
 } s_follow_t;
 
 static void s_on_signal(int sig)
@@ -82,7 +83,10 @@ static int s_fetch_one(s_follow_t *f, const char *id, long line)
         if (status >= 0) {
             snprintf(err, sizeof err, "HTTP %d", status);
         }
-        printf("follow: GET %s failed: %s\n", path, err);
+        snprintf(f->err, sizeof f->err, "GET %s: %s", path, err);
+        if (!s_stop) { /* a signal's abort is no failure to report */
+            printf("follow: GET %s failed: %s\n", path, err);
+        }
         free(body);
         return 1;
     }
@@ -127,6 +131,7 @@ static int s_pass(s_follow_t *f)
         if (status >= 0) {
             snprintf(err, sizeof err, status == 200 ? "not a JSON array" : "HTTP %d", status);
         }
+        snprintf(f->err, sizeof f->err, "GET /interactions: %s", err);
         printf("follow: GET %s/interactions failed: %s\n", f->url, err);
         json_decref(list);
         return 1;
@@ -233,8 +238,7 @@ static int s_follow(s_follow_t *f)
             break;
         }
         if (f->passes == 0) {
-            return reg_ctl_fail("cannot follow %s: %s", f->url,
-                                rc < 0 ? err : "its first pass failed");
+            return reg_ctl_fail("cannot follow %s: %s", f->url, rc < 0 ? err : f->err);
         }
         backoff = f->opened && !f->http_failed ? S_BACKOFF_MIN_MS : backoff;
         printf("follow: stream %s: %s; reconnecting in %.1f s\n",
@@ -260,10 +264,11 @@ static int s_run(s_follow_t *f, bool once)
     int code;
     if (once) {
         int rc = s_pass(f);
-        code = rc < 0 ? REG_CTL_EXIT_FAIL
-               : rc > 0 ? reg_ctl_fail("cannot import from %s (see above)", f->url)
-                        : f->imp->refused ? REG_CTL_EXIT_FAIL
-                                          : REG_CTL_EXIT_OK;
+        code = rc < 0            ? REG_CTL_EXIT_FAIL
+               : s_stop          ? REG_CTL_EXIT_OK
+               : rc > 0          ? reg_ctl_fail("cannot import from %s: %s", f->url, f->err)
+               : f->imp->refused ? REG_CTL_EXIT_FAIL
+                                 : REG_CTL_EXIT_OK;
     } else {
         code = s_follow(f);
     }

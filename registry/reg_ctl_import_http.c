@@ -11,12 +11,12 @@
 
 #define S_CONNECT_S   10  /* seconds to connect */
 #define S_GET_S       120 /* seconds for one GET */
-#define S_STREAM_IDLE 90  /* seconds without a byte (keep-alives included) before a stream is dead */
+#define S_STREAM_IDLE 90  /* seconds without a byte (keep-alives count) before a stream is dead */
 
 struct imp_http_t {
-    char *base;                  /* base URL without a trailing / */
-    struct curl_slist *headers;  /* Authorization, Accept */
-    volatile sig_atomic_t *stop; /* set by the signal handler */
+    char *base;                   /* base URL without a trailing / */
+    struct curl_slist *headers;   /* Authorization, Accept */
+    volatile sig_atomic_t *stop;  /* set by the signal handler */
     char errbuf[CURL_ERROR_SIZE]; /* curl's last message */
 };
 
@@ -159,8 +159,7 @@ int imp_http_get(imp_http_t *self, const char *path, char **body, char *err, siz
         *body = b.buf ? b.buf : strdup("");
         b.buf = NULL;
     } else if (b.too_big) {
-        snprintf(err, errlen, "GET %s: the answer is longer than %ld bytes", path,
-                 IMP_RECORD_MAX);
+        snprintf(err, errlen, "GET %s: the answer is longer than %ld bytes", path, IMP_RECORD_MAX);
     } else {
         s_curl_err(self, rc, err, errlen);
     }
@@ -225,12 +224,8 @@ static size_t s_sse_write(char *p, size_t size, size_t n, void *arg)
     return s->failed ? 0 : len;
 }
 
-int imp_http_stream(imp_http_t *self,
-                    const char *path,
-                    imp_sse_fn *fn,
-                    void *arg,
-                    char *err,
-                    size_t errlen)
+int imp_http_stream(
+    imp_http_t *self, const char *path, imp_sse_fn *fn, void *arg, char *err, size_t errlen)
 {
     s_sse_t s = {.fn = fn, .arg = arg};
     s.line = malloc(IMP_SSE_LINE_MAX + 1);

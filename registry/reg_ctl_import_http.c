@@ -254,7 +254,7 @@ int imp_http_stream(
     }
     if (s.dropped > 0 && out != 1) {
         size_t used = strlen(err);
-        snprintf(err + used, errlen - used, " (%lld lines over %d bytes dropped)", s.dropped,
+        snprintf(err + used, errlen - used, " (%lld line(s) over %d bytes dropped)", s.dropped,
                  IMP_SSE_LINE_MAX);
     }
     curl_easy_cleanup(h);

@@ -19,6 +19,8 @@ Control routes for the test (POST with a JSON body, answer {"ok": true, ...}):
     /_ctl/message_update      {interactionId, id, status?, content?}
     /_ctl/raw                 {id, body}: /interactions/:id answers body (any JSON) as is,
                               and the list shows id (a malformed record)
+    /_ctl/junk                {bytes}: sends every open stream one "data:" line of that many
+                              bytes (not JSON), to check a client's bounded line buffer
     /_ctl/drop                {hold?: bool}: closes every open stream; with hold, new
                               streams get 503 until /_ctl/release
     /_ctl/release             streams are served again
@@ -158,6 +160,10 @@ class Handler(BaseHTTPRequestHandler):
                 if item is None:
                     break
                 eid, ev = item
+                if isinstance(ev, bytes):
+                    self.wfile.write(ev)
+                    self.wfile.flush()
+                    continue
                 self.wfile.write(b"id: %d\ndata: %s\n\n" % (eid, json.dumps(ev).encode()))
                 self.wfile.flush()
         except OSError:
@@ -228,6 +234,14 @@ def c_raw(st, b):
     st.emit("interaction:created", {"interaction": {"id": b["id"]}})
 
 
+def c_junk(st, b):
+    line = b"data: " + b"x" * int(b["bytes"]) + b"\n\n"
+    with st.lock:
+        for q in st.streams:
+            q.put((0, line))
+        return {"streams": len(st.streams)}
+
+
 def c_drop(st, b):
     with st.lock:
         st.hold = bool(b.get("hold"))
@@ -245,7 +259,8 @@ def c_release(st, b):
 
 CONTROLS = {"/_ctl/interaction": c_interaction, "/_ctl/interaction_update": c_interaction_update,
             "/_ctl/message": c_message, "/_ctl/message_update": c_message_update,
-            "/_ctl/raw": c_raw, "/_ctl/drop": c_drop, "/_ctl/release": c_release}
+            "/_ctl/raw": c_raw, "/_ctl/junk": c_junk, "/_ctl/drop": c_drop,
+            "/_ctl/release": c_release}
 
 
 def main():

@@ -287,8 +287,10 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
     const cfg_opt_t opts[] = {
         {"--team", NULL, CFG_STR, &team, 0, 0, "team to import into (required; it must exist)"},
         {"--follow", NULL, CFG_STR, &url, 0, 0, "base URL of the running old server to mirror"},
-        {"--token", "BICKY_LEGACY_TOKEN", CFG_STR, &token, 0, 0,
-         "bearer token for the old server (if it wants one)"},
+        /* No environment binding here: --help prints bound values, and the
+           token from BICKY_LEGACY_TOKEN must not show (read below). */
+        {"--token", NULL, CFG_STR, &token, 0, 0,
+         "bearer token for the old server, if it wants one (better: env BICKY_LEGACY_TOKEN)"},
         {"--once", NULL, CFG_BOOL, &once, 0, 0, "one full pass, then exit (no stream)"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
@@ -301,6 +303,7 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
         fprintf(stderr, "bickyctl import: --follow needs --team NAME and a URL (and no --json)\n");
         return REG_CTL_EXIT_USAGE;
     }
+    token = token ? token : getenv("BICKY_LEGACY_TOKEN");
     setvbuf(stdout, NULL, _IOLBF, 0);
     s_signals();
     imp_t imp = {.team = team, .follow = true, .report = json_array()};

@@ -10,7 +10,8 @@
 # GET /interactions/:id answers exactly what the fake does, nothing twice;
 # SIGTERM stops the follower with exit 0. Bad inputs: an unreachable URL, a
 # wrong token, a missing --team, an unknown team. The haproxy example that
-# splits legacy reads from writes passes `haproxy -c`.
+# splits legacy reads from writes passes `haproxy -c` and, pointed at this
+# cluster and the fake, sends reads to Bicky and writes to the fake.
 # Env: see tests/lib/cluster.sh.
 set -uo pipefail
 
@@ -28,7 +29,9 @@ W=$TC_VAR/work
 mkdir -p "$W"
 FAKE_PID=""
 FOLLOW_PID=""
+HAPROXY_PID=""
 stop_mine() {
+    [[ -n $HAPROXY_PID ]] && kill "$HAPROXY_PID" 2>/dev/null && wait "$HAPROXY_PID" 2>/dev/null
     [[ -n $FOLLOW_PID ]] && kill "$FOLLOW_PID" 2>/dev/null && wait "$FOLLOW_PID" 2>/dev/null
     [[ -n $FAKE_PID ]] && kill "$FAKE_PID" 2>/dev/null && wait "$FAKE_PID" 2>/dev/null
     return 0
@@ -182,9 +185,34 @@ t_check "every mirrored message keeps the fake's order (seq = position)" \
 
 # ---------------------------------------------------------------- the haproxy example
 
+# via METHOD PATH: the status and the Deprecation header (Bicky's legacy routes
+# send it, the fake does not) of one request through haproxy, e.g. "200 true".
+via() {
+    local code
+    code=$(curl -s -m 5 -o /dev/null -D "$W/via.h" -w '%{http_code}' -X "$1" \
+        -H "Authorization: Bearer $MIRROR_TOKEN" -H "$TC_JSON" ${3:+--data-binary "$3"} \
+        "http://127.0.0.1:$HP$2")
+    echo "$code $(tr -d '\r' <"$W/via.h" | awk -F': ' 'tolower($1) == "deprecation" {print $2}')"
+}
 if command -v haproxy >/dev/null; then
     t_check "deploy/haproxy/legacy-split.cfg passes haproxy -c" \
         bash -c "haproxy -c -f '$SRC/deploy/haproxy/legacy-split.cfg' 2>&1 | grep -q 'Configuration file is valid'"
+    # The example with this test's addresses: Bicky's gateway and the fake.
+    HP=$(bk_free_port 20000 32000)
+    sed -e "s/127.0.0.1:8000/127.0.0.1:$HP/" -e "s|127.0.0.1:8080|${BICKY_URL#http://}|" \
+        -e "s|127.0.0.1:3000|${FAKE#http://}|" "$SRC/deploy/haproxy/legacy-split.cfg" >"$W/split.cfg"
+    haproxy -db -f "$W/split.cfg" >"$W/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+    bk_wait_for 20 eval '[[ $(via GET /interactions) == "200 true" ]]'
+    one=$(uid 1 0)
+    t_check "through haproxy: GET /interactions and /interactions/:id are Bicky's" \
+        eval '[[ $(via GET /interactions) == "200 true" && $(via GET /interactions/$one) == "200 true" ]]'
+    t_check "… GET /status and /worktrees too" \
+        eval '[[ $(via GET /status) == "200 true" && $(via GET /worktrees) == "200 true" ]]'
+    t_check "… GET /stream goes to the old server (its 401: the fake wants its own token)" \
+        eval '[[ $(via GET /stream) == "401 " ]]'
+    t_check "… POST /message and a permission answer go to the old server" \
+        eval '[[ $(via POST /message "{\"content\":\"hi\"}") == "404 " && $(via POST /interactions/$one/permission/response "{\"approved\":true}") == "404 " ]]'
 fi
 
 tc_finish legacy_follow

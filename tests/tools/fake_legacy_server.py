@@ -9,6 +9,7 @@ Serves, from an in-memory store, the old server's read routes as
     GET /interactions/:id   {"interaction": {...}, "messages": [...]}, or 404
     GET /stream             SSE: ": connected", keep-alive comments, one
                             "id: N" + "data: {type, timestamp, data}" per event
+                            (lines end with LF, those of even events with CRLF)
                             (interaction:created|updated, message:added|updated)
 With --token T, each of them wants "Authorization: Bearer T" (else 401).
 
@@ -164,7 +165,10 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(ev)
                     self.wfile.flush()
                     continue
-                self.wfile.write(b"id: %d\ndata: %s\n\n" % (eid, json.dumps(ev).encode()))
+                # Even events end their lines with CRLF (SSE allows both).
+                eol = b"\r\n" if eid % 2 == 0 else b"\n"
+                self.wfile.write(b"id: %d%sdata: %s%s%s" % (eid, eol, json.dumps(ev).encode(),
+                                                          eol, eol))
                 self.wfile.flush()
         except OSError:
             pass

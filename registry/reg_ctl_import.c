@@ -6,7 +6,8 @@
     batch of whole conversations (reg_ctl_import_db.c). A conversation is
     imported whole or refused whole, with the line and the reason; one whose
     id the database already has in this team is skipped, so a second run (or
-    a run after a killed one) changes nothing. */
+    a run after a killed one) changes nothing. With --follow URL the records
+    come from a running old server instead (reg_ctl_import_follow.c). */
 #include "registry/reg_ctl_import.h"
 #include "common/util.h"
 

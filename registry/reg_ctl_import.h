@@ -2,7 +2,9 @@
     (reg_ctl_import.c: reading records, units, the report;
     reg_ctl_import_check.c: checking and mapping records to staged rows;
     reg_ctl_import_db.c: COPY into the staging table and one transaction per
-    batch). Single-threaded, blocking libpq (the CLI has no loop). */
+    batch; reg_ctl_import_follow.c: --follow URL, mirroring a running old
+    server; reg_ctl_import_http.c: its GETs and SSE stream over libcurl).
+    Single-threaded, blocking libpq and libcurl (the CLI has no loop). */
 #ifndef BICKY_REG_CTL_IMPORT_H
 #define BICKY_REG_CTL_IMPORT_H
 

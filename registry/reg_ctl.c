@@ -35,7 +35,7 @@ static const s_command_t s_commands[] = {
     {"keys", "add", reg_ctl_keys_add, "ROLE NAME: a new key (--keys DIR)"},
     {"export", NULL, reg_ctl_export, "--team NAME [--after CONV_ID]: a team's data as JSON Lines"},
     {"import", NULL, reg_ctl_import,
-     "--team NAME FILE: import an export (Bicky's or the old server's)"},
+     "--team NAME FILE | --follow URL: import an export, or mirror the old server"},
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
@@ -62,7 +62,8 @@ static const char *const s_global_usage =
     "  export                 --team NAME [--after CONV_ID]: conversations, messages, events\n"
     "                         as JSON Lines on stdout (needs --database-url)\n"
     "  import                 --team NAME FILE: import Bicky's export or the old server's\n"
-    "                         {interaction, messages} records (needs --database-url)\n\n"
+    "                         {interaction, messages} records (needs --database-url);\n"
+    "                         --follow URL [--once]: mirror a running old server\n\n"
     "Registry commands use the admin key (--cert, --keys) over CURVE; --insecure\n"
     "talks without keys to loopback registries only.\n"
     "Run `bickyctl COMMAND --help` for a command's options.\n"

@@ -6,7 +6,8 @@
     batch of whole conversations (reg_ctl_import_db.c). A conversation is
     imported whole or refused whole, with the line and the reason; one whose
     id the database already has in this team is skipped, so a second run (or
-    a run after a killed one) changes nothing. */
+    a run after a killed one) changes nothing. With --follow URL the records
+    come from a running old server instead (reg_ctl_import_follow.c). */
 #include "registry/reg_ctl_import.h"
 #include "common/util.h"
 
@@ -288,13 +289,21 @@ static FILE *s_open(const char *path, s_reader_t *r)
 
 int reg_ctl_import(reg_ctl_t *ctl, int argc, char **argv)
 {
-    const char *team = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--follow") == 0 || strncmp(argv[i], "--follow=", 9) == 0) {
+            return imp_follow(ctl, argc, argv);
+        }
+    }
+    const char *team = NULL, *follow = NULL;
     char **pos = NULL;
     const cfg_opt_t opts[] = {
         {"--team", NULL, CFG_STR, &team, 0, 0, "team to import into (required; it must exist)"},
+        {"--follow", NULL, CFG_STR, &follow, 0, 0,
+         "URL: instead of FILE, mirror a running old server (`--follow URL --help`)"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
-    int rc = reg_ctl_parse(ctl, "--team NAME FILE (- = stdin)", opts, argc, argv, 1, &pos);
+    int rc = reg_ctl_parse(ctl, "--team NAME FILE (- = stdin) | --team NAME --follow URL", opts,
+                           argc, argv, 1, &pos);
     if (rc >= 0) {
         return rc;
     }

@@ -2,13 +2,16 @@
     (reg_ctl_import.c: reading records, units, the report;
     reg_ctl_import_check.c: checking and mapping records to staged rows;
     reg_ctl_import_db.c: COPY into the staging table and one transaction per
-    batch). Single-threaded, blocking libpq (the CLI has no loop). */
+    batch; reg_ctl_import_follow.c: --follow URL, mirroring a running old
+    server; reg_ctl_import_http.c: its GETs and SSE stream over libcurl).
+    Single-threaded, blocking libpq and libcurl (the CLI has no loop). */
 #ifndef BICKY_REG_CTL_IMPORT_H
 #define BICKY_REG_CTL_IMPORT_H
 
 #include "registry/reg_ctl.h"
 
 #include <jansson.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,6 +84,10 @@ typedef struct {
     long long refused;                         /* refusals */
     json_t *report;                            /* refusals kept for --json (first IMP_REPORT_MAX) */
     long long read_msgs;                       /* messages read (progress) */
+    /* --follow (reg_ctl_import_follow.c) */
+    bool follow;            /* upsert: present conversations are updated, not skipped */
+    long long conv_changed; /* present conversations whose fields changed */
+    long long msg_changed;  /* present messages whose role, content, status or metadata changed */
 } imp_t;
 
 /* ---- reg_ctl_import.c ---- */
@@ -94,6 +101,10 @@ int imp_unit_begin(imp_t *imp, const char *conv, long line);
 void imp_unit_refuse(imp_t *imp, long line, const char *why);
 /* Ends the current unit: checks it is complete; may flush the batch. 0 / -1. */
 int imp_unit_end(imp_t *imp);
+
+/* Imports with --follow URL (reg_ctl_import_follow.c): argv as for
+   reg_ctl_import. Returns an exit code. */
+int imp_follow(reg_ctl_t *ctl, int argc, char **argv);
 
 /* ---- reg_ctl_import_check.c ---- */
 /* Handles one parsed record (taken) of either format. 0, or -1 on a
@@ -109,7 +120,32 @@ void imp_db_destroy(imp_db_t **self_p);
    COPY when needed. 0 / -1. */
 int imp_db_row(imp_db_t *self, const char *const *cols);
 /* Ends the batch: drops the refused units' rows, checks ids against the
-   database, inserts, commits; updates imp's totals and reports. 0 / -1. */
+   database, inserts (imp->follow: upserts), commits; updates imp's totals
+   and reports. 0 / -1. */
 int imp_db_flush(imp_db_t *self, imp_t *imp);
+
+/* ---- reg_ctl_import_http.c: the old server over HTTP (libcurl) ---- */
+#define IMP_SSE_LINE_MAX (1024 * 1024) /* bytes of one SSE line; longer ones are dropped */
+
+typedef struct imp_http_t imp_http_t;
+/* Called for each SSE event's data (NUL-terminated, borrowed), and once with
+   NULL when the stream is open (its first bytes arrived). Returns 0 to go
+   on, -1 to stop the stream (a fatal error). */
+typedef int(imp_sse_fn)(void *arg, const char *data);
+
+/* A client of base URL base (borrowed; a trailing / is ignored) sending
+   token (borrowed, may be NULL) as a bearer token; *stop (borrowed, set by
+   a signal handler) aborts a transfer within about a second. NULL on OOM. */
+imp_http_t *imp_http_new(const char *base, const char *token, volatile sig_atomic_t *stop);
+void imp_http_destroy(imp_http_t **self_p);
+/* GET path: returns the HTTP status with *body (caller frees, NUL-terminated,
+   at most IMP_RECORD_MAX bytes) set, or -1 with why in err. */
+int imp_http_get(imp_http_t *self, const char *path, char **body, char *err, size_t errlen);
+/* Reads the SSE stream at path, calling fn per event, until it ends.
+   Returns 0 when the stream ended or broke after it opened (why in err),
+   -1 when it could not be opened (why in err), 1 when *stop was set or fn
+   returned -1. */
+int imp_http_stream(
+    imp_http_t *self, const char *path, imp_sse_fn *fn, void *arg, char *err, size_t errlen);
 
 #endif

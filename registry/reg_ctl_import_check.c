@@ -364,9 +364,13 @@ static int s_old_msg(imp_t *imp, const json_t *m, s_row_t *r, char *why, size_t 
     r->v[IMP_C_UPDATED] = r->v[IMP_C_CREATED];
     r->v[IMP_C_ID] = r->id;
     r->v[IMP_C_ROLE] = role;
+    /* A file is a finished past: nothing in it runs any more. A mirror (--follow)
+       shows the old server's live state, which its next event replaces. */
     r->v[IMP_C_STATUS] = strcmp(st, "completed") == 0 ? "completed"
                          : strcmp(st, "failed") == 0  ? "error"
-                                                      : "cancelled";
+                         : !imp->follow               ? "cancelled"
+                         : strcmp(st, "pending") == 0 ? "pending"
+                                                      : "streaming";
     snprintf(r->seq, sizeof r->seq, "%lld", imp->next_msg);
     r->v[IMP_C_SEQ] = r->seq;
     if (meta) {

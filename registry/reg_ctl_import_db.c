@@ -57,6 +57,61 @@ static const char s_check_sql[] =
     " (PARTITION BY id ORDER BY unit, seq) AS n FROM imp_rec WHERE kind = 'm') d WHERE n > 1"
     " ORDER BY 1, 4";
 
+/* --follow: a conversation present in this team is updated, not dropped;
+   a message id may exist in the same conversation (it is updated), not in
+   another; a message whose seq another message of the conversation holds
+   means the old server reordered or deleted messages: that unit is dropped. */
+static const char s_check_follow_sql[] =
+    "SELECT r.unit, 'foreign', NULL, 0 FROM imp_rec r JOIN conversations c ON c.id = r.conv"
+    " WHERE r.kind = 'c' AND c.team_id <> $1::uuid"
+    " UNION ALL SELECT unit, 'duplicate', NULL, 1 FROM (SELECT unit, row_number() OVER"
+    " (PARTITION BY conv ORDER BY unit) AS n FROM imp_rec WHERE kind = 'c') d WHERE n > 1"
+    " UNION ALL SELECT r.unit, 'msg_exists', r.id::text, 2 FROM imp_rec r CROSS JOIN LATERAL"
+    " (SELECT 1 FROM messages m WHERE m.id = r.id AND m.conversation_id <> r.conv LIMIT 1) x"
+    " WHERE r.kind = 'm'"
+    " UNION ALL SELECT unit, 'msg_dup', id::text, 2 FROM (SELECT unit, id, row_number() OVER"
+    " (PARTITION BY id ORDER BY unit, seq) AS n FROM imp_rec WHERE kind = 'm') d WHERE n > 1"
+    " UNION ALL SELECT r.unit, 'msg_moved', r.id::text, 3 FROM imp_rec r JOIN messages m"
+    " ON m.conversation_id = r.conv AND m.seq = r.seq AND m.id <> r.id"
+    " WHERE r.kind = 'm' AND m.team_id = $1::uuid"
+    " ORDER BY 1, 4";
+
+/* --follow: upserts. Unchanged rows are not rewritten (IS DISTINCT FROM), so a
+   re-sync of an unchanged server writes nothing; each statement answers
+   (inserted, changed). Messages keep their seq (a moved one was dropped). */
+static const char *const s_upsert_sql[] = {
+    "WITH c AS (INSERT INTO conversations (id, team_id, source, type, title, strategy, status,"
+    " on_busy, metadata, message_count, last_msg_seq, created_at, updated_at)"
+    " SELECT r.conv, $1::uuid, r.source, r.type, r.title, r.strategy, r.status, r.on_busy,"
+    " r.metadata, 0, 0, r.created_at, r.updated_at FROM imp_rec r WHERE r.kind = 'c'"
+    " ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, type = EXCLUDED.type,"
+    " metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at,"
+    " updated_at = EXCLUDED.updated_at WHERE conversations.team_id = $1::uuid AND"
+    " (conversations.source, conversations.type, conversations.metadata,"
+    " conversations.created_at, conversations.updated_at) IS DISTINCT FROM (EXCLUDED.source,"
+    " EXCLUDED.type, EXCLUDED.metadata, EXCLUDED.created_at, EXCLUDED.updated_at)"
+    " RETURNING xmax = 0 AS ins), n AS (INSERT INTO imp_new SELECT conv FROM imp_rec"
+    " WHERE kind = 'c') SELECT count(*) FILTER (WHERE ins), count(*) FILTER (WHERE NOT ins)"
+    " FROM c",
+    "WITH m AS (INSERT INTO messages (id, conversation_id, team_id, seq, role, content, status,"
+    " metadata, created_at, updated_at) SELECT r.id, r.conv, $1::uuid, r.seq, r.role, r.content,"
+    " r.status, r.metadata, r.created_at, r.updated_at FROM imp_rec r JOIN imp_new n"
+    " ON n.id = r.conv WHERE r.kind = 'm' ON CONFLICT (id) DO UPDATE SET role = EXCLUDED.role,"
+    " content = EXCLUDED.content, status = EXCLUDED.status, metadata = EXCLUDED.metadata,"
+    " created_at = EXCLUDED.created_at, updated_at = now()"
+    " WHERE messages.conversation_id = EXCLUDED.conversation_id"
+    " AND messages.team_id = $1::uuid AND (messages.role, messages.content, messages.status,"
+    " messages.metadata, messages.created_at) IS DISTINCT FROM (EXCLUDED.role,"
+    " EXCLUDED.content, EXCLUDED.status, EXCLUDED.metadata, EXCLUDED.created_at)"
+    " RETURNING xmax = 0 AS ins) SELECT count(*) FILTER (WHERE ins),"
+    " count(*) FILTER (WHERE NOT ins) FROM m",
+    "WITH x AS (SELECT m.conversation_id AS id, count(*) AS n, max(m.seq) AS mx FROM messages m"
+    " JOIN imp_new i ON i.id = m.conversation_id WHERE m.team_id = $1::uuid GROUP BY 1),"
+    " u AS (UPDATE conversations c SET message_count = x.n, last_msg_seq = x.mx FROM x"
+    " WHERE c.id = x.id AND c.team_id = $1::uuid AND (c.message_count, c.last_msg_seq)"
+    " IS DISTINCT FROM (x.n::int, x.mx) RETURNING 1) SELECT 0, count(*) FROM u",
+};
+
 static const char *const s_insert_sql[] = {
     "WITH c AS (INSERT INTO conversations (id, team_id, source, type, title, strategy, status,"
     " on_busy, metadata, message_count, last_msg_seq, last_event_seq, created_at, updated_at)"
@@ -234,6 +289,11 @@ static void s_dropped(imp_t *imp, imp_unit_t *u, const char *code, const char *d
         imp_refuse(imp, u->line, u->conv, "the conversation appears earlier in the file");
     } else if (strcmp(code, "msg_exists") == 0) {
         imp_refuse(imp, u->line, u->conv, "message id %s already exists", detail);
+    } else if (strcmp(code, "msg_moved") == 0) {
+        imp_refuse(imp, u->line, u->conv,
+                   "message %s is not where the mirror has it: the old server reordered or "
+                   "removed messages (not followed)",
+                   detail);
     } else {
         imp_refuse(imp, u->line, u->conv, "message id %s appears more than once", detail);
     }
@@ -244,7 +304,7 @@ static void s_dropped(imp_t *imp, imp_unit_t *u, const char *code, const char *d
 static int s_check(imp_db_t *self, imp_t *imp, char **list)
 {
     const char *p[] = {self->team_id};
-    PGresult *res = s_run(self, s_check_sql, 1, p);
+    PGresult *res = s_run(self, imp->follow ? s_check_follow_sql : s_check_sql, 1, p);
     if (!res) {
         return -1;
     }
@@ -289,13 +349,37 @@ static int s_copy_end(imp_db_t *self)
     return ok ? 0 : -1;
 }
 
-/* Inserts what is left of the batch; adds the counts to imp. */
+/* --follow: upserts what is left of the batch; adds the counts to imp. */
+static int s_upsert(imp_db_t *self, imp_t *imp)
+{
+    const char *p[] = {self->team_id};
+    long long counts[3][2] = {{0}};
+    for (size_t i = 0; i < sizeof s_upsert_sql / sizeof s_upsert_sql[0]; i++) {
+        PGresult *res = s_run(self, s_upsert_sql[i], 1, p);
+        if (!res) {
+            return -1;
+        }
+        counts[i][0] = atoll(PQgetvalue(res, 0, 0));
+        counts[i][1] = atoll(PQgetvalue(res, 0, 1));
+        PQclear(res);
+    }
+    imp->conversations += counts[0][0];
+    imp->conv_changed += counts[0][1];
+    imp->messages += counts[1][0];
+    imp->msg_changed += counts[1][1];
+    return 0;
+}
+
+/* Inserts (or upserts) what is left of the batch; adds the counts to imp. */
 static int s_insert(imp_db_t *self, imp_t *imp, const char *drop)
 {
     const char *d[] = {drop}, *p[] = {self->team_id};
     long long counts[5] = {0};
     if (s_exec(self, "DELETE FROM imp_rec WHERE unit = ANY($1::int[])", 1, d) < 0) {
         return -1;
+    }
+    if (imp->follow) {
+        return s_upsert(self, imp);
     }
     for (size_t i = 0; i < sizeof s_insert_sql / sizeof s_insert_sql[0]; i++) {
         PGresult *res = s_run(self, s_insert_sql[i], 1, p);

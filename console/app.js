@@ -53,15 +53,15 @@ function signInPage(root) {
     e.preventDefault();
     const t = input.value.trim();
     if (!t) return;
-    setToken(t);
     try {
-      await api('GET', '/api/status');
+      // Checked before it is kept, so a refused token leaves nothing behind.
+      await api('GET', '/api/status', undefined, {Authorization: 'Bearer ' + t});
+      setToken(t);
       if (!location.hash || location.hash === '#/' || location.hash === '#/signin') {
         location.hash = '#/conversations';
       }
       route();
     } catch (ex) {
-      clearToken();
       err.textContent = ex instanceof ApiError && ex.status === 401
         ? 'This token is not valid.' : 'Sign-in failed: ' + ex.message;
     }

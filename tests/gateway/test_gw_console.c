@@ -41,8 +41,9 @@ Test(gw_console, every_file_has_a_flat_name_and_a_quoted_etag)
 
 Test(gw_console, other_names_are_not_found)
 {
-    const char *bad[] = {"", "..", "../gateway/gw_console.c", "/index.html", "index.html/",
-                         "INDEX.HTML", "index", "CMakeLists.txt", "%2e%2e"};
+    const char *bad[] = {
+        "",           "..",    "../gateway/gw_console.c", "/index.html", "index.html/",
+        "INDEX.HTML", "index", "CMakeLists.txt",          "%2e%2e"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cr_expect_null(gw_console_find(bad[i]), "%s", bad[i]);
     }

@@ -58,19 +58,23 @@ export function conversationsPage(root) {
   }
 
   // A conversation's row follows its status live; a new one reloads page 1.
+  const pendingRows = new Set(); // conversations whose row is being refreshed
   const off = onTeamEvent((ev) => {
+    if (ev.type === 'message.delta') return; // text only: the status is unchanged
     const cid = ev.data && ev.data.conversation_id;
     if (ev.type === 'stream.live' || (ev.type === 'conversation.created' && cursors.length === 1)) {
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(load, 150);
-    } else if (cid && rows.has(cid)) {
-      api('GET', '/api/conversations/' + cid).then((c) => {
+    } else if (cid && rows.has(cid) && !pendingRows.has(cid)) {
+      pendingRows.add(cid);
+      // One read per burst of events of a conversation.
+      setTimeout(() => api('GET', '/api/conversations/' + cid).then((c) => {
         const old = rows.get(cid);
         if (!old || !old.isConnected) return;
         const r = row(c);
         rows.set(cid, r);
         old.replaceWith(r);
-      }).catch(() => {});
+      }).catch(() => {}).finally(() => pendingRows.delete(cid)), 150);
     }
   });
 

@@ -132,22 +132,28 @@ async function main() {
   await page.waitForSelector('#stream-state[data-state="live"]');
   const words = "one two three four five six seven eight nine ten eleven twelve";
   const msg1 = "hello from the console " + words;
+  // Every text the streaming reply shows, in order, seen by a MutationObserver.
+  await page.evaluate(() => {
+    window.__partials = [];
+    new MutationObserver(() => {
+      const e = document.querySelector('li.msg[data-role="assistant"][data-status="streaming"] .content');
+      const t = e && e.textContent;
+      if (t && window.__partials[window.__partials.length - 1] !== t) window.__partials.push(t);
+    }).observe(document.querySelector("#transcript"), { childList: true, subtree: true, characterData: true });
+  });
   await page.focus("#compose-text");
   await page.keyboard.type(msg1);
   await page.keyboard.down("Control");
   await page.keyboard.press("Enter");
   await page.keyboard.up("Control");
   const reply1 = "echo: " + msg1;
-  const partial = await page.waitForFunction((full) => {
-    const e = document.querySelector('li.msg[data-role="assistant"][data-status="streaming"] .content');
-    const t = e && e.textContent;
-    return t && t.length > 0 && t.length < full.length && full.startsWith(t) ? t : null;
-  }, { polling: "mutation" }, reply1);
-  check("the reply streams in token by token", true, await partial.jsonValue());
   await page.waitForFunction((full) => {
     const e = document.querySelector('li.msg[data-role="assistant"][data-status="completed"] .content');
     return e && e.textContent === full;
   }, {}, reply1);
+  const partials = await page.evaluate(() => window.__partials);
+  check("the reply streamed in token by token (each step a prefix of the reply)",
+    partials.length >= 3 && partials.every((t) => reply1.startsWith(t)), partials);
   const roles = await page.$$eval("#transcript li.msg", (l) => l.map((e) => e.dataset.role).join(","));
   check("the transcript holds the message and the complete reply once", roles === "user,assistant", roles);
   check("each event shows its source",
@@ -167,6 +173,20 @@ async function main() {
   await page.waitForSelector('li[data-type="event.reverted"]');
   const c1 = await api("GET", "/api/conversations/" + conv1);
   check("the title change was reverted (in the page and in the API)", c1.body.title === "First title", c1.body.title);
+
+  // ---------------------------------------------------------------- cancel, archive, unarchive
+  await page.type("#compose-text", "a long one " + Array.from({ length: 80 }, (_, i) => "c" + i).join(" "));
+  await page.click("#send");
+  await page.waitForSelector("#cancel:not([disabled])");
+  await page.click("#cancel");
+  await page.waitForSelector('#events li[data-type="turn.cancelled"]');
+  check("a running turn is cancelled from the page", true);
+  await page.waitForSelector("#archive:not([disabled])");
+  await page.click("#archive");
+  await page.waitForSelector('#conv-status .status[data-status="archived"]');
+  await page.click('li[data-type="conversation.archived"] button.revert');
+  await page.waitForSelector('#conv-status .status[data-status="idle"]');
+  check("archived, then the archive reverted: idle again", (await api("GET", "/api/conversations/" + conv1)).body.status === "idle");
 
   // ---------------------------------------------------------------- permissions: approve
   await go("#/conversations", "#conv-list");
@@ -209,6 +229,21 @@ async function main() {
     .some((e) => e.textContent.includes("Permission denied: not from the console")));
   check("denied with a reason: the refusal is the tool's result", true);
   await waitText("#transcript", "finished after the denial");
+
+  // ---------------------------------------------------------------- a rule remembered, then deleted
+  await script([toolCall("bash", { command: "echo remembered-for-the-team" }), { kind: "text", text: "ok" }]);
+  await page.type("#compose-text", "and remember it");
+  await page.click("#send");
+  await page.waitForSelector("#conv-perms article.perm button.approve-team");
+  await page.click("#conv-perms article.perm button.approve-team");
+  await page.waitForFunction(() => [...document.querySelectorAll('li.msg[data-role="tool"] .content')]
+    .some((e) => e.textContent.includes("remembered-for-the-team")));
+  await go("#/permissions", "#rules tbody tr");
+  check("approved for the team: a standing rule is listed",
+    (await page.$eval("#rules tbody tr", (r) => r.children[0].textContent + " " + r.children[1].textContent)) === "bash allow");
+  await page.click("#rules button.rule-delete");
+  await page.waitForFunction(() => document.querySelectorAll("#rules tbody tr").length === 0);
+  check("the rule is deleted", (await api("GET", "/api/permission-rules")).body.data.length === 0);
 
   // ---------------------------------------------------------------- worktrees
   await go("#/worktrees", "#wt-form");

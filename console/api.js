@@ -4,6 +4,7 @@
 // send a header) and resume with Last-Event-ID after any drop.
 
 const KEY = 'bicky.token';
+const SILENCE_MS = 35000; // a stream with no byte for this long is dead
 
 export function token() { return sessionStorage.getItem(KEY) || ''; }
 export function setToken(t) { sessionStorage.setItem(KEY, t); }
@@ -70,6 +71,7 @@ export function stream(path, opts) {
   let closed = false;
   let ctrl = null;
   let delay = 500;
+  let buf = ''; // text of the current connection not yet split into blocks
   const state = (s, d) => opts.onState && opts.onState(s, d);
 
   async function once() {
@@ -83,17 +85,34 @@ export function stream(path, opts) {
     state('live');
     delay = 500;
     const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = '';
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) return;
-      buf += value.replace(/\r\n?/g, '\n');
-      let cut;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        dispatch(block);
+    buf = '';
+    // The gateway sends a keep-alive comment at least every 15 s: a stream
+    // silent for much longer went away without a close (a dead network
+    // path), so it is dropped and resumed.
+    let heard = Date.now();
+    const watchdog = setInterval(() => {
+      if (Date.now() - heard > SILENCE_MS) ctrl.abort();
+    }, 5000);
+    try {
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) return;
+        heard = Date.now();
+        take(value);
       }
+    } finally {
+      clearInterval(watchdog);
+    }
+  }
+
+  // Splits what arrived into SSE blocks (a blank line ends one).
+  function take(value) {
+    buf += value.replace(/\r\n?/g, '\n');
+    let cut;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      dispatch(block);
     }
   }
 

@@ -29,7 +29,7 @@ export function conversationPage(root, id) {
   const pending = h('div#conv-perms');
   const eventList = h('ol#events.events');
   const actors = h('section#actors', {hidden: true, 'aria-labelledby': 'actors-h'});
-  const titleInput = h('input#title-input', {type: 'text', maxlength: 500, 'aria-label': 'Title'});
+  const titleInput = h('input#title-input', {type: 'text', maxlength: 1000, 'aria-label': 'Title'});
   const text = h('textarea#compose-text', {rows: 3, required: true, 'aria-label': 'Message',
     placeholder: 'Write a message (Ctrl+Enter sends)'});
   const sendBtn = h('button#send', {type: 'submit'}, 'Send');

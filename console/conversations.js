@@ -100,7 +100,7 @@ export function conversationsPage(root) {
 function newForm() {
   const strategy = h('select#n-strategy', {}, h('option', {value: ''}, 'default'));
   const worktree = h('select#n-worktree', {}, h('option', {value: ''}, 'none'));
-  const title = h('input#n-title', {type: 'text', maxlength: 500, placeholder: 'optional'});
+  const title = h('input#n-title', {type: 'text', maxlength: 1000, placeholder: 'optional'});
   const onBusy = h('select#n-onbusy', {},
     ['enqueue', 'reject', 'interrupt'].map((v) => h('option', {value: v}, v)));
   api('GET', '/api/strategies').then((r) => {

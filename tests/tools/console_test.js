@@ -365,6 +365,25 @@ async function main() {
   await page.click("article.perm button.deny");
   await page.waitForSelector("#perm-none:not([hidden])");
 
+  // ---------------------------------------------------------------- paging and filters
+  for (let i = 0; i < 21; i++) {
+    await api("POST", "/api/conversations", { title: "paged " + i, source: "paging", strategy: "echo" });
+  }
+  await go("#/conversations", "#conv-list");
+  await page.type("#f-source", "paging");
+  await page.keyboard.press("Tab"); // a change event, as a reader leaving the field
+  await page.waitForFunction(() => document.querySelectorAll("#conv-list tbody tr").length === 20 &&
+    [...document.querySelectorAll("#conv-list tbody tr a")].every((a) => a.textContent.startsWith("paged ")));
+  await page.click(".pager button:last-child");
+  await page.waitForFunction(() => document.querySelectorAll("#conv-list tbody tr").length === 1);
+  const last = await page.$eval("#conv-list tbody tr a", (a) => a.textContent);
+  check("filtered by source and paged: 20, then the oldest one", last === "paged 0", last);
+  await page.click(".pager button:first-child");
+  await page.waitForFunction(() => document.querySelectorAll("#conv-list tbody tr").length === 20);
+  await page.select("#f-status", "archived");
+  await page.waitForSelector("#conv-empty:not([hidden])");
+  check("filtered by status: no archived one among them", true);
+
   // ---------------------------------------------------------------- keyboard, hosts, errors
   await go("#/conversations", "#conv-list");
   await page.focus("#main");

@@ -84,6 +84,21 @@ async function main() {
   page.on("dialog", async (d) => { problems.push("dialog: " + d.message()); await d.dismiss(); });
 
   const text = (sel) => page.$eval(sel, (e) => e.textContent);
+  // A click through the DOM: immune to the layout moving under the pointer
+  // (a reply or a fold arriving between the aim and the click).
+  async function press(sel) {
+    await page.waitForSelector(sel);
+    await page.$eval(sel, (e) => e.click());
+  }
+  // Sends the message box with the keyboard (Ctrl+Enter).
+  async function send(textToSend) {
+    await page.focus("#compose-text");
+    await page.keyboard.type(textToSend);
+    await page.keyboard.down("Control");
+    await page.keyboard.press("Enter");
+    await page.keyboard.up("Control");
+    await page.waitForFunction(() => document.querySelector("#compose-text").value === "");
+  }
   async function shots(name) {
     for (const width of [360, 1280]) {
       await page.setViewport({ width, height: 900 });
@@ -126,7 +141,7 @@ async function main() {
   await page.waitForSelector('#n-strategy option[value="echo"]');
   await page.type("#n-title", "First title");
   await page.select("#n-strategy", "echo");
-  await page.click("#n-create");
+  await press("#n-create");
   await page.waitForFunction(() => /^#\/c\/[0-9a-f-]{36}$/.test(location.hash));
   const conv1 = (await page.evaluate(() => location.hash)).slice(4);
   await page.waitForSelector('#stream-state[data-state="live"]');
@@ -163,11 +178,11 @@ async function main() {
   // ---------------------------------------------------------------- revert a title change
   await page.$eval("#title-input", (e) => { e.value = ""; });
   await page.type("#title-input", "Second title");
-  await page.click("#title-save");
+  await press("#title-save");
   await waitText("#conv-title", "Second title");
   const upd = 'li[data-type="conversation.updated"][data-reverted="no"] button.revert';
   await page.waitForSelector(upd);
-  await page.click(upd);
+  await press(upd);
   await page.waitForFunction(() => document.querySelector("#conv-title").textContent === "First title");
   await page.waitForSelector('li[data-type="conversation.updated"][data-reverted="yes"]');
   await page.waitForSelector('li[data-type="event.reverted"]');
@@ -175,16 +190,15 @@ async function main() {
   check("the title change was reverted (in the page and in the API)", c1.body.title === "First title", c1.body.title);
 
   // ---------------------------------------------------------------- cancel, archive, unarchive
-  await page.type("#compose-text", "a long one " + Array.from({ length: 80 }, (_, i) => "c" + i).join(" "));
-  await page.click("#send");
+  await send("a long one " + Array.from({ length: 80 }, (_, i) => "c" + i).join(" "));
   await page.waitForSelector("#cancel:not([disabled])");
-  await page.click("#cancel");
+  await press("#cancel");
   await page.waitForSelector('#events li[data-type="turn.cancelled"]');
   check("a running turn is cancelled from the page", true);
   await page.waitForSelector("#archive:not([disabled])");
-  await page.click("#archive");
+  await press("#archive");
   await page.waitForSelector('#conv-status .status[data-status="archived"]');
-  await page.click('li[data-type="conversation.archived"] button.revert');
+  await press('li[data-type="conversation.archived"] button.revert');
   await page.waitForSelector('#conv-status .status[data-status="idle"]');
   check("archived, then the archive reverted: idle again", (await api("GET", "/api/conversations/" + conv1)).body.status === "idle");
 
@@ -192,27 +206,26 @@ async function main() {
   await go("#/conversations", "#conv-list");
   await page.waitForSelector('#n-strategy option[value="gpt"]');
   await page.select("#n-strategy", "gpt");
-  await page.click("#n-create");
+  await press("#n-create");
   await page.waitForFunction((c) => /^#\/c\//.test(location.hash) && !location.hash.endsWith(c), {}, conv1);
   const conv2 = (await page.evaluate(() => location.hash)).slice(4);
   await page.waitForSelector('#stream-state[data-state="live"]');
   const longArg = "echo approved-in-console # " + "y".repeat(3000) + " end-of-argument";
   await script([toolCall("bash", { command: longArg }), { kind: "text", text: "finished with the tool" }]);
-  await page.type("#compose-text", "please run the tool");
-  await page.click("#send");
-  await page.click('#nav a[data-nav="permissions"]');
+  await send("please run the tool");
+  await press('#nav a[data-nav="permissions"]');
   const card = `article.perm[data-tool="bash"]`;
   await page.waitForSelector(card);
   const shown = await page.$eval(card + " pre.json", (e) => e.textContent);
   check("the request shows its full arguments (never cut)", shown.includes(JSON.stringify(longArg).slice(1, -1)), shown.length);
   check("the request names its conversation", (await page.$eval(card + " a.perm-conv", (e) => e.textContent)) === conv2);
   await shots("permissions");
-  await page.click(card + " button.approve");
+  await press(card + " button.approve");
   await page.waitForFunction(() => !document.querySelector('article.perm[data-tool="bash"]'));
   await go("#/c/" + conv2, '#stream-state[data-state="live"]');
   await page.waitForFunction(() => [...document.querySelectorAll('li.msg[data-role="tool"] .content')]
     .some((e) => e.textContent.includes("approved-in-console")));
-  await page.click('li.msg[data-role="tool"] summary');
+  await press('li.msg[data-role="tool"] summary');
   check("approved: the tool's result is in the transcript (folded, opens)",
     await page.$eval('li.msg[data-role="tool"] details', (d) => d.open));
   await waitText("#transcript", "finished with the tool");
@@ -220,11 +233,10 @@ async function main() {
 
   // ---------------------------------------------------------------- permissions: deny (inline)
   await script([toolCall("bash", { command: "touch /tmp/console-denied" }), { kind: "text", text: "finished after the denial" }]);
-  await page.type("#compose-text", "try another one");
-  await page.click("#send");
+  await send("try another one");
   await page.waitForSelector("#conv-perms article.perm");
   await page.type("#conv-perms article.perm input.reason", "not from the console");
-  await page.click("#conv-perms article.perm button.deny");
+  await press("#conv-perms article.perm button.deny");
   await page.waitForFunction(() => [...document.querySelectorAll('li.msg[data-role="tool"] .content')]
     .some((e) => e.textContent.includes("Permission denied: not from the console")));
   check("denied with a reason: the refusal is the tool's result", true);
@@ -232,16 +244,15 @@ async function main() {
 
   // ---------------------------------------------------------------- a rule remembered, then deleted
   await script([toolCall("bash", { command: "echo remembered-for-the-team" }), { kind: "text", text: "ok" }]);
-  await page.type("#compose-text", "and remember it");
-  await page.click("#send");
+  await send("and remember it");
   await page.waitForSelector("#conv-perms article.perm button.approve-team");
-  await page.click("#conv-perms article.perm button.approve-team");
+  await press("#conv-perms article.perm button.approve-team");
   await page.waitForFunction(() => [...document.querySelectorAll('li.msg[data-role="tool"] .content')]
     .some((e) => e.textContent.includes("remembered-for-the-team")));
   await go("#/permissions", "#rules tbody tr");
   check("approved for the team: a standing rule is listed",
     (await page.$eval("#rules tbody tr", (r) => r.children[0].textContent + " " + r.children[1].textContent)) === "bash allow");
-  await page.click("#rules button.rule-delete");
+  await press("#rules button.rule-delete");
   await page.waitForFunction(() => document.querySelectorAll("#rules tbody tr").length === 0);
   check("the rule is deleted", (await api("GET", "/api/permission-rules")).body.data.length === 0);
 
@@ -249,17 +260,17 @@ async function main() {
   await go("#/worktrees", "#wt-form");
   const before = requests.filter((r) => r.method === "POST" && r.url.endsWith("/api/worktrees")).length;
   await page.type("#wt-branch", "bad..name");
-  await page.click("#wt-create");
+  await press("#wt-create");
   await waitText("#wt-error", "Invalid branch name");
   check("an invalid branch name is refused before any request",
     requests.filter((r) => r.method === "POST" && r.url.endsWith("/api/worktrees")).length === before);
   await page.$eval("#wt-branch", (e) => { e.value = ""; });
   await page.type("#wt-branch", "console/feature-1");
-  await page.click("#wt-create");
+  await press("#wt-create");
   await page.waitForSelector('tr[data-branch="console/feature-1"]');
   check("a worktree is created and listed", true);
   await shots("worktrees");
-  await page.click('tr[data-branch="console/feature-1"] button.wt-delete');
+  await press('tr[data-branch="console/feature-1"] button.wt-delete');
   await page.waitForFunction(() => !document.querySelector('tr[data-branch="console/feature-1"]'));
   check("the worktree is deleted", (await api("GET", "/api/worktrees")).body.data.length === 0);
 
@@ -276,8 +287,7 @@ async function main() {
   const conv3 = (await api("POST", "/api/conversations", { title: "cut", strategy: "echo" })).body.id;
   await go("#/c/" + conv3, '#stream-state[data-state="live"]');
   const msg3 = "across the cut " + Array.from({ length: 40 }, (_, i) => "w" + i).join(" ");
-  await page.type("#compose-text", msg3);
-  await page.click("#send");
+  await send(msg3);
   await page.waitForFunction(() => {
     const e = document.querySelector('li.msg[data-role="assistant"][data-status="streaming"] .content');
     return e && e.textContent.length > 0;
@@ -307,7 +317,7 @@ async function main() {
   check("the gateway was restarted", Number(fs.readFileSync(process.env.CONSOLE_GATEWAY_PID, "utf8").trim()) !== pid);
 
   // ---------------------------------------------------------------- another team
-  await page.click("#signout");
+  await press("#signout");
   await signIn(TOKEN2);
   await page.waitForSelector("#conv-empty:not([hidden])");
   check("another team: no conversation listed", (await page.$$("#conv-list tbody tr")).length === 0);
@@ -316,7 +326,7 @@ async function main() {
   await go("#/worktrees", "#wt-none:not([hidden])");
   await go("#/c/" + conv1, "#not-found");
   check("another team: the first team's conversation is not found", true);
-  await page.click("#signout");
+  await press("#signout");
   await signIn(TOKEN);
 
   // ---------------------------------------------------------------- XSS matrix
@@ -362,7 +372,7 @@ async function main() {
   await clean("tool arguments and results", [X.script, img2, link2]);
   await go("#/permissions", "article.perm");
   await clean("a pending request's arguments", [X.script + X.link]);
-  await page.click("article.perm button.deny");
+  await press("article.perm button.deny");
   await page.waitForSelector("#perm-none:not([hidden])");
 
   // ---------------------------------------------------------------- paging and filters
@@ -374,11 +384,11 @@ async function main() {
   await page.keyboard.press("Tab"); // a change event, as a reader leaving the field
   await page.waitForFunction(() => document.querySelectorAll("#conv-list tbody tr").length === 20 &&
     [...document.querySelectorAll("#conv-list tbody tr a")].every((a) => a.textContent.startsWith("paged ")));
-  await page.click(".pager button:last-child");
+  await press(".pager button:last-child");
   await page.waitForFunction(() => document.querySelectorAll("#conv-list tbody tr").length === 1);
   const last = await page.$eval("#conv-list tbody tr a", (a) => a.textContent);
   check("filtered by source and paged: 20, then the oldest one", last === "paged 0", last);
-  await page.click(".pager button:first-child");
+  await press(".pager button:first-child");
   await page.waitForFunction(() => document.querySelectorAll("#conv-list tbody tr").length === 20);
   await page.select("#f-status", "archived");
   await page.waitForSelector("#conv-empty:not([hidden])");

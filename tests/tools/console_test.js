@@ -225,9 +225,14 @@ async function main() {
   await go("#/c/" + conv2, '#stream-state[data-state="live"]');
   await page.waitForFunction(() => [...document.querySelectorAll('li.msg[data-role="tool"] .content')]
     .some((e) => e.textContent.includes("approved-in-console")));
-  await press('li.msg[data-role="tool"] summary');
-  check("approved: the tool's result is in the transcript (folded, opens)",
-    await page.$eval('li.msg[data-role="tool"] details', (d) => d.open));
+  const folded = await page.$eval('li.msg[data-role="tool"] details', (d) => !d.open);
+  // Opened with its summary; again if a refresh replaced it meanwhile.
+  await page.waitForFunction(() => {
+    const d = document.querySelector('li.msg[data-role="tool"] details');
+    if (d && !d.open) d.querySelector("summary").click();
+    return d && d.open;
+  }, { polling: 500 });
+  check("approved: the tool's result is in the transcript (folded, opens)", folded);
   await waitText("#transcript", "finished with the tool");
   check("approved: the model's final answer follows", true);
 

@@ -93,7 +93,8 @@ export function conversationPage(root, id) {
     if (old && old.status === 'completed' && m.status !== 'completed') return;
     // Unchanged: left as it is (keeps the reader's focus and open folds).
     if (old && els.has(m.id) && old.status === m.status && old.content === m.content &&
-        old.updated_at === m.updated_at && !deltas.has(m.id)) return;
+        old.updated_at === m.updated_at && !deltas.has(m.id) &&
+        (!sources.has(m.id) || els.get(m.id).querySelector('.meta .source'))) return;
     msgs.set(m.id, m);
     if (m.status !== 'streaming' && m.status !== 'pending') deltas.delete(m.id);
     render(m);

@@ -9,6 +9,7 @@ export function clusterPage(root) {
   const summary = h('dl.facts#cluster-facts');
   const tbody = h('tbody');
   const counts = h('dl.facts#conv-counts');
+  const drain = h('ul#drain.commands');
   let timer = null;
   let gone = false;
 
@@ -28,8 +29,9 @@ export function clusterPage(root) {
       fill(tbody, nodes.map((n) => h('tr', {'data-node': n.id, 'data-state': n.state},
         h('td', {}, n.id), h('td', {}, h('span.status', {'data-status': n.state}, n.state)),
         h('td', {}, String(n.actors ?? '')),
-        h('td', {}, n.in_ring && total ? (100 * n.weight / total).toFixed(1) + ' %' : '—'),
-        h('td.hide-narrow', {}, h('code', {}, (n.state === 'draining' ? 'bickyctl undrain ' : 'bickyctl drain ') + n.id)))));
+        h('td', {}, n.in_ring && total ? (100 * n.weight / total).toFixed(1) + ' %' : '—'))));
+      fill(drain, nodes.map((n) => h('li', {}, h('code', {},
+        (n.state === 'draining' ? 'bickyctl undrain ' : 'bickyctl drain ') + n.id))));
       const by = s.conversations_by_status || {};
       fill(counts, Object.entries(by).map(([k, v]) => [h('dt', {}, k.replace(/_/g, ' ')), h('dd', {}, String(v))]));
     } catch (e) { if (!gone) toast('Status: ' + e.message); }
@@ -40,8 +42,11 @@ export function clusterPage(root) {
     h('section', {'aria-labelledby': 'cl-h'}, h('h1#cl-h', {}, 'Cluster'), summary,
       h('div.scroll', {}, h('table.list#nodes', {},
         h('thead', {}, h('tr', {}, h('th', {}, 'Node'), h('th', {}, 'State'), h('th', {}, 'Actors'),
-          h('th', {}, 'Ring share'), h('th.hide-narrow', {}, 'Drain (admin, on a registry host)'))), tbody)),
-      h('p.muted', {}, 'Draining needs the cluster\'s admin key: run the command shown with bickyctl; the state here follows within 2 s.'),
+          h('th', {}, 'Ring share'))), tbody)),
+      h('h2', {}, 'Drain or undrain a node'),
+      h('p.muted', {}, 'Draining needs the cluster\'s admin key, not a team token: run the command with bickyctl ' +
+        '(BICKY_ADMIN_CERT set); the state above follows within 2 s.'),
+      drain,
       h('h2', {}, 'Conversations by status'), counts));
   load();
   return {destroy() { gone = true; clearTimeout(timer); }};

@@ -284,6 +284,8 @@ async function main() {
   await page.waitForFunction(() => document.querySelectorAll('#nodes tr[data-state="alive"]').length === 2);
   check("cluster: two nodes alive with their ring share",
     (await page.$$eval("#nodes tbody tr", (l) => l.map((r) => r.children[3].textContent))).every((s) => s.endsWith("%")));
+  const drains = await page.$$eval("#drain li", (l) => l.map((e) => e.textContent));
+  check("cluster: the bickyctl drain command of each node", drains.join(",") === "bickyctl drain n1,bickyctl drain n2", drains);
   await shots("cluster");
   await go("#/conversations", "#conv-list tbody tr");
   await shots("conversations");

@@ -3,7 +3,6 @@
     answer carries a Content-Security-Policy that allows only this origin
     (no inline script or style, no other host to connect to), nosniff, no
     referrer and no framing. Loop thread only. */
-#define LOG_MODULE "gw_console"
 #include "gateway/gw_console.h"
 #include "gateway/gateway_internal.h"
 

@@ -2,6 +2,7 @@
     matching, and the process routes (/health, /ready, /metrics). Matching is
     pure; handlers run on the loop thread. */
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_console.h"
 #include "gateway/gw_legacy.h"
 
 #include <stdio.h>
@@ -15,6 +16,9 @@ static const gw_route_t s_routes[] = {
     {"GET", "/health", gw_h_health, 0},
     {"GET", "/ready", gw_h_ready, 0},
     {"GET", "/metrics", gw_h_metrics, 0},
+    /* The web console (gw_console.c): static files, no token (the page asks for one). */
+    {"GET", "/", gw_h_console, 0},
+    {"GET", "/console/:file", gw_h_console, 0},
     {"GET", "/api/status", gw_h_status, A},
     {"POST", "/api/conversations", gw_h_conv_create, A | B},
     {"GET", "/api/conversations", gw_h_conv_list, A},
@@ -83,6 +87,9 @@ s_match_path(const char *pattern, const char *path, char params[GW_PARAMS_MAX][G
 {
     size_t np = 0;
     const char *p = pattern, *u = path;
+    if (strcmp(pattern, "/") == 0) {
+        return strcmp(path, "/") == 0; /* the root has no segment to compare */
+    }
     while (*p && *u) {
         if (*p != '/' || *u != '/') {
             return false;

@@ -26,6 +26,9 @@ Test(gw_routes, matches_static_and_param_routes)
         {"HEAD", "/health", "/health", ""},
         {"GET", "/ready", "/ready", ""},
         {"GET", "/metrics", "/metrics", ""},
+        {"GET", "/", "/", ""},
+        {"HEAD", "/", "/", ""},
+        {"GET", "/console/app.js", "/console/:file", "app.js"},
         {"GET", "/api/status", "/api/status", ""},
         {"POST", "/api/conversations", "/api/conversations", ""},
         {"GET", "/api/conversations/", "/api/conversations", ""},
@@ -56,8 +59,12 @@ Test(gw_routes, matches_static_and_param_routes)
 
 Test(gw_routes, unknown_paths_are_404)
 {
-    const char *paths[] = {"/",
+    const char *paths[] = {"//",
                            "/api",
+                           "/console",
+                           "/console/",
+                           "/console/../gateway",
+                           "/console/a/b",
                            "/api/conversations/a/b",
                            "/api/conversations//messages",
                            "/api/conversations/a/messages/b",

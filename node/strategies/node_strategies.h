@@ -16,6 +16,11 @@ void node_agents_destroy(node_agents_t **self_p);
 /* Registers the statements of the strategies and permissions on db. -1 on failure. */
 int node_agents_sql_prepare(db_conn_t *db);
 
+/* ---- observers (issue 15) --------------------------------------------------------------- */
+
+#define NODE_OBSERVERS_MAX     8  /* observers attached to one conversation */
+#define NODE_OBSERVER_NAME_MAX 32 /* characters of an observer's name */
+
 /* ---- a turn left waiting for a permission (node_perm_recover.c) ------------------------ */
 
 /* Starts recovering actor's turn left waiting for a permission. */

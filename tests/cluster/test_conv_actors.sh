@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# shellcheck disable=SC2016 # single-quoted strings are eval'd by the checks
+# test_conv_actors.sh — the actors of a conversation (issue 15) on a real
+# cluster: GET …/actors lists the responder (the conversation's strategy);
+# POST attaches an observer (201, the actor.attached event, the row and the
+# event in Postgres with the caller as source); validation answers 400
+# invalid_field naming the field (name, strategy, trigger type, n, types,
+# config keys), a duplicate name and an archived conversation 409 conflict,
+# the ninth observer 409 too_many_actors; another team's conversation is 404;
+# DELETE detaches (204, actor.detached), an unknown name is 404, the
+# responder 409. Attach and detach while a turn runs stay in order (seqs
+# gapless, the turn completes). Attachments survive a drain: the conversation
+# moves to the other node and lists the same observers there.
+# Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7700-7799).
+set -uo pipefail
+
+SRC=${BICKY_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+BK_TAG=conv_actors
+# shellcheck source=deploy/local/lib.sh
+source "$SRC/deploy/local/lib.sh"
+# shellcheck source=tests/lib/assert.sh
+source "$SRC/tests/lib/assert.sh"
+# shellcheck source=tests/lib/cluster.sh
+source "$SRC/tests/lib/cluster.sh"
+# shellcheck source=tests/lib/failover.sh
+source "$SRC/tests/lib/failover.sh"
+# shellcheck source=tests/lib/agents.sh
+source "$SRC/tests/lib/agents.sh"
+
+TA_TMP=$(mktemp -d "${BICKY_TEST_TMPDIR:-/tmp}/conv_actors_fake.XXXXXX")
+ta_setup "$TA_TMP"
+tc_start conv_actors
+trap 'rc=$?; ta_teardown; [[ ${BICKY_TEST_KEEP:-0} == 1 ]] || rm -rf "$TA_TMP"; (exit $rc); tc_cleanup' EXIT
+
+OBS='{"name":"notes","strategy":"echo","trigger":{"type":"after_turn"}}'
+# actor_names CONV: the names GET …/actors lists, comma-joined.
+actor_names() {
+    tc_req GET "/api/conversations/$1/actors"
+    tc_jq '[.data[].name] | join(",")'
+}
+event_count() { tc_sql "select count(*) from events where conversation_id = '$1'"; }
+
+# ---------------------------------------------------------------- attach, list, detach
+
+conv=$(tc_conv '{"title":"observed"}')
+t_check "conversation created" test -n "$conv"
+tc_req GET "/api/conversations/$conv/actors"
+t_check "GET actors is 200 (got $TC_CODE)" test "$TC_CODE" = 200
+t_check "only the responder, with the conversation's strategy" \
+    test "$(tc_jq '[.data[] | "\(.name):\(.kind):\(.strategy)"] | join(" ")')" = "responder:responder:echo"
+
+tc_req POST "/api/conversations/$conv/actors" \
+    '{"name":"notes","strategy":"echo","trigger":{"type":"every_n_turns","n":2},"config":{"message":true,"timeout_s":5}}'
+t_check "attach is 201 (got $TC_CODE: $TC_BODY)" test "$TC_CODE" = 201
+t_check "the answer is actor.attached with the observer" \
+    test "$(tc_jq '[.type, .action.actor.name, .action.actor.kind, .action.actor.trigger.n, .action.actor.config.message, .source.kind] | tostring')" \
+    = '["actor.attached","notes","observer",2,true,"user"]'
+t_check "the row is stored, with the team" \
+    test "$(tc_sql "select a.name, a.strategy, a.trigger->>'type', a.team_id = c.team_id from actor_attachments a join conversations c on c.id = a.conversation_id where a.conversation_id = '$conv'")" \
+    = "notes|echo|every_n_turns|t"
+t_check "GET actors lists responder then notes" test "$(actor_names "$conv")" = "responder,notes"
+tc_req GET "/api/conversations/$conv/actors"
+t_check "the observer as listed ($(tc_jq '.data[1] | tostring'))" \
+    test "$(tc_jq '.data[1] | [.kind, .strategy, .trigger.type, .config.timeout_s, (.created_at | type)] | tostring')" \
+    = '["observer","echo","every_n_turns",5,"string"]'
+
+# ---------------------------------------------------------------- refusals write nothing
+
+n=$(event_count "$conv")
+# refused BODY FIELD: POST is 400 invalid_field naming FIELD.
+refused() {
+    tc_req POST "/api/conversations/$conv/actors" "$1"
+    t_check "400 invalid_field $2 for $1 (got $TC_CODE $(tc_jq .code) $(tc_jq .field))" \
+        test "$TC_CODE $(tc_jq .code) $(tc_jq .field)" = "400 invalid_field $2"
+}
+refused '{"strategy":"echo","trigger":{"type":"after_turn"}}' name
+refused '{"name":"Bad Name","strategy":"echo","trigger":{"type":"after_turn"}}' name
+refused '{"name":"responder","strategy":"echo","trigger":{"type":"after_turn"}}' name
+refused '{"name":"abcdefghijabcdefghijabcdefghijabc","strategy":"echo","trigger":{"type":"after_turn"}}' name
+refused '{"name":"x","strategy":"nope","trigger":{"type":"after_turn"}}' strategy
+refused '{"name":"x","strategy":"echo"}' trigger
+refused '{"name":"x","strategy":"echo","trigger":{"type":"sometimes"}}' type
+refused '{"name":"x","strategy":"echo","trigger":{"type":"every_n_turns"}}' n
+refused '{"name":"x","strategy":"echo","trigger":{"type":"every_n_turns","n":0}}' n
+refused '{"name":"x","strategy":"echo","trigger":{"type":"after_turn","n":3}}' n
+refused '{"name":"x","strategy":"echo","trigger":{"type":"on_event_types","types":"a,,b"}}' types
+refused '{"name":"x","strategy":"echo","trigger":{"type":"after_turn"},"config":{"bogus":1}}' bogus
+refused '{"name":"x","strategy":"echo","trigger":{"type":"after_turn"},"config":{"timeout_s":301}}' timeout_s
+tc_req POST "/api/conversations/$conv/actors" "$OBS"
+t_check "a duplicate name is 409 conflict (got $TC_CODE $(tc_jq .code))" \
+    test "$TC_CODE $(tc_jq .code)" = "409 conflict"
+other=$(tc_team_token actors-other)
+TC_TOKEN=$other tc_req GET "/api/conversations/$conv/actors"
+t_check "another team's conversation: GET is 404 (got $TC_CODE)" test "$TC_CODE" = 404
+TC_TOKEN=$other tc_req POST "/api/conversations/$conv/actors" '{"name":"spy","strategy":"echo","trigger":{"type":"after_turn"}}'
+t_check "another team's conversation: POST is 404 (got $TC_CODE)" test "$TC_CODE" = 404
+TC_TOKEN=$other tc_req DELETE "/api/conversations/$conv/actors/notes"
+t_check "another team's conversation: DELETE is 404 (got $TC_CODE)" test "$TC_CODE" = 404
+tc_req DELETE "/api/conversations/$conv/actors/nobody"
+t_check "detaching an unknown name is 404 (got $TC_CODE)" test "$TC_CODE" = 404
+tc_req DELETE "/api/conversations/$conv/actors/responder"
+t_check "detaching the responder is 409 (got $TC_CODE)" test "$TC_CODE" = 409
+tc_req GET "/api/conversations/00000000-0000-4000-8000-000000000001/actors"
+t_check "an unknown conversation is 404 (got $TC_CODE)" test "$TC_CODE" = 404
+t_check "no refusal wrote an event" test "$(event_count "$conv")" = "$n"
+
+# ---------------------------------------------------------------- the limit
+
+for i in 2 3 4 5 6 7 8; do
+    tc_req POST "/api/conversations/$conv/actors" \
+        "{\"name\":\"obs$i\",\"strategy\":\"echo\",\"trigger\":{\"type\":\"on_event_types\",\"types\":\"turn.failed\"}}"
+    [[ $TC_CODE == 201 ]] || t_fail "observer $i: $TC_CODE $TC_BODY"
+done
+t_check "8 observers attached" test "$(tc_sql "select count(*) from actor_attachments where conversation_id = '$conv'")" = 8
+tc_req POST "/api/conversations/$conv/actors" '{"name":"ninth","strategy":"echo","trigger":{"type":"after_turn"}}'
+t_check "the ninth is 409 too_many_actors (got $TC_CODE $(tc_jq .code))" \
+    test "$TC_CODE $(tc_jq .code)" = "409 too_many_actors"
+tc_req DELETE "/api/conversations/$conv/actors/obs8"
+t_check "detach is 204 (got $TC_CODE $TC_BODY)" test "$TC_CODE" = 204
+t_check "actor.detached stored with the observer, the caller as source" \
+    test "$(tc_sql "select action->'actor'->>'name', source->>'kind' from events where conversation_id = '$conv' and type = 'actor.detached'")" = "obs8|user"
+t_check "the row is gone" \
+    test "$(tc_sql "select count(*) from actor_attachments where conversation_id = '$conv' and name = 'obs8'")" = 0
+tc_req POST "/api/conversations/$conv/actors" '{"name":"ninth","strategy":"echo","trigger":{"type":"after_turn"}}'
+t_check "below the limit again: 201 (got $TC_CODE)" test "$TC_CODE" = 201
+
+# ---------------------------------------------------------------- during a turn, in order
+
+conv2=$(tc_conv '{"metadata":{"echo":{"delay_ms":150}}}')
+tc_post "$conv2" "one two three four five six seven eight" >/dev/null
+t_check "a turn runs" tc_wait_status "$conv2" processing
+tc_req POST "/api/conversations/$conv2/actors" "$OBS"
+t_check "attach during a turn is 201 (got $TC_CODE)" test "$TC_CODE" = 201
+tc_req DELETE "/api/conversations/$conv2/actors/notes"
+t_check "detach during a turn is 204 (got $TC_CODE)" test "$TC_CODE" = 204
+tc_req POST "/api/conversations/$conv2/actors" "$OBS"
+t_check "attach again is 201 (got $TC_CODE)" test "$TC_CODE" = 201
+t_check "the turn completes" tc_wait_status "$conv2" idle 20
+t_check "turn.completed is stored" \
+    test "$(tc_sql "select count(*) from events where conversation_id = '$conv2' and type = 'turn.completed'")" = 1
+t_check "the actor events are in the order of the answers" \
+    test "$(tc_sql "select string_agg(type, ',' order by seq) from events where conversation_id = '$conv2' and type like 'actor.%'")" \
+    = "actor.attached,actor.detached,actor.attached"
+
+# ---------------------------------------------------------------- archived
+
+conv3=$(tc_conv '{}')
+tc_req DELETE "/api/conversations/$conv3"
+tc_req POST "/api/conversations/$conv3/actors" "$OBS"
+t_check "an archived conversation: 409 conflict (got $TC_CODE $(tc_jq .code))" \
+    test "$TC_CODE $(tc_jq .code)" = "409 conflict"
+
+# ---------------------------------------------------------------- survives a drain
+
+owner=$(tc_owner "$conv2")
+t_check "conv2 has an owner ($owner)" test -n "$owner"
+before=$(actor_names "$conv2")
+t_check "bickyctl drain $owner" "$CTL" drain "$owner"
+t_check "the conversation moves off $owner" \
+    bk_wait_for 15 eval '[[ -n $(tc_owner '"$conv2"') && $(tc_owner '"$conv2"') != '"$owner"' ]]'
+t_check "the other node lists the same actors ($before)" \
+    bk_wait_for 10 eval '[[ $(actor_names '"$conv2"') == "'"$before"'" ]]'
+tc_req DELETE "/api/conversations/$conv2/actors/notes"
+t_check "and detaches there (got $TC_CODE)" test "$TC_CODE" = 204
+t_check "bickyctl undrain $owner" "$CTL" undrain "$owner"
+
+tc_finish conv_actors

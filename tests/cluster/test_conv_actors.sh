@@ -10,7 +10,13 @@
 # DELETE detaches (204, actor.detached), an unknown name is 404, the
 # responder 409. Attach and detach while a turn runs stay in order (seqs
 # gapless, the turn completes). Attachments survive a drain: the conversation
-# moves to the other node and lists the same observers there.
+# moves to the other node and lists the same observers there, and they run
+# there. Observers run after the responder's turns (tests/fixtures/fake_llm.py
+# as their model): a summarizer keeps the title and a summary in metadata
+# (conversation.updated and observer.completed with the observer as source, a
+# message of role observer, the status idle, no turn of its own); a failing
+# model and a timeout give observer.failed and the conversation stays usable;
+# every_n_turns runs every n-th turn.
 # Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7700-7799).
 set -uo pipefail
 
@@ -142,6 +148,70 @@ t_check "the actor events are in the order of the answers" \
     test "$(tc_sql "select string_agg(type, ',' order by seq) from events where conversation_id = '$conv2' and type like 'actor.%'")" \
     = "actor.attached,actor.detached,actor.attached"
 
+t_check "notes ran after the turn: observer.completed" \
+    bk_wait_for 10 eval '[[ $(ta_count '"$conv2"' observer.completed) == 1 ]]'
+
+# ---------------------------------------------------------------- a summarizer runs after each turn
+
+SUMMARY='{"title":"Greeting chat","metadata":{"summary":"The user greets."}}'
+conv4=$(tc_conv '{"title":"untitled","metadata":{"keep":1}}')
+tc_req POST "/api/conversations/$conv4/actors" \
+    '{"name":"summarizer","strategy":"gpt","trigger":{"type":"after_turn"},"config":{"patch":true,"message":true,"prompt":"Reply with JSON: title and metadata.summary."}}'
+t_check "summarizer attached (got $TC_CODE $TC_BODY)" test "$TC_CODE" = 201
+ta_script "[{\"kind\":\"text\",\"text\":$(jq -Rs . <<<"$SUMMARY")}]"
+tc_post "$conv4" "hello there" >/dev/null
+t_check "observer.completed within 15 s" \
+    bk_wait_for 15 eval '[[ $(ta_count '"$conv4"' observer.completed) == 1 ]]'
+t_check "the title and the summary are kept (other metadata too)" \
+    test "$(tc_sql "select title, metadata->>'summary', metadata->>'keep' from conversations where id = '$conv4'")" \
+    = "Greeting chat|The user greets.|1"
+t_check "conversation.updated and observer.completed have the observer as source" \
+    test "$(tc_sql "select string_agg(distinct source::text, ' ') from events where conversation_id = '$conv4' and type in ('conversation.updated', 'observer.completed')")" \
+    = '{"kind": "actor", "name": "summarizer"}'
+t_check "its reply is a message of role observer, after the assistant's" \
+    test "$(tc_sql "select string_agg(role, ',' order by seq) from messages where conversation_id = '$conv4'")" = "user,assistant,observer"
+t_check "observer.completed embeds that message" \
+    test "$(tc_sql "select action->'message'->>'role' from events where conversation_id = '$conv4' and type = 'observer.completed'")" = observer
+t_check "the model got the observer's prompt and the conversation" \
+    eval "ta_requests | jq -e '.[-1].body | tostring | (contains(\"Reply with JSON\") and contains(\"user: hello there\"))' >/dev/null"
+t_check "the conversation is idle, one turn only" \
+    test "$(tc_status "$conv4") $(ta_count "$conv4" turn.started)" = "idle 1"
+tc_req GET "/api/conversations/$conv4"
+t_check "GET shows the new title" test "$(tc_jq .title)" = "Greeting chat"
+
+# ---------------------------------------------------------------- failure and timeout leave it usable
+
+ta_script '[{"kind":"http_error","status":500,"message":"observer model down"}]'
+tc_post "$conv4" "second" >/dev/null
+t_check "a failing model: observer.failed" \
+    bk_wait_for 15 eval '[[ $(ta_count '"$conv4"' observer.failed) == 1 ]]'
+t_check "its reason names the failure" \
+    test -n "$(tc_sql "select 1 from events where conversation_id = '$conv4' and type = 'observer.failed' and action->>'reason' like '%500%'")"
+t_check "the responder's turn completed anyway" test "$(ta_count "$conv4" turn.completed)" = 2
+tc_req DELETE "/api/conversations/$conv4/actors/summarizer"
+tc_req POST "/api/conversations/$conv4/actors" \
+    '{"name":"slow","strategy":"gpt","trigger":{"type":"after_turn"},"config":{"timeout_s":1}}'
+t_check "a slow observer attached (got $TC_CODE)" test "$TC_CODE" = 201
+ta_script '[{"kind":"stalled","stall_s":30}]'
+tc_post "$conv4" "third" >/dev/null
+t_check "a timeout: observer.failed naming it" \
+    bk_wait_for 15 eval '[[ -n $(tc_sql "select 1 from events where conversation_id = '"'$conv4'"' and type = '"'observer.failed'"' and action->>'"'reason'"' like '"'timed out%'"'") ]]'
+t_check "the conversation is idle" tc_wait_status "$conv4" idle
+tc_req DELETE "/api/conversations/$conv4/actors/slow"
+tc_post "$conv4" "fourth" >/dev/null
+t_check "and takes the next turn" bk_wait_for 10 eval '[[ $(ta_count '"$conv4"' turn.completed) == 4 ]]'
+
+# ---------------------------------------------------------------- every_n_turns
+
+conv5=$(tc_conv '{}')
+tc_req POST "/api/conversations/$conv5/actors" '{"name":"second","strategy":"echo","trigger":{"type":"every_n_turns","n":2}}'
+for i in 1 2 3 4; do
+    tc_post "$conv5" "turn $i" >/dev/null
+    bk_wait_for 10 eval '[[ $(ta_count '"$conv5"' turn.completed) == '"$i"' ]]'
+done
+t_check "every second turn: 2 runs after 4 turns" \
+    bk_wait_for 10 eval '[[ $(ta_count '"$conv5"' observer.completed) == 2 ]]'
+
 # ---------------------------------------------------------------- archived
 
 conv3=$(tc_conv '{}')
@@ -160,6 +230,9 @@ t_check "the conversation moves off $owner" \
     bk_wait_for 15 eval '[[ -n $(tc_owner '"$conv2"') && $(tc_owner '"$conv2"') != '"$owner"' ]]'
 t_check "the other node lists the same actors ($before)" \
     bk_wait_for 10 eval '[[ $(actor_names '"$conv2"') == "'"$before"'" ]]'
+tc_post "$conv2" "after the move" >/dev/null
+t_check "notes runs on the new owner" \
+    bk_wait_for 15 eval '[[ $(ta_count '"$conv2"' observer.completed) == 2 ]]'
 tc_req DELETE "/api/conversations/$conv2/actors/notes"
 t_check "and detaches there (got $TC_CODE)" test "$TC_CODE" = 204
 t_check "bickyctl undrain $owner" "$CTL" undrain "$owner"

@@ -219,6 +219,7 @@ static void s_attach_write(node_t *node, node_actor_t *a, node_req_t **req_p, js
                            config,
                            node_ws_ts(ws)};
         node_ws_add(ws, Q_ACT_INSERT, NODE_SK_PLAIN, 7, p);
+        a->flags |= NODE_AF_OBSERVED; /* should the write fail: only a read in vain */
         char src[96];
         node_user_source(a, src);
         ws->msg_stmt = node_ws_event(ws, "actor.attached", src, text, NULL, false);
@@ -316,6 +317,9 @@ static void s_detach(node_t *node, node_actor_t *a, node_req_t **req_p, json_t *
         util_uuid_format(a->team_id, team);
         const char *p[] = {conv, team, name};
         node_ws_add(ws, Q_ACT_DELETE, NODE_SK_PLAIN, 3, p);
+        if (json_array_size(actors) <= 2) { /* the responder and this one */
+            a->flags &= (uint8_t)~NODE_AF_OBSERVED;
+        }
         char src[96];
         node_user_source(a, src);
         ws->oom = ws->oom || node_ws_event(ws, "actor.detached", src, text, NULL, false) < 0;

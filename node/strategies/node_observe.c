@@ -358,7 +358,9 @@ static void s_on_read(void *arg, db_status_t status, const char *error, const ch
 void node_observe_turn_ended(node_t *node, node_actor_t *a)
 {
     node_observers_t *self = node->agents ? node->agents->observers : NULL;
-    if (!self || node->closing || node->stopping || (a->flags & NODE_AF_DOOMED)) {
+    /* Conversations without observers (most) cost no read. */
+    if (!self || !(a->flags & NODE_AF_OBSERVED) || node->closing || node->stopping ||
+        (a->flags & NODE_AF_DOOMED)) {
         return;
     }
     s_uuid_t conv, team;

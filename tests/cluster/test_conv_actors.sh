@@ -16,7 +16,8 @@
 # (conversation.updated and observer.completed with the observer as source, a
 # message of role observer, the status idle, no turn of its own); a failing
 # model and a timeout give observer.failed and the conversation stays usable;
-# every_n_turns runs every n-th turn.
+# every_n_turns runs every n-th turn; on_event_types after a turn that stored
+# one of its types (a failed turn).
 # Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7700-7799).
 set -uo pipefail
 
@@ -211,6 +212,20 @@ for i in 1 2 3 4; do
 done
 t_check "every second turn: 2 runs after 4 turns" \
     bk_wait_for 10 eval '[[ $(ta_count '"$conv5"' observer.completed) == 2 ]]'
+
+# ---------------------------------------------------------------- on_event_types
+
+conv6=$(tc_conv '{"metadata":{"echo":{"fail_every":1}}}')
+tc_req POST "/api/conversations/$conv6/actors" '{"name":"onfail","strategy":"echo","trigger":{"type":"on_event_types","types":"turn.failed"}}'
+tc_req POST "/api/conversations/$conv6/actors" '{"name":"onperm","strategy":"echo","trigger":{"type":"on_event_types","types":"permission.requested"}}'
+tc_post "$conv6" "this turn fails" >/dev/null
+t_check "a failed turn" bk_wait_for 10 eval '[[ $(ta_count '"$conv6"' turn.failed) == 1 ]]'
+t_check "the observer of turn.failed runs after it" \
+    bk_wait_for 10 eval '[[ $(ta_count '"$conv6"' observer.completed) == 1 ]]'
+t_check "the observer of permission.requested does not" \
+    test "$(tc_sql "select string_agg(source->>'name', ',') from events where conversation_id = '$conv6' and type like 'observer.%'")" = onfail
+t_check "the conversation is usable (not processing)" \
+    test "$(tc_status "$conv6")" != processing
 
 # ---------------------------------------------------------------- archived
 

@@ -2,6 +2,7 @@
     matching, and the process routes (/health, /ready, /metrics). Matching is
     pure; handlers run on the loop thread. */
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_api_actors.h"
 #include "gateway/gw_console.h"
 #include "gateway/gw_legacy.h"
 
@@ -29,6 +30,9 @@ static const gw_route_t s_routes[] = {
     {"POST", "/api/conversations/:id/messages", gw_h_msg_post, A | B},
     {"POST", "/api/conversations/:id/cancel", gw_h_conv_cancel, A | B},
     {"GET", "/api/conversations/:id/events", gw_h_conv_events, A},
+    {"GET", "/api/conversations/:id/actors", gw_h_actor_list, A},
+    {"POST", "/api/conversations/:id/actors", gw_h_actor_attach, A | B},
+    {"DELETE", "/api/conversations/:id/actors/:name", gw_h_actor_detach, A},
     {"POST", "/api/message", gw_h_message, A | B},
     {"GET", "/api/stream", gw_h_stream, A},
     {"GET", "/api/events", gw_h_team_events, A},

@@ -254,7 +254,8 @@ static int s_start(node_t *self)
     self->agents = node_agents_new(self);
     if (!self->agents || node_wt_init(self->agents) < 0 || node_agents_sql_prepare(self->db) < 0 ||
         node_wt_sql_prepare(self->db) < 0 || node_ops_perm_sql_prepare(self->db) < 0 ||
-        node_ops_revert_sql_prepare(self->db) < 0 || node_ops_rules_sql_prepare(self->db) < 0) {
+        node_ops_revert_sql_prepare(self->db) < 0 || node_ops_rules_sql_prepare(self->db) < 0 ||
+        node_ops_actors_sql_prepare(self->db) < 0) {
         return -1;
     }
     if (s_sockets(self) < 0) {

@@ -19,6 +19,7 @@ static const char *const s_decisions[] = {"approve", "deny", NULL};
 static const char *const s_remember[] = {"conversation", "team", NULL};
 static const char *const s_scopes[] = {"team", "conversation", NULL};
 static const char *const s_rule_decisions[] = {"allow", "deny", NULL};
+static const char *const s_triggers[] = {"after_turn", "every_n_turns", "on_event_types", NULL};
 
 /* ---- fields ---------------------------------------------------------------------------------- */
 
@@ -114,6 +115,19 @@ static const proto_field_t s_event_id[] = {INT("id", F_REQ | F_GW, 1, INT64_MAX)
 static const proto_field_t s_perm_ask[] = {
     UUID("conversation_id", 0), STR("tool_name", F_REQ, 1, 128), OBJ("input", F_REQ, NULL),
     STR("tool_use_id", 0, 1, 128), END};
+/* An observer (actor.attach): its trigger and config. The node checks what the table
+   cannot: the name's characters, the strategy, the event type names. */
+static const proto_field_t s_trigger[] = {
+    ENUM("type", F_REQ, s_triggers),
+    {"n", PROTO_FT_INT, F_REQ, 1, 1000, NULL, NULL, "type", "every_n_turns"},
+    {"types", PROTO_FT_STRING, F_REQ, 1, 1024, NULL, NULL, "type", "on_event_types"},
+    END};
+static const proto_field_t s_actor_config[] = {STR("prompt", F_TEXT, 1, 8000), BOOL("message", 0),
+                                               BOOL("patch", 0), INT("timeout_s", 0, 1, 300), END};
+static const proto_field_t s_actor_attach[] = {
+    STR("name", F_REQ, 1, 32), STR("strategy", F_REQ | F_TEXT, 1, 64),
+    OBJ("trigger", F_REQ, s_trigger), OBJ("config", 0, s_actor_config), END};
+static const proto_field_t s_actor_detach[] = {STR("name", F_REQ | F_GW, 1, 64), END};
 
 /* ---- ops ------------------------------------------------------------------------------------- */
 
@@ -160,6 +174,9 @@ const proto_op_t proto_ops[PROTO_OP_COUNT] = {
     [PROTO_OP_EVENT_GET] = TEAM("event.get", s_event_id),
     [PROTO_OP_EVENT_REVERT] = CONV("event.revert", s_event_id),
     [PROTO_OP_EVENT_REVERT_TEAM] = TEAM("event.revert_team", s_event_id),
+    [PROTO_OP_ACTOR_LIST] = CONV("actor.list", s_none),
+    [PROTO_OP_ACTOR_ATTACH] = CONV("actor.attach", s_actor_attach),
+    [PROTO_OP_ACTOR_DETACH] = CONV("actor.detach", s_actor_detach),
 };
 
 const proto_op_t *proto_op_find(const char *name)

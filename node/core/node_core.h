@@ -173,6 +173,9 @@ typedef enum { NODE_BUSY_ENQUEUE, NODE_BUSY_REJECT, NODE_BUSY_INTERRUPT } node_o
 #define NODE_AF_RELOAD 0x08 /* state unknown (connection lost mid-commit): reload */
 #define NODE_AF_WHOLE  0x10 /* the stored strategy may write whole turns (node_turns.h) */
 #define NODE_AF_TURN   0x20 /* its running turn counts in its team's (node_actors_turn_mark) */
+#define NODE_AF_OBSERVED                                                                           \
+    0x40 /* observers are attached: a turn's end reads them (node_observe.c); set at load,         \
+            by an attach, cleared by the detach of the last one */
 
 typedef struct node_mbox_t node_mbox_t;
 typedef struct node_turns_t node_turns_t;

@@ -49,6 +49,10 @@ static const node_op_t s_ops[PROTO_OP_COUNT] = {
     OP(PROTO_OP_EVENT_GET, NODE_OP_TEAM, node_op_event_get, NULL),
     OP(PROTO_OP_EVENT_REVERT, NODE_OP_ACTOR, NULL, node_op_event_revert),
     OP(PROTO_OP_EVENT_REVERT_TEAM, NODE_OP_TEAM, node_op_event_revert_team, NULL),
+    /* Actors of a conversation (node_ops_actors.c). */
+    OP(PROTO_OP_ACTOR_LIST, NODE_OP_ACTOR, NULL, node_op_actor_list),
+    OP(PROTO_OP_ACTOR_ATTACH, NODE_OP_ACTOR, NULL, node_op_actor_attach),
+    OP(PROTO_OP_ACTOR_DETACH, NODE_OP_ACTOR, NULL, node_op_actor_detach),
 };
 
 const node_op_t *node_op_find(const char *name)

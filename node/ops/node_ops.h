@@ -83,6 +83,20 @@ void node_op_event_get(node_t *node, node_req_t *req);
 void node_op_event_revert(node_t *node, node_actor_t *actor, node_req_t *req);
 /* Registers the statements of node_ops_revert.c. */
 int node_ops_revert_sql_prepare(db_conn_t *db);
+/* True when types is a comma list of event type names (letters, digits, '.', '_', '-';
+   1–64 each), as events.list's types filter takes it (node_ops_read.c). */
+bool node_event_types_ok(const char *types);
+
+/* ---- actors of a conversation (node_ops_actors.c, issue 15) ------------------------------- */
+
+void node_op_actor_list(node_t *node, node_actor_t *actor, node_req_t *req);
+void node_op_actor_attach(node_t *node, node_actor_t *actor, node_req_t *req);
+void node_op_actor_detach(node_t *node, node_actor_t *actor, node_req_t *req);
+/* True when name is an observer name: 1–NODE_OBSERVER_NAME_MAX of a-z 0-9 _ -, a letter
+   first, not "responder" (the conversation's own actor). */
+bool node_actor_name_ok(const char *name);
+/* Registers the statements of node_ops_actors.c. */
+int node_ops_actors_sql_prepare(db_conn_t *db);
 
 /* ---- rules and their team events (node_ops_rules.c) --------------------------------------- */
 

@@ -378,9 +378,7 @@ s_list_num(node_t *node, node_req_t *req, const char *key, const char *stmt, boo
              s_on_rows);
 }
 
-/* True when types is a comma list of event type names (letters, digits, '.', '_', '-';
-   1–64 each), as events.list's types filter takes it. */
-static bool s_types_ok(const char *types)
+bool node_event_types_ok(const char *types)
 {
     size_t len = 0;
     for (const char *p = types;; p++) {
@@ -409,7 +407,7 @@ void node_op_msg_list(node_t *node, node_req_t *req)
 void node_op_events_list(node_t *node, node_req_t *req)
 {
     const char *types = node_args_str(req->args, "types");
-    if (types && !s_types_ok(types)) {
+    if (types && !node_event_types_ok(types)) {
         node_reply_error_field(node, &req, "types",
                                "types must be a comma-separated list of event types");
         return;

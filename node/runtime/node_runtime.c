@@ -100,6 +100,10 @@ static void s_on_load_row(void *arg, db_status_t status, const db_result_t *res)
     a->echo_fail_every =
         (int32_t)node_parse_ll(db_result_value(res, 0, NODE_LOAD_ECHO_FAIL), -1, 0, 1000000);
     node->engine->strategy_known(node, a, db_result_value(res, 0, NODE_LOAD_STRATEGY));
+    const char *observed = db_result_value(res, 0, NODE_LOAD_OBSERVED);
+    if (observed && observed[0] == 't') {
+        a->flags |= NODE_AF_OBSERVED;
+    }
     a->state = NODE_ACTOR_READY;
 }
 
@@ -134,7 +138,7 @@ static void s_load(node_t *node, node_actor_t *actor)
     actor->status = NODE_ST_IDLE;
     actor->on_busy = NODE_BUSY_ENQUEUE;
     actor->echo_delay_ms = actor->echo_fail_every = -1;
-    actor->flags &= (uint8_t)~NODE_AF_WHOLE;
+    actor->flags &= (uint8_t) ~(NODE_AF_WHOLE | NODE_AF_OBSERVED);
     actor->turn_count = 0;
     char conv[UTIL_UUID_STR_LEN + 1], team[UTIL_UUID_STR_LEN + 1];
     util_uuid_format(actor->conv_id, conv);

@@ -37,7 +37,9 @@ static const s_stmt_t s_stmts[] = {
     /* Activation: the actor's state; $1 conv, $2 team. */
     {NODE_Q_CONV_LOAD, 2,
      "SELECT status, on_busy, last_msg_seq, last_event_seq, metadata->'echo'->>'delay_ms', "
-     "metadata->'echo'->>'fail_every', strategy FROM conversations WHERE id = $1::uuid AND "
+     "metadata->'echo'->>'fail_every', strategy, EXISTS (SELECT 1 FROM actor_attachments a WHERE "
+     "a.conversation_id = $1::uuid AND a.team_id = $2::uuid) FROM conversations WHERE id = "
+     "$1::uuid AND "
      "team_id = "
      "$2::uuid"},
     /* $1 id $2 team $3 source $4 type $5 title $6 strategy $7 worktree $8 on_busy $9 metadata

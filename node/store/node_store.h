@@ -23,7 +23,8 @@ typedef enum { /* NODE_Q_CONV_LOAD: the row an actor is activated from */
                NODE_LOAD_EVT_SEQ,
                NODE_LOAD_ECHO_DELAY,
                NODE_LOAD_ECHO_FAIL,
-               NODE_LOAD_STRATEGY
+               NODE_LOAD_STRATEGY,
+               NODE_LOAD_OBSERVED /* "t" when observers are attached */
 } node_load_col_t;
 typedef enum { /* NODE_Q_CONV_TOUCH / _TOUCH_LITE (and each row of NODE_Q_TOUCH_MULTI
                   after its id): what a write set leaves the actor with */

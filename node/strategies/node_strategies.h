@@ -16,6 +16,27 @@ void node_agents_destroy(node_agents_t **self_p);
 /* Registers the statements of the strategies and permissions on db. -1 on failure. */
 int node_agents_sql_prepare(db_conn_t *db);
 
+/* ---- observers (node_observe.c, issue 15) ----------------------------------------------- */
+
+#define NODE_OBSERVERS_MAX     8   /* observers attached to one conversation */
+#define NODE_OBSERVER_NAME_MAX 32  /* characters of an observer's name */
+#define NODE_OBS_RUNS_MAX      256 /* observer runs in flight or owed, per node */
+
+typedef struct node_observers_t node_observers_t;
+/* The node's observer runs (none yet); NULL on OOM. */
+node_observers_t *node_observers_new(node_t *node);
+/* Cancels every run (no callback, nothing written) and frees; nulls *self_p. */
+void node_observers_destroy(node_observers_t **self_p);
+/* A turn of actor's responder ended (stored): its due observers start (the interface's
+   turn_ended). */
+void node_observe_turn_ended(node_t *node, node_actor_t *actor);
+/* Submits the write of one observer outcome owed to actor. True when submitted. */
+bool node_observe_pending_write(node_t *node, node_actor_t *actor);
+/* Fails runs past their timeout; drops outcomes nobody took (the agents' tick). */
+void node_observe_tick(node_observers_t *self);
+/* Registers the statements of node_observe.c. */
+int node_observe_sql_prepare(db_conn_t *db);
+
 /* ---- a turn left waiting for a permission (node_perm_recover.c) ------------------------ */
 
 /* Starts recovering actor's turn left waiting for a permission. */

@@ -124,6 +124,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     for (node_run_t *r = self->runs; r; r = r->next) {
         node_perm_tick(r, now);
     }
+    node_observe_tick(self->observers);
     if (self->any_timeout && util_mono_ms() >= self->next_sweep_ms) {
         self->next_sweep_ms = util_mono_ms() + NODE_EXPIRE_SWEEP_S * 1000;
         node_perm_sweep(self);
@@ -170,8 +171,10 @@ node_agents_t *node_agents_new(node_t *node)
     int relay_rc = s_relay(self, node->cfg);
     self->claude = agent_claude_new(node->loop, self->relay);
     node_claude_mcp_init(self);
+    self->observers = node_observers_new(node);
     self->timer = zloop_timer(node->loop, NODE_AGENT_TICK_MS, 0, s_on_tick, self);
-    if (!self->pool || !self->http || relay_rc < 0 || !self->claude || self->timer < 0) {
+    if (!self->pool || !self->http || relay_rc < 0 || !self->claude || self->timer < 0 ||
+        !self->observers) {
         node_agents_destroy(&self);
         return NULL;
     }
@@ -190,6 +193,7 @@ void node_agents_destroy(node_agents_t **self_p)
         agent_llm_cancel(&r->req);
         node_claude_stop(r);
     }
+    node_observers_destroy(&self->observers); /* their model calls, before the client */
     agent_http_destroy(&self->http);
     agent_claude_destroy(&self->claude);
     agent_relay_destroy(&self->relay); /* after the runs whose tokens it holds */
@@ -228,7 +232,10 @@ int node_agents_sql_prepare(db_conn_t *db)
             return -1;
         }
     }
-    return node_perm_sql_prepare(db) < 0 || node_claude_sql_prepare(db) < 0 ? -1 : 0;
+    return node_perm_sql_prepare(db) < 0 || node_claude_sql_prepare(db) < 0 ||
+                   node_observe_sql_prepare(db) < 0
+               ? -1
+               : 0;
 }
 
 /* ---- turn hooks -------------------------------------------------------------------------- */
@@ -351,6 +358,9 @@ static int s_add_end(node_t *node, node_ws_t *ws, node_end_t how)
 
 static bool s_pending_write(node_t *node, node_actor_t *a)
 {
+    if (node_observe_pending_write(node, a)) {
+        return true;
+    }
     node_turns_t *t = a->turns;
     if (!t) {
         if (a->status == NODE_ST_WAITING && a->state == NODE_ACTOR_READY && !node->stopping &&
@@ -456,4 +466,5 @@ const node_strategy_if_t node_strategies = {
     .cancel = s_cancel,
     .stop = s_stop,
     .decided = s_decided,
+    .turn_ended = node_observe_turn_ended,
 };

@@ -309,6 +309,11 @@ void node_turn_apply(node_t *node, node_actor_t *actor, node_plan_t *plan)
     if (plan->end != NODE_END_NONE && t) {
         s_apply_end(node, actor, plan->end);
     }
+    bool ended =
+        plan->whole_turn || plan->end == NODE_END_COMPLETED || plan->end == NODE_END_FAILED;
+    if (ended && node->agents && node->agents->strategy->turn_ended) {
+        node->agents->strategy->turn_ended(node, actor);
+    }
     if (plan->clear_queue && t) {
         s_queue_clear(t);
         t->backoff = t->start_ready = false;

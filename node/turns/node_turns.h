@@ -134,6 +134,7 @@ struct node_agents_t {
     int64_t next_sweep_ms;              /* next expired-request sweep (mono) */
     bool any_timeout;                   /* some strategy sets permission_timeout_s */
     struct node_wtq_t *wtq;             /* worktree operations (node_ops_wt.c) */
+    struct node_observers_t *observers; /* observer runs (node/strategies/node_observe.c) */
     bool git_init;                      /* agent_worktree_global_init was called */
     agent_claude_t *claude;             /* claude-code runs */
     agent_relay_t *relay;               /* their model calls; NULL without a claude-code strategy */
@@ -178,6 +179,9 @@ struct node_strategy_if_t {
     /* The permission request of call i was decided (input: approved replacement
        arguments or NULL; msg: the denial's text). */
     void (*decided)(node_run_t *run, size_t i, bool allow, const json_t *input, const char *msg);
+    /* A turn of the responder ended (completed or failed) and its end is stored: the
+       conversation's observers may run. NULL: none. */
+    void (*turn_ended)(node_t *node, node_actor_t *actor);
 };
 
 /* ---- the strategies config (node_run.c) -------------------------------------------------- */

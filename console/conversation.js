@@ -216,6 +216,7 @@ export function conversationPage(root, id) {
     }
     if (ev.type.startsWith('permission.')) later('perms', refreshPending, 50);
     if (REFRESH_TYPES.test(ev.type)) later('conv', refreshConv, 50);
+    if (ev.type === 'actor.attached' || ev.type === 'actor.detached' || ev.type === 'conversation.updated') later('actors', loadActors, 50);
   }
 
   // ---- actions
@@ -250,14 +251,20 @@ export function conversationPage(root, id) {
     try { await api('POST', '/api/events/' + eid + '/revert', {}); refreshConv(); } catch (ex) { toast('Revert: ' + ex.message); }
   }
 
+  function triggerText(t) {
+    if (!t) return '';
+    if (t.type === 'every_n_turns') return 'every ' + t.n + ' turns';
+    if (t.type === 'on_event_types') return 'on ' + t.types;
+    return t.type === 'after_turn' ? 'after each turn' : String(t.type);
+  }
   async function loadActors() {
-    // The actors routes may not be served by this gateway: shown only on a 200.
+    // The responder (the conversation's strategy), then the observers.
     try {
       const r = await api('GET', '/api/conversations/' + id + '/actors');
-      const list = Array.isArray(r) ? r : (r && r.data) || [];
+      const list = (r && r.data) || [];
       fill(actors, h('h2#actors-h', {}, 'Attached actors'),
-        h('ul', {}, list.map((a) => h('li', {}, (a.type || a.kind || 'actor') + (a.strategy ? ' — ' + a.strategy : '') +
-          (a.name ? ' (' + a.name + ')' : '')))));
+        h('ul', {}, list.map((a) => h('li', {'data-actor': a.name},
+          a.name + ' (' + a.kind + ') — ' + a.strategy + (a.trigger ? ', ' + triggerText(a.trigger) : '')))));
       actors.hidden = false;
     } catch (e) { actors.hidden = true; }
   }

@@ -189,6 +189,14 @@ async function main() {
   const c1 = await api("GET", "/api/conversations/" + conv1);
   check("the title change was reverted (in the page and in the API)", c1.body.title === "First title", c1.body.title);
 
+  // ---------------------------------------------------------------- attached actors, live
+  await waitText("#actors", "responder (responder) — echo");
+  const att = await api("POST", "/api/conversations/" + conv1 + "/actors",
+    { name: "notes", strategy: "echo", trigger: { type: "every_n_turns", n: 2 } });
+  check("an observer is attached through the API", att.status === 201, att.status);
+  await waitText("#actors", "notes (observer) — echo, every 2 turns");
+  check("the actors list shows it live, with its trigger", true);
+
   // ---------------------------------------------------------------- cancel, archive, unarchive
   await send("a long one " + Array.from({ length: 80 }, (_, i) => "c" + i).join(" "));
   await page.waitForSelector("#cancel:not([disabled])");

@@ -108,9 +108,13 @@ p7_gateway_up() {
     bk_wait_for 10 bk_dead "$pid" || bn_die "gateway (pid $pid) did not stop"
     bk_wait_for 5 grep -q "gateway pid=$pid exited" "$BICKY_VAR/log/supervisor.log" ||
         bn_say "warning: the supervisor did not log the exit of the gateway"
+    # The same security flags as deploy/local/up gives its gateway.
+    local sec=(--insecure)
+    [[ $BICKY_INSECURE == 1 ]] ||
+        sec=(--cert "$BICKY_VAR/keys/secret/gateway-gateway.key" --keys "$BICKY_VAR/keys")
     BICKY_GATEWAY_WORKERS=$P7_WORKERS BICKY_MAX_CONNECTIONS=$P7_GW_MAXCONN \
         "$BICKY_BIN/bicky-gateway" --listen 127.0.0.1 --port "$BICKY_HTTP_PORT" \
-        --registry "$BICKY_REGISTRY" --log-level warn >>"$BICKY_VAR/log/gateway-p7.log" 2>&1 &
+        --registry "$BICKY_REGISTRY" --log-level warn "${sec[@]}" >>"$BICKY_VAR/log/gateway-p7.log" 2>&1 &
     P7_GW=$!
     bk_wait_for 15 bk_http_ok "$BICKY_URL/ready" || bn_die "P7 gateway (workers) not ready"
 }

@@ -26,7 +26,10 @@ while (($#)); do
     esac
 done
 [[ -x $BIN/bickyctl ]] || bk_die "no bickyctl in $BIN (build first, or --bin DIR)"
-DIR=${DIR:-$(mktemp -d /tmp/bench-import.XXXXXX)}
+if [[ -z ${DIR:-} ]]; then
+    DIR=$(mktemp -d /tmp/bench-import.XXXXXX)
+    chmod 755 "$DIR" # as root, Postgres runs as postgres and must reach DIR/pg
+fi
 mkdir -p "$DIR"
 FILE=$DIR/import-$FORMAT-${CONVS}x$MSGS.jsonl
 if [[ ! -s $FILE ]]; then

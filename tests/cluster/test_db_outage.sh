@@ -78,6 +78,7 @@ pids_during=$(for p in registry n1 n2 gateway; do echo "$p=$(tc_pid $p)"; done)
 t_check "no process died or was restarted during the outage" test "$pids_before" = "$pids_during"
 t_check "the supervisor logged no exit" eval '! grep -q "exited" "$TC_VAR/log/supervisor.log"'
 
+t_starting=$(bk_now_ms)
 bk_pg_start "$TC_VAR/pg" "$pg_sock" "$pg_port"
 t_up=$(bk_now_ms)
 t_check "posts are accepted again after Postgres returns" \
@@ -94,7 +95,7 @@ echo "posts: $(posts | awk '{ print $2 }' | sort | uniq -c | tr '\n' ' ')"
 t_check "no post hung (curl -m 15 gives 000)" eval '! posts | grep -q "^[0-9]* 000 "'
 t_check "every answer was 202, or 503 with Retry-After" \
     eval '[[ -z $(posts | awk "!(\$2 == 202 || (\$2 == 503 && \$4 != \"\"))") ]]'
-during=$(posts | awk -v a="$t_stopped" -v b="$t_up" '$1 > a && $1 < b && $2 == 202' | wc -l)
+during=$(posts | awk -v a="$t_stopped" -v b="$t_starting" '$1 > a && $1 < b && $2 == 202' | wc -l)
 t_check "no post was acknowledged while Postgres was down ($during)" test "$during" = 0
 ids=$(posts | awk '$2 == 202 { printf "%s'"'"'%s'"'"'", (n++ ? "," : ""), $3 }')
 acked=$(posts | grep -c "^[0-9]* 202 ")

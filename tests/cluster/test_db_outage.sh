@@ -34,7 +34,7 @@ done
 t_check "six conversations" test "$(printf '%s\n' "${convs[@]}" | grep -c .)" = 6
 
 # post_loop FILE: posts until $TC_VAR/stop exists; one line per post:
-# "start_ms status message_id retry_after seconds".
+# "start_ms status message_id retry_after(- if none) seconds".
 post_loop() {
     local i=0 c out t me=$BASHPID
     while [[ ! -e $TC_VAR/stop ]]; do
@@ -46,7 +46,7 @@ post_loop() {
             -H "$TC_JSON" --data-binary "{\"content\":\"post $i\"}" \
             "$BICKY_URL/api/conversations/$c/messages")
         echo "$t ${out%% *} $(jq -r '.message.id // "-"' "$TC_VAR/b.$me" 2>/dev/null)" \
-            "$(tr -d '\r' <"$TC_VAR/h.$me" | awk -F': ' 'tolower($1) == "retry-after" { print $2 }')" \
+            "$(tr -d '\r' <"$TC_VAR/h.$me" | awk -F': ' 'tolower($1) == "retry-after" { r = $2 } END { print (r == "" ? "-" : r) }')" \
             "${out#* }" >>"$1"
         # Not a hammer: a post every 50 ms per client when refused.
         [[ ${out%% *} == 202 ]] || sleep 0.05
@@ -67,7 +67,7 @@ t_down=$(bk_now_ms)
 t_check "Postgres stopped (pg_ctl -m fast)" bk_pg_stop "$TC_VAR/pg"
 t_stopped=$(bk_now_ms) # pg_ctl -w returned: the server is gone
 t_check "posts get 503 with Retry-After while it is down" \
-    bk_wait_for 20 eval '[[ -n $(posts | awk -v t='"$t_down"' "\$1 > t && \$2 == 503 && \$4 != \"\"") ]]'
+    bk_wait_for 20 eval '[[ -n $(posts | awk -v t='"$t_down"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
 t_check "GET /health stays 200 while it is down" bk_http_ok "$BICKY_URL/health"
 # The fault lasts OUTAGE_S seconds: this wait is the fault, not a guess.
 while (($(bk_now_ms) - t_down < OUTAGE_S * 1000)); do
@@ -94,11 +94,13 @@ LOADS=()
 echo "posts: $(posts | awk '{ print $2 }' | sort | uniq -c | tr '\n' ' ')"
 t_check "no post hung (curl -m 15 gives 000)" eval '! posts | grep -q "^[0-9]* 000 "'
 t_check "every answer was 202, or 503 with Retry-After" \
-    eval '[[ -z $(posts | awk "!(\$2 == 202 || (\$2 == 503 && \$4 != \"\"))") ]]'
+    eval '[[ -z $(posts | awk "!(\$2 == 202 || (\$2 == 503 && \$4 != \"-\"))") ]]'
 # Sent after the server was gone and answered before it was started again: no
 # commit was possible, so no 202 (a post held across the restart may get one).
 during=$(posts | awk -v a="$t_stopped" -v b="$t_starting" '$1 > a && $1 + $5 * 1000 < b && $2 == 202' | wc -l)
 t_check "no post was acknowledged while Postgres was down ($during)" test "$during" = 0
+echo "stopped at +$((t_stopped - t_down)) ms, starting at +$((t_starting - t_down)) ms, up at +$((t_up - t_down)) ms;" \
+    "202s sent after the stop: $(posts | awk -v a="$t_stopped" -v t0="$t_down" '$1 > a && $2 == 202 { printf "+%d(%ss) ", $1 - t0, $5 }' | head -c 300)"
 ids=$(posts | awk '$2 == 202 { printf "%s'"'"'%s'"'"'", (n++ ? "," : ""), $3 }')
 acked=$(posts | grep -c "^[0-9]* 202 ")
 t_check "every acknowledged message is stored ($acked)" \

@@ -78,7 +78,7 @@ done
 t_check "six conversations" test "$(printf '%s\n' "${convs[@]}" | grep -c .)" = 6
 
 # post_loop FILE: posts until $TC_VAR/stop exists; one line per post:
-# "start_ms status message_id retry_after seconds".
+# "start_ms status message_id retry_after(- if none) seconds".
 post_loop() {
     local i=0 c out t me=$BASHPID
     while [[ ! -e $TC_VAR/stop ]]; do
@@ -90,7 +90,7 @@ post_loop() {
             -H "$TC_JSON" --data-binary "{\"content\":\"post $i\"}" \
             "$BICKY_URL/api/conversations/$c/messages")
         echo "$t ${out%% *} $(jq -r '.message.id // "-"' "$TC_VAR/b.$me" 2>/dev/null)" \
-            "$(tr -d '\r' <"$TC_VAR/h.$me" | awk -F': ' 'tolower($1) == "retry-after" { print $2 }')" \
+            "$(tr -d '\r' <"$TC_VAR/h.$me" | awk -F': ' 'tolower($1) == "retry-after" { r = $2 } END { print (r == "" ? "-" : r) }')" \
             "${out#* }" >>"$1"
         [[ ${out%% *} == 202 ]] || sleep 0.05
     done
@@ -109,7 +109,7 @@ t_crash=$(bk_now_ms)
 pg_ctl_q() { bk_as_pg "$bin/pg_ctl" "$@" &>/dev/null; }
 t_check "the primary crashes (pg_ctl -m immediate)" pg_ctl_q -D "$PGT/a/data" -m immediate -w stop
 t_check "posts are refused (503 with Retry-After) without a primary" \
-    bk_wait_for 20 eval '[[ -n $(posts | awk -v t='"$t_crash"' "\$1 > t && \$2 == 503 && \$4 != \"\"") ]]'
+    bk_wait_for 20 eval '[[ -n $(posts | awk -v t='"$t_crash"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
 t_check "the standby is promoted" pg_ctl_q -D "$PGT/b/data" -w promote
 t_prom=$(bk_now_ms)
 t_check "posts are accepted again, by the promoted server" \
@@ -128,7 +128,7 @@ t_check "no process died or was restarted" test "$pids_before" = "$pids_after"
 echo "posts: $(posts | awk '{ print $2 }' | sort | uniq -c | tr '\n' ' ')"
 t_check "no post hung (curl -m 15 gives 000)" eval '! posts | grep -q "^[0-9]* 000 "'
 t_check "every answer was 202, or 503/504 with Retry-After" \
-    eval '[[ -z $(posts | awk "!(\$2 == 202 || ((\$2 == 503 || \$2 == 504) && \$4 != \"\"))") ]]'
+    eval '[[ -z $(posts | awk "!(\$2 == 202 || ((\$2 == 503 || \$2 == 504) && \$4 != \"-\"))") ]]'
 ids=$(posts | awk '$2 == 202 { printf "%s'"'"'%s'"'"'", (n++ ? "," : ""), $3 }')
 acked=$(posts | grep -c "^[0-9]* 202 ")
 t_check "the database answering is the promoted standby" \

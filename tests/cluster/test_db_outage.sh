@@ -59,7 +59,7 @@ post_loop "$TC_VAR/posts.2" &
 LOADS+=($!)
 posts() { cat "$TC_VAR"/posts.* 2>/dev/null; }
 t_check "posts are accepted (202) before the outage" \
-    bk_wait_for 20 eval '(( $(posts | grep -c "^[0-9]* 202 ") >= 20 ))'
+    bk_wait_for 90 eval '(( $(posts | grep -c "^[0-9]* 202 ") >= 20 ))'
 
 read -r pg_port pg_sock < <(bk_pg_running_addr "$TC_VAR/pg")
 pids_before=$(for p in registry n1 n2 gateway; do echo "$p=$(tc_pid $p)"; done)
@@ -67,7 +67,7 @@ t_down=$(bk_now_ms)
 t_check "Postgres stopped (pg_ctl -m fast)" bk_pg_stop "$TC_VAR/pg"
 t_stopped=$(bk_now_ms) # pg_ctl -w returned: the server is gone
 t_check "posts get 503 with Retry-After while it is down" \
-    bk_wait_for 20 eval '[[ -n $(posts | awk -v t='"$t_down"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
+    bk_wait_for 60 eval '[[ -n $(posts | awk -v t='"$t_down"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
 t_check "GET /health stays 200 while it is down" bk_http_ok "$BICKY_URL/health"
 # The fault lasts OUTAGE_S seconds: this wait is the fault, not a guess.
 while (($(bk_now_ms) - t_down < OUTAGE_S * 1000)); do
@@ -86,7 +86,7 @@ t_check "posts are accepted again after Postgres returns" \
 first=$(posts | awk -v t="$t_up" '$1 >= t && $2 == 202 { print $1 }' | sort -n | head -n 1)
 echo "recovery: first 202 of a post sent $((first - t_up)) ms after Postgres was back"
 t_check "and keep being accepted (20 more 202)" \
-    bk_wait_for 30 eval '(( $(posts | awk -v t='"$first"' "\$1 > t && \$2 == 202" | wc -l) >= 20 ))'
+    bk_wait_for 90 eval '(( $(posts | awk -v t='"$first"' "\$1 > t && \$2 == 202" | wc -l) >= 20 ))'
 touch "$TC_VAR/stop"
 wait "${LOADS[@]}"
 LOADS=()

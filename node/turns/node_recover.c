@@ -7,8 +7,10 @@
     streaming assistant message "error" (metadata reason "node_lost") with
     message.failed and turn.failed {reason: "node_lost"}, and starts the oldest
     pending user message as a new turn; the others stay queued and run in
-    order. A message acknowledged with 202 right before a crash thus gets its
-    reply. Loop thread only. */
+    order. A turn lost between two model calls (tools running, the next call
+    not started) has no streaming message: its latest turn.started with no
+    end after it gets the turn.failed. A message acknowledged with 202 right
+    before a crash thus gets its reply. Loop thread only. */
 #define LOG_MODULE "node_recover"
 #include "common/log.h"
 #include "common/util.h"
@@ -31,6 +33,15 @@ static const char s_sql[] =
     "'assistant' AND m.status = 'streaming') OR (m.role = 'user' AND m.status = 'pending')) "
     "ORDER BY m.seq LIMIT $3::int";
 
+/* The latest turn.started, when no turn end follows it: (its message_id,
+   user_message_id). $1 conv $2 team. */
+static const char s_open_sql[] =
+    "WITH t AS (SELECT seq, action FROM events WHERE conversation_id = $1::uuid AND team_id = "
+    "$2::uuid AND type = 'turn.started' ORDER BY seq DESC LIMIT 1) SELECT t.action->>'message_id', "
+    "t.action->>'user_message_id' FROM t WHERE NOT EXISTS (SELECT 1 FROM events f WHERE "
+    "f.conversation_id = $1::uuid AND f.seq > t.seq AND f.type IN ('turn.completed', "
+    "'turn.failed', 'turn.cancelled'))";
+
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 
 typedef struct {
@@ -46,6 +57,9 @@ typedef struct {
     s_row_t *rows;       /* rows read, oldest first */
     size_t n;            /* rows used */
     bool oom;            /* a row could not be kept */
+    bool open;           /* a turn was started and never ended */
+    char open_msg[37];   /* its turn.started's message_id ("" unknown) */
+    char open_user[37];  /* its user_message_id ("" unknown) */
 } s_ctx_t;
 
 static void s_ctx_free(s_ctx_t *ctx)
@@ -85,6 +99,19 @@ static void s_on_rows(void *arg, db_status_t status, const db_result_t *res)
     }
 }
 
+static void s_on_open(void *arg, db_status_t status, const db_result_t *res)
+{
+    s_ctx_t *ctx = arg;
+    if (status != DB_OK || db_result_rows(res) < 1) {
+        return;
+    }
+    const char *mid = db_result_value(res, 0, 0);
+    const char *uid = db_result_value(res, 0, 1);
+    ctx->open = true;
+    snprintf(ctx->open_msg, sizeof ctx->open_msg, "%s", mid ? mid : "");
+    snprintf(ctx->open_user, sizeof ctx->open_user, "%s", uid ? uid : "");
+}
+
 /* Puts the pending user messages in the actor's turn queue, oldest first. */
 static void s_queue_pending(node_t *node, node_actor_t *a, s_ctx_t *ctx)
 {
@@ -103,20 +130,26 @@ static void s_queue_pending(node_t *node, node_actor_t *a, s_ctx_t *ctx)
     }
 }
 
-/* Adds the failure of one lost turn: its assistant message and the two events. */
-static void s_add_lost_turn(node_t *node, node_ws_t *ws, const s_row_t *r)
+/* Adds turn.failed {message_id?, user_message_id?, reason, error} and, with a
+   message (r), that message failed first: its row and message.failed. */
+static void s_add_failed_turn(
+    node_t *node, node_ws_t *ws, const s_row_t *r, const char *msg_id, const char *user_id)
 {
     node_actor_t *a = ws->actor;
     s_uuid_t aid, conv, team;
-    util_uuid_format(r->id, aid);
-    util_uuid_format(a->conv_id, conv);
-    util_uuid_format(a->team_id, team);
-    const char *meta = "{\"error\":\"" S_MESSAGE "\",\"reason\":\"" S_REASON "\"}";
-    const char *params[] = {aid, conv, r->content ? r->content : "", "error", meta, team};
-    node_ws_add(ws, NODE_Q_MSG_FINISH, NODE_SK_PLAIN, 6, params);
+    if (r) {
+        util_uuid_format(r->id, aid);
+        msg_id = aid;
+        util_uuid_format(a->conv_id, conv);
+        util_uuid_format(a->team_id, team);
+        const char *meta = "{\"error\":\"" S_MESSAGE "\",\"reason\":\"" S_REASON "\"}";
+        const char *params[] = {aid, conv, r->content ? r->content : "", "error", meta, team};
+        node_ws_add(ws, NODE_Q_MSG_FINISH, NODE_SK_PLAIN, 6, params);
+    }
     json_t *j =
-        json_pack("{s:s, s:s?, s:s, s:s}", "message_id", aid, "user_message_id",
-                  r->user_id[0] ? r->user_id : NULL, "reason", S_REASON, "error", S_MESSAGE);
+        json_pack("{s:s?, s:s?, s:s, s:s}", "message_id", msg_id && msg_id[0] ? msg_id : NULL,
+                  "user_message_id", user_id && user_id[0] ? user_id : NULL, "reason", S_REASON,
+                  "error", S_MESSAGE);
     char *action = j ? node_json_text(j) : NULL;
     json_decref(j);
     /* The recovering node speaks as the system. */
@@ -124,7 +157,9 @@ static void s_add_lost_turn(node_t *node, node_ws_t *ws, const s_row_t *r)
     char *source = j ? node_json_text(j) : NULL;
     json_decref(j);
     ws->oom = ws->oom || !action || !source;
-    node_ws_event(ws, "message.failed", source ? source : "{}", NULL, r->id, false);
+    if (r) {
+        node_ws_event(ws, "message.failed", source ? source : "{}", NULL, r->id, false);
+    }
     node_ws_event(ws, "turn.failed", source ? source : "{}", action, NULL, false);
     free(action);
     free(source);
@@ -142,9 +177,15 @@ static void s_write(node_t *node, node_actor_t *a, s_ctx_t *ctx)
     size_t lost = 0;
     for (size_t i = 0; i < ctx->n; i++) {
         if (ctx->rows[i].assistant) {
-            s_add_lost_turn(node, ws, &ctx->rows[i]);
+            const s_row_t *r = &ctx->rows[i];
+            s_add_failed_turn(node, ws, r, NULL, r->user_id);
             lost++;
         }
+    }
+    if (lost == 0 && ctx->open) {
+        /* Lost between two model calls: no message was streaming. */
+        s_add_failed_turn(node, ws, NULL, ctx->open_msg, ctx->open_user);
+        lost++;
     }
     node_turn_plan_next(node, ws, false);
     int status = node_turn_status_after(a, &ws->plan);
@@ -188,7 +229,8 @@ void node_recover_start(node_t *node, node_actor_t *actor)
     const char *params[] = {conv, team, limit};
     s_ctx_t *ctx = calloc(1, sizeof *ctx);
     db_batch_t *b = ctx && !node->closing ? db_batch_new(node->db, false) : NULL;
-    if (!b || db_batch_add(b, NULL, s_sql, 3, params, s_on_rows, ctx) < 0) {
+    if (!b || db_batch_add(b, NULL, s_sql, 3, params, s_on_rows, ctx) < 0 ||
+        db_batch_add(b, NULL, s_open_sql, 2, params, s_on_open, ctx) < 0) {
         db_batch_destroy(&b);
         free(ctx);
         actor->state = NODE_ACTOR_ABSENT;

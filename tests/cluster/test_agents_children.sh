@@ -158,6 +158,19 @@ t_check "kill -9 of n1: every process it started is gone within 10 s" \
 t_check "n1 is back" eval 'bk_wait_for 30 eval "(( \$(started n1) > $n ))" &&
     bk_wait_for 20 tc_node_is n1 alive'
 
+# The gpt turn was lost between two model calls (its bash tool running, no
+# message streaming): its new owner fails it when the conversation is activated.
+lost_turn() {
+    tc_sql "select action->>'reason', action->>'user_message_id' is not null, source->>'kind'
+            from events where conversation_id = '$conv' and type = 'turn.failed'"
+}
+tc_req GET "/api/conversations/$conv"
+t_check "the gpt turn lost with n1 gets turn.failed node_lost, naming its user message, from the system" \
+    bk_wait_for 20 eval '[[ $(lost_turn) == "node_lost|t|system" ]]'
+t_check "the conversation is usable again (status error, then a turn completes)" \
+    eval 'tc_wait_status "$conv" error 10 && tc_post "$conv" "again" >/dev/null &&
+        ta_wait "$conv" turn.completed'
+
 # ---------------------------------------------------------------- leftovers are killed at start
 
 left=$TC_VAR/left.pids

@@ -422,7 +422,8 @@ static char **s_box(const agent_claude_params_t *p, char **argv)
                                  .rw = {p->cwd, p->home},
                                  .ro = {inst},
                                  .chdir = p->cwd,
-                                 .network = true};
+                                 .network = true,
+                                 .tmp_mb = p->rlimits.tmp_mb};
     if (p->permission_channel == AGENT_CLAUDE_PERM_MCP && p->mcp.command) {
         spec.ro[1] = p->mcp.command;
         const char *ep = p->mcp.endpoint;

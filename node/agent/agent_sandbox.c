@@ -140,9 +140,21 @@ char **agent_sandbox_argv(const agent_sandbox_spec_t *spec, char *const *argv)
     s_add3(&s, "--hostname", "sandbox", NULL);
     s_toolchain(&s);
     s_add3(&s, "--proc", "/proc", NULL);
+    /* Every writable tmpfs is sized: its pages are RAM that no rlimit counts. /dev
+       itself is read-only once made (its device nodes still work), /dev/shm its own. */
+    char size[32];
+    snprintf(size, sizeof size, "%lld", (long long)spec->tmp_mb << 20);
     s_add3(&s, "--dev", "/dev", NULL);
-    s_add3(&s, "--tmpfs", "/tmp", NULL);
-    s_add3(&s, "--tmpfs", "/var/tmp", NULL);
+    static const char *const s_tmpfs[] = {"/dev/shm", "/tmp", "/var/tmp"};
+    for (size_t i = 0; i < sizeof s_tmpfs / sizeof s_tmpfs[0]; i++) {
+        if (spec->tmp_mb > 0) {
+            s_add3(&s, "--size", size, NULL);
+        }
+        s_add3(&s, "--tmpfs", s_tmpfs[i], NULL);
+        if (i == 0) {
+            s_add3(&s, "--remount-ro", "/dev", NULL);
+        }
+    }
     for (size_t i = 0; i < AGENT_SANDBOX_MAX_PATHS && spec->ro[i]; i++) {
         s_add3(&s, "--ro-bind", spec->ro[i], spec->ro[i]);
     }
@@ -176,8 +188,12 @@ void agent_sandbox_argv_free(char ***argv_p)
 
 void agent_sandbox_limits_default(agent_sandbox_limits_t *out)
 {
-    *out = (agent_sandbox_limits_t){
-        .cpu_s = 600, .memory_mb = 8192, .processes = 256, .file_mb = 1024, .open_files = 1024};
+    *out = (agent_sandbox_limits_t){.cpu_s = 600,
+                                    .memory_mb = 8192,
+                                    .processes = 256,
+                                    .file_mb = 1024,
+                                    .open_files = 1024,
+                                    .tmp_mb = 512};
 }
 
 char *agent_sandbox_limits_format(const agent_sandbox_limits_t *l, char *buf, size_t len)

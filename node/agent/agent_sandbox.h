@@ -28,6 +28,8 @@ typedef struct {
     long processes;  /* RLIMIT_NPROC, and bicky-exec's cap on the sandbox's processes */
     long file_mb;    /* RLIMIT_FSIZE, MiB: the largest file a process may write */
     long open_files; /* RLIMIT_NOFILE */
+    long tmp_mb;     /* size of each private tmpfs (/tmp, /var/tmp, /dev/shm), MiB; 0 = the
+                        kernel's default (half the RAM: not for production) */
 } agent_sandbox_limits_t;
 
 /* Node-wide state, filled once at start. */
@@ -43,6 +45,7 @@ typedef struct {
     const char *ro[AGENT_SANDBOX_MAX_PATHS]; /* extra read-only paths (a CLI's install) */
     const char *chdir;                       /* working directory inside; NULL = rw[0] */
     bool network;                            /* keep the node's network namespace */
+    long tmp_mb; /* size of each private tmpfs (MiB; 0 = the kernel's default) */
 } agent_sandbox_spec_t;
 
 /* Fills sb for mode: bwrap is the binary to use (NULL or "" = found in /usr/bin,
@@ -52,7 +55,7 @@ typedef struct {
 int agent_sandbox_init(agent_sandbox_t *sb, agent_sandbox_mode_t mode, const char *bwrap);
 
 /* The defaults (cpu 600 s, memory 8192 MiB, 256 processes, files 1024 MiB, 1024
-   open files). */
+   open files, tmpfs 512 MiB). */
 void agent_sandbox_limits_default(agent_sandbox_limits_t *out);
 
 /* Writes "cpu=N,as=N,nproc=N,fsize=N,nofile=N" (bicky-exec --limits; sizes in

@@ -86,8 +86,10 @@ static char *const *s_program(agent_tool_ctx_t *ctx,
                                  "command was not run");
             return NULL;
         }
-        agent_sandbox_spec_t spec = {
-            .bwrap = l->sandbox->bwrap, .rw = {ctx->root_real}, .network = l->network};
+        agent_sandbox_spec_t spec = {.bwrap = l->sandbox->bwrap,
+                                     .rw = {ctx->root_real},
+                                     .network = l->network,
+                                     .tmp_mb = l->rlimits.tmp_mb};
         if (!(*boxed = agent_sandbox_argv(&spec, argv))) {
             agent_tool_fail(ctx, "cannot build the sandbox");
             return NULL;

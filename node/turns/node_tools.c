@@ -142,7 +142,8 @@ void node_tools_run(node_run_t *run, size_t i)
                                                          .memory_mb = s->sandbox_memory_mb,
                                                          .processes = s->sandbox_processes,
                                                          .file_mb = s->sandbox_file_mb,
-                                                         .open_files = s->sandbox_open_files};
+                                                         .open_files = s->sandbox_open_files,
+                                                         .tmp_mb = s->sandbox_tmp_mb};
         }
         j->limits.cancel = &run->tools_stop; /* the job holds a reference on run */
     }

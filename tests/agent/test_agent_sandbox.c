@@ -116,6 +116,22 @@ Test(agent_sandbox, argv_wraps_the_program_in_bwrap)
     cr_assert_null(argv);
     agent_sandbox_argv_free(&argv);
 
+    argv = agent_sandbox_argv(&spec, prog);
+    cr_assert(!s_has(argv, "--size", NULL, NULL), "tmp_mb 0: the kernel's default");
+    agent_sandbox_argv_free(&argv);
+    spec.tmp_mb = 3;
+    argv = agent_sandbox_argv(&spec, prog);
+    const char *sized[] = {"/dev/shm", "/tmp", "/var/tmp", NULL};
+    for (size_t i = 0; sized[i]; i++) {
+        bool found = false;
+        for (size_t k = 0; argv[k] && argv[k + 1] && argv[k + 2] && argv[k + 3]; k++) {
+            found = found || (!strcmp(argv[k], "--size") && !strcmp(argv[k + 1], "3145728") &&
+                              !strcmp(argv[k + 2], "--tmpfs") && !strcmp(argv[k + 3], sized[i]));
+        }
+        cr_assert(found, "%s is a sized tmpfs", sized[i]);
+    }
+    cr_assert(s_has(argv, "--remount-ro", "/dev", NULL), "/dev itself is read-only");
+
     spec.network = true;
     spec.chdir = "/w/wt/sub";
     argv = agent_sandbox_argv(&spec, prog);
@@ -150,6 +166,7 @@ Test(agent_sandbox, limits_format_for_bicky_exec)
     cr_assert_eq(l.processes, 256);
     cr_assert_eq(l.file_mb, 1024);
     cr_assert_eq(l.open_files, 1024);
+    cr_assert_eq(l.tmp_mb, 512);
     char buf[AGENT_SANDBOX_LIMITS];
     l = (agent_sandbox_limits_t){
         .cpu_s = 5, .memory_mb = 64, .processes = 20, .file_mb = 1, .open_files = 100};
@@ -330,6 +347,32 @@ Test(agent_sandbox, file_size_cpu_and_memory_limits)
     res = s_bash(&l, "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived", 30);
     cr_assert_null(strstr(s_out(res, "stdout"), "survived"), "64 MiB of address space");
     cr_assert_not_null(strstr(s_out(res, "stderr"), "cannot allocate"), "%s", s_out(res, "stderr"));
+    json_decref(res);
+}
+
+Test(agent_sandbox, tmpfs_cannot_eat_the_hosts_memory)
+{
+    s_need_bwrap();
+    agent_tool_limits_t l;
+    s_limits(&l);
+    l.rlimits.tmp_mb = 4;
+    /* Many files, each under the file size limit: only the tmpfs size stops them. */
+    json_t *res =
+        s_bash(&l,
+               "for d in /tmp /var/tmp /dev/shm; do for i in 1 2 3; do "
+               "head -c 3000000 /dev/zero > $d/f$i 2>/dev/null; done; "
+               "echo \"[$d] $(du -sk $d | cut -f1)\"; done; "
+               "echo x > /dev/planted && echo planted; echo y > /dev/null && echo null-ok",
+               30);
+    const char *out = s_out(res, "stdout");
+    const char *dirs[] = {"[/tmp] ", "[/var/tmp] ", "[/dev/shm] ", NULL};
+    for (size_t i = 0; dirs[i]; i++) {
+        const char *at = strstr(out, dirs[i]);
+        long kib = at ? strtol(at + strlen(dirs[i]), NULL, 10) : -1;
+        cr_assert(kib > 3000 && kib <= 4200, "%s holds %ld KiB: %s", dirs[i], kib, out);
+    }
+    cr_assert_null(strstr(out, "planted"), "/dev is read-only: %s", out);
+    cr_assert_not_null(strstr(out, "null-ok"), "its devices still work: %s", out);
     json_decref(res);
 }
 

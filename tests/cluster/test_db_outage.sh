@@ -23,43 +23,10 @@ source "$SRC/tests/lib/cluster.sh"
 
 OUTAGE_S=${BICKY_TEST_DB_OUTAGE_S:-30}
 tc_start db_outage
-LOADS=()
-trap 'rc=$?; touch "$TC_VAR/stop"; ((${#LOADS[@]})) && wait "${LOADS[@]}" 2>/dev/null;
-      (exit $rc); tc_cleanup' EXIT
-
-convs=()
-for _ in 1 2 3 4 5 6; do
-    convs+=("$(tc_conv '{}')")
-done
-t_check "six conversations" test "$(printf '%s\n' "${convs[@]}" | grep -c .)" = 6
-
-# post_loop FILE: posts until $TC_VAR/stop exists; one line per post:
-# "start_ms status message_id retry_after(- if none) seconds".
-post_loop() {
-    local i=0 c out t me=$BASHPID
-    while [[ ! -e $TC_VAR/stop ]]; do
-        c=${convs[i % ${#convs[@]}]}
-        i=$((i + 1))
-        t=$(bk_now_ms)
-        out=$(curl -s -m 15 -D "$TC_VAR/h.$me" -o "$TC_VAR/b.$me" \
-            -w '%{http_code} %{time_total}' -H "Authorization: Bearer $TC_TOKEN" \
-            -H "$TC_JSON" --data-binary "{\"content\":\"post $i\"}" \
-            "$BICKY_URL/api/conversations/$c/messages")
-        echo "$t ${out%% *} $(jq -r '.message.id // "-"' "$TC_VAR/b.$me" 2>/dev/null)" \
-            "$(tr -d '\r' <"$TC_VAR/h.$me" | awk -F': ' 'tolower($1) == "retry-after" { r = $2 } END { print (r == "" ? "-" : r) }')" \
-            "${out#* }" >>"$1"
-        # Not a hammer: a post every 50 ms per client when refused.
-        [[ ${out%% *} == 202 ]] || sleep 0.05
-    done
-}
-rm -f "$TC_VAR/stop"
-post_loop "$TC_VAR/posts.1" &
-LOADS+=($!)
-post_loop "$TC_VAR/posts.2" &
-LOADS+=($!)
-posts() { cat "$TC_VAR"/posts.* 2>/dev/null; }
+trap 'rc=$?; tc_posts_stop; (exit $rc); tc_cleanup' EXIT
+t_check "six conversations, two clients posting to them" tc_posts_start 6 2
 t_check "posts are accepted (202) before the outage" \
-    bk_wait_for 90 eval '(( $(posts | grep -c "^[0-9]* 202 ") >= 20 ))'
+    bk_wait_for 90 eval '(( $(tc_posts | grep -c "^[0-9]* 202 ") >= 20 ))'
 
 read -r pg_port pg_sock < <(bk_pg_running_addr "$TC_VAR/pg")
 pids_before=$(for p in registry n1 n2 gateway; do echo "$p=$(tc_pid $p)"; done)
@@ -67,7 +34,7 @@ t_down=$(bk_now_ms)
 t_check "Postgres stopped (pg_ctl -m fast)" bk_pg_stop "$TC_VAR/pg"
 t_stopped=$(bk_now_ms) # pg_ctl -w returned: the server is gone
 t_check "posts get 503 with Retry-After while it is down" \
-    bk_wait_for 60 eval '[[ -n $(posts | awk -v t='"$t_down"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
+    bk_wait_for 60 eval '[[ -n $(tc_posts | awk -v t='"$t_down"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
 t_check "GET /health stays 200 while it is down" bk_http_ok "$BICKY_URL/health"
 # The fault lasts OUTAGE_S seconds: this wait is the fault, not a guess.
 while (($(bk_now_ms) - t_down < OUTAGE_S * 1000)); do
@@ -82,27 +49,25 @@ t_starting=$(bk_now_ms)
 bk_pg_start "$TC_VAR/pg" "$pg_sock" "$pg_port"
 t_up=$(bk_now_ms)
 t_check "posts are accepted again after Postgres returns" \
-    bk_wait_for 60 eval '[[ -n $(posts | awk -v t='"$t_up"' "\$1 >= t && \$2 == 202") ]]'
-first=$(posts | awk -v t="$t_up" '$1 >= t && $2 == 202 { print $1 }' | sort -n | head -n 1)
+    bk_wait_for 60 eval '[[ -n $(tc_posts | awk -v t='"$t_up"' "\$1 >= t && \$2 == 202") ]]'
+first=$(tc_posts | awk -v t="$t_up" '$1 >= t && $2 == 202 { print $1 }' | sort -n | head -n 1)
 echo "recovery: first 202 of a post sent $((first - t_up)) ms after Postgres was back"
 t_check "and keep being accepted (20 more 202)" \
-    bk_wait_for 90 eval '(( $(posts | awk -v t='"$first"' "\$1 > t && \$2 == 202" | wc -l) >= 20 ))'
-touch "$TC_VAR/stop"
-wait "${LOADS[@]}"
-LOADS=()
+    bk_wait_for 90 eval '(( $(tc_posts | awk -v t='"$first"' "\$1 > t && \$2 == 202" | wc -l) >= 20 ))'
+tc_posts_stop
 
-echo "posts: $(posts | awk '{ print $2 }' | sort | uniq -c | tr '\n' ' ')"
-t_check "no post hung (curl -m 15 gives 000)" eval '! posts | grep -q "^[0-9]* 000 "'
+echo "posts: $(tc_posts | awk '{ print $2 }' | sort | uniq -c | tr '\n' ' ')"
+t_check "no post hung (curl -m 15 gives 000)" eval '! tc_posts | grep -q "^[0-9]* 000 "'
 t_check "every answer was 202, or 503 with Retry-After" \
-    eval '[[ -z $(posts | awk "!(\$2 == 202 || (\$2 == 503 && \$4 != \"-\"))") ]]'
+    eval '[[ -z $(tc_posts | awk "!(\$2 == 202 || (\$2 == 503 && \$4 != \"-\"))") ]]'
 # Sent after the server was gone and answered before it was started again: no
 # commit was possible, so no 202 (a post held across the restart may get one).
-during=$(posts | awk -v a="$t_stopped" -v b="$t_starting" '$1 > a && $1 + $5 * 1000 < b && $2 == 202' | wc -l)
+during=$(tc_posts | awk -v a="$t_stopped" -v b="$t_starting" '$1 > a && $1 + $5 * 1000 < b && $2 == 202' | wc -l)
 t_check "no post was acknowledged while Postgres was down ($during)" test "$during" = 0
 echo "stopped at +$((t_stopped - t_down)) ms, starting at +$((t_starting - t_down)) ms, up at +$((t_up - t_down)) ms;" \
-    "202s sent after the stop: $(posts | awk -v a="$t_stopped" -v t0="$t_down" '$1 > a && $2 == 202 { printf "+%d(%ss) ", $1 - t0, $5 }' | head -c 300)"
-ids=$(posts | awk '$2 == 202 { printf "%s'"'"'%s'"'"'", (n++ ? "," : ""), $3 }')
-acked=$(posts | grep -c "^[0-9]* 202 ")
+    "202s sent after the stop: $(tc_posts | awk -v a="$t_stopped" -v t0="$t_down" '$1 > a && $2 == 202 { printf "+%d(%ss) ", $1 - t0, $5 }' | head -c 300)"
+ids=$(tc_posts | awk '$2 == 202 { printf "%s'"'"'%s'"'"'", (n++ ? "," : ""), $3 }')
+acked=$(tc_posts | grep -c "^[0-9]* 202 ")
 t_check "every acknowledged message is stored ($acked)" \
     test "$(tc_sql "select count(*) from messages where id in ($ids)")" = "$acked"
 tc_finish db_outage

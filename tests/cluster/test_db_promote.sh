@@ -67,70 +67,36 @@ bk_pg_createdb "$PGT/sa" "$pa" bicky
 # ---------------------------------------------------------------- the cluster on both
 export BICKY_EXTERNAL_DATABASE_URL="host=127.0.0.1,127.0.0.1 port=$pa,$pb user=postgres dbname=bicky target_session_attrs=read-write connect_timeout=3"
 tc_start db_promote
-LOADS=()
-trap 'rc=$?; touch "$TC_VAR/stop"; ((${#LOADS[@]})) && wait "${LOADS[@]}" 2>/dev/null;
-      pg_cleanup; (exit $rc); tc_cleanup' EXIT
-
-convs=()
-for _ in 1 2 3 4 5 6; do
-    convs+=("$(tc_conv '{}')")
-done
-t_check "six conversations" test "$(printf '%s\n' "${convs[@]}" | grep -c .)" = 6
-
-# post_loop FILE: posts until $TC_VAR/stop exists; one line per post:
-# "start_ms status message_id retry_after(- if none) seconds".
-post_loop() {
-    local i=0 c out t me=$BASHPID
-    while [[ ! -e $TC_VAR/stop ]]; do
-        c=${convs[i % ${#convs[@]}]}
-        i=$((i + 1))
-        t=$(bk_now_ms)
-        out=$(curl -s -m 15 -D "$TC_VAR/h.$me" -o "$TC_VAR/b.$me" \
-            -w '%{http_code} %{time_total}' -H "Authorization: Bearer $TC_TOKEN" \
-            -H "$TC_JSON" --data-binary "{\"content\":\"post $i\"}" \
-            "$BICKY_URL/api/conversations/$c/messages")
-        echo "$t ${out%% *} $(jq -r '.message.id // "-"' "$TC_VAR/b.$me" 2>/dev/null)" \
-            "$(tr -d '\r' <"$TC_VAR/h.$me" | awk -F': ' 'tolower($1) == "retry-after" { r = $2 } END { print (r == "" ? "-" : r) }')" \
-            "${out#* }" >>"$1"
-        [[ ${out%% *} == 202 ]] || sleep 0.05
-    done
-}
-rm -f "$TC_VAR/stop"
-post_loop "$TC_VAR/posts.1" &
-LOADS+=($!)
-post_loop "$TC_VAR/posts.2" &
-LOADS+=($!)
-posts() { cat "$TC_VAR"/posts.* 2>/dev/null; }
+trap 'rc=$?; tc_posts_stop; pg_cleanup; (exit $rc); tc_cleanup' EXIT
+t_check "six conversations, two clients posting to them" tc_posts_start 6 2
 t_check "posts are accepted (202) on the primary" \
-    bk_wait_for 90 eval '(( $(posts | grep -c "^[0-9]* 202 ") >= 20 ))'
+    bk_wait_for 90 eval '(( $(tc_posts | grep -c "^[0-9]* 202 ") >= 20 ))'
 
 pids_before=$(for p in registry n1 n2 gateway; do echo "$p=$(tc_pid $p)"; done)
 t_crash=$(bk_now_ms)
 pg_ctl_q() { bk_as_pg "$bin/pg_ctl" "$@" &>/dev/null; }
 t_check "the primary crashes (pg_ctl -m immediate)" pg_ctl_q -D "$PGT/a/data" -m immediate -w stop
 t_check "posts are refused (503 with Retry-After) without a primary" \
-    bk_wait_for 60 eval '[[ -n $(posts | awk -v t='"$t_crash"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
+    bk_wait_for 60 eval '[[ -n $(tc_posts | awk -v t='"$t_crash"' "\$1 > t && \$2 == 503 && \$4 != \"-\"") ]]'
 t_check "the standby is promoted" pg_ctl_q -D "$PGT/b/data" -w promote
 t_prom=$(bk_now_ms)
 t_check "posts are accepted again, by the promoted server" \
-    bk_wait_for 60 eval '[[ -n $(posts | awk -v t='"$t_prom"' "\$1 >= t && \$2 == 202") ]]'
-first=$(posts | awk -v t="$t_prom" '$1 >= t && $2 == 202 { print $1 }' | sort -n | head -n 1)
+    bk_wait_for 60 eval '[[ -n $(tc_posts | awk -v t='"$t_prom"' "\$1 >= t && \$2 == 202") ]]'
+first=$(tc_posts | awk -v t="$t_prom" '$1 >= t && $2 == 202 { print $1 }' | sort -n | head -n 1)
 echo "failover: first 202 of a post sent $((first - t_prom)) ms after the promotion" \
     "($((t_prom - t_crash)) ms from the crash to the promotion)"
 t_check "and keep being accepted (20 more 202)" \
-    bk_wait_for 90 eval '(( $(posts | awk -v t='"$first"' "\$1 > t && \$2 == 202" | wc -l) >= 20 ))'
-touch "$TC_VAR/stop"
-wait "${LOADS[@]}"
-LOADS=()
+    bk_wait_for 90 eval '(( $(tc_posts | awk -v t='"$first"' "\$1 > t && \$2 == 202" | wc -l) >= 20 ))'
+tc_posts_stop
 pids_after=$(for p in registry n1 n2 gateway; do echo "$p=$(tc_pid $p)"; done)
 t_check "no process died or was restarted" test "$pids_before" = "$pids_after"
 
-echo "posts: $(posts | awk '{ print $2 }' | sort | uniq -c | tr '\n' ' ')"
-t_check "no post hung (curl -m 15 gives 000)" eval '! posts | grep -q "^[0-9]* 000 "'
+echo "posts: $(tc_posts | awk '{ print $2 }' | sort | uniq -c | tr '\n' ' ')"
+t_check "no post hung (curl -m 15 gives 000)" eval '! tc_posts | grep -q "^[0-9]* 000 "'
 t_check "every answer was 202, or 503/504 with Retry-After" \
-    eval '[[ -z $(posts | awk "!(\$2 == 202 || ((\$2 == 503 || \$2 == 504) && \$4 != \"-\"))") ]]'
-ids=$(posts | awk '$2 == 202 { printf "%s'"'"'%s'"'"'", (n++ ? "," : ""), $3 }')
-acked=$(posts | grep -c "^[0-9]* 202 ")
+    eval '[[ -z $(tc_posts | awk "!(\$2 == 202 || ((\$2 == 503 || \$2 == 504) && \$4 != \"-\"))") ]]'
+ids=$(tc_posts | awk '$2 == 202 { printf "%s'"'"'%s'"'"'", (n++ ? "," : ""), $3 }')
+acked=$(tc_posts | grep -c "^[0-9]* 202 ")
 t_check "the database answering is the promoted standby" \
     test "$(tc_sql "select pg_is_in_recovery()::text || ' ' || current_setting('port')")" = "false $pb"
 t_check "every acknowledged message is on the promoted server ($acked)" \

@@ -246,6 +246,60 @@ tc_gapless() {
     [[ $(tc_sql "select count(*) from conversations") -gt 0 ]]
 }
 
+# ---------------------------------------------------------------- steady posts
+
+# tc_post_loop FILE CONV...: posts to the conversations in turn until
+# $TC_VAR/stop exists (each answer within 15 s, else 000), appending one
+# line per post to FILE: "start_ms status message_id retry_after seconds"
+# (retry_after "-" when the answer had none). Not a hammer: 50 ms of rest
+# after an answer that is not 202. Run it in the background.
+tc_post_loop() {
+    local file=$1 i=0 c out t me=$BASHPID
+    shift
+    while [[ ! -e $TC_VAR/stop ]]; do
+        c=${*:$((i % $# + 1)):1}
+        i=$((i + 1))
+        t=$(bk_now_ms)
+        out=$(curl -s -m 15 -D "$TC_VAR/h.$me" -o "$TC_VAR/b.$me" \
+            -w '%{http_code} %{time_total}' -H "Authorization: Bearer $TC_TOKEN" \
+            -H "$TC_JSON" --data-binary "{\"content\":\"post $i\"}" \
+            "$BICKY_URL/api/conversations/$c/messages")
+        echo "$t ${out%% *} $(jq -r '.message.id // "-"' "$TC_VAR/b.$me" 2>/dev/null)" \
+            "$(tr -d '\r' <"$TC_VAR/h.$me" | awk -F': ' 'tolower($1) == "retry-after" { r = $2 } END { print (r == "" ? "-" : r) }')" \
+            "${out#* }" >>"$file"
+        [[ ${out%% *} == 202 ]] || sleep 0.05
+    done
+}
+
+# tc_posts_start N CLIENTS: N new conversations (TC_POST_CONVS) and CLIENTS
+# tc_post_loops on them in the background, writing $TC_VAR/posts.<k>
+# (pids in TC_POST_LOADS). Returns 1 when a conversation was not created.
+TC_POST_LOADS=()
+tc_posts_start() {
+    local k c
+    TC_POST_CONVS=()
+    for ((k = 0; k < $1; k++)); do
+        c=$(tc_conv '{}')
+        [[ -n $c ]] || return 1
+        TC_POST_CONVS+=("$c")
+    done
+    rm -f "$TC_VAR/stop"
+    for ((k = 1; k <= $2; k++)); do
+        tc_post_loop "$TC_VAR/posts.$k" "${TC_POST_CONVS[@]}" &
+        TC_POST_LOADS+=($!)
+    done
+}
+
+# tc_posts_stop: stops the loops of tc_posts_start and waits for them.
+tc_posts_stop() {
+    touch "$TC_VAR/stop"
+    ((${#TC_POST_LOADS[@]} == 0)) || wait "${TC_POST_LOADS[@]}" 2>/dev/null
+    TC_POST_LOADS=()
+}
+
+# tc_posts: every line the loops wrote so far.
+tc_posts() { cat "$TC_VAR"/posts.* 2>/dev/null; }
+
 # ---------------------------------------------------------------- SSE
 
 # tc_sse PATH [sse_probe args...]: reads an SSE stream of the cluster with

@@ -9,8 +9,10 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
-#define DB_BACKOFF_MIN_MS     100   /* first reconnect delay */
-#define DB_BACKOFF_MAX_MS     5000  /* reconnect delay cap (doubling from the minimum) */
+#define DB_BACKOFF_MIN_MS 100 /* first reconnect delay */
+#define DB_BACKOFF_MAX_MS                                                                          \
+    1600                            /* reconnect delay cap (doubling from the minimum): a          \
+                                       database back after a long outage is found in time */
 #define DB_CONNECT_TIMEOUT_MS 5000  /* a connect attempt that takes longer fails */
 #define DB_MAX_QUEUED         10000 /* queued-but-unsent batches; beyond it fail fast */
 #define DB_MAX_IN_FLIGHT      128   /* sent batches awaiting their sync; bounds libpq buffers */

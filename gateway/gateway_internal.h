@@ -211,6 +211,11 @@ void gw_auth_cache_put(gw_auth_cache_t *self,
                        const uint8_t *team,
                        const limits_t *lim,
                        int64_t now_ms);
+/* Marks the allowed entry of sha_hex as an admin token or not (put resets it to not). */
+void gw_auth_cache_set_admin(gw_auth_cache_t *self, const char *sha_hex, bool admin);
+/* True when sha_hex has a live allowed entry marked admin. The console's hint only:
+   the registry checks an admin request's token itself. */
+bool gw_auth_cache_admin(gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms);
 /* Entries currently stored (expired ones included until evicted). */
 size_t gw_auth_cache_size(const gw_auth_cache_t *self);
 /* Forgets every entry. */
@@ -224,8 +229,12 @@ void gw_auth_cache_revoked(gw_auth_cache_t *self, const char *sha_hex, uint64_t 
    whole cache. */
 void gw_auth_cache_revoked_seq(gw_auth_cache_t *self, uint64_t seq);
 /* Authenticates req (Authorization header, cache, `auth` op) and then calls
-   next(req) with req->team_id set, or answers 401/503 itself. */
+   next(req) with req->team_id (and req->admin) set, or answers 401/503 itself. */
 void gw_auth_check(gw_req_t *req, gw_handler_fn *next);
+/* The request's token as gw_auth_check reads it (legacy, bearer header, or ?token= on
+   routes that allow it): a pointer into the request (valid while it lives), *len set;
+   NULL when absent or malformed. */
+const char *gw_auth_token(gw_req_t *req, size_t *len);
 
 /* ---- registry link (gw_registry.c) -------------------------------------- */
 
@@ -234,10 +243,11 @@ gw_registry_t *gw_registry_new(gw_server_t *srv, const char *endpoints);
 void gw_registry_destroy(gw_registry_t **self_p);
 /* Asks for the ring now (at most one request in flight). */
 void gw_registry_refresh(gw_registry_t *self);
-/* Periodic work: failover after 1 s of silence, periodic RING_GET. */
+/* Periodic work: failover after 1 s of silence, periodic RING_GET, admin deadlines. */
 void gw_registry_tick(gw_registry_t *self, int64_t now_ms);
 /* Endpoint currently in use (borrowed). */
 const char *gw_registry_current(const gw_registry_t *self);
+/* Admin requests (drain/undrain) on the same link: gateway/gw_api_nodes.h. */
 
 /* ---- upstream: nodes, ring, calls (gw_upstream.c) ----------------------- */
 
@@ -403,6 +413,7 @@ struct gw_req_t {
     bool suspended;                           /* MHD connection suspended by us */
     gw_req_state_t state;                     /* lifecycle */
     bool has_team;                            /* authenticated */
+    bool admin;                               /* the token is an admin token (auth answer) */
     bool authed;                              /* the token was checked on the head */
     bool head_again;                          /* suspended in the head call: MHD repeats it */
     char ip[GW_IP_KEY_MAX];                   /* client address (gw_iptab_key) */
@@ -415,6 +426,7 @@ struct gw_req_t {
     limits_quota_t quota;                     /* RateLimit-* headers; limit 0 = none */
     int64_t deadline_ms;                      /* overall upstream deadline (mono) */
     uint64_t call_id;                         /* pending upstream call, 0 when none */
+    uint64_t admin_id;                        /* pending registry admin request, 0 when none */
     gw_reply_fn *then;                        /* continuation of the pending call */
     gw_handler_fn *next;                      /* handler to run after auth */
     struct MHD_Response *response;            /* prepared response */

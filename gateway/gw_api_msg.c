@@ -130,6 +130,10 @@ static void s_status_reply(void *owner, const gw_reply_t *reply)
     } else {
         json_decref(team);
     }
+    /* Whether the caller's token is an admin token (the console shows drain buttons). */
+    if (out) {
+        json_object_set_new(out, "admin", json_boolean(req->admin));
+    }
     json_decref(counts);
     gw_req_respond_value(req, 200, out);
 }

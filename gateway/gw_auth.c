@@ -20,6 +20,7 @@ typedef struct {
     char key[65];       /* token SHA-256 hex */
     bool used;          /* slot holds an entry */
     bool allow;         /* known token (else refused) */
+    bool admin;         /* an admin token (api_tokens.admin), as the auth answer said */
     bool ref;           /* clock bit: looked up since the hand last passed */
     uint8_t team[16];   /* team of an allowed token */
     limits_t lim;       /* the team's limits, as the auth answer gave them */
@@ -132,6 +133,7 @@ void gw_auth_cache_put(gw_auth_cache_t *self,
         zhashx_insert(self->index, e->key, e);
     }
     e->allow = team != NULL;
+    e->admin = false;
     e->ref = false;
     if (team) {
         memcpy(e->team, team, 16);
@@ -142,6 +144,20 @@ void gw_auth_cache_put(gw_auth_cache_t *self,
         limits_defaults(&e->lim);
     }
     e->expires_ms = now_ms + (team ? self->pos_ttl_ms : self->neg_ttl_ms);
+}
+
+void gw_auth_cache_set_admin(gw_auth_cache_t *self, const char *sha_hex, bool admin)
+{
+    s_entry_t *e = zhashx_lookup(self->index, sha_hex);
+    if (e && e->allow) {
+        e->admin = admin;
+    }
+}
+
+bool gw_auth_cache_admin(gw_auth_cache_t *self, const char *sha_hex, int64_t now_ms)
+{
+    s_entry_t *e = zhashx_lookup(self->index, sha_hex);
+    return e && e->allow && e->admin && now_ms < e->expires_ms;
 }
 
 size_t gw_auth_cache_size(const gw_auth_cache_t *self)
@@ -299,8 +315,10 @@ static void s_auth_reply(void *owner, const gw_reply_t *reply)
         return;
     }
     gw_limits_from_json(&req->limits, json_object_get(o, "limits"));
+    req->admin = json_is_true(json_object_get(o, "admin"));
     json_decref(o);
     gw_auth_cache_put(req->srv->auth, req->token_sha, id, &req->limits, now);
+    gw_auth_cache_set_admin(req->srv->auth, req->token_sha, req->admin);
     memcpy(req->team_id, id, 16);
     req->has_team = true;
     if (gw_limits_admit(req) == 0) {
@@ -308,26 +326,33 @@ static void s_auth_reply(void *owner, const gw_reply_t *reply)
     }
 }
 
+const char *gw_auth_token(gw_req_t *req, size_t *len)
+{
+    const char *token = gw_legacy_token(req, len);
+    const char *header = gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!token) {
+        token = s_bearer(header, len);
+    }
+    if (!token && !header && req->route && (req->route->flags & GW_ROUTE_QUERY_TOKEN)) {
+        token = s_query_token(gw_req_query(req, "token"), len);
+    }
+    return token;
+}
+
 void gw_auth_check(gw_req_t *req, gw_handler_fn *next)
 {
     size_t len = 0;
-    const char *token = gw_legacy_token(req, &len);
-    const char *header = gw_req_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!token) {
-        token = s_bearer(header, &len);
-    }
-    if (!token && !header && req->route && (req->route->flags & GW_ROUTE_QUERY_TOKEN)) {
-        token = s_query_token(gw_req_query(req, "token"), &len);
-    }
+    const char *token = gw_auth_token(req, &len);
     gw_auth_hit_t hit = GW_AUTH_MISS;
+    int64_t now = util_mono_ms();
     if (token) {
         util_sha256_hex(token, len, req->token_sha);
-        hit = gw_auth_cache_get(req->srv->auth, req->token_sha, util_mono_ms(), req->team_id,
-                                &req->limits);
+        hit = gw_auth_cache_get(req->srv->auth, req->token_sha, now, req->team_id, &req->limits);
     }
     if (hit == GW_AUTH_ALLOW) {
         /* A token already known good passes even from a blocked address
            (another client behind the same NAT): nothing is asked for it. */
+        req->admin = gw_auth_cache_admin(req->srv->auth, req->token_sha, now);
         req->has_team = true;
         if (gw_limits_admit(req) == 0) {
             next(req);

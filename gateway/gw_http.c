@@ -5,6 +5,7 @@
     (MHD runs in external-epoll mode inside the gateway's zloop). */
 #define LOG_MODULE "gw_http"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_api_nodes.h"
 #include "gateway/gw_legacy.h"
 #include "gateway/gw_limits.h"
 
@@ -88,6 +89,7 @@ s_req_new(gw_server_t *srv, struct MHD_Connection *conn, const char *url, const 
 static void s_req_free(gw_req_t *req)
 {
     gw_upstream_cancel(req->srv->upstream, req->call_id);
+    gw_registry_cancel(req->srv->registry, req->admin_id);
     gw_sse_destroy(&req->sse);
     gw_poll_destroy(&req->poll);
     json_decref(req->legacy);
@@ -305,7 +307,9 @@ enum MHD_Result gw_http_access(void *cls,
         /* Resumed at shutdown without an answer: never suspend again, MHD
            must see no suspended connection when it stops. */
         gw_upstream_cancel(req->srv->upstream, req->call_id);
+        gw_registry_cancel(req->srv->registry, req->admin_id);
         req->call_id = 0;
+        req->admin_id = 0;
         gw_req_fail(req, 503, "unavailable", "the gateway is shutting down");
     }
     return s_settle(req);
@@ -509,7 +513,9 @@ void gw_http_fail_all(gw_server_t *srv)
     for (gw_req_t *req = zlistx_first(srv->reqs); req; req = zlistx_next(srv->reqs)) {
         if (req->state == GW_REQ_RUNNING || req->state == GW_REQ_AUTH) {
             gw_upstream_cancel(srv->upstream, req->call_id);
+            gw_registry_cancel(srv->registry, req->admin_id);
             req->call_id = 0;
+            req->admin_id = 0;
             gw_req_fail(req, 503, "unavailable", "the gateway is shutting down");
         }
     }

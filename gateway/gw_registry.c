@@ -2,10 +2,13 @@
     registry of the comma list that answers (moving on after 1 s of silence,
     or at the next tick when it answers as a standby: reg_ack state
     "standby"), RING_GET at start and every few seconds, and a SUB on the
-    registry's PUB (topic "ring"). Every RING goes to gw_upstream.
-    Loop thread only. */
+    registry's PUB (topic "ring"). Every RING goes to gw_upstream. The same
+    DEALER carries the admin requests (drain/undrain) the HTTP API forwards
+    with the caller's token; their replies are told apart by req_id (a
+    RING_GET has 0). Loop thread only. */
 #define LOG_MODULE "gw_registry"
 #include "gateway/gateway_internal.h"
+#include "gateway/gw_api_nodes.h"
 
 #include "common/log.h"
 #include "common/util.h"
@@ -18,21 +21,34 @@
 #define S_STANDBY_MS 200       /* a standby's answer moves to the next one after this */
 #define S_MAX_BATCH  64        /* messages handled per reader wake-up */
 #define S_STANDBY    "standby" /* reg_ack state of a registry that is not active */
+#define S_ADMIN_MAX  32        /* admin requests in flight at once */
+
+/* An admin request in flight (drain/undrain for an HTTP caller). */
+typedef struct {
+    uint64_t id;         /* its req_id (> 0; RING_GET uses 0), 0 when the slot is free */
+    gw_admin_fn *fn;     /* callback */
+    void *owner;         /* its argument */
+    int64_t deadline_ms; /* mono deadline → 504 */
+} s_admin_t;
 
 struct gw_registry_t {
-    gw_server_t *srv;       /* owner */
-    char **endpoints;       /* registry ROUTER endpoints (owned) */
-    size_t count;           /* endpoints */
-    size_t cur;             /* endpoint in use */
-    zsock_t *dealer;        /* requests to endpoints[cur] */
-    zsock_t *sub;           /* registry PUB, topic "ring" */
-    char sub_endpoint[256]; /* where sub is connected, "" when not */
-    int64_t asked_ms;       /* send time of the unanswered RING_GET, 0 when none */
-    int64_t next_ms;        /* next periodic RING_GET */
-    bool silent;            /* the current registry stopped answering (logged once) */
-    bool standby;           /* the current registry answered as a standby */
-    bool standby_logged;    /* a standby was logged since the last RING */
+    gw_server_t *srv;             /* owner */
+    char **endpoints;             /* registry ROUTER endpoints (owned) */
+    size_t count;                 /* endpoints */
+    size_t cur;                   /* endpoint in use */
+    zsock_t *dealer;              /* requests to endpoints[cur] */
+    zsock_t *sub;                 /* registry PUB, topic "ring" */
+    char sub_endpoint[256];       /* where sub is connected, "" when not */
+    int64_t asked_ms;             /* send time of the unanswered RING_GET, 0 when none */
+    int64_t next_ms;              /* next periodic RING_GET */
+    bool silent;                  /* the current registry stopped answering (logged once) */
+    bool standby;                 /* the current registry answered as a standby */
+    bool standby_logged;          /* a standby was logged since the last RING */
+    s_admin_t admin[S_ADMIN_MAX]; /* admin requests in flight */
+    uint64_t next_admin;          /* last admin req_id issued */
 };
+
+static void s_admin_fail_all(gw_registry_t *self, int status, const char *why);
 
 static int s_on_dealer(zloop_t *loop, zsock_t *sock, void *arg);
 static int s_on_sub(zloop_t *loop, zsock_t *sock, void *arg);
@@ -54,9 +70,11 @@ static int s_split(gw_registry_t *self, const char *list)
     return n > 0 ? 0 : -1;
 }
 
-/* (Re)creates the DEALER on endpoints[cur]; queued requests are dropped. */
+/* (Re)creates the DEALER on endpoints[cur]; queued requests are dropped
+   (admin requests in flight are answered 503: their reply cannot come). */
 static int s_connect(gw_registry_t *self)
 {
+    s_admin_fail_all(self, 503, "the registry link moved to another registry; retry");
     if (self->dealer) {
         zloop_reader_end(self->srv->loop, self->dealer);
         zsock_destroy(&self->dealer);
@@ -128,6 +146,7 @@ void gw_registry_destroy(gw_registry_t **self_p)
         return;
     }
     gw_registry_t *self = *self_p;
+    /* Requests still waiting were answered by gw_http_fail_all (which cancels theirs). */
     if (self->dealer) {
         zloop_reader_end(self->srv->loop, self->dealer);
         zsock_destroy(&self->dealer);
@@ -156,8 +175,109 @@ void gw_registry_refresh(gw_registry_t *self)
     }
 }
 
+/* ---- admin requests ------------------------------------------------------ */
+
+/* Frees the slot, then runs its callback (which may send another request). */
+static void s_admin_finish(s_admin_t *a, const gw_admin_reply_t *reply)
+{
+    gw_admin_fn *fn = a->fn;
+    void *owner = a->owner;
+    memset(a, 0, sizeof *a);
+    fn(owner, reply);
+}
+
+static void s_admin_fail_all(gw_registry_t *self, int status, const char *why)
+{
+    for (size_t i = 0; i < S_ADMIN_MAX; i++) {
+        if (self->admin[i].id) {
+            gw_admin_reply_t r = {.status = status, .error = why};
+            s_admin_finish(&self->admin[i], &r);
+        }
+    }
+}
+
+static s_admin_t *s_admin_find(gw_registry_t *self, uint64_t id)
+{
+    for (size_t i = 0; id && i < S_ADMIN_MAX; i++) {
+        if (self->admin[i].id == id) {
+            return &self->admin[i];
+        }
+    }
+    return NULL;
+}
+
+uint64_t gw_registry_admin(gw_registry_t *self,
+                           const char *action,
+                           const char *node_id,
+                           const char *token,
+                           int64_t deadline_ms,
+                           gw_admin_fn *fn,
+                           void *owner)
+{
+    s_admin_t *a = NULL;
+    for (size_t i = 0; i < S_ADMIN_MAX && !a; i++) {
+        a = self->admin[i].id ? NULL : &self->admin[i];
+    }
+    if (!a || !self->dealer) {
+        return 0;
+    }
+    proto_msg_t m = {.v = PROTO_VERSION,
+                     .type = PROTO_ADMIN,
+                     .req_id = ++self->next_admin,
+                     .ring_epoch = gw_upstream_epoch(self->srv->upstream),
+                     .action = (char *)action,
+                     .node_id = (char *)node_id,
+                     .token = (char *)token};
+    if (wire_send(self->dealer, NULL, &m) < 0) {
+        LOG_W("cannot send admin action=%s node=%s to the registry", action, node_id);
+        return 0;
+    }
+    *a = (s_admin_t){.id = m.req_id, .fn = fn, .owner = owner, .deadline_ms = deadline_ms};
+    return a->id;
+}
+
+void gw_registry_cancel(gw_registry_t *self, uint64_t id)
+{
+    s_admin_t *a = self ? s_admin_find(self, id) : NULL;
+    if (a) {
+        memset(a, 0, sizeof *a);
+    }
+}
+
+static void s_admin_expire(gw_registry_t *self, int64_t now_ms)
+{
+    for (size_t i = 0; i < S_ADMIN_MAX; i++) {
+        if (self->admin[i].id && self->admin[i].deadline_ms <= now_ms) {
+            LOG_W("the registry did not answer admin req=%llu in time endpoint=%s",
+                  (unsigned long long)self->admin[i].id, self->endpoints[self->cur]);
+            gw_admin_reply_t r = {.status = 504, .error = "the registry did not answer in time"};
+            s_admin_finish(&self->admin[i], &r);
+        }
+    }
+}
+
+/* A reply to an admin request (req_id > 0): its answer, or a standby's reg_ack. */
+static void s_on_admin_reply(gw_registry_t *self, const proto_msg_t *m)
+{
+    s_admin_t *a = s_admin_find(self, m->req_id);
+    if (!a) {
+        LOG_D("dropped a registry reply for unknown req=%llu", (unsigned long long)m->req_id);
+        return;
+    }
+    gw_admin_reply_t r = {.status = 503, .error = "the registry is a standby; retry"};
+    if (m->type == PROTO_ADMIN_REP) {
+        r = (gw_admin_reply_t){
+            .status = (int)m->status, .error = m->error, .state = m->state, .epoch = m->ring_epoch};
+    } else if (m->type != PROTO_REG_ACK) {
+        LOG_W("unexpected registry reply type=%s to an admin request", proto_type_name(m->type));
+        r.error = "the registry gave an invalid answer";
+    }
+    s_admin_finish(a, &r);
+}
+
 void gw_registry_tick(gw_registry_t *self, int64_t now_ms)
 {
+    s_admin_expire(self, now_ms);
     if (self->asked_ms && now_ms - self->asked_ms >= S_SILENCE_MS) {
         size_t from = self->cur;
         self->cur = (self->cur + 1) % self->count;
@@ -234,6 +354,10 @@ static void s_on_standby(gw_registry_t *self)
 
 static void s_on_reply(gw_registry_t *self, proto_msg_t *m)
 {
+    if (m->req_id != 0) {
+        s_on_admin_reply(self, m);
+        return;
+    }
     if (m->type == PROTO_REG_ACK && m->state && strcmp(m->state, S_STANDBY) == 0) {
         s_on_standby(self);
         return;

@@ -3,6 +3,7 @@
     pure; handlers run on the loop thread. */
 #include "gateway/gateway_internal.h"
 #include "gateway/gw_api_actors.h"
+#include "gateway/gw_api_nodes.h"
 #include "gateway/gw_console.h"
 #include "gateway/gw_legacy.h"
 
@@ -21,6 +22,9 @@ static const gw_route_t s_routes[] = {
     {"GET", "/", gw_h_console, 0},
     {"GET", "/console/:file", gw_h_console, 0},
     {"GET", "/api/status", gw_h_status, A},
+    /* Admin tokens only (gw_api_nodes.c; the registry checks the token). */
+    {"POST", "/api/nodes/:id/drain", gw_h_node_drain, A},
+    {"POST", "/api/nodes/:id/undrain", gw_h_node_undrain, A},
     {"POST", "/api/conversations", gw_h_conv_create, A | B},
     {"GET", "/api/conversations", gw_h_conv_list, A},
     {"GET", "/api/conversations/:id", gw_h_conv_get, A},

@@ -44,9 +44,12 @@ static const s_field_t s_ring[] = {
     U64(revoked_seq, false, UINT64_MAX),
     {"nodes", F_NODES, offsetof(proto_msg_t, nodes), true, PROTO_MAX_NODES},
     END};
-static const s_field_t s_admin[] = {STR(action, true, 15), STR(node_id, true, 63), END};
+/* token: an API token a gateway forwards for its HTTP caller (the registry checks it). */
+static const s_field_t s_admin[] = {STR(action, true, 15), STR(node_id, true, 63),
+                                    STR(token, false, 512), END};
 static const s_field_t s_revoked[] = {U64(seq, true, UINT64_MAX), STR(token_sha256, true, 64), END};
-static const s_field_t s_admin_rep[] = {U64(status, true, 999), STR(error, false, 1024), END};
+static const s_field_t s_admin_rep[] = {U64(status, true, 999), STR(error, false, 1024),
+                                        STR(state, false, 15), END};
 /* The team's limits ride on each request (the gateway has them from its auth
    cache), so a node never asks Postgres for them. */
 static const s_field_t s_api_req[] = {STR(op, true, 63),
@@ -518,6 +521,7 @@ void proto_msg_reset(proto_msg_t *msg)
     free(msg->error);
     free(msg->event_type);
     free(msg->token_sha256);
+    free(msg->token);
     free(msg->nodes);
     memset(msg, 0, sizeof *msg);
 }

@@ -28,8 +28,8 @@ typedef enum {
         3, /* reg → node: state, pub (registry PUB endpoint), error; epoch in envelope */
     PROTO_RING_GET = 4, /* any → reg: (empty payload) */
     PROTO_RING = 5,  /* reg → any, reply and PUB topic "ring": pub, nodes[]; epoch in envelope */
-    PROTO_ADMIN = 6, /* bickyctl → reg: action (drain|undrain|remove), node_id */
-    PROTO_ADMIN_REP = 7, /* reg → bickyctl: status (HTTP-like code), error */
+    PROTO_ADMIN = 6, /* bickyctl/gw → reg: action (drain|undrain|remove), node_id, token */
+    PROTO_ADMIN_REP = 7, /* reg → bickyctl/gw: status (HTTP-like code), error, state */
     PROTO_REVOKED = 8,   /* reg PUB topic "revoked": seq, token_sha256 (a token was revoked) */
     /* API: gateway DEALER → node ROUTER, reply on the same pair. */
     PROTO_API_REQ = 10, /* op, body (JSON text), team_turns/actors/worktrees (team limits) */
@@ -75,7 +75,7 @@ typedef struct {
     char *node_id;           /* REGISTER, HEARTBEAT, ADMIN */
     char *router;            /* REGISTER */
     char *pub;               /* REGISTER, REG_ACK, RING */
-    char *state;             /* REG_ACK */
+    char *state;             /* REG_ACK; ADMIN_REP: the node's state after the action */
     char *action;            /* ADMIN */
     char *op;                /* API_REQ */
     char *body;              /* API_REQ, API_REP, EVENT (JSON text) */
@@ -90,6 +90,7 @@ typedef struct {
                                 REVOKED: the revocation counter after this revocation */
     uint64_t revoked_seq;    /* RING: the revocation counter (0 = none yet, or not known) */
     char *token_sha256;      /* REVOKED: SHA-256 hex of the revoked token */
+    char *token;             /* ADMIN: the HTTP caller's API token, forwarded by a gateway */
     uint64_t team_turns;     /* API_REQ: the team's running-turn limit per node (0 = default) */
     uint64_t team_actors;    /* API_REQ: the team's resident-actor limit per node (0 = default) */
     uint64_t team_worktrees; /* API_REQ: the team's active-worktree limit (0 = default) */

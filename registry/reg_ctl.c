@@ -19,7 +19,8 @@ typedef struct {
 
 static const s_command_t s_commands[] = {
     {"migrate", NULL, reg_ctl_migrate, "apply pending database migrations (--database-url)"},
-    {"token", "create", reg_ctl_token_create, "--team NAME [--name LABEL]: new API token"},
+    {"token", "create", reg_ctl_token_create,
+     "--team NAME [--name LABEL] [--admin]: new API token"},
     {"token", "list", reg_ctl_token_list, "[--team NAME]: list tokens (never the secret)"},
     {"token", "revoke", reg_ctl_token_revoke, "ID: revoke a token"},
     {"team", "limits", reg_ctl_team_limits,
@@ -44,8 +45,9 @@ static const char *const s_global_usage =
     "         COMMAND [ARGS]\n\n"
     "Commands:\n"
     "  migrate                apply pending database migrations (needs --database-url)\n"
-    "  token create           --team NAME [--name LABEL]: create an API token (shown once)\n"
-    "  token list             [--team NAME]: list tokens (id, team, prefix, dates)\n"
+    "  token create           --team NAME [--name LABEL] [--admin]: create an API token\n"
+    "                         (shown once); --admin: it may also drain/undrain nodes\n"
+    "  token list             [--team NAME]: list tokens (id, team, prefix, dates, admin)\n"
     "  token revoke ID        revoke a token\n"
     "  team limits TEAM       [--rate N/s] [--burst N] [--actors N] [--streams N] [--turns N]\n"
     "                         [--worktrees N] [--strategies a,b]: show or set a team's limits\n"

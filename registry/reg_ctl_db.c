@@ -116,6 +116,7 @@ typedef struct {
     char id[UTIL_UUID_STR_LEN + 1];      /* api_tokens.id */
     char team_id[UTIL_UUID_STR_LEN + 1]; /* teams.id */
     bool team_created;                   /* the team did not exist before */
+    bool admin;                          /* may drain/undrain nodes (api_tokens.admin) */
 } s_new_token_t;
 
 static void s_new_uuid(char out[UTIL_UUID_STR_LEN + 1])
@@ -166,11 +167,11 @@ static int s_create(PGconn *conn, const char *team, const char *label, s_new_tok
     }
     int rc = s_team(conn, team, t);
     if (rc == 0) {
-        const char *params[] = {t->id, t->team_id, sha, prefix, label};
+        const char *params[] = {t->id, t->team_id, sha, prefix, label, t->admin ? "t" : "f"};
         rc = s_exec(conn,
-                    "INSERT INTO api_tokens (id, team_id, token_sha256, prefix, name)"
-                    " VALUES ($1::uuid, $2::uuid, $3, $4, $5)",
-                    5, params);
+                    "INSERT INTO api_tokens (id, team_id, token_sha256, prefix, name, admin)"
+                    " VALUES ($1::uuid, $2::uuid, $3, $4, $5, $6::boolean)",
+                    6, params);
     }
     if (rc == 0) {
         rc = s_exec(conn, "COMMIT", 0, NULL);
@@ -186,8 +187,8 @@ s_print_created(const reg_ctl_t *ctl, const s_new_token_t *t, const char *team, 
     if (ctl->json) {
         printf("{\"token\":\"%s\",\"id\":\"%s\",\"team\":", t->token, t->id);
         reg_ctl_json_str(stdout, team);
-        printf(",\"team_id\":\"%s\",\"team_created\":%s,\"name\":", t->team_id,
-               t->team_created ? "true" : "false");
+        printf(",\"team_id\":\"%s\",\"team_created\":%s,\"admin\":%s,\"name\":", t->team_id,
+               t->team_created ? "true" : "false", t->admin ? "true" : "false");
         reg_ctl_json_str(stdout, label);
         printf("}\n");
         return;
@@ -196,19 +197,25 @@ s_print_created(const reg_ctl_t *ctl, const s_new_token_t *t, const char *team, 
     printf("id     %s\n", t->id);
     printf("team   %s (%s%s)\n", team, t->team_created ? "new team " : "", t->team_id);
     printf("name   %s\n", label ? label : "-");
+    printf("admin  %s\n",
+           t->admin ? "yes: may drain and undrain nodes (POST /api/nodes/:id/drain)" : "no");
     printf("Store the token now: it is shown only this once.\n");
 }
 
 int reg_ctl_token_create(reg_ctl_t *ctl, int argc, char **argv)
 {
     const char *team = NULL, *label = NULL;
+    bool admin = false;
     const cfg_opt_t opts[] = {
         {"--team", NULL, CFG_STR, &team, 0, 0, "team name (the team is created when missing)"},
         {"--name", NULL, CFG_STR, &label, 0, 0, "a label for the token, e.g. ci"},
+        {"--admin", NULL, CFG_BOOL, &admin, 0, 0,
+         "an admin token: may also drain and undrain nodes through the gateway"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
-    int rc = reg_ctl_parse(ctl, "--team NAME [--name LABEL] [--json] [--database-url URL]", opts,
-                           argc, argv, 0, NULL);
+    int rc =
+        reg_ctl_parse(ctl, "--team NAME [--name LABEL] [--admin] [--json] [--database-url URL]",
+                      opts, argc, argv, 0, NULL);
     if (rc >= 0 || (rc = s_need_db(ctl)) >= 0) {
         return rc;
     }
@@ -225,7 +232,7 @@ int reg_ctl_token_create(reg_ctl_t *ctl, int argc, char **argv)
     if (!conn) {
         return REG_CTL_EXIT_FAIL;
     }
-    s_new_token_t t = {0};
+    s_new_token_t t = {.admin = admin};
     rc = s_create(conn, team, label, &t) < 0 ? REG_CTL_EXIT_FAIL : REG_CTL_EXIT_OK;
     PQfinish(conn);
     if (rc == REG_CTL_EXIT_OK) {
@@ -252,22 +259,23 @@ static void s_list_json(PGresult *res)
             printf("%s\"%s\":", c ? "," : "", keys[c]);
             reg_ctl_json_str(stdout, s_val(res, r, c));
         }
-        printf("}");
+        printf(",\"admin\":%s}", !strcmp(PQgetvalue(res, r, 7), "t") ? "true" : "false");
     }
     printf("]\n");
 }
 
 static int s_list_table(PGresult *res)
 {
-    static const char *const headers[] = {"ID",      "TEAM",      "PREFIX",  "NAME",
-                                          "CREATED", "LAST USED", "REVOKED", NULL};
+    static const char *const headers[] = {"ID",        "TEAM",    "PREFIX", "NAME", "CREATED",
+                                          "LAST USED", "REVOKED", "ADMIN",  NULL};
     reg_ctl_table_t *t = reg_ctl_table_new(headers);
     for (int r = 0; t && r < PQntuples(res); r++) {
-        const char *cells[7];
+        const char *cells[8];
         for (int c = 0; c < 7; c++) {
             cells[c] = s_val(res, r, c);
         }
         cells[5] = cells[5] ? cells[5] : "never";
+        cells[7] = !strcmp(PQgetvalue(res, r, 7), "t") ? "admin" : "-";
         if (reg_ctl_table_add(t, cells) < 0) {
             reg_ctl_table_destroy(&t);
         }
@@ -318,7 +326,8 @@ int reg_ctl_token_list(reg_ctl_t *ctl, int argc, char **argv)
         res = s_query(
             conn,
             "SELECT t.id, tm.name, t.prefix, t.name, " S_TS("t.created_at") ", " S_TS(
-                "t.last_used_at") ", " S_TS("t.revoked_at") " FROM api_tokens t JOIN teams tm ON "
+                "t.last_used_at") ", " S_TS("t.revoked_at") ", t.admin FROM api_tokens t JOIN "
+                                                            "teams tm ON "
                                                             "tm.id = t.team_id"
                                                             " WHERE $1::text IS NULL OR tm.name = "
                                                             "$1"

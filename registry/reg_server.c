@@ -1,6 +1,6 @@
 /*  reg_server — registry sockets, timers and lifecycle on one zloop. The
-    request handlers are in reg_server_reply.c, the active/standby roles and
-    the save cycle in reg_server_role.c. Every handler does bounded,
+    request handlers are in reg_server_reply.c and reg_server_admin.c, the
+    active/standby roles and the save cycle in reg_server_role.c. Every handler does bounded,
     non-blocking work: membership is in memory, Postgres is reg_store's
     thread, replies and publications use non-blocking sends (a full pipe
     drops, the peer retries). */
@@ -52,6 +52,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     if (dropped) {
         LOG_W("dropped %zu held replies: their change was not stored in time", dropped);
     }
+    reg_server_checks_expire(self, now - REG_CHECK_WAIT_MS);
     if (!self->active) {
         return 0;
     }
@@ -167,6 +168,9 @@ void reg_server_destroy(reg_server_t **self_p)
         zsock_destroy(&self->pub);
         reg_store_destroy(&self->store);
         reg_pending_destroy(&self->pending);
+        for (size_t i = 0; i < REG_CHECKS_MAX; i++) {
+            zframe_destroy(&self->checks[i].peer); /* token checks still waiting */
+        }
         reg_members_destroy(&self->members);
         reg_view_free(&self->frozen);
         reg_view_free(&self->candidate);

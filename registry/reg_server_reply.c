@@ -1,5 +1,6 @@
 /*  reg_server_reply — the registry's request handlers: register,
-    heartbeat, ring_get, admin. A standby answers all four with a reg_ack
+    heartbeat, ring_get, and the role check of every request (admin itself
+    is in reg_server_admin.c). A standby answers all four with a reg_ack
     whose state is "standby" (ring_epoch 0, no pub). An active registry
     answers at once, except that a request which changed membership is
     answered only after the change is stored with its own epoch
@@ -44,14 +45,19 @@ void reg_server_standby_ack(reg_server_t *self, zframe_t *peer, uint64_t req_id)
     }
 }
 
-static void
-s_admin_rep(reg_server_t *self, zframe_t *peer, uint64_t req_id, uint64_t status, const char *error)
+void reg_server_admin_rep(reg_server_t *self,
+                          zframe_t *peer,
+                          uint64_t req_id,
+                          uint64_t status,
+                          const char *error,
+                          const char *state)
 {
     proto_msg_t rep = {.type = PROTO_ADMIN_REP,
                        .req_id = req_id,
                        .ring_epoch = self->epoch,
                        .status = status,
-                       .error = (char *)error};
+                       .error = (char *)error,
+                       .state = (char *)state};
     if (wire_send(self->router, peer, &rep) < 0) {
         LOG_D("admin_rep dropped req=%" PRIu64, req_id);
     }
@@ -59,18 +65,20 @@ s_admin_rep(reg_server_t *self, zframe_t *peer, uint64_t req_id, uint64_t status
 
 void reg_server_answer(reg_server_t *self, reg_reply_t *reply)
 {
+    const reg_node_t *n = reg_members_find(self->members, reply->node_id);
     if (reply->type == PROTO_ADMIN_REP) {
-        s_admin_rep(self, reply->peer, reply->req_id, reply->status, NULL);
+        /* The node's state now (none after a remove). */
+        reg_server_admin_rep(self, reply->peer, reply->req_id, reply->status, NULL,
+                             n ? reg_node_state_name(n->state) : NULL);
         return;
     }
-    const reg_node_t *n = reg_members_find(self->members, reply->node_id);
     /* Removed meanwhile: it must register again. */
     s_ack(self, reply->peer, reply->req_id, n ? reg_node_state_name(n->state) : "unknown", NULL);
 }
 
 /* The request from peer changed membership: hold its reply until the change
    is stored, or answer at once when too many replies are held already. */
-static void s_hold(reg_server_t *self, zframe_t *peer, reg_reply_t *reply)
+void reg_server_hold(reg_server_t *self, zframe_t *peer, reg_reply_t *reply)
 {
     reply->version = reg_members_version(self->members);
     reply->since_ms = util_mono_ms();
@@ -89,7 +97,7 @@ static void s_hold_ack(reg_server_t *self, zframe_t *peer, const proto_msg_t *ms
 {
     reg_reply_t reply = {.type = PROTO_REG_ACK, .req_id = msg->req_id};
     snprintf(reply.node_id, sizeof reply.node_id, "%s", msg->node_id);
-    s_hold(self, peer, &reply);
+    reg_server_hold(self, peer, &reply);
 }
 
 static void s_on_register(reg_server_t *self, zframe_t *peer, const proto_msg_t *msg)
@@ -132,22 +140,6 @@ static void s_on_heartbeat(reg_server_t *self, zframe_t *peer, const proto_msg_t
     s_ack(self, peer, msg->req_id, reg_node_state_name(n->state), NULL);
 }
 
-static void s_on_admin(reg_server_t *self, zframe_t *peer, const proto_msg_t *msg)
-{
-    int status = 500;
-    const char *why = NULL;
-    reg_change_t rc = reg_members_admin(self->members, msg->action, msg->node_id, &status, &why);
-    LOG_N("admin action=%s node=%s status=%d", msg->action, msg->node_id, status);
-    if (rc == REG_CHANGED) {
-        /* Acknowledged once stored: an accepted drain survives any crash. */
-        reg_server_changed(self, msg->action, msg->node_id);
-        reg_reply_t reply = {.type = PROTO_ADMIN_REP, .req_id = msg->req_id, .status = 200};
-        s_hold(self, peer, &reply);
-        return;
-    }
-    s_admin_rep(self, peer, msg->req_id, (uint64_t)status, why);
-}
-
 static void s_on_ring_get(reg_server_t *self, zframe_t *peer, uint64_t req_id)
 {
     proto_msg_t msg;
@@ -173,7 +165,15 @@ s_forbidden(const reg_server_t *self, const proto_msg_t *msg, const keys_peer_t 
                        ? NULL
                        : "only the key of that node may register it or beat for it";
         case PROTO_ADMIN:
-            return who->role == KEYS_ROLE_ADMIN ? NULL : "admin actions need an admin key";
+            /* A gateway may forward an admin request with its caller's API token;
+               reg_server_admin then acts only if Postgres says the token is admin. */
+            if (who->role == KEYS_ROLE_ADMIN ||
+                (who->role == KEYS_ROLE_GATEWAY && msg->token && msg->token[0])) {
+                return NULL;
+            }
+            return who->role == KEYS_ROLE_GATEWAY
+                       ? "admin actions need an admin key, or an admin API token"
+                       : "admin actions need an admin key";
         default:
             return who->role != KEYS_ROLE_NONE ? NULL : "a key without a role";
     }
@@ -191,7 +191,7 @@ static void s_refuse(reg_server_t *self,
           proto_type_name(msg->type), msg->node_id ? msg->node_id : "-", keys_role_name(who->role),
           who->name, who->key, why, msg->req_id);
     if (msg->type == PROTO_ADMIN) {
-        s_admin_rep(self, peer, msg->req_id, 403, why);
+        reg_server_admin_rep(self, peer, msg->req_id, 403, why, NULL);
     } else if (msg->type != PROTO_RING_GET) {
         s_ack(self, peer, msg->req_id, "unknown", why);
     }
@@ -230,7 +230,7 @@ void reg_server_dispatch(reg_server_t *self,
             s_on_ring_get(self, peer, msg->req_id);
             break;
         default:
-            s_on_admin(self, peer, msg);
+            reg_server_admin(self, peer, msg, who);
             break;
     }
 }

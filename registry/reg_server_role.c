@@ -285,6 +285,8 @@ int reg_server_on_store_events(reg_server_t *self)
             s_saved(self, &ev);
         } else if (ev.type == REG_STORE_REVOKED || ev.type == REG_STORE_REVSEQ) {
             s_revoked(self, &ev);
+        } else if (ev.type == REG_STORE_TOKEN) {
+            reg_server_on_token(self, &ev.token);
         }
     }
     return 0;

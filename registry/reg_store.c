@@ -2,9 +2,12 @@
     the actor pipe carry copies of node arrays as byte frames, never
     pointers, so nothing leaks when one is left unread at shutdown.
       loop → thread: "SAVE" generation version bump nodes
+                     "CHECK" check_id 0 0 sha256 (an admin request's API token)
       thread → loop: "ACTIVE"|"STANDBY"|"SAVED" generation epoch version ok nodes
                      "REVOKED" generation seq 0 1 sha256 (a token was revoked)
                      "REVSEQ" generation seq 0 1 - (the revocation counter, when it moved)
+                     "TOKEN" generation check_id 0 1 reg_token_t (a check's answer)
+    A check is answered as soon as it is read, between saves.
     The loop keeps at most one save in flight; the thread merges any that
     queue up (newest nodes, bump if any asked for one). */
 #define LOG_MODULE "reg_store"
@@ -205,6 +208,27 @@ static void s_write(s_elector_t *e)
     s_emit(e, "SAVED", epoch, version, rc == 0);
 }
 
+/* Answers one token check: only the active session reads tokens (a standby's
+   loop answers admin requests with the standby signal anyway). */
+static void s_check_token(s_elector_t *e, uint64_t check_id, const byte *sha, size_t size)
+{
+    char err[512] = "the database session is gone", hex[65];
+    reg_token_t tok = {.check_id = check_id, .result = REG_TOKEN_ERROR};
+    if (size == 64 && e->active && reg_db_usable(e->db)) {
+        memcpy(hex, sha, 64);
+        hex[64] = 0;
+        if (reg_db_token(e->db, hex, &tok, err, sizeof err) < 0) {
+            tok.result = REG_TOKEN_ERROR;
+            LOG_W("cannot check an admin request's token: %s", err);
+        }
+    }
+    zsock_send(e->pipe, S_PICTURE, "TOKEN", e->generation, check_id, (uint64_t)0, (uint8_t)1,
+               (void *)&tok, sizeof tok);
+    if (e->active && !reg_db_usable(e->db)) {
+        s_lose(e, err);
+    }
+}
+
 /* Reads every queued command; true when $TERM was among them. */
 static bool s_read(s_elector_t *e)
 {
@@ -228,6 +252,8 @@ static bool s_read(s_elector_t *e)
                 /* An empty table travels as no bytes; keep "a save is queued" visible. */
                 e->save.nodes = calloc(1, sizeof(reg_node_t));
             }
+        } else if (cmd && !strcmp(cmd, "CHECK")) {
+            s_check_token(e, generation, data, size);
         } else if (cmd && !strcmp(cmd, "$TERM")) {
             term = true;
         }
@@ -364,6 +390,11 @@ int reg_store_recv(reg_store_t *self, reg_store_event_t *ev)
         ev->type = REG_STORE_STANDBY;
     } else if (cmd && !strcmp(cmd, "SAVED")) {
         ev->type = REG_STORE_SAVED;
+    } else if (cmd && !strcmp(cmd, "TOKEN") && data && size == sizeof ev->token) {
+        ev->type = REG_STORE_TOKEN;
+        memcpy(&ev->token, data, sizeof ev->token);
+        ev->token.check_id = ev->epoch;
+        ev->epoch = 0;
     } else if (cmd && (!strcmp(cmd, "REVOKED") || !strcmp(cmd, "REVSEQ"))) {
         ev->type = cmd[3] == 'O' ? REG_STORE_REVOKED : REG_STORE_REVSEQ;
         ev->revoked_seq = ev->epoch;
@@ -393,5 +424,12 @@ int reg_store_save(reg_store_t *self, const reg_members_t *members, uint64_t gen
         zsock_send(zactor_sock(self->actor), "s881b", "SAVE", generation,
                    reg_members_version(members), (uint8_t)bump, (void *)nodes, n * sizeof *nodes);
     free(nodes);
+    return rc < 0 ? -1 : 0;
+}
+
+int reg_store_check_token(reg_store_t *self, uint64_t check_id, const char *sha256)
+{
+    int rc = zsock_send(zactor_sock(self->actor), "s881b", "CHECK", check_id, (uint64_t)0,
+                        (uint8_t)0, (void *)sha256, (size_t)64);
     return rc < 0 ? -1 : 0;
 }

@@ -10,8 +10,11 @@
     registries never hand out epochs at once. On a clean shutdown the
     active one unlocks before it disconnects, so a successor started right
     after takes over on its first attempt.
-    The loop thread calls new/destroy/sock/recv/save; it never waits on the
-    database (save never blocks, events arrive on reg_store_sock). */
+    The same session answers the loop's token checks (admin requests a
+    gateway forwards with its caller's API token).
+    The loop thread calls new/destroy/sock/recv/save/check_token; it never
+    waits on the database (neither call blocks, events arrive on
+    reg_store_sock). */
 #ifndef BICKY_REG_STORE_H
 #define BICKY_REG_STORE_H
 
@@ -33,12 +36,29 @@
    a standby get the lock. */
 #define REG_STORE_IDLE_KILL_MS 5000
 
+/* What Postgres says of an API token forwarded by a gateway with an admin request. */
+typedef enum {
+    REG_TOKEN_ADMIN = 1, /* live (not revoked) and api_tokens.admin */
+    REG_TOKEN_NOT_ADMIN, /* live, but not an admin token */
+    REG_TOKEN_UNKNOWN,   /* no such token, or revoked */
+    REG_TOKEN_ERROR,     /* not checked: no session (standby, database away) or the query failed */
+} reg_token_result_t;
+
+typedef struct {
+    uint64_t check_id;         /* the loop's id of the check */
+    reg_token_result_t result; /* the answer */
+    char id[37];               /* api_tokens.id ("" unless ADMIN or NOT_ADMIN) */
+    char team_id[37];          /* its team's id */
+    char team[101];            /* its team's name */
+} reg_token_t;
+
 typedef enum {
     REG_STORE_ACTIVE = 1, /* the lock is ours: members and epoch are loaded */
     REG_STORE_STANDBY,    /* the lock is not ours (first attempt failed, or it was lost) */
     REG_STORE_SAVED,      /* a save finished, well or not */
     REG_STORE_REVOKED,    /* a token was revoked (active only): revoked_seq, token_sha256 */
     REG_STORE_REVSEQ,     /* the revocation counter (at activation, and whenever it moved) */
+    REG_STORE_TOKEN,      /* the answer to reg_store_check_token: token */
 } reg_store_event_type_t;
 
 typedef struct {
@@ -51,6 +71,7 @@ typedef struct {
     bool ok;                     /* SAVED: written and committed */
     uint64_t revoked_seq;        /* REVOKED, REVSEQ: the revocation counter */
     char token_sha256[65];       /* REVOKED: the revoked token's SHA-256 hex */
+    reg_token_t token;           /* TOKEN: the check's answer */
 } reg_store_event_t;
 
 typedef struct reg_store_t reg_store_t;
@@ -77,5 +98,9 @@ int reg_store_recv(reg_store_t *self, reg_store_event_t *ev);
    Ignored by the thread unless generation is its current activation. Never
    blocks: -1 when the queue is full or memory ran out (try again later). */
 int reg_store_save(reg_store_t *self, const reg_members_t *members, uint64_t generation, bool bump);
+/* Queues a check of the API token whose SHA-256 hex is sha256 (borrowed, 64 characters):
+   the thread reads api_tokens (and the team's name) on its session and answers with a
+   TOKEN event carrying check_id. Never blocks: -1 when the queue is full. */
+int reg_store_check_token(reg_store_t *self, uint64_t check_id, const char *sha256);
 
 #endif

@@ -1,9 +1,8 @@
 /*  reg_store_db — the store thread's libpq session: the advisory lock of
-    the active registry, the takeover read, and the one-statement snapshot
-    write. The connection is non-blocking and every query has a client-side
-    deadline (poll on PQsocket), so a vanished server cannot hold the thread
-    longer than REG_STORE_QUERY_MS. Store thread only; the registry's only
-    libpq code. */
+    the active registry, the takeover read, the one-statement snapshot
+    write, and the admin-token check. The connection is non-blocking and every query has a
+   client-side deadline (poll on PQsocket), so a vanished server cannot hold the thread longer than
+   REG_STORE_QUERY_MS. Store thread only; the registry's only libpq code. */
 #define LOG_MODULE "reg_store"
 #include "common/db_schema.h"
 #include "common/log.h"
@@ -476,6 +475,30 @@ int reg_db_revoked_seq(reg_db_t *self, uint64_t *seq, char *err, size_t errlen)
         return -1;
     }
     *seq = PQntuples(res) == 1 ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    PQclear(res);
+    return 0;
+}
+
+/* ---- admin tokens (sql/0007_admin_tokens.sql) ----------------------------- */
+
+int reg_db_token(reg_db_t *self, const char *sha256, reg_token_t *out, char *err, size_t errlen)
+{
+    const char *params[] = {sha256};
+    PGresult *res = s_query(self,
+                            "SELECT a.id::text, tm.id::text, tm.name, a.admin FROM api_tokens a"
+                            " JOIN teams tm ON tm.id = a.team_id"
+                            " WHERE a.token_sha256 = $1 AND a.revoked_at IS NULL",
+                            1, params, PGRES_TUPLES_OK, err, errlen);
+    if (!res) {
+        return -1;
+    }
+    out->result = REG_TOKEN_UNKNOWN;
+    if (PQntuples(res) == 1) {
+        snprintf(out->id, sizeof out->id, "%s", PQgetvalue(res, 0, 0));
+        snprintf(out->team_id, sizeof out->team_id, "%s", PQgetvalue(res, 0, 1));
+        snprintf(out->team, sizeof out->team, "%s", PQgetvalue(res, 0, 2));
+        out->result = !strcmp(PQgetvalue(res, 0, 3), "t") ? REG_TOKEN_ADMIN : REG_TOKEN_NOT_ADMIN;
+    }
     PQclear(res);
     return 0;
 }

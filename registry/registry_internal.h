@@ -47,6 +47,9 @@ int reg_db_take_over(
 int reg_db_listen(reg_db_t *self, uint64_t *seq, char *err, size_t errlen);
 /* Reads the revocation counter (table token_revocations). 0, or -1 with err. */
 int reg_db_revoked_seq(reg_db_t *self, uint64_t *seq, char *err, size_t errlen);
+/* Reads the API token whose SHA-256 hex is sha256 (live rows only, with its team's name)
+   into out (result ADMIN, NOT_ADMIN or UNKNOWN). 0, or -1 with err. */
+int reg_db_token(reg_db_t *self, const char *sha256, reg_token_t *out, char *err, size_t errlen);
 /* The session's socket (poll it for notifications), -1 when there is none. */
 int reg_db_socket(const reg_db_t *self);
 /* One revocation notification: the counter after it and the token's SHA-256 hex. */
@@ -77,6 +80,20 @@ typedef struct {
     size_t count;        /* nodes */
 } reg_view_t;
 
+/* An admin request forwarded by a gateway with its caller's API token, waiting
+   for the store thread to check that token (reg_server_admin.c). */
+#define REG_CHECKS_MAX    64   /* token checks waiting at once; beyond that 503 */
+#define REG_CHECK_WAIT_MS 3000 /* a check unanswered this long gets 503 */
+
+typedef struct {
+    uint64_t id;              /* check id (0: free slot) */
+    zframe_t *peer;           /* ROUTER identity of the requester (owned) */
+    uint64_t req_id;          /* echoed */
+    char action[16];          /* drain | undrain */
+    char node_id[REG_ID_MAX]; /* the node acted on */
+    int64_t since_ms;         /* monotonic time the check was asked */
+} reg_check_t;
+
 struct reg_server_t {
     char *pub_ep;              /* advertised PUB endpoint (cfg->pub_advertise or the bound one) */
     char *bind_ep;             /* ROUTER endpoint (copy of cfg->bind), for logs */
@@ -104,6 +121,8 @@ struct reg_server_t {
     keys_t *keys;              /* CURVE and roles (borrowed); NULL = insecure */
     zactor_t *mon_router;      /* refused handshakes on router (CURVE only) */
     zactor_t *mon_pub;         /* refused handshakes on pub (CURVE only) */
+    reg_check_t checks[REG_CHECKS_MAX]; /* admin requests waiting for their token check */
+    uint64_t next_check_id;             /* last check id handed out */
 };
 
 /* reg_server_role.c: the store's events and the save cycle. */
@@ -132,5 +151,30 @@ void reg_server_dispatch(reg_server_t *self,
 void reg_server_answer(reg_server_t *self, reg_reply_t *reply);
 /* Sends a standby reg_ack for req_id to peer (borrowed). */
 void reg_server_standby_ack(reg_server_t *self, zframe_t *peer, uint64_t req_id);
+/* Sends an admin_rep (error and state borrowed, may be NULL) to peer (borrowed). */
+void reg_server_admin_rep(reg_server_t *self,
+                          zframe_t *peer,
+                          uint64_t req_id,
+                          uint64_t status,
+                          const char *error,
+                          const char *state);
+/* Holds the reply to a request that changed membership until the change is
+   stored (peer borrowed; reply copied). */
+void reg_server_hold(reg_server_t *self, zframe_t *peer, reg_reply_t *reply);
+
+/* reg_server_admin.c: drain, undrain, remove. */
+/* Handles an admin request the sender's role allows (reg_server_reply.c checked it):
+   acts at once for an admin key (or without keys and without a token); with a
+   token (from a gateway), acts only once the store thread has found it live and
+   admin. peer and msg borrowed. */
+void reg_server_admin(reg_server_t *self,
+                      zframe_t *peer,
+                      const proto_msg_t *msg,
+                      const keys_peer_t *who);
+/* The store thread's answer to a token check (REG_STORE_TOKEN). */
+void reg_server_on_token(reg_server_t *self, const reg_token_t *tok);
+/* Answers 503 to the checks asked before before_ms (every tick; INT64_MAX: all of them,
+   at shutdown) and frees their slots. */
+void reg_server_checks_expire(reg_server_t *self, int64_t before_ms);
 
 #endif

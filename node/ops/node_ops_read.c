@@ -134,9 +134,11 @@ static void s_on_auth(void *arg, db_status_t status, const db_result_t *res)
         return;
     }
     const char *lim = db_result_value(res, 0, 2);
-    json_t *j = json_pack("{s:s, s:s, s:o}", "team_id", db_result_value(res, 0, 0), "team",
+    const char *admin = db_result_value(res, 0, 3);
+    json_t *j = json_pack("{s:s, s:s, s:o, s:b}", "team_id", db_result_value(res, 0, 0), "team",
                           db_result_value(res, 0, 1) ? db_result_value(res, 0, 1) : "", "limits",
-                          lim ? json_loads(lim, 0, NULL) : json_object());
+                          lim ? json_loads(lim, 0, NULL) : json_object(), "admin",
+                          admin && !strcmp(admin, "t"));
     char *text = j ? node_json_text(j) : NULL;
     if (text) {
         node_buf_str(&r->body, text);

@@ -234,17 +234,19 @@ static const s_stmt_t s_stmts[] = {
     {NODE_Q_IDEM_TEXT, 5,
      "INSERT INTO idempotency_keys (team_id, key, request_hash, status, response) VALUES "
      "($1::uuid, $2::text, $3::text, $4::int, $5::text) RETURNING response"},
-    /* Token check; last_used_at refreshed at most once a minute. */
+    /* Token check; last_used_at refreshed at most once a minute. The admin flag is told
+       to the gateway for the console only: the registry checks it itself (0007). */
     {NODE_Q_AUTH, 1,
-     "WITH t AS (SELECT a.id AS token_id, a.last_used_at, tm.id, tm.name FROM api_tokens a JOIN "
+     "WITH t AS (SELECT a.id AS token_id, a.last_used_at, a.admin, tm.id, tm.name FROM api_tokens "
+     "a JOIN "
      "teams tm ON tm.id = a.team_id WHERE a.token_sha256 = $1::text AND a.revoked_at IS NULL), "
      "u AS (UPDATE api_tokens SET last_used_at = now() WHERE id IN (SELECT token_id FROM t WHERE "
      "last_used_at IS NULL OR last_used_at < now() - interval '60 seconds')) SELECT t.id, t.name, "
      /* The team's limits set with bickyctl (NULL = default; docs/bickyctl.md). */
      "json_strip_nulls(json_build_object('rate', l.rate, 'burst', l.burst, 'actors', l.actors, "
      "'streams', l.streams, 'turns', l.turns, 'worktrees', l.worktrees, 'strategies', "
-     "array_to_string(l.strategies, ',')))::text FROM t LEFT JOIN team_limits l ON l.team_id = "
-     "t.id"},
+     "array_to_string(l.strategies, ',')))::text, t.admin FROM t LEFT JOIN team_limits l ON "
+     "l.team_id = t.id"},
     /* ---- single activation (node_fence.c, docs/placement.md) ---- */
     /* Claim, step 0: whatever the claim would still wait for (an uncommitted insert of
        one of its rows by a stopped node) stops it after 200 ms (55P03 → retried, each

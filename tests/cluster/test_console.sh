@@ -9,10 +9,11 @@
 # conversation and watches the reply stream in; reverts a title change;
 # approves and denies a permission raised by the fake LLM and sees the
 # tool's result; creates and deletes a worktree (an invalid branch refused);
-# the cluster page; stops the gateway mid-reply (the supervisor restarts it)
+# the cluster page (no drain button for a team token); stops the gateway mid-reply (the supervisor restarts it)
 # and sees the transcript complete with no duplicate; a second team sees none
-# of the first's data; an XSS matrix renders as text; the console asks no
-# host but the gateway. Screenshots of every page at 360 and 1280 px go to
+# of the first's data; an XSS matrix renders as text; an admin token drains
+# n2 with the keyboard (confirm step), sees it draining and off the ring, and
+# undrains it with a click; the console asks no host but the gateway. Screenshots of every page at 360 and 1280 px go to
 # $BICKY_TEST_LOG_DIR/console (default: test-logs/console in the build tree).
 # Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7700-7799).
 set -uo pipefail
@@ -84,8 +85,11 @@ t_check "... and answers with one" test "$TC_CODE" = 200
 
 other=$(tc_team_token other-team)
 t_check "a token of another team" test -n "$other"
+admin=$("$CTL" --database-url "$BICKY_DATABASE_URL" --json token create --team dev --name console-admin \
+    --admin 2>/dev/null | jq -r .token)
+t_check "an admin token of the dev team" test -n "$admin"
 gw_before=$(tc_pid gateway)
-CONSOLE_URL=$BICKY_URL CONSOLE_TOKEN=$BICKY_TOKEN CONSOLE_TOKEN2=$other \
+CONSOLE_URL=$BICKY_URL CONSOLE_TOKEN=$BICKY_TOKEN CONSOLE_TOKEN2=$other CONSOLE_ADMIN_TOKEN=$admin \
     CONSOLE_FAKE_PORT=$TA_FAKE_PORT CONSOLE_GATEWAY_PID=$TC_VAR/run/gateway.pid \
     CONSOLE_SHOTS=$SHOTS CONSOLE_CHROMIUM=$TPP_CHROMIUM \
     timeout 900 node "$SRC/tests/tools/console_test.js" >"$SHOTS/console_test.jsonl" 2>"$SHOTS/console_test.err"

@@ -4,7 +4,9 @@
 # curve_probe (tests/tools/curve_probe.c): with no key, with the stolen
 # gateway key, with another node's key, with the admin key where it does not
 # belong, and with a rogue key from another keys directory. None can register
-# a node, hijack a live node id, or drain/undrain/remove; a keyless client gets
+# a node, hijack a live node id, or drain/undrain/remove (the stolen gateway key
+# not even with a team token: only with an admin API token, which the registry
+# checks in Postgres, and then drain/undrain only); a keyless client gets
 # no reply from any socket and no event from a PUB; every attempt is logged by
 # its target (the log lines are asserted). bickyctl works with the admin key
 # and fails clearly without it; the daemons refuse to start without keys, and
@@ -99,6 +101,42 @@ for a in drain undrain remove; do
     t_check "gateway key: admin $a is refused 403 ($out)" grep -q "admin_rep status=403" <<<"$out"
 done
 t_check "... and logged" logged registry "refused type=admin node=n1 from role=gateway"
+# With an API token (what the gateway forwards for POST /api/nodes/:id/drain): the
+# registry checks the token itself in Postgres, so the stolen key needs an admin token too.
+plain=$(tc_team_token dev)
+created=$("$CTL" --database-url "$BICKY_DATABASE_URL" --json token create --team dev --admin 2>/dev/null)
+admin_tok=$(jq -r .token <<<"$created")
+admin_id=$(jq -r .id <<<"$created")
+t_check "a team token and an admin token" test -n "$plain" -a -n "$admin_tok"
+for a in drain undrain; do
+    out=$(probe "${G[@]}" "$REG" admin "$a" n1 "$plain")
+    t_check "gateway key + a team token: admin $a is refused 403 ($out)" \
+        grep -q "admin_rep status=403 error=the token is not an admin token" <<<"$out"
+    out=$(probe "${G[@]}" "$REG" admin "$a" n1 "bk_not_a_token_at_all")
+    t_check "gateway key + an unknown token: admin $a is refused 403 ($out)" \
+        grep -q "admin_rep status=403 error=invalid or revoked token" <<<"$out"
+done
+t_check "... and logged with the token's id" logged registry "refused admin action=drain node=n1 by=token:"
+out=$(probe "${G[@]}" "$REG" admin remove n1 "$admin_tok")
+t_check "gateway key + an admin token: remove is refused 403 ($out)" \
+    grep -q "admin_rep status=403 error=an API token may only drain or undrain" <<<"$out"
+out=$(probe --cert "$K/secret/node-n2.key" --server-cert "$REG_CERT" "$REG" admin drain n2 "$admin_tok")
+t_check "n2's key + an admin token: refused 403, only gateways forward tokens ($out)" \
+    grep -q "admin_rep status=403" <<<"$out"
+t_check "n1 still alive (nothing drained)" tc_node_is n1 alive
+out=$(probe "${G[@]}" "$REG" admin drain n2 "$admin_tok")
+t_check "gateway key + an admin token: drain n2 is done ($out)" \
+    grep -q "admin_rep status=200 error= state=draining" <<<"$out"
+t_check "... n2 draining" tc_node_is n2 draining
+t_check "... logged with the token's id and team" \
+    logged registry "admin action=drain node=n2 status=200 by=token:$admin_id team=dev"
+out=$(probe "${G[@]}" "$REG" admin undrain n2 "$admin_tok")
+t_check "gateway key + an admin token: undrain n2 ($out)" grep -q "admin_rep status=200 error= state=alive" <<<"$out"
+"$CTL" --database-url "$BICKY_DATABASE_URL" token revoke "$admin_id" >/dev/null
+out=$(probe "${G[@]}" "$REG" admin drain n2 "$admin_tok")
+t_check "gateway key + the admin token once revoked: 403 ($out)" \
+    grep -q "admin_rep status=403 error=invalid or revoked token" <<<"$out"
+t_check "n2 alive again" tc_node_is n2 alive
 out=$(probe "${G[@]}" "$REG" ring)
 t_check "gateway key: ring_get is answered (a gateway's right) ($out)" grep -q "^ring epoch=" <<<"$out"
 out=$(probe --cert "$GW_KEY" --server-cert "$K/public/node/n1.cert" "$(n_router 1)" \

@@ -354,6 +354,15 @@ Test(node_ops, auth_and_status, .timeout = 30)
     nt_rep_t r = nt_recv(&t, 77);
     cr_assert_eq(r.status, 200);
     cr_assert_str_eq(nt_str(r.body, "team_id", NULL), t.team_s);
+    cr_assert(json_is_false(json_object_get(r.body, "admin")), "a plain token is not admin");
+    nt_rep_free(&r);
+    snprintf(sql, sizeof sql, "UPDATE api_tokens SET admin = true WHERE token_sha256 = '%s'", hash);
+    nt_sql(&t, sql);
+    m.req_id = 76;
+    cr_assert_eq(wire_send(t.gw, NULL, &m), 0);
+    r = nt_recv(&t, 76);
+    cr_assert_eq(r.status, 200);
+    cr_assert(json_is_true(json_object_get(r.body, "admin")), "an admin token says so");
     nt_rep_free(&r);
     cr_assert_eq(nt_sql_ll(&t,
                            "SELECT count(*) FROM api_tokens WHERE token_sha256 = '%s' AND "

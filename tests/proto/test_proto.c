@@ -41,6 +41,7 @@ static proto_msg_t s_sample(proto_type_t type)
     m.seq = 9;
     m.revoked_seq = 3;
     m.token_sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    m.token = "bk_0123456789abcdef";
     m.nodes = s_nodes;
     m.nnodes = 2;
     return m;
@@ -104,6 +105,23 @@ Test(proto, payload_fields_survive)
     cr_assert_eq(out.seq, 9);
     cr_assert_str_eq(out.token_sha256, in.token_sha256);
     cr_assert_null(out.nodes);
+    proto_msg_reset(&out);
+    free(data);
+
+    in = s_sample(PROTO_ADMIN);
+    cr_assert_eq(proto_encode(&in, &data, &size), PROTO_OK);
+    cr_assert_eq(proto_decode(data, size, &out, NULL, 0), PROTO_OK);
+    cr_assert_str_eq(out.action, "drain");
+    cr_assert_str_eq(out.token, "bk_0123456789abcdef", "a gateway forwards its caller's token");
+    proto_msg_reset(&out);
+    cr_assert_null(out.token);
+    free(data);
+    in = s_sample(PROTO_ADMIN_REP);
+    cr_assert_eq(proto_encode(&in, &data, &size), PROTO_OK);
+    cr_assert_eq(proto_decode(data, size, &out, NULL, 0), PROTO_OK);
+    cr_assert_eq(out.status, 202);
+    cr_assert_str_eq(out.state, "alive", "the node's state after the action");
+    cr_assert_null(out.token);
     proto_msg_reset(&out);
     free(data);
 

@@ -164,6 +164,7 @@ Test(reg_ctl, tokens_and_migrate)
     s_json_str(out, "id", id, sizeof id);
     cr_assert_not_null(strstr(out, "\"team\":\"acme\""), "%s", out);
     cr_assert_not_null(strstr(out, "\"team_created\":true"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"admin\":false"), "%s", out);
     cr_assert_eq(strncmp(token, "bk_", 3), 0);
     /* Only the hash is stored. */
     char sha[65];
@@ -178,14 +179,29 @@ Test(reg_ctl, tokens_and_migrate)
     cr_assert_eq(s_ctl(out, sizeof out, false, "token create --team acme"), 0);
     cr_assert_not_null(strstr(out, "shown only this once"), "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, false, "token create --name x"), 2);
+    /* An admin token: the flag is stored, printed and listed. */
+    char admin_id[64];
+    cr_assert_eq(s_ctl(out, sizeof out, false, "token create --team acme --name ops --admin"), 0);
+    cr_assert_not_null(strstr(out, "admin  yes"), "%s", out);
+    cr_assert_eq(s_ctl(out, sizeof out, false, "token create --team acme --admin --json"), 0);
+    cr_assert_not_null(strstr(out, "\"admin\":true"), "%s", out);
+    s_json_str(out, "id", admin_id, sizeof admin_id);
+    snprintf(sql, sizeof sql, "SELECT admin FROM api_tokens WHERE id = '%s'", admin_id);
+    cr_assert_str_eq(rt_db_value(&s_env.db, sql), "t");
+    snprintf(sql, sizeof sql, "SELECT admin FROM api_tokens WHERE id = '%s'", id);
+    cr_assert_str_eq(rt_db_value(&s_env.db, sql), "f");
+    cr_assert_str_eq(rt_db_value(&s_env.db, "SELECT count(*) FROM api_tokens WHERE admin"), "2");
 
     cr_assert_eq(s_ctl(out, sizeof out, false, "token list --team acme --json"), 0);
     cr_assert_not_null(strstr(out, id), "%s", out);
     cr_assert_null(strstr(out, token), "the token must never be listed");
     cr_assert_null(strstr(out, sha), "the hash must never be listed");
     cr_assert_not_null(strstr(out, "\"last_used_at\":null"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"admin\":true}"), "%s", out);
+    cr_assert_not_null(strstr(out, "\"admin\":false}"), "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, false, "token list"), 0);
     cr_assert_not_null(strstr(out, "LAST USED"), "%s", out);
+    cr_assert_not_null(strstr(out, "ADMIN"), "%s", out);
     cr_assert_eq(s_ctl(out, sizeof out, true, "token list --team nosuch"), 1);
 
     cr_assert_eq(s_ctl(out, sizeof out, false, "token revoke %s", id), 0);

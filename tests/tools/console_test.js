@@ -3,6 +3,7 @@
 // tests/cluster/test_console.sh. Every wait is on a DOM state (60 s bound),
 // never a fixed sleep.
 // Env: CONSOLE_URL, CONSOLE_TOKEN, CONSOLE_TOKEN2 (another team),
+//      CONSOLE_ADMIN_TOKEN (an admin token of CONSOLE_TOKEN's team),
 //      CONSOLE_FAKE_PORT (the fake LLM), CONSOLE_GATEWAY_PID (file),
 //      CONSOLE_SHOTS (screenshot directory), CONSOLE_CHROMIUM (/usr/bin/chromium).
 // Prints one JSON line per check ({"check", "ok", "detail"?}); exits 0 when
@@ -17,6 +18,7 @@ const URL0 = process.env.CONSOLE_URL;
 const ORIGIN = new URL(URL0).origin;
 const TOKEN = process.env.CONSOLE_TOKEN;
 const TOKEN2 = process.env.CONSOLE_TOKEN2;
+const ADMIN = process.env.CONSOLE_ADMIN_TOKEN;
 const FAKE = process.env.CONSOLE_FAKE_PORT;
 const SHOTS = process.env.CONSOLE_SHOTS;
 const T = 60000;
@@ -294,6 +296,8 @@ async function main() {
     (await page.$$eval("#nodes tbody tr", (l) => l.map((r) => r.children[3].textContent))).every((s) => s.endsWith("%")));
   const drains = await page.$$eval("#drain li", (l) => l.map((e) => e.textContent));
   check("cluster: the bickyctl drain command of each node", drains.join(",") === "bickyctl drain n1,bickyctl drain n2", drains);
+  check("cluster: a team token gets no drain button", (await page.$$("#nodes button")).length === 0 &&
+    await page.$eval("#node-actions-h", (e) => e.hidden));
   await shots("cluster");
   await go("#/conversations", "#conv-list tbody tr");
   await shots("conversations");
@@ -408,6 +412,45 @@ async function main() {
   await page.select("#f-status", "archived");
   await page.waitForSelector("#conv-empty:not([hidden])");
   check("filtered by status: no archived one among them", true);
+
+  // ---------------------------------------------------------------- drain and undrain (admin token)
+  // Last but one: n2 leaves the ring and comes back; nothing after this posts a turn.
+  await press("#signout");
+  await signIn(ADMIN);
+  await go("#/cluster", '#nodes tr[data-node="n2"][data-state="alive"] button.drain');
+  await page.waitForSelector('#nodes tr[data-node="n1"] button.drain');
+  check("admin: a Drain button per node, the bickyctl commands hidden",
+    (await page.$$("#nodes button.drain")).length === 2 && await page.$eval("#drain", (e) => e.hidden));
+  // With the keyboard: Drain asks to confirm, and the confirmation takes the focus.
+  await page.focus('#nodes tr[data-node="n2"] button.drain');
+  await page.keyboard.press("Enter");
+  await page.waitForSelector('#nodes tr[data-node="n2"] button.confirm-drain');
+  check("admin: drain asks to confirm, with the focus on the confirmation",
+    await page.evaluate(() => document.activeElement.classList.contains("confirm-drain")));
+  await press('#nodes tr[data-node="n2"] button.cancel');
+  await page.waitForSelector('#nodes tr[data-node="n2"] button.drain');
+  check("admin: cancel leaves n2 alive", (await api("GET", "/api/status")).body.nodes
+    .find((n) => n.id === "n2").state === "alive");
+  await page.focus('#nodes tr[data-node="n2"] button.drain');
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => document.activeElement.classList.contains("confirm-drain"));
+  await page.keyboard.press("Enter");
+  await waitText("#toast", "Drain n2: draining");
+  check("admin: the drain is confirmed in a toast", await page.$eval("#toast", (e) => e.dataset.kind === "ok"));
+  await page.waitForSelector('#nodes tr[data-node="n2"][data-state="draining"] button.undrain');
+  const st = (await api("GET", "/api/status")).body.nodes.find((n) => n.id === "n2");
+  check("admin: n2 shows draining, off the ring", st.state === "draining" && !st.in_ring, st);
+  check("admin: n2 has no ring share on the page",
+    await page.$eval('#nodes tr[data-node="n2"]', (r) => r.children[3].textContent === "—"));
+  await shots("cluster-admin");
+  await press('#nodes tr[data-node="n2"] button.undrain');
+  await page.waitForSelector('#nodes tr[data-node="n2"][data-state="alive"] button.drain');
+  const back = (await api("GET", "/api/status")).body.nodes.find((n) => n.id === "n2");
+  check("admin: n2 undrained, alive on the ring again", back.state === "alive" && back.in_ring, back);
+  const noAdmin = await api("POST", "/api/nodes/n2/drain");
+  check("a team token may not drain (403 forbidden)", noAdmin.status === 403 && noAdmin.body.code === "forbidden", noAdmin);
+  await press("#signout");
+  await signIn(TOKEN);
 
   // ---------------------------------------------------------------- keyboard, hosts, errors
   await go("#/conversations", "#conv-list");

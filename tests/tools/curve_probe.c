@@ -4,7 +4,7 @@
     and prints what came back. Single thread, blocking with deadlines.
 
     curve_probe [--cert FILE] [--server-cert FILE] [--wait-ms N] ENDPOINT ACTION [ARGS]
-      register NODE ROUTER PUB | heartbeat NODE | admin ACTION NODE | ring
+      register NODE ROUTER PUB | heartbeat NODE | admin ACTION NODE [API_TOKEN] | ring
       api OP TEAM_UUID [CONV_UUID|-] [JSON]
       sub STOP_FILE        subscribe (empty prefix), print "event N" per message, until
                            STOP_FILE exists
@@ -62,8 +62,8 @@ static void s_print(const proto_msg_t *m)
                    m->error ? m->error : "");
             break;
         case PROTO_ADMIN_REP:
-            printf("admin_rep status=%llu error=%s\n", (unsigned long long)m->status,
-                   m->error ? m->error : "");
+            printf("admin_rep status=%llu error=%s state=%s\n", (unsigned long long)m->status,
+                   m->error ? m->error : "", m->state ? m->state : "");
             break;
         case PROTO_RING:
             printf("ring epoch=%llu nodes=%zu\n", (unsigned long long)m->ring_epoch, m->nnodes);
@@ -89,8 +89,11 @@ static int s_request(int argc, char **argv, proto_msg_t *req)
                              .weight = 1};
     } else if (!strcmp(a, "heartbeat") && argc == 2) {
         *req = (proto_msg_t){.type = PROTO_HEARTBEAT, .node_id = argv[1]};
-    } else if (!strcmp(a, "admin") && argc == 3) {
-        *req = (proto_msg_t){.type = PROTO_ADMIN, .action = argv[1], .node_id = argv[2]};
+    } else if (!strcmp(a, "admin") && (argc == 3 || argc == 4)) {
+        *req = (proto_msg_t){.type = PROTO_ADMIN,
+                             .action = argv[1],
+                             .node_id = argv[2],
+                             .token = argc == 4 ? argv[3] : NULL};
     } else if (!strcmp(a, "ring") && argc == 1) {
         *req = (proto_msg_t){.type = PROTO_RING_GET};
     } else if (!strcmp(a, "api") && argc >= 3 && argc <= 5) {

@@ -108,6 +108,7 @@ ts_up() {
         PATH="$(dirname "$TS_BUN"):$PATH" PORT=$port DEFAULT_PROVIDER=mock TS_BUN=$TS_BUN \
             TS_PIDFILE=$pidfile exec setsid bash -c 'echo $$ >"$TS_PIDFILE"; exec "$TS_BUN" run src/index.ts') \
         >"$TS_LOG" 2>&1 &
+    disown # ts_down ends it by its group, possibly with SIGKILL: no job report from bash
     bk_wait_for 10 test -s "$pidfile" && pid=$(cat "$pidfile")
     [[ $pid =~ ^[0-9]+$ ]] || bn_die "the TypeScript server did not start (see $TS_LOG)"
     TS_PGID=$pid

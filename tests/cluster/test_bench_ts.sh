@@ -96,7 +96,7 @@ s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 open(sys.argv[1], "w").write(str(s.server_address[1]))
 s.serve_forever()
 EOF
-python3 "$T/server.py" "$T/port" &
+python3 "$T/server.py" "$T/port" 2>"$T/server.err" & # wrk resets its connections at the end
 SERVER=$!
 bk_wait_for 10 test -s "$T/port" || bk_die "the test server did not start"
 URL=http://127.0.0.1:$(cat "$T/port")

@@ -1,11 +1,17 @@
 -- wrk_post.lua — POSTs for the whole wrk duration. $BENCH_MODE:
---   messages  POST /api/conversations/<id>/messages {"content": ...} over the
---             conversation ids of the file $BENCH_IDS (one a line), each wrk
---             thread cycling through its own share                      (P1)
---   new       POST /api/message {"content": ...}: a new conversation each time (P2)
+--   messages    POST /api/conversations/<id>/messages {"content": ...} over the
+--               conversation ids of the file $BENCH_IDS (one a line), each wrk
+--               thread cycling through its own share                    (P1)
+--   new         POST /api/message {"content": ...}: a new conversation each time (P2)
+--   legacy      POST /message {"content": ..., "interactionId": <id>}: the
+--               TypeScript server's route (and Bicky's legacy one), over $BENCH_IDS
+--               as in messages                                          (TS1)
+--   legacy-new  POST /message {"content": ...}: a new conversation each time (TS2)
 -- (One request per id, ending with the list, is bench/http_once.c: wrk always
 -- runs for its whole -d duration.)
--- $BENCH_TOKEN is the bearer token, $BENCH_THREADS wrk's -t. Reports through wrk_report.lua.
+-- $BENCH_TOKEN is the bearer token (no Authorization header when empty),
+-- $BENCH_THREADS wrk's -t, $BENCH_EXPECT a string every good answer's body
+-- holds (optional; see wrk_report.lua). Reports through wrk_report.lua.
 dofile(os.getenv("BENCH_DIR") .. "/wrk_report.lua")
 
 -- setup() runs in the main state before each thread's init(), so the thread
@@ -20,17 +26,19 @@ end
 local ids = {}
 local pos = 0
 local mode = os.getenv("BENCH_MODE") or "messages"
-local body = '{"content":"hello from the bicky benchmark"}'
+local content = '"content":"hello from the bicky benchmark"'
+local body = "{" .. content .. "}"
 local headers = {
-    ["Authorization"] = "Bearer " .. (os.getenv("BENCH_TOKEN") or ""),
     ["Content-Type"] = "application/json",
 }
-statuses = {}
+if (os.getenv("BENCH_TOKEN") or "") ~= "" then
+    headers["Authorization"] = "Bearer " .. os.getenv("BENCH_TOKEN")
+end
 
 function init(args)
     local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
     local path = os.getenv("BENCH_IDS")
-    if path and mode ~= "new" then
+    if path and mode ~= "new" and mode ~= "legacy-new" then
         local i = 0
         for line in io.lines(path) do
             if i % nthreads == tid then
@@ -41,34 +49,31 @@ function init(args)
     end
 end
 
-function request()
-    if mode == "new" then
-        return wrk.format("POST", "/api/message", headers, body)
-    end
+local function next_id()
     pos = pos + 1
     if pos > #ids then
         pos = 1
     end
-    local id = ids[pos]
-    return wrk.format("POST", "/api/conversations/" .. id .. "/messages", headers, body)
+    return ids[pos]
+end
+
+function request()
+    if mode == "new" then
+        return wrk.format("POST", "/api/message", headers, body)
+    elseif mode == "legacy-new" then
+        return wrk.format("POST", "/message", headers, body)
+    elseif mode == "legacy" then
+        return wrk.format("POST", "/message", headers,
+            "{" .. content .. ',"interactionId":"' .. next_id() .. '"}')
+    end
+    return wrk.format("POST", "/api/conversations/" .. next_id() .. "/messages", headers, body)
 end
 
 function response(status, hdrs, resp)
-    statuses[status] = (statuses[status] or 0) + 1
+    wrk_count(status, resp)
 end
 
 function done(summary, latency, requests)
-    local total = {}
-    for _, t in ipairs(threads) do
-        local s = t:get("statuses")
-        for k, v in pairs(s) do
-            total[k] = (total[k] or 0) + v
-        end
-    end
-    local parts = {}
-    for k, v in pairs(total) do
-        parts[#parts + 1] = string.format('"%d":%d', k, v)
-    end
-    io.write("WRK_STATUS {" .. table.concat(parts, ",") .. "}\n")
+    wrk_status_report(threads)
     wrk_report(summary, latency)
 end

@@ -26,8 +26,10 @@
 #    an unmasked frame (1002), a 2 MiB frame (1009), invalid UTF-8 (1007), a
 #    binary frame (1003), garbage right after the handshake (1002), the
 #    handshake one byte at a time (served), a message in 3 fragments
-#    (served), a ping (pong), 10,000 joins on one socket (error replies, the
-#    socket still answers its heartbeat);
+#    (served), a ping (pong), frames and a fragmented message cut byte by
+#    byte after the socket came to rest (its framing state is freed at rest
+#    and must not be mid-frame: served), 10,000 joins on one socket (error
+#    replies, the socket still answers its heartbeat);
 #  - a stalled reader on the team topic while ~24 MB of events flow: cut by
 #    the gateway, whose memory stays bounded;
 #  - the gateway is the same process at the end, and /health answers.
@@ -165,6 +167,9 @@ for case in "unmasked:close 1002" "oversized:close 1009" "badutf8:close 1007" \
     got=$(raw "${case%%:*}")
     t_check "${case%%:*}: ${case#*:} ($got)" test "$got" = "${case#*:}"
 done
+got=$(raw pieces)
+t_check "frames and a fragmented message cut across reads after a rest: 3 replies, the pong ($got)" \
+    test "$got" = "replies 3 pong 1"
 got=$(raw joins)
 t_check "10,000 joins on one socket: error replies, then the heartbeat is ok ($got)" \
     eval '[[ $got =~ ^reply\ ok\ errors\ [0-9]+$ && ${got##* } -gt 0 ]]'

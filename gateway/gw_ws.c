@@ -1,6 +1,6 @@
 /*  gw_ws — WebSocket transport: GET /socket/websocket answers 101 through
-    libmicrohttpd's upgrade (gw_ws_upgrade.c); the upgraded (non-blocking)
-    socket then lives in an epoll set of its own (the hub, one loop poller)
+    libmicrohttpd's upgrade (gw_ws_upgrade.c), which then lets go of the
+    socket; it lives in an epoll set of its own (the hub, one loop poller)
     and wslay reads the frames: masking enforced (a server context refuses
     unmasked frames with 1002), fragments reassembled up to --max-body +
     4 KiB (else 1009), ping answered with pong, close handshake. Text
@@ -20,6 +20,7 @@
 #include "common/util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -35,26 +36,27 @@
 #define S_READ_PAUSE (GW_WS_OUT_MAX / 2)
 
 struct gw_ws_t {
-    gw_ws_hub_t *hub;                      /* owner */
-    int fd;                                /* upgraded socket (libmicrohttpd's) */
-    struct MHD_UpgradeResponseHandle *urh; /* to close it */
-    wslay_event_context_ptr ctx;           /* framing; NULL while idle (s_release) */
-    gw_phx_t *phx;                         /* protocol state */
-    gw_ws_out_t out;                       /* unsent output */
-    uint64_t in_fed;                       /* bytes given to ctx since it was made */
-    uint64_t in_done;                      /* of them, bytes of whole frames it read */
-    uint64_t in_frame;                     /* bytes of the frame being read */
-    bool in_frag;                          /* a fragmented message is being read */
-    uint8_t team_id[16];                   /* the token's team */
-    bool counted;                          /* holds one of its team's stream slots */
-    limits_t limits;                       /* the team's limits at the upgrade */
-    char *extra;                           /* bytes read past the upgrade head (owned) */
-    size_t extra_len, extra_off;           /* of extra */
-    int64_t last_in_ms;                    /* last message received (mono) */
-    int64_t close_ms;                      /* when our close was queued, 0 before */
-    uint32_t events;                       /* epoll interest */
-    bool draining;                         /* closed: reading the peer's rest until it leaves */
-    void *handle;                          /* position in hub->sockets */
+    gw_ws_hub_t *hub;            /* owner */
+    int fd;                      /* upgraded socket (ours: libmicrohttpd let go) */
+    char ip[GW_IP_KEY_MAX];      /* client address */
+    bool ip_counted;             /* counted in the per-IP table */
+    wslay_event_context_ptr ctx; /* framing; NULL while idle (s_release) */
+    gw_phx_t *phx;               /* protocol state */
+    gw_ws_out_t out;             /* unsent output */
+    uint64_t in_fed;             /* bytes given to ctx since it was made */
+    uint64_t in_done;            /* of them, bytes of whole frames it read */
+    uint64_t in_frame;           /* bytes of the frame being read */
+    bool in_frag;                /* a fragmented message is being read */
+    uint8_t team_id[16];         /* the token's team */
+    bool counted;                /* holds one of its team's stream slots */
+    limits_t limits;             /* the team's limits at the upgrade */
+    char *extra;                 /* bytes read past the upgrade head (owned) */
+    size_t extra_len, extra_off; /* of extra */
+    int64_t last_in_ms;          /* last message received (mono) */
+    int64_t close_ms;            /* when our close was queued, 0 before */
+    uint32_t events;             /* epoll interest */
+    bool draining;               /* closed: reading the peer's rest until it leaves */
+    void *handle;                /* position in hub->sockets */
 };
 
 struct gw_ws_hub_t {
@@ -222,9 +224,10 @@ static void s_free(gw_ws_t *ws)
     if (ws->ctx) {
         wslay_event_context_free(ws->ctx);
     }
-    /* libmicrohttpd closes the socket and ends the request. */
-    MHD_upgrade_action(ws->urh, MHD_UPGRADE_ACTION_CLOSE);
-    gw_server_kick(hub->srv);
+    if (ws->ip_counted) {
+        gw_iptab_close(hub->srv->iptab, ws->ip);
+    }
+    close(ws->fd);
     gw_ws_out_free(&ws->out);
     free(ws->extra);
     free(ws);
@@ -389,12 +392,15 @@ void gw_ws_open(gw_ws_hub_t *hub, const gw_ws_open_t *open)
     gw_ws_t *ws = calloc(1, sizeof *ws);
     if (!ws) {
         LOG_W("cannot set up a WebSocket: out of memory");
-        MHD_upgrade_action(open->urh, MHD_UPGRADE_ACTION_CLOSE);
+        close(open->fd);
         return;
     }
     ws->hub = hub;
     ws->fd = open->fd;
-    ws->urh = open->urh;
+    /* libmicrohttpd uncounts its connection as it lets go: the socket
+       stays counted here, for --max-connections-per-ip. */
+    snprintf(ws->ip, sizeof ws->ip, "%s", open->ip);
+    ws->ip_counted = gw_iptab_open(srv->iptab, ws->ip, 0, util_mono_ms()) == 0;
     memcpy(ws->team_id, open->team_id, 16);
     ws->limits = *open->limits;
     /* The 101 is out: the slot is taken even when handshakes raced past the check. */

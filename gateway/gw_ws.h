@@ -49,16 +49,17 @@ void gw_h_socket(gw_req_t *req);
 
 /* What the upgrade hands to the hub (all borrowed for the call). */
 typedef struct {
-    int fd;                                /* the upgraded socket */
-    struct MHD_UpgradeResponseHandle *urh; /* libmicrohttpd's handle of it */
-    const uint8_t *team_id;                /* the token's team (16 bytes) */
-    const limits_t *limits;                /* the team's limits */
-    const char *extra;                     /* bytes read past the head */
-    size_t extra_len;                      /* of extra */
+    int fd;                 /* the upgraded socket (a duplicate, taken over) */
+    const uint8_t *team_id; /* the token's team (16 bytes) */
+    const limits_t *limits; /* the team's limits */
+    const char *ip;         /* client address (gw_iptab_key) */
+    const char *extra;      /* bytes read past the head */
+    size_t extra_len;       /* of extra */
 } gw_ws_open_t;
 
-/* Takes an upgraded socket into the hub and reads what already came; on
-   failure the socket is closed (gw_ws.c, from gw_ws_upgrade.c). */
+/* Takes an upgraded socket into the hub (counted against its address in
+   the per-IP table and in gw_server_connections) and reads what already
+   came; on failure the socket is closed (gw_ws.c, from gw_ws_upgrade.c). */
 void gw_ws_open(gw_ws_hub_t *hub, const gw_ws_open_t *open);
 
 /* ---- a socket's unsent output (gw_ws_out.c, pure) ------------------------- */

@@ -8,7 +8,8 @@ Cases: unmasked, oversized, badutf8, trickle (handshake one byte at a time,
 then a heartbeat), garbage (bytes that are no frame right after the
 handshake, in the same packet), joins (10,000 joins on one socket, then a
 heartbeat), binary, fragments (a heartbeat in 3 fragments), ping, pieces
-(frames cut across reads after the socket rested: see pieces()), stall
+(frames cut across reads after the socket rested: see pieces()), hold N
+(N sockets open until UNSTALL_FILE exists: see hold()), stall
 (a 4 KiB receive buffer, joins the team topic, creates READY_FILE, reads
 nothing until UNSTALL_FILE exists, then drains: "eof BYTES", "reset BYTES"
 or "open BYTES" (nothing for 10 s) — how it ended and the bytes it got).
@@ -179,6 +180,8 @@ def main():
             print("eof")
     elif CASE == "pieces":
         pieces()
+    elif CASE == "hold":
+        hold(int(sys.argv[4]), *sys.argv[5:7])
     elif CASE == "stall":
         stall(*sys.argv[4:6])
     else:
@@ -219,6 +222,23 @@ def pieces():
     except (EOFError, OSError):
         pass
     print("replies", replies, "pong", pongs)
+
+
+def hold(n, ready, release):
+    """Opens n sockets (each answers a heartbeat), creates READY_FILE, keeps
+    them until RELEASE_FILE exists. Prints "held N"."""
+    socks = []
+    for i in range(n):
+        s, rest = handshake()
+        s.sendall(heartbeat("h%d" % i))
+        if until_close_or_reply(Reader(s, rest), "h%d" % i) != "reply ok":
+            print("socket", i, "not served")
+            return
+        socks.append(s)
+    open(ready, "w").close()
+    while not os.path.exists(release):
+        time.sleep(0.05)
+    print("held", len(socks))
 
 
 def stall(ready, unstall):

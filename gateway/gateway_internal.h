@@ -576,7 +576,7 @@ void gw_server_destroy(gw_server_t **self_p);
 int gw_server_run(gw_server_t *self);
 /* Makes MHD run again soon (after resuming connections). */
 void gw_server_kick(gw_server_t *self);
-/* Open HTTP connections: libmicrohttpd's and those in the head stage. */
+/* Open connections: libmicrohttpd's, those in the head stage, WebSockets. */
 unsigned gw_server_connections(gw_server_t *self);
 
 #include "gateway/gw_fanout.h"

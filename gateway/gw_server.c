@@ -200,6 +200,7 @@ unsigned gw_server_connections(gw_server_t *self)
     const union MHD_DaemonInfo *info =
         self->mhd ? MHD_get_daemon_info(self->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
     size_t ours = self->accept ? gw_accept_pending(self->accept) : 0;
+    ours += self->ws ? gw_ws_hub_count(self->ws) : 0; /* libmicrohttpd let them go */
     return (info ? info->num_connections : 0) + (unsigned)ours;
 }
 

@@ -1,12 +1,17 @@
 /*  gw_ws — WebSocket transport: GET /socket/websocket answers 101 through
-    libmicrohttpd's upgrade; the upgraded (non-blocking) socket then lives in
-    an epoll set of its own (the hub, one loop poller) and wslay does the
-    framing: masking enforced (a server context refuses unmasked frames with
-    1002), fragments reassembled up to --max-body + 4 KiB (else 1009), ping
-    answered with pong, close handshake. Text messages are checked for UTF-8
-    (else 1007) and handed to the Phoenix layer (gw_phx.c); binary ones are
-    refused (1003). Unsent output is bounded (GW_WS_OUT_MAX, else 1008); a
-    socket silent for GW_WS_IDLE_MS is closed (1001). Loop thread only. */
+    libmicrohttpd's upgrade (gw_ws_upgrade.c), which then lets go of the
+    socket; it lives in an epoll set of its own (the hub, one loop poller)
+    and wslay reads the frames: masking enforced (a server context refuses
+    unmasked frames with 1002), fragments reassembled up to --max-body +
+    4 KiB (else 1009), ping answered with pong, close handshake. Text
+    messages are checked for UTF-8 (else 1007) and handed to the Phoenix
+    layer (gw_phx.c); binary ones are refused (1003). Output is framed here
+    and written at once when the socket takes it; what it does not take waits
+    in a buffer (gw_ws_out.c) bounded by GW_WS_OUT_MAX (else 1008). A quiet
+    socket holds neither that buffer nor a wslay context: the context (two
+    4 KiB buffers in wslay 1.1.1) is made when bytes arrive or a close is
+    queued and freed once no frame is half read. A socket silent for
+    GW_WS_IDLE_MS is closed (1001). Loop thread only. */
 #define LOG_MODULE "gw_ws"
 #include "gateway/gw_ws.h"
 #include "gateway/gw_limits.h"
@@ -15,10 +20,9 @@
 #include "common/util.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,21 +36,27 @@
 #define S_READ_PAUSE (GW_WS_OUT_MAX / 2)
 
 struct gw_ws_t {
-    gw_ws_hub_t *hub;                      /* owner */
-    int fd;                                /* upgraded socket (libmicrohttpd's) */
-    struct MHD_UpgradeResponseHandle *urh; /* to close it */
-    wslay_event_context_ptr ctx;           /* framing */
-    gw_phx_t *phx;                         /* protocol state */
-    uint8_t team_id[16];                   /* the token's team */
-    bool counted;                          /* holds one of its team's stream slots */
-    limits_t limits;                       /* the team's limits at the upgrade */
-    char *extra;                           /* bytes read past the upgrade head (owned) */
-    size_t extra_len, extra_off;           /* of extra */
-    int64_t last_in_ms;                    /* last message received (mono) */
-    int64_t close_ms;                      /* when our close was queued, 0 before */
-    uint32_t events;                       /* epoll interest */
-    bool draining;                         /* closed: reading the peer's rest until it leaves */
-    void *handle;                          /* position in hub->sockets */
+    gw_ws_hub_t *hub;            /* owner */
+    int fd;                      /* upgraded socket (ours: libmicrohttpd let go) */
+    char ip[GW_IP_KEY_MAX];      /* client address */
+    bool ip_counted;             /* counted in the per-IP table */
+    wslay_event_context_ptr ctx; /* framing; NULL while idle (s_release) */
+    gw_phx_t *phx;               /* protocol state */
+    gw_ws_out_t out;             /* unsent output */
+    uint64_t in_fed;             /* bytes given to ctx since it was made */
+    uint64_t in_done;            /* of them, bytes of whole frames it read */
+    uint64_t in_frame;           /* bytes of the frame being read */
+    bool in_frag;                /* a fragmented message is being read */
+    uint8_t team_id[16];         /* the token's team */
+    bool counted;                /* holds one of its team's stream slots */
+    limits_t limits;             /* the team's limits at the upgrade */
+    char *extra;                 /* bytes read past the upgrade head (owned) */
+    size_t extra_len, extra_off; /* of extra */
+    int64_t last_in_ms;          /* last message received (mono) */
+    int64_t close_ms;            /* when our close was queued, 0 before */
+    uint32_t events;             /* epoll interest */
+    bool draining;               /* closed: reading the peer's rest until it leaves */
+    void *handle;                /* position in hub->sockets */
 };
 
 struct gw_ws_hub_t {
@@ -63,14 +73,19 @@ static ssize_t
 s_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user_data)
 {
     gw_ws_t *ws = user_data;
-    if (ws->extra_off < ws->extra_len) {
+    if (ws->extra) {
         size_t n = ws->extra_len - ws->extra_off;
         n = n < len ? n : len;
         memcpy(buf, ws->extra + ws->extra_off, n);
         ws->extra_off += n;
+        if (ws->extra_off == ws->extra_len) {
+            free(ws->extra);
+            ws->extra = NULL;
+        }
+        ws->in_fed += n;
         return (ssize_t)n;
     }
-    if (wslay_event_get_queued_msg_length(ctx) > S_READ_PAUSE) {
+    if (ws->out.len > S_READ_PAUSE) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
@@ -83,23 +98,44 @@ s_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *u
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
+    ws->in_fed += (uint64_t)n;
     return n;
 }
 
+/* wslay's own frames (pong, close) join the output buffer, which s_flush
+   writes: wslay never holds output, so its context can be freed when the
+   socket is idle, and a close can drop the frames never begun. */
 static ssize_t
 s_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user_data)
 {
     gw_ws_t *ws = user_data;
-    ssize_t n = send(ws->fd, data, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
-        return -1;
-    }
-    if (n < 0) {
+    if (gw_ws_out_append(&ws->out, data, len) != 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
         return -1;
     }
-    return n;
+    return (ssize_t)len;
+}
+
+/* Counts the bytes of each frame (the client's are masked; wslay refuses
+   a length not in its shortest form), so that s_release knows when wslay
+   holds no part of one. */
+static void s_on_frame_start(wslay_event_context_ptr ctx,
+                             const struct wslay_event_on_frame_recv_start_arg *arg,
+                             void *user_data)
+{
+    gw_ws_t *ws = user_data;
+    uint64_t n = arg->payload_length;
+    ws->in_frame = 2 + 4 + (n < 126 ? 0 : n < 65536 ? 2 : 8) + n;
+    if (arg->opcode < WSLAY_CONNECTION_CLOSE) {
+        ws->in_frag = !arg->fin; /* control frames may come between fragments */
+    }
+}
+
+static void s_on_frame_end(wslay_event_context_ptr ctx, void *user_data)
+{
+    gw_ws_t *ws = user_data;
+    ws->in_done += ws->in_frame;
+    ws->in_frame = 0;
 }
 
 /* Whether text[0, len) is valid UTF-8 (jansson's check). */
@@ -129,6 +165,48 @@ static void s_on_msg(wslay_event_context_ptr ctx,
     }
 }
 
+/* ---- the framing context -------------------------------------------------- */
+
+/* Makes the socket's wslay context if it has none; 0, or -1 out of memory. */
+static int s_ctx(gw_ws_t *ws)
+{
+    if (ws->ctx) {
+        return 0;
+    }
+    struct wslay_event_callbacks cbs = {.recv_callback = s_recv,
+                                        .send_callback = s_send,
+                                        .on_frame_recv_start_callback = s_on_frame_start,
+                                        .on_frame_recv_end_callback = s_on_frame_end,
+                                        .on_msg_recv_callback = s_on_msg};
+    if (wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0) {
+        ws->ctx = NULL;
+        LOG_W("cannot read a WebSocket: out of memory");
+        return -1;
+    }
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)ws->hub->srv->cfg->max_body +
+                                                            GW_WS_FRAME_SLACK);
+    ws->in_fed = ws->in_done = ws->in_frame = 0;
+    ws->in_frag = false;
+    return 0;
+}
+
+/* Frees the wslay context of a socket at rest: every byte given to it
+   belongs to a whole frame, no fragmented message is open, no close was
+   sent, received or queued. A new one then starts at the next byte as this
+   one would have (wslay 1.1.1 keeps ~8.5 KiB in it: docs/performance.md,
+   P10). */
+static void s_release(gw_ws_t *ws)
+{
+    wslay_event_context_ptr ctx = ws->ctx;
+    if (ctx && !ws->close_ms && !ws->extra && ws->in_fed == ws->in_done && !ws->in_frag &&
+        wslay_event_get_read_enabled(ctx) && wslay_event_get_write_enabled(ctx) &&
+        !wslay_event_want_write(ctx) && !wslay_event_get_close_received(ctx) &&
+        !wslay_event_get_close_sent(ctx)) {
+        wslay_event_context_free(ctx);
+        ws->ctx = NULL;
+    }
+}
+
 /* ---- one socket ------------------------------------------------------------- */
 
 static void s_free(gw_ws_t *ws)
@@ -146,18 +224,30 @@ static void s_free(gw_ws_t *ws)
     if (ws->ctx) {
         wslay_event_context_free(ws->ctx);
     }
-    /* libmicrohttpd closes the socket and ends the request. */
-    MHD_upgrade_action(ws->urh, MHD_UPGRADE_ACTION_CLOSE);
-    gw_server_kick(hub->srv);
+    if (ws->ip_counted) {
+        gw_iptab_close(hub->srv->iptab, ws->ip);
+    }
+    close(ws->fd);
+    gw_ws_out_free(&ws->out);
     free(ws->extra);
     free(ws);
 }
 
-/* Sets the epoll interest from what wslay wants; frees the socket when it
-   wants nothing more (closed both ways, or failed). */
+static void s_interest(gw_ws_t *ws, uint32_t want)
+{
+    if (want != ws->events) {
+        struct epoll_event ev = {.events = want, .data.ptr = ws};
+        epoll_ctl(ws->hub->epoll_fd, EPOLL_CTL_MOD, ws->fd, &ev);
+        ws->events = want;
+    }
+}
+
+/* Sets the epoll interest from what the socket waits for; when it is done
+   both ways (closed, or failed) and all is written, it drains. */
 static void s_update(gw_ws_t *ws)
 {
-    bool rd = wslay_event_want_read(ws->ctx), wr = wslay_event_want_write(ws->ctx);
+    bool rd = !ws->ctx || wslay_event_want_read(ws->ctx);
+    bool wr = ws->out.len > 0 || (ws->ctx && wslay_event_want_write(ws->ctx));
     if (!rd && !wr) {
         /* Done both ways. Freeing now, with bytes of the peer unread, would
            reset the connection and could destroy our close frame before
@@ -166,21 +256,13 @@ static void s_update(gw_ws_t *ws)
         ws->draining = true;
         ws->close_ms = ws->close_ms ? ws->close_ms : util_mono_ms();
         shutdown(ws->fd, SHUT_WR);
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = ws};
-        epoll_ctl(ws->hub->epoll_fd, EPOLL_CTL_MOD, ws->fd, &ev);
-        ws->events = ev.events;
+        s_interest(ws, EPOLLIN | EPOLLRDHUP);
         return;
     }
-    bool paused = wslay_event_get_queued_msg_length(ws->ctx) > S_READ_PAUSE;
-    uint32_t want = (rd && !paused ? EPOLLIN | EPOLLRDHUP : 0) | (wr ? EPOLLOUT : 0);
-    if (want != ws->events) {
-        struct epoll_event ev = {.events = want, .data.ptr = ws};
-        epoll_ctl(ws->hub->epoll_fd, EPOLL_CTL_MOD, ws->fd, &ev);
-        ws->events = want;
-    }
+    bool paused = ws->out.len > S_READ_PAUSE;
+    s_interest(ws, (rd && !paused ? EPOLLIN | EPOLLRDHUP : 0) | (wr ? EPOLLOUT : 0));
 }
 
-/* Reads and writes what the socket allows. */
 /* Reads and drops what a closed peer still sends; frees at its end. */
 static void s_drain(gw_ws_t *ws)
 {
@@ -193,48 +275,81 @@ static void s_drain(gw_ws_t *ws)
     }
 }
 
+/* Writes what the socket takes of the unsent output; -1 when it failed. */
+static int s_flush(gw_ws_t *ws)
+{
+    while (ws->out.len) {
+        ssize_t n =
+            send(ws->fd, ws->out.data + ws->out.off, ws->out.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            return errno == EAGAIN || errno == EINTR ? 0 : -1;
+        }
+        gw_ws_out_consume(&ws->out, (size_t)n);
+    }
+    return 0;
+}
+
+/* Reads and writes what the socket allows. */
 static void s_io(gw_ws_t *ws, uint32_t events)
 {
     if (ws->draining) {
         s_drain(ws);
         return;
     }
-    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) && wslay_event_want_read(ws->ctx) &&
-        wslay_event_recv(ws->ctx) != 0) {
+    bool in = ws->extra || (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR));
+    if (in && (!ws->ctx || wslay_event_want_read(ws->ctx)) &&
+        (s_ctx(ws) < 0 || wslay_event_recv(ws->ctx) != 0)) {
         s_free(ws);
         return;
     }
-    if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
+    if (ws->ctx && wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) != 0) {
         s_free(ws);
         return;
     }
+    if (s_flush(ws) < 0) {
+        s_free(ws);
+        return;
+    }
+    s_release(ws);
     s_update(ws);
 }
 
 int gw_ws_send_text(gw_ws_t *ws, const char *text, size_t len)
 {
-    if (ws->close_ms || !ws->ctx) {
+    wslay_event_context_ptr ctx = ws->ctx;
+    if (ws->close_ms ||
+        (ctx && (!wslay_event_get_write_enabled(ctx) || wslay_event_get_close_received(ctx)))) {
         return -1;
     }
-    if (wslay_event_get_queued_msg_length(ws->ctx) + len > GW_WS_OUT_MAX) {
-        LOG_I("socket too slow: %zu bytes unsent; closing",
-              wslay_event_get_queued_msg_length(ws->ctx));
+    uint8_t head[GW_WS_HEAD_MAX];
+    size_t hl = gw_ws_text_head(head, len);
+    if (ws->out.len + hl + len > GW_WS_OUT_MAX) {
+        LOG_I("socket too slow: %zu bytes unsent; closing", ws->out.len);
         gw_ws_close(ws, WSLAY_CODE_POLICY_VIOLATION, "too slow: output limit reached");
         gw_metrics_ws_slow(ws->hub->srv->metrics);
         return -1;
     }
-    struct wslay_event_msg msg = {
-        .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)text, .msg_length = len};
-    if (wslay_event_queue_msg(ws->ctx, &msg) != 0) {
+    size_t sent = 0;
+    if (ws->out.len == 0) {
+        /* Nothing waits: straight to the socket, no copy. A failed write
+           leaves the frame queued; the hang-up then frees the socket. */
+        struct iovec iov[2] = {{head, hl}, {(void *)text, len}};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+        ssize_t n = sendmsg(ws->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n == (ssize_t)(hl + len)) {
+            return 0;
+        }
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    if (gw_ws_out_text(&ws->out, text, len, sent) != 0) {
+        /* Out of memory, maybe with half a frame written: cut the socket
+           (its hang-up frees it). */
+        LOG_W("cannot queue a WebSocket message: out of memory");
+        shutdown(ws->fd, SHUT_RDWR);
         return -1;
     }
-    /* Written at the next wake for output (EPOLLOUT is armed by s_update). */
-    uint32_t want = ws->events | EPOLLOUT;
-    if (want != ws->events) {
-        struct epoll_event ev = {.events = want, .data.ptr = ws};
-        epoll_ctl(ws->hub->epoll_fd, EPOLL_CTL_MOD, ws->fd, &ev);
-        ws->events = want;
-    }
+    /* Written at the next wake for output. */
+    s_interest(ws, ws->events | EPOLLOUT);
     return 0;
 }
 
@@ -244,11 +359,16 @@ void gw_ws_close(gw_ws_t *ws, uint16_t code, const char *reason)
         return;
     }
     ws->close_ms = util_mono_ms();
+    /* The close goes right after the frame being written: the frames
+       queued behind it would never be read (a slow socket is closed for
+       them). */
+    gw_ws_out_keep_begun(&ws->out);
+    if (s_ctx(ws) < 0) {
+        shutdown(ws->fd, SHUT_RDWR); /* its hang-up frees it */
+        return;
+    }
     wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, reason ? strlen(reason) : 0);
-    uint32_t want = ws->events | EPOLLOUT;
-    struct epoll_event ev = {.events = want, .data.ptr = ws};
-    epoll_ctl(ws->hub->epoll_fd, EPOLL_CTL_MOD, ws->fd, &ev);
-    ws->events = want;
+    s_interest(ws, ws->events | EPOLLOUT);
 }
 
 const uint8_t *gw_ws_team(const gw_ws_t *ws)
@@ -264,6 +384,43 @@ const limits_t *gw_ws_limits(const gw_ws_t *ws)
 gw_server_t *gw_ws_server(const gw_ws_t *ws)
 {
     return ws->hub->srv;
+}
+
+void gw_ws_open(gw_ws_hub_t *hub, const gw_ws_open_t *open)
+{
+    gw_server_t *srv = hub->srv;
+    gw_ws_t *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        LOG_W("cannot set up a WebSocket: out of memory");
+        close(open->fd);
+        return;
+    }
+    ws->hub = hub;
+    ws->fd = open->fd;
+    /* libmicrohttpd uncounts its connection as it lets go: the socket
+       stays counted here, for --max-connections-per-ip. */
+    snprintf(ws->ip, sizeof ws->ip, "%s", open->ip);
+    ws->ip_counted = gw_iptab_open(srv->iptab, ws->ip, 0, util_mono_ms()) == 0;
+    memcpy(ws->team_id, open->team_id, 16);
+    ws->limits = *open->limits;
+    /* The 101 is out: the slot is taken even when handshakes raced past the check. */
+    ws->counted = gw_limits_stream_open(srv->limits, ws->team_id, open->limits, true) == 0;
+    ws->last_in_ms = util_mono_ms();
+    if (open->extra_len && (ws->extra = malloc(open->extra_len))) {
+        memcpy(ws->extra, open->extra, open->extra_len);
+        ws->extra_len = open->extra_len;
+    }
+    ws->phx = gw_phx_new(ws);
+    ws->handle = zlistx_add_end(hub->sockets, ws);
+    ws->events = EPOLLIN | EPOLLRDHUP;
+    struct epoll_event ev = {.events = ws->events, .data.ptr = ws};
+    if (!ws->phx || !ws->handle || epoll_ctl(hub->epoll_fd, EPOLL_CTL_ADD, ws->fd, &ev) != 0) {
+        LOG_W("cannot watch a WebSocket: %s", strerror(errno));
+        s_free(ws);
+        return;
+    }
+    LOG_I("WebSocket open fd=%d", ws->fd);
+    s_io(ws, 0);
 }
 
 /* ---- the hub ------------------------------------------------------------------ */
@@ -346,143 +503,4 @@ void gw_ws_hub_tick(gw_ws_hub_t *self, int64_t now_ms)
 size_t gw_ws_hub_count(const gw_ws_hub_t *self)
 {
     return zlistx_size(self->sockets);
-}
-
-/* ---- the upgrade ---------------------------------------------------------------- */
-
-/* libmicrohttpd hands over the socket once the 101 is sent. */
-static void s_upgraded(void *cls,
-                       struct MHD_Connection *conn,
-                       void *req_cls,
-                       const char *extra_in,
-                       size_t extra_in_size,
-                       MHD_socket sock,
-                       struct MHD_UpgradeResponseHandle *urh)
-{
-    gw_server_t *srv = cls;
-    const gw_req_t *req = req_cls; /* alive until libmicrohttpd closes the socket */
-    gw_ws_hub_t *hub = srv->ws;
-    gw_ws_t *ws = calloc(1, sizeof *ws);
-    struct wslay_event_callbacks cbs = {
-        .recv_callback = s_recv, .send_callback = s_send, .on_msg_recv_callback = s_on_msg};
-    if (!ws || wslay_event_context_server_init(&ws->ctx, &cbs, ws) != 0) {
-        LOG_W("cannot set up a WebSocket: out of memory");
-        free(ws);
-        MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
-        return;
-    }
-    ws->hub = hub;
-    ws->fd = sock;
-    ws->urh = urh;
-    memcpy(ws->team_id, req->team_id, 16);
-    ws->limits = req->limits;
-    /* The 101 is out: the slot is taken even when handshakes raced past the check. */
-    ws->counted = gw_limits_stream_open(srv->limits, ws->team_id, &req->limits, true) == 0;
-    ws->last_in_ms = util_mono_ms();
-    wslay_event_config_set_max_recv_msg_length(ws->ctx,
-                                               (uint64_t)srv->cfg->max_body + GW_WS_FRAME_SLACK);
-    if (extra_in_size && (ws->extra = malloc(extra_in_size))) {
-        memcpy(ws->extra, extra_in, extra_in_size);
-        ws->extra_len = extra_in_size;
-    }
-    ws->phx = gw_phx_new(ws);
-    ws->handle = zlistx_add_end(hub->sockets, ws);
-    ws->events = EPOLLIN | EPOLLRDHUP;
-    struct epoll_event ev = {.events = ws->events, .data.ptr = ws};
-    if (!ws->phx || !ws->handle || epoll_ctl(hub->epoll_fd, EPOLL_CTL_ADD, sock, &ev) != 0) {
-        LOG_W("cannot watch a WebSocket: %s", strerror(errno));
-        s_free(ws);
-        return;
-    }
-    LOG_I("WebSocket open fd=%d", sock);
-    s_io(ws, ws->extra_len ? EPOLLIN : 0);
-}
-
-/* Sec-WebSocket-Accept of key (RFC 6455 4.2.2): base64 (SHA-1 (key GUID)). */
-static void s_accept_key(const char *key, char out[32])
-{
-    char buf[128];
-    int n = snprintf(buf, sizeof buf, "%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
-    unsigned char sha[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(buf, (size_t)n, sha, &len, EVP_sha1(), NULL);
-    EVP_EncodeBlock((unsigned char *)out, sha, (int)len);
-}
-
-/* Whether the comma list header holds token (case-insensitive). */
-static bool s_has_token(const char *header, const char *token)
-{
-    size_t n = strlen(token);
-    for (const char *p = header; p && *p;) {
-        while (*p == ' ' || *p == '\t' || *p == ',') {
-            p++;
-        }
-        size_t len = strcspn(p, ",");
-        size_t end = len;
-        while (end > 0 && (p[end - 1] == ' ' || p[end - 1] == '\t')) {
-            end--;
-        }
-        if (end == n && strncasecmp(p, token, n) == 0) {
-            return true;
-        }
-        p += len;
-    }
-    return false;
-}
-
-int gw_ws_handshake_check(const gw_ws_handshake_t *h, gw_error_t *err)
-{
-    unsigned char raw[32];
-    const char *why = NULL;
-    if (!h->upgrade || !s_has_token(h->upgrade, "websocket") || !h->connection ||
-        !s_has_token(h->connection, "upgrade")) {
-        why = "a WebSocket handshake needs Upgrade: websocket";
-    } else if (!h->version || strcmp(h->version, "13") != 0) {
-        why = "Sec-WebSocket-Version must be 13";
-    } else if (!h->key || strlen(h->key) != 24 ||
-               EVP_DecodeBlock(raw, (const unsigned char *)h->key, 24) != 18) {
-        why = "Sec-WebSocket-Key must be 16 bytes in base64 (24 characters)";
-    } else if (h->vsn && strcmp(h->vsn, "2.0.0") != 0) {
-        why = "vsn must be 2.0.0 (Phoenix Channels v2)";
-    }
-    return why ? gw_error_set(err, 400, "invalid_field", NULL, "%s", why) : 0;
-}
-
-/* Checks the handshake headers; 0, or -1 with the error answered. */
-static int s_check_handshake(gw_req_t *req, const char **key)
-{
-    gw_ws_handshake_t h = {.upgrade = gw_req_header(req, "Upgrade"),
-                           .connection = gw_req_header(req, "Connection"),
-                           .version = gw_req_header(req, "Sec-WebSocket-Version"),
-                           .key = gw_req_header(req, "Sec-WebSocket-Key"),
-                           .vsn = gw_req_query(req, "vsn")};
-    gw_error_t err;
-    if (gw_ws_handshake_check(&h, &err) < 0) {
-        gw_req_respond_error(req, &err);
-        return -1;
-    }
-    *key = h.key;
-    return 0;
-}
-
-void gw_h_socket(gw_req_t *req)
-{
-    const char *key = NULL;
-    if (s_check_handshake(req, &key) < 0) {
-        return;
-    }
-    if (gw_limits_streams(req->srv->limits, req->team_id) >= req->limits.streams) {
-        gw_limits_stream_take(req); /* answers the 429 */
-        return;
-    }
-    struct MHD_Response *resp = MHD_create_response_for_upgrade(s_upgraded, req->srv);
-    if (!resp) {
-        gw_req_fail(req, 503, "unavailable", "out of memory");
-        return;
-    }
-    char accept[32];
-    s_accept_key(key, accept);
-    MHD_add_response_header(resp, "Upgrade", "websocket");
-    MHD_add_response_header(resp, "Sec-WebSocket-Accept", accept);
-    gw_req_respond(req, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
 }

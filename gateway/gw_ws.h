@@ -43,8 +43,53 @@ typedef struct {
    absent or 2.0.0), else -1 with err (400 invalid_field). Pure, any thread. */
 int gw_ws_handshake_check(const gw_ws_handshake_t *h, gw_error_t *err);
 /* GET /socket/websocket: checks the upgrade request and answers 101 (the
-   socket then joins the hub), or the JSON error. Runs after auth. */
+   socket then joins the hub), or the JSON error. Runs after auth
+   (gw_ws_upgrade.c). */
 void gw_h_socket(gw_req_t *req);
+
+/* What the upgrade hands to the hub (all borrowed for the call). */
+typedef struct {
+    int fd;                 /* the upgraded socket (a duplicate, taken over) */
+    const uint8_t *team_id; /* the token's team (16 bytes) */
+    const limits_t *limits; /* the team's limits */
+    const char *ip;         /* client address (gw_iptab_key) */
+    const char *extra;      /* bytes read past the head */
+    size_t extra_len;       /* of extra */
+} gw_ws_open_t;
+
+/* Takes an upgraded socket into the hub (counted against its address in
+   the per-IP table and in gw_server_connections) and reads what already
+   came; on failure the socket is closed (gw_ws.c, from gw_ws_upgrade.c). */
+void gw_ws_open(gw_ws_hub_t *hub, const gw_ws_open_t *open);
+
+/* ---- a socket's unsent output (gw_ws_out.c, pure) ------------------------- */
+
+#define GW_WS_HEAD_MAX 10 /* bytes of a server frame's header at most */
+
+typedef struct {
+    char *data;   /* bytes [off, off + len) are unsent (owned; NULL when empty) */
+    size_t off;   /* start of the unsent bytes */
+    size_t len;   /* unsent bytes */
+    size_t cap;   /* allocated bytes */
+    size_t begun; /* of len, the rest of a frame already partly written */
+} gw_ws_out_t;
+
+/* Writes the header of an unmasked final text frame of len payload bytes
+   into head; returns its length (2, 4 or 10). */
+size_t gw_ws_text_head(uint8_t head[GW_WS_HEAD_MAX], size_t len);
+/* Frees the buffer and zeroes *out (an empty buffer needs no call). */
+void gw_ws_out_free(gw_ws_out_t *out);
+/* Appends len bytes of whole frames (copied); 0, or -1 out of memory
+   (nothing appended). Grows by doubling from 1 KiB. */
+int gw_ws_out_append(gw_ws_out_t *out, const void *data, size_t len);
+/* Appends a text frame of text (copied) whose first sent bytes are already
+   on the wire (then out was empty); 0, or -1 out of memory (nothing kept). */
+int gw_ws_out_text(gw_ws_out_t *out, const char *text, size_t len, size_t sent);
+/* Drops the first n unsent bytes (written); frees the buffer once drained. */
+void gw_ws_out_consume(gw_ws_out_t *out, size_t n);
+/* Drops the queued frames not begun on the wire: what is left ends the
+   frame being written, so a close frame can follow it. */
+void gw_ws_out_keep_begun(gw_ws_out_t *out);
 
 /* ---- one socket (gw_ws.c), used by the protocol --------------------------- */
 

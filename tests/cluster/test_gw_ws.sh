@@ -26,8 +26,12 @@
 #    an unmasked frame (1002), a 2 MiB frame (1009), invalid UTF-8 (1007), a
 #    binary frame (1003), garbage right after the handshake (1002), the
 #    handshake one byte at a time (served), a message in 3 fragments
-#    (served), a ping (pong), 10,000 joins on one socket (error replies, the
-#    socket still answers its heartbeat);
+#    (served), a ping (pong), frames and a fragmented message cut byte by
+#    byte after the socket came to rest (its framing state is freed at rest
+#    and must not be mid-frame: served), 10,000 joins on one socket (error
+#    replies, the socket still answers its heartbeat);
+#  - 64 sockets held from one address: the next connection is refused
+#    (--max-connections-per-ip 64), served again once they closed;
 #  - a stalled reader on the team topic while ~24 MB of events flow: cut by
 #    the gateway, whose memory stays bounded;
 #  - the gateway is the same process at the end, and /health answers.
@@ -49,6 +53,8 @@ tp_install
 
 # A turn takes about 10 × 150 ms: long enough to be cancelled over the socket.
 export BICKY_ECHO_DELAY_MS=150
+# Low enough for the counted-connections check below to reach it.
+export BICKY_MAX_CONNECTIONS_PER_IP=64
 # ASan keeps freed blocks in a quarantine (256 MB by default), which shows as
 # RSS growth under large events; a 1 MB one lets the stalled-reader check
 # below see what the gateway itself holds.
@@ -165,9 +171,29 @@ for case in "unmasked:close 1002" "oversized:close 1009" "badutf8:close 1007" \
     got=$(raw "${case%%:*}")
     t_check "${case%%:*}: ${case#*:} ($got)" test "$got" = "${case#*:}"
 done
+got=$(raw pieces)
+t_check "frames and a fragmented message cut across reads after a rest: 3 replies, the pong ($got)" \
+    test "$got" = "replies 3 pong 1"
 got=$(raw joins)
 t_check "10,000 joins on one socket: error replies, then the heartbeat is ok ($got)" \
     eval '[[ $got =~ ^reply\ ok\ errors\ [0-9]+$ && ${got##* } -gt 0 ]]'
+
+# ---------------------------------------------------------------- counted connections
+
+# An upgraded socket leaves libmicrohttpd (gw_ws_upgrade.c) but still counts
+# against --max-connections-per-ip: with 64 held, the next connection from
+# the address is refused; once they close, it is served again.
+rm -f "$TC_VAR/held" "$TC_VAR/release"
+python3 "$RAW" "$BICKY_HTTP_PORT" "$TC_TOKEN" hold 64 "$TC_VAR/held" "$TC_VAR/release" \
+    >"$TC_VAR/hold.out" 2>&1 &
+holder=$!
+t_check "64 WebSockets open and served" bk_wait_for 60 test -e "$TC_VAR/held"
+t_check "the 65th connection of the address is refused (--max-connections-per-ip 64)" \
+    bash -c "! curl -s -m 5 -o /dev/null '$BICKY_URL/health'"
+touch "$TC_VAR/release"
+wait "$holder"
+t_check "the holder ended ($(cat "$TC_VAR/hold.out"))" test "$(cat "$TC_VAR/hold.out")" = "held 64"
+t_check "once they closed, the address is served again" bk_wait_for 30 bk_http_ok "$BICKY_URL/health"
 
 # ---------------------------------------------------------------- a stalled reader
 

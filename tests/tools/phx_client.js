@@ -83,13 +83,16 @@ function cancel() {
       out({ step: "event", event });
       ch.push("conversation:cancel", {})
         .receive("error", (e) => out({ step: "cancel_idle", reply: e }));
+      // The deny is refused at once, the approve after a node's answer:
+      // disconnect once both replies are in, whatever their order.
+      let replies = 0;
+      const replied = () => {
+        if (++replies === 2) socket.disconnect(() => done(0));
+      };
       ch.push("permission:approve", { id: "00000000-0000-4000-8000-000000000000" })
-        .receive("error", (e) => out({ step: "approve_unknown", reply: e }));
+        .receive("error", (e) => { out({ step: "approve_unknown", reply: e }); replied(); });
       ch.push("permission:deny", { reason: "no id" })
-        .receive("error", (e) => {
-          out({ step: "deny_without_id", reply: e });
-          socket.disconnect(() => done(0));
-        });
+        .receive("error", (e) => { out({ step: "deny_without_id", reply: e }); replied(); });
     }
     return payload;
   };

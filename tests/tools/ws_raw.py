@@ -7,7 +7,9 @@ Prints one line: the outcome, e.g. "close 1002", "reply ok", "status 401".
 Cases: unmasked, oversized, badutf8, trickle (handshake one byte at a time,
 then a heartbeat), garbage (bytes that are no frame right after the
 handshake, in the same packet), joins (10,000 joins on one socket, then a
-heartbeat), binary, fragments (a heartbeat in 3 fragments), ping, stall
+heartbeat), binary, fragments (a heartbeat in 3 fragments), ping, pieces
+(frames cut across reads after the socket rested: see pieces()), hold N
+(N sockets open until UNSTALL_FILE exists: see hold()), stall
 (a 4 KiB receive buffer, joins the team topic, creates READY_FILE, reads
 nothing until UNSTALL_FILE exists, then drains: "eof BYTES", "reset BYTES"
 or "open BYTES" (nothing for 10 s) — how it ended and the bytes it got).
@@ -176,10 +178,67 @@ def main():
                     errors += 1
         except (EOFError, OSError):
             print("eof")
+    elif CASE == "pieces":
+        pieces()
+    elif CASE == "hold":
+        hold(int(sys.argv[4]), *sys.argv[5:7])
     elif CASE == "stall":
         stall(*sys.argv[4:6])
     else:
         raise SystemExit("unknown case " + CASE)
+
+
+def pieces():
+    """A heartbeat; then, one byte at a time, a message in 3 fragments (a
+    ping between them, the last with a 16-bit length) and a heartbeat of
+    200 bytes: frames and a fragmented message cut across reads, after the
+    socket came to rest. Prints "replies N pong P" (3 and 1 expected)."""
+    s, rest = handshake()
+    r = Reader(s, rest)
+    s.sendall(heartbeat("p1"))
+    if until_close_or_reply(r, "p1") != "reply ok":
+        print("no reply to the first heartbeat")
+        return
+    time.sleep(0.2)
+    text = json.dumps([None, "p2", "phoenix", "heartbeat", {"pad": "y" * 150}]).encode()
+    big = json.dumps([None, "p3", "phoenix", "heartbeat", {"pad": "z" * 150}]).encode()
+    data = (frame(1, text[:8], fin=False) + frame(9, b"mid") + frame(0, text[8:20], fin=False) +
+            frame(0, text[20:]) + frame(1, big))
+    for b in data:
+        s.send(bytes([b]))
+        time.sleep(0.002)
+    replies, pongs = 1, 0
+    try:
+        while replies < 3 or pongs < 1:
+            op, payload = r.frame()
+            if op == 8:
+                print("close", struct.unpack("!H", payload[:2])[0])
+                return
+            if op == 10:
+                pongs += payload == b"mid"
+            elif op == 1:
+                msg = json.loads(payload)
+                replies += msg[3] == "phx_reply" and msg[4]["status"] == "ok"
+    except (EOFError, OSError):
+        pass
+    print("replies", replies, "pong", pongs)
+
+
+def hold(n, ready, release):
+    """Opens n sockets (each answers a heartbeat), creates READY_FILE, keeps
+    them until RELEASE_FILE exists. Prints "held N"."""
+    socks = []
+    for i in range(n):
+        s, rest = handshake()
+        s.sendall(heartbeat("h%d" % i))
+        if until_close_or_reply(Reader(s, rest), "h%d" % i) != "reply ok":
+            print("socket", i, "not served")
+            return
+        socks.append(s)
+    open(ready, "w").close()
+    while not os.path.exists(release):
+        time.sleep(0.05)
+    print("held", len(socks))
 
 
 def stall(ready, unstall):

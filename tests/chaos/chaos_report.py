@@ -256,6 +256,16 @@ def build(args):
         row.update(slots[i])
         per_fault.append(row)
     windows = [r["error_window_ms"] for r in per_fault]
+    by_kind = {}
+    for r in per_fault:
+        by_kind.setdefault("%s %s" % (r["kind"], role_of(r["target"])), []).append(r)
+    by_kind = {k: {"faults": len(v),
+                   "failed_attempts": sum(r["failed_attempts"] for r in v),
+                   "error_window_ms": {"median": median([r["error_window_ms"] for r in v]),
+                                       "max": max(r["error_window_ms"] for r in v)},
+                   "slowest_ms": {"median": median([r["slowest_ms"] for r in v]),
+                                  "max": max(r["slowest_ms"] for r in v)}}
+               for k, v in sorted(by_kind.items())}
     rep = {"label": args.label, "seed": args.seed, "minutes": args.minutes,
            "faults": len(real), "faults_by_kind": fault_counts(faults),
            "restarts": restarts(args.logs), "attempts": len(attempts),
@@ -268,6 +278,7 @@ def build(args):
     rep["error_window_ms"] = {"max": max(windows) if windows else None,
                               "median": median(windows),
                               "faults_over_3s": sum(1 for w in windows if w > 3000)}
+    rep["by_kind"] = by_kind
     rep["per_fault"] = per_fault
     return rep
 
@@ -318,6 +329,11 @@ def print_table(rep):
     ]
     for k, v in rows:
         print("  %-32s %s" % (k, v))
+    print("  by kind (faults; failed attempts; error window median/max; slowest median/max):")
+    for k, v in rep["by_kind"].items():
+        print("    %-18s %3d  %5d  %6d / %6d ms  %6d / %6d ms" % (
+            k, v["faults"], v["failed_attempts"], v["error_window_ms"]["median"],
+            v["error_window_ms"]["max"], v["slowest_ms"]["median"], v["slowest_ms"]["max"]))
     print("  per fault (s from the first; failed attempts; error window; slowest message):")
     t0 = rep["per_fault"][0]["t"] if rep["per_fault"] else 0
     for f in rep["per_fault"]:

@@ -328,3 +328,11 @@ size_t reg_members_sweep(reg_members_t *self, int64_t now_ms)
     }
     return died;
 }
+
+void reg_members_unwatched(reg_members_t *self, int64_t ms, int64_t now_ms)
+{
+    for (size_t i = 0; i < self->count; i++) {
+        reg_node_t *n = &self->nodes[i];
+        n->beat_ms = n->beat_ms + ms > now_ms ? now_ms : n->beat_ms + ms;
+    }
+}

@@ -97,6 +97,12 @@ reg_change_t reg_members_admin(
 /* Declares dead every alive or draining node silent for more than
    dead_after_ms at now_ms. Returns how many died (one version bump for all). */
 size_t reg_members_sweep(reg_members_t *self, int64_t now_ms);
+/* The registry did not run for ms up to now_ms (paused by SIGSTOP, starved,
+   swapped out): moves every node's heartbeat clock on by ms (at most to
+   now_ms), so that silence it could not watch does not count toward
+   dead_after_ms. The heartbeats queued meanwhile are read right after; a
+   node that really died is declared dead dead_after_ms after the pause. */
+void reg_members_unwatched(reg_members_t *self, int64_t ms, int64_t now_ms);
 
 /* The state written to table nodes: the state itself, except that a dead
    node that is drained is stored as "draining" so that the operator's mark

@@ -20,6 +20,7 @@
 #define S_READ_BUDGET    256       /* messages handled per readable event */
 #define S_MAX_MSG        (1 << 20) /* registry messages are small; cap what a peer can send */
 #define S_FIRST_EVENT_MS 6000      /* wait for the store's first lock attempt (connect + query) */
+#define S_UNWATCHED_MS   250       /* a tick this late: the registry was not running */
 
 static int s_on_router(zloop_t *loop, zsock_t *reader, void *arg)
 {
@@ -43,11 +44,18 @@ static int s_on_store(zloop_t *loop, zsock_t *reader, void *arg)
     return reg_server_on_store_events(arg);
 }
 
-/* Liveness sweep, periodic publication and persistence (active only). */
+/* Liveness sweep, periodic publication and persistence (active only). A tick
+   that comes S_UNWATCHED_MS or more late means the registry itself did not
+   run (SIGSTOP, starvation): the nodes' heartbeats of that time wait in the
+   ROUTER's queue, not yet read, so their silence does not count. Without
+   that, an active registry woken from a pause longer than --dead-after-ms
+   declared every node dead at once (tests/chaos/run). */
 static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
 {
     reg_server_t *self = arg;
     int64_t now = util_mono_ms();
+    int64_t late = self->last_tick_ms ? now - self->last_tick_ms - REG_TICK_MS : 0;
+    self->last_tick_ms = now;
     size_t dropped = reg_pending_expire(self->pending, now - REG_PENDING_WAIT_MS);
     if (dropped) {
         LOG_W("dropped %zu held replies: their change was not stored in time", dropped);
@@ -55,6 +63,12 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     reg_server_checks_expire(self, now - REG_CHECK_WAIT_MS);
     if (!self->active) {
         return 0;
+    }
+    if (late >= S_UNWATCHED_MS) {
+        reg_members_unwatched(self->members, late, now);
+        LOG_N("the registry did not run for %" PRId64 " ms (paused or starved): node "
+              "silence of that time does not count",
+              late);
     }
     if (reg_members_sweep(self->members, now) > 0) {
         reg_server_changed(self, "death", NULL);

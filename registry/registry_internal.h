@@ -115,6 +115,7 @@ struct reg_server_t {
     char reason[96];           /* changes since the last save was queued, for the log */
     char inflight_reason[96];  /* the same for the save in flight */
     int64_t next_publish_ms;   /* next periodic ring publication (monotonic) */
+    int64_t last_tick_ms;      /* when the liveness sweep last ran (monotonic; 0: not yet) */
     uint64_t revoked_seq;      /* token revocation counter, in every ring (0 = not known) */
     int64_t next_save_ms;      /* next periodic snapshot (monotonic) */
     int64_t save_backoff_ms;   /* no save before this, after a failed one (monotonic) */

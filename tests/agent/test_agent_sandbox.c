@@ -131,6 +131,7 @@ Test(agent_sandbox, argv_wraps_the_program_in_bwrap)
         cr_assert(found, "%s is a sized tmpfs", sized[i]);
     }
     cr_assert(s_has(argv, "--remount-ro", "/dev", NULL), "/dev itself is read-only");
+    agent_sandbox_argv_free(&argv);
 
     spec.network = true;
     spec.chdir = "/w/wt/sub";

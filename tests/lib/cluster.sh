@@ -49,7 +49,8 @@ tc_cleanup() {
     exit "$rc"
 }
 
-# tc_start NAME: starts a cluster of 2 nodes from $BICKY_BIN in a fresh
+# tc_start NAME: starts a cluster of 2 nodes (BICKY_NODES; BICKY_REGISTRIES,
+# BICKY_GATEWAYS as deploy/local/up) from $BICKY_BIN in a fresh
 # BICKY_VAR and sources its env (BICKY_URL, BICKY_TOKEN, BICKY_DATABASE_URL,
 # BICKY_REGISTRY). Sets CTL. Exits the script when up fails.
 tc_start() {
@@ -62,10 +63,11 @@ tc_start() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     local zmq http hr=${BICKY_TEST_HTTP_PORT_RANGE:-${BICKY_TEST_PORT_RANGE:-20000-32000}}
+    local ng=${BICKY_GATEWAYS:-1} # gateway k listens on http + k - 1 (deploy/local/up)
     zmq=$(bk_free_port_block 50) || bk_die "no 50 free consecutive ports"
-    http=$(bk_free_port "${hr%-*}" "${hr#*-}") || bk_die "no free port"
-    while ((http >= zmq && http < zmq + 50)); do
-        http=$(bk_free_port "${hr%-*}" "${hr#*-}")
+    http=$(bk_free_port_block "$ng" "${hr%-*}" "${hr#*-}") || bk_die "no free port"
+    while ((http + ng > zmq && http < zmq + 50)); do
+        http=$(bk_free_port_block "$ng" "${hr%-*}" "${hr#*-}")
     done
     export BICKY_VAR=$TC_VAR BICKY_HTTP_PORT=$http BICKY_ZMQ_BASE=$zmq BICKY_BIN
     export BICKY_NODES=${BICKY_NODES:-2} BICKY_SKIP_BUILD=1 BICKY_SKIP_INSTALL=1

@@ -1,5 +1,6 @@
 /*  test_reg_members — the membership table's rules, driven with explicit
-    clocks: joins, heartbeats, deaths, drains, removal, restore, validation. */
+    clocks: joins, heartbeats, deaths, a pause of the registry, drains,
+    removal, restore, validation. */
 #include "registry/reg_members.h"
 
 #include <criterion/criterion.h>
@@ -74,6 +75,28 @@ Test(reg_members, heartbeats_deaths_and_return)
     /* Re-registering revives with the same id. */
     cr_assert_eq(s_join(m, "a", 1, 5100), REG_CHANGED);
     cr_assert_eq(reg_members_find(m, "a")->state, REG_NODE_ALIVE);
+    reg_members_destroy(&m);
+}
+
+Test(reg_members, silence_while_the_registry_did_not_run_does_not_count)
+{
+    reg_members_t *m = reg_members_new(2000);
+    s_join(m, "a", 1, 0);
+    s_join(m, "b", 1, 0);
+    reg_members_heartbeat(m, "a", 0, s_at(1000));
+    uint64_t v = reg_members_version(m);
+    /* The registry was stopped from 1000 to 4000: nobody was watching. */
+    reg_members_unwatched(m, 3000, 4000);
+    cr_assert_eq(reg_members_sweep(m, 4000), 0, "a pause of the registry kills nobody");
+    cr_assert_eq(reg_members_version(m), v);
+    cr_assert_eq(reg_members_sweep(m, 5001), 1, "b's 2 s of watched silence end at 5000");
+    cr_assert_eq(reg_members_find(m, "b")->state, REG_NODE_DEAD);
+    cr_assert_eq(reg_members_find(m, "a")->state, REG_NODE_ALIVE);
+    cr_assert_eq(reg_members_sweep(m, 6001), 1, "a's at 6000");
+    /* Clocks never move past now. */
+    s_join(m, "c", 1, 7000);
+    reg_members_unwatched(m, 5000, 7100);
+    cr_assert_eq(reg_members_find(m, "c")->beat_ms, 7100);
     reg_members_destroy(&m);
 }
 

@@ -281,6 +281,8 @@ uint64_t gw_upstream_call(gw_upstream_t *self, const gw_call_t *call, gw_reply_f
 void gw_upstream_cancel(gw_upstream_t *self, uint64_t id);
 /* Answers every pending call with 503 (shutdown). */
 void gw_upstream_fail_all(gw_upstream_t *self);
+/* Answers the calls pending on node_id with 503: its connection dropped. */
+void gw_upstream_fail_conn(gw_upstream_t *self, const char *node_id);
 /* Expires calls past their deadline (504) and resends parked MOVED calls. */
 void gw_upstream_tick(gw_upstream_t *self, int64_t now_ms);
 /* Ring facts: epoch, alive nodes, whether any is known. */
@@ -302,6 +304,7 @@ typedef struct gw_node_t {
     bool in_ring;      /* alive and on the ring */
     bool seen;         /* present in the latest RING (mark and sweep) */
     zsock_t *dealer;   /* API requests to router */
+    zsock_t *mon;      /* the dealer's disconnections (inproc PAIR), or NULL */
 } gw_node_t;
 
 struct gw_upstream_t {

@@ -2,7 +2,11 @@
     messages (from the registry's reply or PUB), keeps one DEALER per known
     node (alive or draining) and the event SUB connected to its PUB, and
     rebuilds the consistent-hash ring from the alive nodes sorted by id, so
-    that ring_lookup agrees with every other process. Loop thread only. */
+    that ring_lookup agrees with every other process. Each DEALER is
+    monitored: when its connection drops, the calls in flight on it can get
+    no answer (the node's ROUTER forgets the peer), so they are answered 503
+    at once rather than at their deadline — a node restarted under its id
+    before the registry saw it dead changes no ring. Loop thread only. */
 #define LOG_MODULE "gw_ring"
 #include "gateway/gateway_internal.h"
 
@@ -12,16 +16,69 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The connection of a node's DEALER dropped: its calls in flight are lost. */
+static int s_on_monitor(zloop_t *loop, zsock_t *mon, void *arg)
+{
+    gw_node_t *n = arg;
+    (void)loop;
+    zmsg_t *msg = zmsg_recv(mon);
+    zframe_t *f = msg ? zmsg_first(msg) : NULL;
+    uint16_t event = 0;
+    if (f && zframe_size(f) >= sizeof event) {
+        memcpy(&event, zframe_data(f), sizeof event);
+    }
+    zmsg_destroy(&msg);
+    if (event == ZMQ_EVENT_DISCONNECTED) {
+        size_t before = gw_upstream_pending(n->up);
+        gw_upstream_fail_conn(n->up, n->id);
+        LOG_N("connection to node=%s lost; calls answered 503=%zu", n->id,
+              before - gw_upstream_pending(n->up));
+    }
+    return 0;
+}
+
+/* Stops watching and closes the node's DEALER (its calls stay pending). */
+static void s_node_close(gw_node_t *n)
+{
+    if (n->mon) {
+        zloop_reader_end(n->up->srv->loop, n->mon);
+        if (n->dealer) {
+            zmq_socket_monitor(zsock_resolve(n->dealer), NULL, 0);
+        }
+        zsock_destroy(&n->mon);
+    }
+    if (n->dealer) {
+        zloop_reader_end(n->up->srv->loop, n->dealer);
+        zsock_destroy(&n->dealer);
+    }
+}
+
+/* Watches the DEALER's disconnections on an inproc PAIR read by the loop. A node
+   that cannot be watched still works; its lost calls end at their deadline. */
+static void s_node_watch(gw_node_t *n)
+{
+    char ep[64];
+    snprintf(ep, sizeof ep, "inproc://gw-node-mon-%p", (void *)n);
+    if (zmq_socket_monitor(zsock_resolve(n->dealer), ep, ZMQ_EVENT_DISCONNECTED) != 0) {
+        LOG_W("cannot watch the connection to node=%s: %s", n->id, zmq_strerror(zmq_errno()));
+        return;
+    }
+    n->mon = zsock_new(ZMQ_PAIR);
+    if (!n->mon || zsock_connect(n->mon, "%s", ep) < 0 ||
+        zloop_reader(n->up->srv->loop, n->mon, s_on_monitor, n) < 0) {
+        LOG_W("cannot watch the connection to node=%s", n->id);
+        zmq_socket_monitor(zsock_resolve(n->dealer), NULL, 0);
+        zsock_destroy(&n->mon);
+    }
+}
+
 void gw_node_free(void **item)
 {
     gw_node_t *n = *item;
     if (!n) {
         return;
     }
-    if (n->dealer) {
-        zloop_reader_end(n->up->srv->loop, n->dealer);
-        zsock_destroy(&n->dealer);
-    }
+    s_node_close(n);
     if (n->pub[0] && n->up->srv->fanout) {
         gw_fanout_disconnect(n->up->srv->fanout, n->pub);
     }
@@ -51,6 +108,7 @@ static int s_node_connect(gw_node_t *n)
     }
     zloop_reader(n->up->srv->loop, n->dealer, gw_upstream_on_node, n);
     zloop_reader_set_tolerant(n->up->srv->loop, n->dealer);
+    s_node_watch(n);
     return 0;
 }
 
@@ -58,10 +116,7 @@ static void s_node_update(gw_upstream_t *self, gw_node_t *n, const proto_node_t 
 {
     if (strcmp(n->router, pn->router) != 0) {
         LOG_N("node router changed node=%s router=%s", n->id, pn->router);
-        if (n->dealer) {
-            zloop_reader_end(self->srv->loop, n->dealer);
-            zsock_destroy(&n->dealer);
-        }
+        s_node_close(n);
         gw_upstream_fail_node(self, n->id);
         snprintf(n->router, sizeof n->router, "%s", pn->router);
         s_node_connect(n);

@@ -394,6 +394,19 @@ void gw_upstream_fail_node(gw_upstream_t *self, const char *node_id)
     s_each(self, &ids, s_fail_left);
 }
 
+static void s_fail_conn(gw_upstream_t *self, s_call_t *c)
+{
+    s_fail(self, c, 503, "unavailable",
+           "the connection to the node was lost; the request may have been applied (retry "
+           "with the same Idempotency-Key)");
+}
+
+void gw_upstream_fail_conn(gw_upstream_t *self, const char *node_id)
+{
+    s_ids_t ids = s_select(self, s_on_node_id, (void *)node_id);
+    s_each(self, &ids, s_fail_conn);
+}
+
 static bool s_parked_ready(s_call_t *c, void *arg)
 {
     return c->park_until > 0 && c->moved_epoch <= *(uint64_t *)arg;

@@ -44,6 +44,9 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+from bicky_client import Client  # noqa: E402 (tests/tools)
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -60,41 +63,6 @@ def parse_args():
     p.add_argument("--read-timeout", type=float, default=6.0)
     p.add_argument("--catchup", type=float, default=15.0)
     return p.parse_args()
-
-
-class Client:
-    """One keep-alive HTTP/1.1 connection, reopened after any transport error."""
-
-    def __init__(self, url, token, timeout):
-        u = urlsplit(url)
-        self.host, self.port = u.hostname, u.port or 80
-        self.token, self.timeout, self.conn = token, timeout, None
-
-    def request(self, method, path, body, key=None):
-        headers = {"Authorization": "Bearer " + self.token, "Content-Type": "application/json"}
-        if key:
-            headers["Idempotency-Key"] = key
-        try:
-            if self.conn is None:
-                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-            self.conn.request(method, path, body=body, headers=headers)
-            resp = self.conn.getresponse()
-            data = resp.read()
-            ra = resp.getheader("Retry-After")
-            if resp.getheader("Connection", "").lower() == "close":
-                self.close()
-            return resp.status, data, ra
-        except TimeoutError:
-            self.close()
-            return -2, b"", None
-        except (OSError, http.client.HTTPException):
-            self.close()
-            return -1, b"", None
-
-    def close(self):
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
 
 
 def create_convs(args, urls):

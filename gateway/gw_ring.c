@@ -57,8 +57,11 @@ static void s_node_close(gw_node_t *n)
    that cannot be watched still works; its lost calls end at their deadline. */
 static void s_node_watch(gw_node_t *n)
 {
+    /* A name never used before in this process: a monitor stopped a moment ago
+       may still hold its endpoint (libzmq closes it asynchronously). */
+    static unsigned long s_seq;
     char ep[64];
-    snprintf(ep, sizeof ep, "inproc://gw-node-mon-%p", (void *)n);
+    snprintf(ep, sizeof ep, "inproc://gw-node-mon-%lu", ++s_seq);
     if (zmq_socket_monitor(zsock_resolve(n->dealer), ep, ZMQ_EVENT_DISCONNECTED) != 0) {
         LOG_W("cannot watch the connection to node=%s: %s", n->id, zmq_strerror(zmq_errno()));
         return;

@@ -13,25 +13,6 @@
 
 #include <string.h>
 
-#define S_NODE_ID_MAX 63 /* = the registry's node ids (reg_node_id_valid) */
-
-static bool s_node_id_ok(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > S_NODE_ID_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == ':' || c == '-';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* The registry's admin_rep as HTTP: 200 with the node's state; its refusals
    with their reason (403, 404; any other 4xx is 409); 503/504 as made. */
 static void s_on_reply(void *owner, const gw_admin_reply_t *reply)
@@ -65,10 +46,10 @@ static void s_on_reply(void *owner, const gw_admin_reply_t *reply)
 static void s_admin(gw_req_t *req, const char *action)
 {
     const char *id = req->params[0];
-    if (!s_node_id_ok(id)) {
+    if (!proto_node_id_valid(id)) {
         gw_error_t err;
         gw_error_set(&err, 400, "invalid_field", "id",
-                     "a node id is 1 to %d characters of A-Z a-z 0-9 . _ : -", S_NODE_ID_MAX);
+                     "a node id is 1 to %d characters of A-Z a-z 0-9 . _ : -", PROTO_NODE_ID_MAX);
         gw_req_respond_error(req, &err);
         return;
     }

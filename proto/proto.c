@@ -525,3 +525,20 @@ void proto_msg_reset(proto_msg_t *msg)
     free(msg->nodes);
     memset(msg, 0, sizeof *msg);
 }
+
+bool proto_node_id_valid(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > PROTO_NODE_ID_MAX) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '_' || c == ':' || c == '-';
+        if (!ok) {
+            return false;
+        }
+    }
+    return true;
+}

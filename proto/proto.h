@@ -101,6 +101,11 @@ typedef struct {
 /* Encodes msg into a new heap buffer (*data, freed by the caller with free)
    of *size bytes. Returns PROTO_OK, or an error when a required field of
    msg's type is NULL or too long (a programmer error worth reporting). */
+/* A node id: 1 to PROTO_NODE_ID_MAX characters of A-Z a-z 0-9 . _ : - (the
+   registry's rule; the gateway checks HTTP path ids with it too). */
+#define PROTO_NODE_ID_MAX 63
+bool proto_node_id_valid(const char *id);
+
 int proto_encode(const proto_msg_t *msg, uint8_t **data, size_t *size);
 
 /* Decodes data into *out (zeroed first; release with proto_msg_reset).

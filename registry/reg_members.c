@@ -48,19 +48,7 @@ int reg_node_state_parse(const char *name, reg_node_state_t *out)
 
 bool reg_node_id_valid(const char *id)
 {
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n >= REG_ID_MAX) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == ':' || c == '-';
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
+    return proto_node_id_valid(id);
 }
 
 /* An endpoint is "transport://address", printable, without spaces. */

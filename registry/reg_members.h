@@ -7,13 +7,15 @@
 #ifndef BICKY_REG_MEMBERS_H
 #define BICKY_REG_MEMBERS_H
 
+#include "proto/proto.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define REG_MAX_NODES 1024 /* = PROTO_MAX_NODES: one RING message carries them all */
-#define REG_ID_MAX    64   /* id buffer; ids are 1..63 characters */
-#define REG_EP_MAX    256  /* endpoint buffer; endpoints are 1..255 characters */
+#define REG_ID_MAX    (PROTO_NODE_ID_MAX + 1) /* id buffer (proto_node_id_valid) */
+#define REG_EP_MAX    256                     /* endpoint buffer; endpoints are 1..255 characters */
 
 typedef enum { REG_NODE_ALIVE = 0, REG_NODE_DRAINING, REG_NODE_DEAD } reg_node_state_t;
 

@@ -7,7 +7,10 @@
     a live event's per-conversation seq is not the next one (it was
     published before the subscription reached the node), the channel
     catches up from the store first (conversation channels; the team channel
-    orders by id only, as the team SSE stream does). message.delta events (no
+    orders by id only, as the team SSE stream does). A join from the start
+    (last_event_id 0) expects seq 1 first; a join from a later id whose
+    replay found nothing does not know the seq to expect, so its first live
+    event is checked against the store too. message.delta events (no
     id) are always passed on. Loop thread only. */
 #define LOG_MODULE "gw_phx"
 #include "gateway/gw_ws.h"
@@ -80,11 +83,19 @@ static void s_emit(gw_phx_chan_t *c, uint64_t id, uint64_t seq, const char *fram
 
 static void s_on_page(void *owner, const gw_reply_t *reply);
 
+/* True when a stored event of seq may not be the one after the last sent
+   (gw_seq_gap): the channel must catch up from the store first. */
+static bool s_gap(const gw_phx_chan_t *c, uint64_t id, uint64_t seq)
+{
+    return !c->team && id && gw_seq_gap(seq, c->last_seq, c->last_id, c->resume, c->caught_up);
+}
+
 /* Asks the owner for the stored events after last_id; -1 when no node can
    take the call (the caller ends the channel). */
 static int s_request_page(gw_phx_chan_t *c)
 {
     c->replaying = true;
+    c->page_after_held = c->held && zlistx_size(c->held) > 0;
     json_t *args = json_pack("{s:I, s:i}", "after", (json_int_t)c->last_id, "limit", S_PAGE);
     char *text = args ? json_dumps(args, JSON_COMPACT) : NULL;
     json_decref(args);
@@ -118,7 +129,7 @@ static int s_flush(gw_phx_chan_t *c)
 {
     s_held_t *h;
     while (c->held && (h = zlistx_first(c->held))) {
-        if (h->id && h->seq && c->last_seq && h->seq > c->last_seq + 1) {
+        if (s_gap(c, h->id, h->seq)) {
             return s_request_page(c);
         }
         if (!h->id || h->id > c->last_id) {
@@ -160,8 +171,11 @@ static void s_on_page(void *owner, const gw_reply_t *reply)
         free(json);
     }
     bool more =
-        n == S_PAGE && json_is_string(json_object_get(body, "next_cursor")) && c->last_id > before;
+        n > 0 && json_is_string(json_object_get(body, "next_cursor")) && c->last_id > before;
     json_decref(body);
+    /* The last page was asked for after the held events arrived: the store it
+       read had them all (an event is published after its commit). */
+    c->caught_up = c->caught_up || (!more && c->page_after_held);
     if ((more ? s_request_page(c) : s_flush(c)) < 0) {
         gw_phx_chan_error(c);
     }
@@ -194,7 +208,7 @@ void gw_phx_deliver(void *chan, const proto_msg_t *event)
     if (!frame) {
         return;
     }
-    bool gap = id && event->seq && c->last_seq && event->seq > c->last_seq + 1;
+    bool gap = s_gap(c, id, event->seq);
     if (!c->replaying && !gap) {
         s_emit(c, id, event->seq, frame, len);
         free(frame);

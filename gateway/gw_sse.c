@@ -59,6 +59,7 @@ struct gw_sse_t {
     size_t held_bytes;              /* bytes in held */
     uint64_t last_id;               /* last stored event id sent (or replay position) */
     uint64_t last_seq;              /* conversation streams: seq of that event, 0 unknown */
+    bool caught_up;                 /* a catch-up replay began after a live event came */
     json_t *page;                   /* current replay page (array) */
     size_t page_idx;                /* next event of page */
     bool page_more;                 /* more pages after this one */
@@ -222,12 +223,11 @@ static void s_stream_error(gw_sse_t *c, int status, const char *body)
 
 static void s_fall_behind(gw_sse_t *c, uint64_t id);
 
-/* True when a stored event of a conversation stream is not the one after the
-   last sent: the stream missed one (a subscription still on its way to the
-   node while the replay's query ran), so it must catch up from the store. */
+/* A conversation stream's event that must wait for a catch-up (gw_seq_gap). */
 static bool s_gap(const gw_sse_t *c, uint64_t seq)
 {
-    return c->topic_len == PROTO_TOPIC_LEN && seq && c->last_seq && seq > c->last_seq + 1;
+    return c->topic_len == PROTO_TOPIC_LEN &&
+           gw_seq_gap(seq, c->last_seq, c->last_id, c->spec.resume, c->caught_up);
 }
 
 /* Sends held live events that the replay did not already cover. */
@@ -482,6 +482,7 @@ static void s_fall_behind(gw_sse_t *c, uint64_t id)
         c->page_idx = 0;
     }
     c->again = true;
+    c->caught_up = true; /* this replay starts after event id arrived: it covers it */
     zlistx_purge(c->held);
     c->held_bytes = 0;
     c->held_big = false;

@@ -1,6 +1,6 @@
-/*  gw_sse_buf — Server-Sent Events framing and the bounded per-client output
-    buffer. Pure functions over their arguments; any thread (the gateway uses
-    them on its loop thread). */
+/*  gw_sse_buf — Server-Sent Events framing, the bounded per-client output
+    buffer and the seq rule of resumed streams. Pure functions over their arguments; any thread (the
+   gateway uses them on its loop thread). */
 #include "gateway/gateway_internal.h"
 
 #include <inttypes.h>
@@ -124,4 +124,15 @@ size_t gw_sse_buf_read(gw_sse_buf_t *buf, char *dst, size_t max)
         buf->off = 0;
     }
     return n;
+}
+
+bool gw_seq_gap(uint64_t seq, uint64_t last_seq, uint64_t last_id, bool resume, bool caught_up)
+{
+    if (!seq) {
+        return false;
+    }
+    if (last_seq) {
+        return seq > last_seq + 1;
+    }
+    return resume && !caught_up && (last_id == 0 ? seq > 1 : true);
 }

@@ -120,6 +120,8 @@ typedef struct {
     bool replaying;               /* a page of stored events is coming: live ones wait */
     uint64_t last_id;             /* last stored event sent (or the join's last_event_id) */
     uint64_t last_seq;            /* its per-conversation seq, 0 when unknown */
+    bool page_after_held;         /* the page in flight was asked for with events held */
+    bool caught_up;               /* a replay read the store after a held event came */
     zlistx_t *held;               /* live frames held during a replay (freed here) */
     size_t held_bytes;            /* their size */
     uint64_t page_call;           /* events.list call in flight, 0 when none */

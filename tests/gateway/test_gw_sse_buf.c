@@ -112,3 +112,22 @@ Test(gw_sse_buf, order_is_kept_across_compaction)
     cr_assert_eq(memcmp(all, expect, 40), 0);
     gw_sse_buf_free(&b);
 }
+
+Test(gw_sse_buf, seq_gap_rule_of_resumed_streams)
+{
+    /* A seq sent: only the next one goes. */
+    cr_assert_not(gw_seq_gap(5, 4, 40, true, false));
+    cr_assert(gw_seq_gap(6, 4, 40, true, false));
+    cr_assert_not(gw_seq_gap(3, 4, 40, true, false), "a repeat is dropped by id, not here");
+    /* A resume from 0: seq 1 first. */
+    cr_assert_not(gw_seq_gap(1, 0, 0, true, false));
+    cr_assert(gw_seq_gap(2, 0, 0, true, false));
+    /* A resume from a later id, nothing replayed: ask the store, once. */
+    cr_assert(gw_seq_gap(1, 0, 9, true, false));
+    cr_assert(gw_seq_gap(7, 0, 9, true, false));
+    cr_assert_not(gw_seq_gap(7, 0, 9, true, true));
+    cr_assert_not(gw_seq_gap(2, 0, 0, true, true));
+    /* No resume (live only), or an event without seq: taken as it comes. */
+    cr_assert_not(gw_seq_gap(7, 0, 0, false, false));
+    cr_assert_not(gw_seq_gap(0, 4, 40, true, false));
+}

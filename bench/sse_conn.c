@@ -117,6 +117,12 @@ void sc_client_event(sc_t *sc, sc_client_t *c)
         c->events++;
         int64_t want = c->last_seq + 1;
         if (c->ev_seq != want) {
+            static int s_told;
+            if (s_told++ < 20) {
+                fprintf(stderr, "sse_clients: conversation %u: seq %lld after %lld (id %lld)\n",
+                        (unsigned)c->conv, (long long)c->ev_seq, (long long)c->last_seq,
+                        (long long)c->ev_id);
+            }
             c->gaps++;
         }
         c->last_seq = c->ev_seq;

@@ -197,12 +197,15 @@ static const s_stmt_t s_stmts[] = {
                   "c") ") FROM "
                        "conversations c WHERE c.id = $2::uuid AND c.team_id = $1::uuid RETURNING "
                        "e.id, " EVT_JSON("e") "::text"},
-    /* $1 conv $2 team $3 after id $4 limit $5 types (comma list; NULL = all) */
+    /* $1 conv $2 team $3 after id $4 limit $5 types (comma list; NULL = all). The team
+       test is written so that no index can serve it: with statistics older than a
+       team's growth, the planner once ANDed events_team_id (team, id > 0: the whole
+       team) into the conversation's scan, 250 ms a page instead of 0.2. */
     {NODE_Q_EVT_LIST, 5,
      "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.conversation_id = $1::uuid AND "
-                                  "e.team_id = $2::uuid AND e.id > $3::bigint AND ($5::text IS "
-                                  "NULL OR e.type = ANY (string_to_array($5::text, ','))) ORDER "
-                                  "BY e.id LIMIT $4::int"},
+                                  "(e.team_id = $2::uuid) IS TRUE AND e.id > $3::bigint AND "
+                                  "($5::text IS NULL OR e.type = ANY (string_to_array($5::text, "
+                                  "','))) ORDER BY e.id LIMIT $4::int"},
     /* $1 event id $2 team */
     {NODE_Q_EVT_GET, 2,
      "SELECT " NODE_EVT_COLS("e") " FROM events e WHERE e.id = $1::bigint AND e.team_id = "

@@ -109,13 +109,17 @@ t_check "live: disconnect after each of 1..9 events of a turn, resume gives ever
 
 # ---------------------------------------------------------------- resume during a turn
 
+# 80 words at 100 ms: the stream starts once the turn runs and has ~8 s to
+# join it while it streams, even on a busy machine.
 slow=$(tc_conv '{"title":"slow","metadata":{"echo":{"delay_ms":100}}}')
-tc_post "$slow" "a b c d e f g h i j k l m n o p q r s t" >/dev/null
-sleep 0.2
-tc_sse "/api/conversations/$slow/events" --last-event-id 0 --until turn.completed --timeout 10 \
+tc_post "$slow" "$(seq -s ' ' 1 80)" >/dev/null
+bk_wait_for 10 eval "[[ \$(tc_sql \"select count(*) from events where conversation_id = '$slow' and type = 'turn.started'\") == 1 ]]"
+tc_sse "/api/conversations/$slow/events" --last-event-id 0 --until turn.completed --timeout 30 \
     >"$TC_VAR/slow.sse"
 t_check "resume from 0 during a turn: every stored event once, in order" \
     test "$(sse_ids "$TC_VAR/slow.sse")" = "$(event_ids "$slow")"
+jq -s -e '[.[] | select(.event == "message.delta")] | length > 0' "$TC_VAR/slow.sse" >/dev/null ||
+    jq -c '[.id, .event, .data.seq, .data.index]' "$TC_VAR/slow.sse" | head -n 40
 t_check "... then the live deltas of the rest of the turn" \
     eval "jq -s -e '[.[] | select(.event == \"message.delta\")] | length > 0' '$TC_VAR/slow.sse' >/dev/null"
 t_check "... and turn.completed last" \

@@ -33,6 +33,10 @@
 
 #define S_IDLE_NONE SIZE_MAX
 
+/* Why a request got no answer (status 0), counted in the report. */
+enum { S_LOST_CONNECT, S_LOST_WRITE, S_LOST_RESET, S_LOST_EOF, S_LOST_PARSE };
+static const char *s_lost_names[] = {"connect", "write", "reset", "eof", "parse"};
+
 typedef struct {
     int fd;          /* socket, -1 when closed */
     bool connecting; /* connect in progress; the request goes out when it ends */
@@ -67,6 +71,7 @@ typedef struct {
     long statuses[600];                                  /* load answers by status */
     int64_t max_lag_us;                                  /* latest send after its due time */
     uint64_t inflight;                                   /* load requests out */
+    uint64_t lost[5];                                    /* transport errors by S_LOST_* */
     bool probe_out;                                      /* a probe is out */
 } s_run_t;
 
@@ -166,6 +171,21 @@ static void s_make_idle(s_run_t *r, size_t i)
     }
 }
 
+/* Closes slot i; its request, if one is out, is lost for the reason why. An
+   idle connection the server closed is on the idle stack already (it
+   reopens on its next use); a busy one goes back to it. */
+static void s_lose(s_run_t *r, size_t i, int why)
+{
+    bool was_busy = r->c[i].busy;
+    if (was_busy && !r->c[i].probe) {
+        r->lost[why]++;
+    }
+    s_close(r, i);
+    if (was_busy) {
+        s_make_idle(r, i);
+    }
+}
+
 /* Sends request n (due at due_us) on slot i, opening its connection when closed. */
 static void s_send_on(s_run_t *r, size_t i, uint64_t n, int64_t due_us)
 {
@@ -178,8 +198,7 @@ static void s_send_on(s_run_t *r, size_t i, uint64_t n, int64_t due_us)
         r->connects++;
         c->fd = bc_tcp_connect(&r->dst, src, true);
         if (c->fd < 0) {
-            s_done(r, c, 0, -1);
-            s_make_idle(r, i);
+            s_lose(r, i, S_LOST_CONNECT);
             return;
         }
         c->connecting = true;
@@ -188,8 +207,7 @@ static void s_send_on(s_run_t *r, size_t i, uint64_t n, int64_t due_us)
         return;
     }
     if (s_write(r, c) < 0) {
-        s_close(r, i);
-        s_make_idle(r, i);
+        s_lose(r, i, S_LOST_WRITE);
     }
 }
 
@@ -225,9 +243,10 @@ static void s_connected(s_run_t *r, size_t i)
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     c->connecting = false;
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = i};
-    if (err != 0 || epoll_ctl(r->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0 || s_write(r, c) < 0) {
-        s_close(r, i);
-        s_make_idle(r, i);
+    if (err != 0 || epoll_ctl(r->ep, EPOLL_CTL_MOD, c->fd, &ev) < 0) {
+        s_lose(r, i, S_LOST_CONNECT);
+    } else if (s_write(r, c) < 0) {
+        s_lose(r, i, S_LOST_WRITE);
     }
 }
 
@@ -244,14 +263,12 @@ static void s_io(s_run_t *r, size_t i)
         return;
     }
     bool done = false;
-    if (n <= 0 || !c->busy || bc_http_feed(&c->http, buf, (size_t)n, NULL, NULL, &done) < 0) {
-        /* An idle connection the server closed is on the idle stack already
-           (it reopens on its next use); a busy one goes back to it. */
-        bool was_busy = c->busy;
-        s_close(r, i);
-        if (was_busy) {
-            s_make_idle(r, i);
-        }
+    if (n <= 0 || !c->busy) {
+        s_lose(r, i, n < 0 ? S_LOST_RESET : S_LOST_EOF);
+        return;
+    }
+    if (bc_http_feed(&c->http, buf, (size_t)n, NULL, NULL, &done) < 0) {
+        s_lose(r, i, S_LOST_PARSE);
         return;
     }
     if (done) {
@@ -323,8 +340,12 @@ static void s_after(s_run_t *r)
 
 static void s_report(s_run_t *r, double load_s, double total_s)
 {
-    char st[2048] = "";
-    size_t len = 0;
+    char st[2048] = "", lost[256] = "";
+    size_t len = 0, ll = 0;
+    for (int k = 0; k < 5; k++) {
+        ll += (size_t)snprintf(lost + ll, sizeof lost - ll, "%s\"%s\":%llu", k ? "," : "",
+                               s_lost_names[k], (unsigned long long)r->lost[k]);
+    }
     for (int s = 0; s < 600 && len < sizeof st - 32; s++) {
         if (r->statuses[s] > 0) {
             len += (size_t)snprintf(st + len, sizeof st - len, "%s\"%d\":%ld", len ? "," : "", s,
@@ -334,12 +355,12 @@ static void s_report(s_run_t *r, double load_s, double total_s)
     printf("OPENLOOP_JSON {\"rate\":%ld,\"conns\":%ld,\"load_s\":%.3f,\"total_s\":%.3f,"
            "\"due\":%llu,\"sent\":%llu,\"sent_rate\":%.1f,\"unsent\":%llu,\"answered\":%llu,"
            "\"unanswered\":%llu,\"transport_errors\":%llu,\"max_send_lag_ms\":%.3f,"
-           "\"connections\":%zu,\"statuses\":{%s}}\n",
+           "\"connections\":%zu,\"lost\":{%s},\"statuses\":{%s}}\n",
            r->rate, r->conns, load_s, total_s, (unsigned long long)r->due,
            (unsigned long long)r->sent, load_s > 0 ? (double)r->sent / load_s : 0.0,
            (unsigned long long)r->unsent, (unsigned long long)r->answered,
            (unsigned long long)r->inflight, (unsigned long long)r->errors,
-           (double)r->max_lag_us / 1000.0, r->fresh, st);
+           (double)r->max_lag_us / 1000.0, r->fresh, lost, st);
 }
 
 static int s_setup(s_run_t *r)

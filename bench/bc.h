@@ -25,11 +25,12 @@ typedef struct {
     bool chunked;            /* Transfer-Encoding: chunked */
     bool have_length;        /* a Content-Length was given */
     int status;              /* HTTP status of the response, 0 before the status line */
+    int retry_after;         /* Retry-After in seconds, -1 when the response has none */
     int64_t left;            /* body or chunk bytes still to come */
     char line[BC_HTTP_LINE]; /* the line being read (header, chunk size) */
 } bc_http_t;
 
-/* Prepares h for the next response. */
+/* Prepares h for the next response (retry_after -1). */
 void bc_http_reset(bc_http_t *h);
 /* Feeds n received bytes; body bytes go to fn(arg, ...). Returns the bytes consumed
    (fewer than n only when a response ended: *done is then true and the rest

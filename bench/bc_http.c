@@ -25,6 +25,7 @@ void bc_http_reset(bc_http_t *h)
 {
     memset(h, 0, sizeof *h);
     h->state = S_STATUS;
+    h->retry_after = -1;
 }
 
 /* Appends c to the current line (truncating); returns true at the end of a line. */
@@ -68,6 +69,9 @@ static void s_header_line(bc_http_t *h)
         h->have_length = true;
     } else if (klen == 17 && strncasecmp(h->line, "transfer-encoding", 17) == 0) {
         h->chunked = strcasestr(v, "chunked") != NULL;
+    } else if (klen == 11 && strncasecmp(h->line, "retry-after", 11) == 0) {
+        /* Delay-seconds only (what Bicky sends); an HTTP date reads as 0. */
+        h->retry_after = (int)strtol(v, NULL, 10);
     }
 }
 

@@ -40,6 +40,7 @@
 /* The edge's limits (gw_accept.c, gw_conn.c, gw_auth.c, gw_sse.c): defaults of their flags. */
 #define GW_SSE_FRAME_MAX       (8L * 1024 * 1024) /* --sse-frame-max: one SSE frame at most */
 #define GW_MAX_CONNS_PER_IP    256                /* --max-connections-per-ip */
+#define GW_MAX_INFLIGHT        256                /* --max-inflight: calls out per node */
 #define GW_REQUEST_DEADLINE_MS 30000              /* --request-deadline-ms: head and body by then */
 #define GW_AUTH_FAIL_MAX       30                 /* --auth-fail-max: failures per address ... */
 #define GW_AUTH_FAIL_WINDOW_MS 60000 /* ... in this window (--auth-fail-window-ms), then 429 */
@@ -71,6 +72,7 @@ typedef struct {
     long sse_buffer;                     /* per-client SSE buffer bytes */
     long sse_frame_max;                  /* one SSE frame at most; over it the client is closed */
     long max_conns_per_ip;               /* open connections per client address (0 = any) */
+    long max_inflight;                   /* API calls out to one node before 503 (0 = any) */
     long request_deadline_ms;            /* a request's head and body arrive within this */
     long auth_fail_max;                  /* failed authentications per address and window */
     long auth_fail_window_ms;            /* ... then 429 until the window ends (0 max = off) */
@@ -267,6 +269,7 @@ typedef struct {
     const char *args;       /* JSON text of the args object (copied) */
     const limits_t *limits; /* the team's limits the node applies (copied); NULL = defaults */
     int64_t deadline_ms;    /* mono ms; 0 → now + request timeout */
+    bool shed;              /* refused when the node has --max-inflight calls out */
 } gw_call_t;
 
 gw_upstream_t *gw_upstream_new(gw_server_t *srv);
@@ -275,8 +278,11 @@ void gw_upstream_destroy(gw_upstream_t **self_p);
    an answer to our own RING_GET (accepted even with an older epoch). */
 void gw_upstream_set_ring(gw_upstream_t *self, const proto_msg_t *ring, bool from_reply);
 /* Sends a call; returns its id (> 0), or 0 when no live node can take it now
-   (the caller answers 503; fn is then never called). */
+   or, for a shed call, when its node has --max-inflight calls out (the caller
+   answers 503; fn is then never called; gw_upstream_busy says which). */
 uint64_t gw_upstream_call(gw_upstream_t *self, const gw_call_t *call, gw_reply_fn *fn, void *owner);
+/* True when the last refused gw_upstream_call was refused for --max-inflight. */
+bool gw_upstream_busy(const gw_upstream_t *self);
 /* Forgets a call; its callback will not run. Accepts 0 and unknown ids. */
 void gw_upstream_cancel(gw_upstream_t *self, uint64_t id);
 /* Answers every pending call with 503 (shutdown). */
@@ -301,6 +307,7 @@ typedef struct gw_node_t {
     char state[16];    /* alive | draining */
     uint32_t weight;   /* ring weight */
     uint32_t actors;   /* actors at the last heartbeat */
+    uint32_t inflight; /* calls sent to it and not answered yet (gw_upstream.c) */
     bool in_ring;      /* alive and on the ring */
     bool seen;         /* present in the latest RING (mark and sweep) */
     zsock_t *dealer;   /* API requests to router */
@@ -318,6 +325,7 @@ struct gw_upstream_t {
     size_t rr;              /* round-robin position for team ops */
     uint64_t next_id;       /* last req_id issued */
     zhashx_t *calls;        /* "%016x" req_id → s_call_t (owned) */
+    bool busy;              /* the last refused call met --max-inflight */
 };
 
 /* Reader of a node DEALER: replies and MOVED (gw_upstream.c). */

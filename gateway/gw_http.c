@@ -447,15 +447,18 @@ void gw_req_call(gw_req_t *req, proto_op_id_t op, json_t *args, gw_reply_fn *the
                       .team_id = req->has_team ? req->team_id : NULL,
                       .limits = req->has_team ? &req->limits : NULL,
                       .args = text,
-                      .deadline_ms = req->deadline_ms};
+                      .deadline_ms = req->deadline_ms,
+                      .shed = true};
     req->then = then;
     req->call_id = gw_upstream_call(req->srv->upstream, &call, s_on_reply, req);
     free(text);
     if (!req->call_id) {
         gw_error_t err;
         gw_error_set(&err, 503, "unavailable", NULL, "%s",
-                     conv_bound ? "no live node owns this conversation right now"
-                                : "no live node is available right now");
+                     gw_upstream_busy(req->srv->upstream)
+                         ? "the node has too many requests in flight; retry later"
+                     : conv_bound ? "no live node owns this conversation right now"
+                                  : "no live node is available right now");
         err.retry_after = 1;
         gw_req_respond_error(req, &err);
     }

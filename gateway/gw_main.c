@@ -121,6 +121,9 @@ int main(int argc, char **argv)
          0, 1000000,
          "open HTTP connections per client address at most, per worker (0 = no limit; behind "
          "a proxy every client has its address)"},
+        {"--max-inflight", "BICKY_MAX_INFLIGHT", CFG_INT, &cfg.max_inflight, 0, 1000000,
+         "API requests out to one node at most, per worker; past it 503 with Retry-After "
+         "(0 = no limit)"},
         {"--request-deadline-ms", "BICKY_REQUEST_DEADLINE_MS", CFG_INT, &cfg.request_deadline_ms,
          100, 3600000,
          "a request's head and body must arrive within this (408 and close), and a kept-alive "

@@ -16,7 +16,8 @@ typedef struct {
     uint64_t count; /* answers */
 } s_slot_t;
 
-static const char *s_outcomes[] = {"ok", "timeout", "moved", "unavailable", "dropped"};
+static const char *s_outcomes[] = {"ok",          "timeout", "moved",
+                                   "unavailable", "dropped", "overloaded"};
 #define S_NOUTCOMES (sizeof s_outcomes / sizeof s_outcomes[0])
 
 struct gw_metrics_t {

@@ -40,6 +40,7 @@ void gw_config_defaults(gw_config_t *cfg)
     cfg->sse_buffer = GW_SSE_BUFFER;
     cfg->sse_frame_max = GW_SSE_FRAME_MAX;
     cfg->max_conns_per_ip = GW_MAX_CONNS_PER_IP;
+    cfg->max_inflight = GW_MAX_INFLIGHT;
     cfg->request_deadline_ms = GW_REQUEST_DEADLINE_MS;
     cfg->auth_fail_max = GW_AUTH_FAIL_MAX;
     cfg->auth_fail_window_ms = GW_AUTH_FAIL_WINDOW_MS;

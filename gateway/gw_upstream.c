@@ -34,6 +34,8 @@ typedef struct {
     uint64_t moved_epoch; /* epoch the node reported in MOVED */
     char node[64];        /* node the call was last sent to */
     uint64_t lim[3];      /* the team's turns, actors, worktrees limits (0 = default) */
+    bool shed;            /* refused past --max-inflight (API requests) */
+    bool counted;         /* counted in the inflight of node */
 } s_call_t;
 
 static void s_call_free(void **item)
@@ -99,6 +101,23 @@ size_t gw_upstream_pending(const gw_upstream_t *self)
     return zhashx_size(self->calls);
 }
 
+bool gw_upstream_busy(const gw_upstream_t *self)
+{
+    return self->busy;
+}
+
+/* The call is no longer out on its node (answered, parked, failed, resent). */
+static void s_uncount(gw_upstream_t *self, s_call_t *c)
+{
+    if (c->counted) {
+        gw_node_t *n = zhashx_lookup(self->nodes, c->node);
+        if (n && n->inflight > 0) {
+            n->inflight--;
+        }
+        c->counted = false;
+    }
+}
+
 /* ---- finishing calls ---------------------------------------------------- */
 
 static void s_key(uint64_t id, char key[17])
@@ -112,6 +131,7 @@ static void s_finish(gw_upstream_t *self, s_call_t *c, const gw_reply_t *reply)
     char key[17];
     s_key(c->id, key);
     zhashx_delete(self->calls, key);
+    s_uncount(self, c);
     c->fn(c->owner, reply);
     void *item = c;
     s_call_free(&item);
@@ -180,11 +200,20 @@ static gw_node_t *s_pick(gw_upstream_t *self, const s_call_t *c)
     return self->ring_nodes[self->rr++ % self->nring];
 }
 
+/* Sends c to its node: 0, -1 when no node can take it, -2 when c is shed and
+   its node has --max-inflight calls out. The bound is what keeps a node's
+   queue (and so the wait of every request in it) short under overload: past
+   it the client hears 503 + Retry-After at once instead of waiting in line. */
 static int s_send(gw_upstream_t *self, s_call_t *c)
 {
+    s_uncount(self, c);
     gw_node_t *n = s_pick(self, c);
     if (!n) {
         return -1;
+    }
+    long max = self->srv->cfg->max_inflight;
+    if (c->shed && max > 0 && n->inflight >= (uint64_t)max) {
+        return -2;
     }
     proto_msg_t m = {.v = PROTO_VERSION, .type = PROTO_API_REQ, .req_id = c->id};
     m.has_conv = c->has_conv;
@@ -202,6 +231,8 @@ static int s_send(gw_upstream_t *self, s_call_t *c)
         return -1;
     }
     snprintf(c->node, sizeof c->node, "%s", n->id);
+    n->inflight++;
+    c->counted = true;
     c->park_until = 0;
     LOG_D("sent req=%016" PRIx64 " op=%s node=%s", c->id, c->op, n->id);
     return 0;
@@ -233,8 +264,14 @@ uint64_t gw_upstream_call(gw_upstream_t *self, const gw_call_t *call, gw_reply_f
     }
     c->deadline_ms =
         call->deadline_ms ? call->deadline_ms : util_mono_ms() + self->srv->cfg->request_timeout_ms;
+    c->shed = call->shed;
     void *item = c;
-    if (!c->op || !c->args || s_send(self, c) < 0) {
+    int rc = c->op && c->args ? s_send(self, c) : -1;
+    self->busy = rc == -2;
+    if (rc < 0) {
+        if (self->busy) {
+            gw_metrics_upstream(self->srv->metrics, "overloaded");
+        }
         s_call_free(&item);
         return 0;
     }
@@ -249,9 +286,13 @@ void gw_upstream_cancel(gw_upstream_t *self, uint64_t id)
     if (id) {
         char key[17];
         s_key(id, key);
-        void *c = zhashx_lookup(self->calls, key);
+        s_call_t *c = zhashx_lookup(self->calls, key);
+        if (c) {
+            s_uncount(self, c);
+        }
         zhashx_delete(self->calls, key);
-        s_call_free(&c);
+        void *item = c;
+        s_call_free(&item);
     }
 }
 
@@ -283,7 +324,11 @@ static bool s_park_over(s_call_t *c, void *arg)
 
 static void s_resend(gw_upstream_t *self, s_call_t *c)
 {
-    if (s_send(self, c) < 0) {
+    int rc = s_send(self, c);
+    if (rc == -2) {
+        s_fail(self, c, 503, "unavailable",
+               "the node has too many requests in flight; retry later");
+    } else if (rc < 0) {
         s_fail(self, c, 503, "unavailable", "no live node owns this conversation right now");
     }
 }
@@ -307,6 +352,7 @@ void gw_upstream_tick(gw_upstream_t *self, int64_t now_ms)
 
 static void s_on_moved(gw_upstream_t *self, s_call_t *c, const proto_msg_t *m)
 {
+    s_uncount(self, c); /* the node is done with it */
     gw_metrics_upstream(self->srv->metrics, "moved");
     if (++c->moved > GW_MOVED_MAX) {
         LOG_W("giving up after MOVED req=%016" PRIx64 " op=%s tries=%d", c->id, c->op, c->moved);

@@ -9,6 +9,8 @@
     resumed CLI asks for the same tool with the same input, it is allowed at
     once (once per approval); anything else goes through the usual flow. A
     denied call is told with its reason, and the model goes on without it.
+    A turn that was running when its node was lost is resumed the same way
+    from its checkpoint, with a follow-up saying so (node_claude_resume_lost).
     Loop thread only. */
 #define LOG_MODULE "node_claude"
 #include "common/log.h"

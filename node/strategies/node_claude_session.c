@@ -3,9 +3,11 @@
     <work dir>/claude/<conversation>), made on the pool before a run; the
     session's files exported after a completed turn and kept in
     claude_sessions (at most 8 MiB), imported back on a node that lacks
-    them before --resume; and the turn end's statements (the session id in
-    conversations.metadata.claude_code, the transcript). Loop thread, except
-    s_work (a pool worker). */
+    them before --resume; checkpoints of a running turn (the same export
+    after each completed step, at most one a second, stored with the
+    turn's user message in turn_message_id); and the turn end's statements
+    (the session id in conversations.metadata.claude_code, the transcript).
+    Loop thread, except s_work (a pool worker). */
 #define LOG_MODULE "node_claude"
 #include "common/log.h"
 #include "common/util.h"

@@ -6,8 +6,11 @@
     decision waiting in its mailbox is applied to the rebuilt turn. Pending
     requests wait again (their expiry included); a call that was allowed but
     has no stored result was interrupted: its result says so (it is not run
-    again). Also the sweep that activates conversations whose requests
-    expired while no node had them. Loop thread only. */
+    again). The same read serves a claude-code turn that was running when its
+    node was lost (node_recover.c hands it over): it is resumed from the
+    transcript checkpointed in that turn (node_claude_resume.c), else it
+    fails node_lost. Also the sweep that activates conversations whose
+    requests expired while no node had them. Loop thread only. */
 #define LOG_MODULE "node_perm"
 #include "common/log.h"
 #include "common/util.h"

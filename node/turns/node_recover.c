@@ -10,7 +10,9 @@
     order. A turn lost between two model calls (tools running, the next call
     not started) has no streaming message: its latest turn.started with no
     end after it gets the turn.failed. A message acknowledged with 202 right
-    before a crash thus gets its reply. Loop thread only. */
+    before a crash thus gets its reply. A lost turn whose strategy can resume
+    it (resume_lost: claude-code, from its checkpointed transcript) is handed
+    to the strategy instead, and nothing is written here. Loop thread only. */
 #define LOG_MODULE "node_recover"
 #include "common/log.h"
 #include "common/util.h"

@@ -200,8 +200,30 @@ static int s_read_into(s_bundle_t *b, int fd, size_t want, const char *rel)
     return 0;
 }
 
-/* Appends "file <size> <rel>\n<bytes>\n". */
-static int s_add_file(s_bundle_t *b, const char *path, const char *rel)
+/* The file entry at `at` (header of hn bytes, then its bytes up to b->len) keeps its
+   bytes up to the last newline only; the header is rewritten with that size. */
+static int s_whole_lines(s_bundle_t *b, size_t at, size_t hn, const char *rel)
+{
+    size_t start = at + hn, keep = b->len - start;
+    while (keep > 0 && b->data[start + keep - 1] != '\n') {
+        keep--;
+    }
+    if (keep == b->len - start) {
+        return 0;
+    }
+    char head[S_MAX_REL + 64];
+    int nn = snprintf(head, sizeof head, "file %zu %s\n", keep, rel);
+    /* The new header is never longer: the size has at most as many digits. */
+    memmove(b->data + at + (size_t)nn, b->data + start, keep);
+    memcpy(b->data + at, head, (size_t)nn);
+    b->len = at + (size_t)nn + keep;
+    return 0;
+}
+
+/* Appends "file <size> <rel>\n<bytes>\n". whole_lines (the transcript, which the CLI may
+   be appending to while a running turn is exported): only up to its last newline, so a
+   line being written is left out rather than cut. */
+static int s_add_file(s_bundle_t *b, const char *path, const char *rel, bool whole_lines)
 {
     if (++b->files > S_MAX_FILES) {
         snprintf(b->err, b->errlen, "more than %d files in the session", S_MAX_FILES);
@@ -220,6 +242,7 @@ static int s_add_file(s_bundle_t *b, const char *path, const char *rel)
     char head[S_MAX_REL + 64];
     int hn = snprintf(head, sizeof head, "file %lld %s\n", (long long)st.st_size, rel);
     size_t want = (size_t)st.st_size;
+    size_t at = b->len;
     int rc = s_append(b, head, (size_t)hn);
     if (rc == 0 && b->len + want + 1 > b->max) {
         snprintf(b->err, b->errlen, "session larger than %zu bytes", b->max);
@@ -229,6 +252,9 @@ static int s_add_file(s_bundle_t *b, const char *path, const char *rel)
         rc = s_read_into(b, fd, want, rel);
     }
     close(fd);
+    if (rc == 0 && whole_lines) {
+        rc = s_whole_lines(b, at, (size_t)hn, rel);
+    }
     return rc == 0 ? s_append(b, "\n", 1) : -1;
 }
 
@@ -264,7 +290,7 @@ static int s_add_dir(s_bundle_t *b, const char *dir, const char *rel, int depth)
         if (S_ISDIR(st.st_mode)) {
             rc = s_add_dir(b, path, sub, depth + 1);
         } else if (S_ISREG(st.st_mode)) {
-            rc = s_add_file(b, path, sub);
+            rc = s_add_file(b, path, sub, false);
         }
     }
     closedir(d);
@@ -296,7 +322,7 @@ int agent_claude_session_export(const char *home,
     snprintf(rel, sizeof rel, "%s.jsonl", session_id);
     int rc = s_append(&b, S_MAGIC, strlen(S_MAGIC));
     if (rc == 0) {
-        rc = s_add_file(&b, path, rel);
+        rc = s_add_file(&b, path, rel, true);
     }
     if (rc == 0 && snprintf(path, sizeof path, "%s/%s", dir, session_id) < (int)sizeof path) {
         rc = s_add_dir(&b, path, session_id, 1);

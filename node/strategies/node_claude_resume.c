@@ -9,6 +9,8 @@
     resumed CLI asks for the same tool with the same input, it is allowed at
     once (once per approval); anything else goes through the usual flow. A
     denied call is told with its reason, and the model goes on without it.
+    A turn that was running when its node was lost is resumed the same way
+    from its checkpoint, with a follow-up saying so (node_claude_resume_lost).
     Loop thread only. */
 #define LOG_MODULE "node_claude"
 #include "common/log.h"
@@ -128,6 +130,39 @@ const char *node_claude_restore(node_run_t *run,
     }
     LOG_N("claude-code turn waits again after reactivation session=%s pending=%zu", session,
           run->ncalls);
+    return NULL;
+}
+
+static const char s_lost[] =
+    "[Bicky] The session was interrupted because the node running it was lost, and it has "
+    "been resumed from its last completed step. Whatever came after that step was lost with "
+    "the node: a reply being written, and any tool call still running (it did not complete; "
+    "if it is still needed, make it again: it asks for permission as usual). Continue the "
+    "task.";
+
+const char *
+node_claude_resume_lost(node_run_t *run, const char *wt_path, const char *session, const char *task)
+{
+    if (!session || !agent_claude_session_id_valid(session)) {
+        return "the claude-code run was lost with its node (no session to resume)";
+    }
+    s_kill_orphans(session);
+    if (node_claude_setup(run, wt_path, session) < 0) {
+        return NULL; /* the run already failed */
+    }
+    node_cc_t *cc = run->cc;
+    free(run->content);
+    run->content = strdup(s_lost);
+    cc->followup = strdup(s_lost);
+    cc->task = task ? strdup(task) : NULL;
+    if (!run->content || !cc->followup || (task && !cc->task)) {
+        return "out of memory";
+    }
+    /* This node's copy, if any, may be older than the checkpoint (another node ran the
+       turn) or newer than its last completed step: the checkpoint is the one to resume. */
+    cc->reimport = true;
+    LOG_N("resuming the claude-code turn lost with its node session=%s", session);
+    node_claude_prepare(run);
     return NULL;
 }
 

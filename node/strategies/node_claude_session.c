@@ -3,9 +3,11 @@
     <work dir>/claude/<conversation>), made on the pool before a run; the
     session's files exported after a completed turn and kept in
     claude_sessions (at most 8 MiB), imported back on a node that lacks
-    them before --resume; and the turn end's statements (the session id in
-    conversations.metadata.claude_code, the transcript). Loop thread, except
-    s_work (a pool worker). */
+    them before --resume; checkpoints of a running turn (the same export
+    after each completed step, at most one a second, stored with the
+    turn's user message in turn_message_id); and the turn end's statements
+    (the session id in conversations.metadata.claude_code, the transcript).
+    Loop thread, except s_work (a pool worker). */
 #define LOG_MODULE "node_claude"
 #include "common/log.h"
 #include "common/util.h"
@@ -17,10 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define S_BUNDLE_MAX (8u * 1024 * 1024) /* session bytes kept in Postgres */
-#define Q_CC_GET     "node_cc_get"
-#define Q_CC_PUT     "node_cc_put"
-#define Q_CC_META    "node_cc_meta"
+#define S_BUNDLE_MAX  (8u * 1024 * 1024) /* session bytes kept in Postgres */
+#define S_CKPT_MIN_MS 1000               /* at least this long between a turn's checkpoints */
+#define Q_CC_GET      "node_cc_get"
+#define Q_CC_PUT      "node_cc_put"
+#define Q_CC_META     "node_cc_meta"
 
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 
@@ -30,6 +33,7 @@ typedef struct {
     char session[72]; /* session id */
     bool make_root;   /* create root */
     bool exporting;   /* export (else prepare / import) */
+    bool checkpoint;  /* the export is a checkpoint of the running turn */
     char *data;       /* bundle to import / exported */
     size_t len;       /* its size */
     bool missing;     /* prepare: the transcript is not on this node */
@@ -87,13 +91,34 @@ static void s_job_free(s_job_t *j)
 
 static void s_import_read(node_run_t *run);
 
+/* A checkpoint's export is done: its bundle is owed to Postgres (node_claude_pending_write),
+   unless the CLI ended meanwhile (the turn's end stores the final one). */
+static void s_checkpoint_done(node_run_t *run, s_job_t *j)
+{
+    node_cc_t *cc = run->cc;
+    if (j->err[0] || !cc->proc || run->phase != NODE_RUN_CLAUDE) {
+        if (j->err[0]) {
+            LOG_W("claude checkpoint not saved session=%s error=\"%s\"", j->session, j->err);
+        }
+        cc->ckpt_busy = false;
+        return;
+    }
+    free(cc->ckpt);
+    cc->ckpt = j->data;
+    cc->ckpt_len = j->len;
+    j->data = NULL;
+    node_run_pump(run);
+}
+
 static void s_done(void *arg, bool cancelled)
 {
     s_job_t *j = arg;
     node_run_t *run = j->run;
     if (run->actor && run->cc && !cancelled) {
         node_cc_t *cc = run->cc;
-        if (j->exporting) {
+        if (j->checkpoint) {
+            s_checkpoint_done(run, j);
+        } else if (j->exporting) {
             if (j->err[0]) {
                 LOG_W("claude session not saved session=%s error=\"%s\"", j->session, j->err);
             } else {
@@ -106,7 +131,8 @@ static void s_done(void *arg, bool cancelled)
             node_run_pump(run);
         } else if (j->err[0]) {
             node_run_fail(run, j->err);
-        } else if (j->missing) {
+        } else if (j->missing || (cc->reimport && !j->data)) {
+            cc->reimport = false;
             s_import_read(run);
         } else {
             node_claude_start(run);
@@ -116,8 +142,8 @@ static void s_done(void *arg, bool cancelled)
     s_job_free(j);
 }
 
-/* Submits a job for run; fails the turn when the pool is full. */
-static void s_submit(node_run_t *run, s_job_t *j)
+/* Submits a job for run to the pool. -1 when it is full (j is still the caller's). */
+static int s_pool_submit(node_run_t *run, s_job_t *j)
 {
     node_cc_t *cc = run->cc;
     j->run = run;
@@ -126,11 +152,19 @@ static void s_submit(node_run_t *run, s_job_t *j)
     snprintf(j->session, sizeof j->session, "%s", cc->session);
     j->make_root = run->root_make;
     if (agent_pool_submit(run->agents->pool, s_work, s_done, j) < 0) {
-        s_job_free(j);
-        node_run_fail(run, "the node's worker pool is busy");
-        return;
+        return -1;
     }
     node_run_ref(run);
+    return 0;
+}
+
+/* Submits a job for run; fails the turn when the pool is full. */
+static void s_submit(node_run_t *run, s_job_t *j)
+{
+    if (s_pool_submit(run, j) < 0) {
+        s_job_free(j);
+        node_run_fail(run, "the node's worker pool is busy");
+    }
 }
 
 /* ---- the session's files from Postgres ----------------------------------------------------- */
@@ -279,6 +313,79 @@ void node_claude_export(node_run_t *run)
     s_submit(run, j);
 }
 
+static void
+s_add_bundle(node_ws_t *ws, const node_run_t *run, const char *data, size_t len, const char *turn);
+
+/* ---- checkpoints of a running turn ------------------------------------------------------- */
+
+void node_claude_step(node_run_t *run)
+{
+    if (run->cc && run->cc->session[0]) {
+        run->cc->ckpt_dirty = true;
+        node_claude_tick(run, util_mono_ms());
+    }
+}
+
+void node_claude_tick(node_run_t *run, int64_t now_ms)
+{
+    node_cc_t *cc = run->cc;
+    /* One checkpoint at a time, and not more often than S_CKPT_MIN_MS: a chatty turn
+       costs at most one bundle write per second, whatever its number of steps. */
+    if (!cc || !cc->ckpt_dirty || cc->ckpt_busy || !cc->proc || run->phase != NODE_RUN_CLAUDE ||
+        !cc->session[0] || (cc->ckpt_at_ms && now_ms - cc->ckpt_at_ms < S_CKPT_MIN_MS)) {
+        return;
+    }
+    s_job_t *j = calloc(1, sizeof *j);
+    if (!j) {
+        return; /* tried again at the next tick */
+    }
+    j->exporting = j->checkpoint = true;
+    if (s_pool_submit(run, j) < 0) {
+        s_job_free(j);
+        return;
+    }
+    cc->ckpt_dirty = false;
+    cc->ckpt_busy = true;
+    cc->ckpt_at_ms = now_ms;
+}
+
+bool node_claude_add_checkpoint(node_ws_t *ws, node_run_t *run)
+{
+    node_cc_t *cc = run->cc;
+    if (!cc || !cc->ckpt) {
+        return false;
+    }
+    s_uuid_t uid;
+    util_uuid_format(run->actor->turns->user_id, uid);
+    s_add_bundle(ws, run, cc->ckpt, cc->ckpt_len, uid);
+    free(cc->ckpt);
+    cc->ckpt = NULL;
+    cc->ckpt_sent = true;
+    return true;
+}
+
+/* Adds the store of a session bundle: at a turn's end (turn NULL), or a checkpoint of
+   the running turn of user message turn. On OOM the session stays on this node only. */
+static void
+s_add_bundle(node_ws_t *ws, const node_run_t *run, const char *data, size_t len, const char *turn)
+{
+    s_uuid_t conv, team;
+    util_uuid_format(run->actor->conv_id, conv);
+    util_uuid_format(run->actor->team_id, team);
+    char *hex = malloc(2 * len + 3);
+    if (!hex) {
+        return;
+    }
+    hex[0] = '\\';
+    hex[1] = 'x';
+    for (size_t i = 0; i < len; i++) {
+        snprintf(hex + 2 + 2 * i, 3, "%02x", (unsigned char)data[i]);
+    }
+    const char *params[] = {conv, team, run->cc->session, hex, turn};
+    node_ws_add(ws, Q_CC_PUT, NODE_SK_PLAIN, 5, params);
+    free(hex);
+}
+
 int node_claude_add_end(node_ws_t *ws, node_run_t *run, node_end_t how)
 {
     node_cc_t *cc = run->cc;
@@ -294,18 +401,7 @@ int node_claude_add_end(node_ws_t *ws, node_run_t *run, node_end_t how)
         node_ws_add(ws, Q_CC_META, NODE_SK_PLAIN, 3, params);
     }
     if (cc->bundle && how == NODE_END_COMPLETED) {
-        char *hex = malloc(2 * cc->bundle_len + 3);
-        if (!hex) {
-            return 0; /* the session stays on this node only */
-        }
-        hex[0] = '\\';
-        hex[1] = 'x';
-        for (size_t i = 0; i < cc->bundle_len; i++) {
-            snprintf(hex + 2 + 2 * i, 3, "%02x", (unsigned char)cc->bundle[i]);
-        }
-        const char *params[] = {conv, team, cc->session, hex};
-        node_ws_add(ws, Q_CC_PUT, NODE_SK_PLAIN, 4, params);
-        free(hex);
+        s_add_bundle(ws, run, cc->bundle, cc->bundle_len, NULL);
     }
     return ws->oom ? -1 : 0;
 }
@@ -318,10 +414,12 @@ static const struct {
     {Q_CC_GET, 3,
      "SELECT bundle FROM claude_sessions WHERE conversation_id = $1::uuid AND team_id = $2::uuid "
      "AND session_id = $3::text"},
-    {Q_CC_PUT, 4,
-     "INSERT INTO claude_sessions (conversation_id, team_id, session_id, bundle) VALUES "
-     "($1::uuid, $2::uuid, $3::text, $4::bytea) ON CONFLICT (conversation_id) DO UPDATE SET "
-     "session_id = EXCLUDED.session_id, bundle = EXCLUDED.bundle, updated_at = now()"},
+    /* $5: the running turn's user message (a checkpoint), NULL at a turn's end. */
+    {Q_CC_PUT, 5,
+     "INSERT INTO claude_sessions (conversation_id, team_id, session_id, bundle, "
+     "turn_message_id) VALUES ($1::uuid, $2::uuid, $3::text, $4::bytea, $5::uuid) ON CONFLICT "
+     "(conversation_id) DO UPDATE SET session_id = EXCLUDED.session_id, bundle = "
+     "EXCLUDED.bundle, turn_message_id = EXCLUDED.turn_message_id, updated_at = now()"},
     {Q_CC_META, 3,
      "UPDATE conversations SET metadata = metadata || jsonb_build_object('claude_code', "
      "coalesce(metadata->'claude_code', '{}'::jsonb) || jsonb_build_object('session_id', "

@@ -6,8 +6,11 @@
     decision waiting in its mailbox is applied to the rebuilt turn. Pending
     requests wait again (their expiry included); a call that was allowed but
     has no stored result was interrupted: its result says so (it is not run
-    again). Also the sweep that activates conversations whose requests
-    expired while no node had them. Loop thread only. */
+    again). The same read serves a claude-code turn that was running when its
+    node was lost (node_recover.c hands it over): it is resumed from the
+    transcript checkpointed in that turn (node_claude_resume.c), else it
+    fails node_lost. Also the sweep that activates conversations whose
+    requests expired while no node had them. Loop thread only. */
 #define LOG_MODULE "node_perm"
 #include "common/log.h"
 #include "common/util.h"
@@ -17,6 +20,11 @@
 #include <string.h>
 
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
+
+/* The turn a claude-code transcript was checkpointed in. $1 conv $2 team. */
+static const char s_checkpoint_sql[] =
+    "SELECT turn_message_id FROM claude_sessions WHERE conversation_id = $1::uuid AND team_id "
+    "= $2::uuid";
 
 typedef struct {
     node_run_t *run;     /* referenced */
@@ -31,6 +39,8 @@ typedef struct {
     json_t *perms;       /* [{id, status, tool_use_id, expires_ms}] */
     json_t *rows;        /* history rows */
     json_t *queued;      /* [{id, content}] user messages waiting */
+    bool lost;           /* a claude-code turn that was running when its node was lost */
+    char *checkpoint;    /* lost: the turn whose transcript is in claude_sessions, or NULL */
 } s_rec_t;
 
 static char *s_dup(const char *s)
@@ -91,6 +101,14 @@ static void s_on_queued(void *arg, db_status_t status, const db_result_t *res)
     for (int i = 0; status == DB_OK && i < db_result_rows(res); i++) {
         json_array_append_new(r->queued, json_pack("{s:s?, s:s?}", "id", db_result_value(res, i, 0),
                                                    "content", db_result_value(res, i, 1)));
+    }
+}
+
+static void s_on_checkpoint(void *arg, db_status_t status, const db_result_t *res)
+{
+    s_rec_t *r = arg;
+    if (status == DB_OK && db_result_rows(res) > 0) {
+        r->checkpoint = s_dup(db_result_value(res, 0, 0));
     }
 }
 
@@ -237,6 +255,7 @@ static const char *s_restore_claude(node_run_t *run, const s_rec_t *r)
     const char *uid = json_string_value(json_object_get(r->asst_meta, "user_message_id"));
     if (!r->asst_id || !uid || util_uuid_parse(uid, t->user_id) < 0 ||
         util_uuid_parse(r->asst_id, t->asst_id) < 0) {
+        run->lost = r->lost;
         return "the claude-code run was lost with its node";
     }
     const char *task = NULL;
@@ -247,6 +266,16 @@ static const char *s_restore_claude(node_run_t *run, const s_rec_t *r)
         const char *id = json_string_value(json_object_get(row, "id"));
         task =
             id && strcmp(id, uid) == 0 ? json_string_value(json_object_get(row, "content")) : task;
+    }
+    if (r->lost) {
+        /* Resumed from the transcript checkpointed during this very turn; with none (the
+           node was lost before the turn's first step was stored), it fails as any turn
+           lost with its node. */
+        if (!r->checkpoint || strcmp(r->checkpoint, uid) != 0) {
+            run->lost = true;
+            return "the node running this turn was lost";
+        }
+        return node_claude_resume_lost(run, r->wt_path, r->session, task);
     }
     const char *why = node_claude_restore(run, r->perms, r->wt_path, r->session, task);
     if (!why) {
@@ -263,11 +292,18 @@ static const char *s_restore(node_run_t *run, node_t *node, const s_rec_t *r)
     const cfg_strategy_t *s = r->strategy ? node_strategy_lookup(r->strategy) : NULL;
     const char *uid = json_string_value(json_object_get(r->asst_meta, "user_message_id"));
     if (!r->ctx_found || !json_is_array(r->rows) || !r->perms || !r->queued) {
+        run->lost = r->lost;
         return "the turn's state cannot be read";
     }
     if (s) {
         run->strategy = s;
         snprintf(run->strategy_name, sizeof run->strategy_name, "%s", s->name);
+    }
+    if (r->lost) {
+        /* The user messages posted behind the lost turn run after it, whatever becomes
+           of it (as node_recover.c does for any lost turn). */
+        s_enqueue(a, r->queued);
+        run->lost = !s || s->kind != CFG_STRATEGY_CLAUDE_CODE;
     }
     if (s && s->kind == CFG_STRATEGY_CLAUDE_CODE) {
         return s_restore_claude(run, r);
@@ -304,6 +340,7 @@ static void s_rec_free(s_rec_t *r)
     json_decref(r->perms);
     json_decref(r->rows);
     json_decref(r->queued);
+    free(r->checkpoint);
     free(r);
 }
 
@@ -333,7 +370,7 @@ static void s_on_done(void *arg, db_status_t status, const char *error, const ch
     node_actor_pump(node, a);
 }
 
-void node_perm_recover(node_t *node, node_actor_t *a)
+void node_perm_recover(node_t *node, node_actor_t *a, bool lost)
 {
     node_turns_t *t = node_turns_get(a);
     node_run_t *run = t ? node_run_new(node, a, NULL) : NULL;
@@ -361,7 +398,8 @@ void node_perm_recover(node_t *node, node_actor_t *a)
         db_batch_add(b, NODE_Q_RECOVER_MSG, NULL, 2, p2, s_on_msg, r) < 0 ||
         db_batch_add(b, NODE_Q_PERM_TURN, NULL, 2, p2, s_on_perms, r) < 0 ||
         db_batch_add(b, NODE_Q_HISTORY, NULL, 4, ph, s_on_rows, r) < 0 ||
-        db_batch_add(b, NODE_Q_PENDING_MSG, NULL, 3, pq, s_on_queued, r) < 0) {
+        db_batch_add(b, NODE_Q_PENDING_MSG, NULL, 3, pq, s_on_queued, r) < 0 ||
+        (lost && db_batch_add(b, NULL, s_checkpoint_sql, 2, p2, s_on_checkpoint, r) < 0)) {
         db_batch_destroy(&b);
         free(r);
         node_run_fail(run, "cannot read the turn to resume it");
@@ -369,6 +407,7 @@ void node_perm_recover(node_t *node, node_actor_t *a)
     }
     r->run = run;
     r->actor = a;
+    r->lost = lost;
     node_run_ref(run);
     /* Pinned: requests (a decision among them) wait until the turn is rebuilt. */
     a->flags |= NODE_AF_IDEM;

@@ -64,6 +64,7 @@ void node_claude_stop(node_run_t *run)
     free(cc->followup);
     free(cc->task);
     free(cc->bundle);
+    free(cc->ckpt);
     free(cc);
     run->cc = NULL;
 }
@@ -94,6 +95,8 @@ static void s_on_message_start(void *arg)
 {
     node_run_t *run = arg;
     run->cc->call_start = true;
+    /* The CLI sends a model call only once the steps before it are in its transcript. */
+    node_claude_step(run);
 }
 
 /* The CLI runs its own agent loop, and the turn has one assistant message: the text
@@ -147,6 +150,7 @@ static void s_on_tool_completed(void *arg, const char *id, const char *content, 
     e->done = true;
     e->is_error = is_error;
     s_evt_push(run, e);
+    node_claude_step(run);
 }
 
 /* Decides the calls the CLI asked about since the last rules read. */
@@ -407,7 +411,7 @@ static void s_add_evt(node_ws_t *ws, node_run_t *run, const s_evt_t *e)
 bool node_claude_pending_write(node_t *node, node_run_t *run)
 {
     node_cc_t *cc = run->cc;
-    bool owed = cc && cc->head;
+    bool owed = cc && (cc->head || cc->ckpt);
     for (size_t i = 0; cc && i < run->ncalls && !owed; i++) {
         owed = run->calls[i].owed;
     }
@@ -440,6 +444,7 @@ bool node_claude_pending_write(node_t *node, node_run_t *run)
     if (cc->session[0]) {
         node_claude_add_session(ws, run); /* a restart resumes this session */
     }
+    node_claude_add_checkpoint(ws, run); /* a move resumes from this step */
     node_ws_touch(ws, waiting ? NODE_ST_WAITING : NODE_ST_PROCESSING);
     ws->plan.ws = ws;
     ws->plan.strat_op = NODE_SOP_CLAUDE;
@@ -450,6 +455,9 @@ bool node_claude_pending_write(node_t *node, node_run_t *run)
 
 void node_claude_committed(node_run_t *run)
 {
+    if (run->cc && run->cc->ckpt_sent) {
+        run->cc->ckpt_sent = run->cc->ckpt_busy = false;
+    }
     for (size_t i = 0; i < run->ncalls; i++) {
         node_call_t *c = &run->calls[i];
         if (c->state == NODE_CALL_ASK && !c->owed) {

@@ -39,8 +39,9 @@ int node_observe_sql_prepare(db_conn_t *db);
 
 /* ---- a turn left waiting for a permission (node_perm_recover.c) ------------------------ */
 
-/* Starts recovering actor's turn left waiting for a permission. */
-void node_perm_recover(node_t *node, node_actor_t *actor);
+/* Starts recovering actor's turn left waiting for a permission, or (lost) a claude-code
+   turn that was running when its node was lost (node_recover.c hands it over). */
+void node_perm_recover(node_t *node, node_actor_t *actor, bool lost);
 /* Sweeps the database for expired requests of conversations this node owns. */
 void node_perm_sweep(node_agents_t *agents);
 
@@ -103,12 +104,19 @@ struct node_cc_t {
     size_t bundle_len;        /* their size */
     struct s_evt_t *head;     /* tool lines owed (node_strat_claude.c) */
     struct s_evt_t *tail;
-    json_t *names;   /* tool_use id → tool name */
-    bool rules_busy; /* a rules read is in flight */
-    json_t *grants;  /* resumed after a restart: approved [{name, input}] not asked again */
-    char *followup;  /* resumed after a restart: the decisions, told to the model */
-    char *task;      /* resumed after a restart: the user's message (if the session is lost) */
-    bool call_start; /* a model call started: its first text is set apart from earlier text */
+    json_t *names;      /* tool_use id → tool name */
+    bool rules_busy;    /* a rules read is in flight */
+    json_t *grants;     /* resumed after a restart: approved [{name, input}] not asked again */
+    char *followup;     /* resumed after a restart: the decisions, told to the model */
+    char *task;         /* resumed after a restart: the user's message (if the session is lost) */
+    bool call_start;    /* a model call started: its first text is set apart from earlier text */
+    bool ckpt_dirty;    /* a step completed since the last checkpoint started */
+    bool ckpt_busy;     /* a checkpoint is being exported or written */
+    bool ckpt_sent;     /* a write in flight carries it */
+    int64_t ckpt_at_ms; /* mono ms the last checkpoint started, 0 none */
+    char *ckpt;         /* an exported checkpoint owed to Postgres (owned) */
+    size_t ckpt_len;    /* its size */
+    bool reimport;      /* prepare: import the transcript from Postgres even if present */
 };
 
 /* Starts the CLI for the prepared run (node_strat_claude.c). */
@@ -137,6 +145,15 @@ void node_claude_committed(node_run_t *run);
 /* Answers the CLI's permission request of call i. */
 void node_claude_answer(
     node_run_t *run, size_t i, bool allow, const json_t *input, const char *msg);
+/* A step of the running turn completed (a tool result, or the next model call
+   started): a checkpoint of its transcript is due (node_claude_session.c). */
+void node_claude_step(node_run_t *run);
+/* Starts the checkpoint due, unless one is in flight or the last one started less than
+   a second ago (now_ms: mono). The export runs on the pool; its bundle is then owed. */
+void node_claude_tick(node_run_t *run, int64_t now_ms);
+/* Adds the owed checkpoint (claude_sessions, turn_message_id = the running turn's user
+   message) to ws. True when one was added. */
+bool node_claude_add_checkpoint(node_ws_t *ws, node_run_t *run);
 /* A turn end's extra statements: the session id in the metadata, the transcript. */
 int node_claude_add_end(node_ws_t *ws, node_run_t *run, node_end_t how);
 /* Stops the CLI (no callback afterwards); the state stays. Accepts a non-claude run. */
@@ -164,6 +181,14 @@ const char *node_claude_restore(node_run_t *run,
                                 const char *wt_path,
                                 const char *session,
                                 const char *task);
+/* Resumes a claude-code turn that was running when its node was lost, from the
+   transcript checkpointed in Postgres (imported over any copy on this node): --resume
+   with a follow-up telling the model so. task: the turn's user message (for a new
+   session, should the transcript be gone). NULL, or why it cannot (the turn fails). */
+const char *node_claude_resume_lost(node_run_t *run,
+                                    const char *wt_path,
+                                    const char *session,
+                                    const char *task);
 /* The session to resume is not found anywhere: the follow-up of a restored turn gets
    the user's message (task) in front, and a new session starts. */
 void node_claude_session_lost(node_run_t *run);

@@ -123,6 +123,7 @@ static int s_on_tick(zloop_t *loop, int timer_id, void *arg)
     int64_t now = util_wall_ms();
     for (node_run_t *r = self->runs; r; r = r->next) {
         node_perm_tick(r, now);
+        node_claude_tick(r, util_mono_ms());
     }
     node_observe_tick(self->observers);
     if (self->any_timeout && util_mono_ms() >= self->next_sweep_ms) {
@@ -335,6 +336,10 @@ static void s_end_json(const node_actor_t *a, node_end_t how, char **meta, char 
         const char *why = run->error ? run->error : "the strategy failed";
         json_object_set_new(m, "error", json_string(why));
         json_object_set_new(act, "error", json_string(why));
+        if (run->lost) {
+            json_object_set_new(m, "reason", json_string("node_lost"));
+            json_object_set_new(act, "reason", json_string("node_lost"));
+        }
     }
     *meta = node_json_text(m);
     *action = node_json_text(act);
@@ -365,7 +370,7 @@ static bool s_pending_write(node_t *node, node_actor_t *a)
     if (!t) {
         if (a->status == NODE_ST_WAITING && a->state == NODE_ACTOR_READY && !node->stopping &&
             !(a->flags & NODE_AF_DOOMED) && node->agents) {
-            node_perm_recover(node, a);
+            node_perm_recover(node, a, false);
             return (a->flags & (NODE_AF_IDEM | NODE_AF_COMMITTING)) != 0;
         }
         return false;
@@ -453,6 +458,18 @@ static void s_decided(node_run_t *run, size_t i, bool allow, const json_t *input
     }
 }
 
+/* A claude-code turn lost with its node is read back and resumed from its checkpoint
+   (node_perm_recover.c, node_claude_resume.c); other strategies' turns fail. */
+static bool s_resume_lost(node_t *node, node_actor_t *a, const char *strategy)
+{
+    const cfg_strategy_t *s = node_strategy_lookup(strategy);
+    if (!s || s->kind != CFG_STRATEGY_CLAUDE_CODE || !node->agents) {
+        return false;
+    }
+    node_perm_recover(node, a, true);
+    return true;
+}
+
 const node_strategy_if_t node_strategies = {
     .whole_turns = node_echo_is,
     .whole_turn = node_echo_whole_turn,
@@ -467,4 +484,5 @@ const node_strategy_if_t node_strategies = {
     .stop = s_stop,
     .decided = s_decided,
     .turn_ended = node_observe_turn_ended,
+    .resume_lost = s_resume_lost,
 };

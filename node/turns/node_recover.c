@@ -10,7 +10,9 @@
     order. A turn lost between two model calls (tools running, the next call
     not started) has no streaming message: its latest turn.started with no
     end after it gets the turn.failed. A message acknowledged with 202 right
-    before a crash thus gets its reply. Loop thread only. */
+    before a crash thus gets its reply. A lost turn whose strategy can resume
+    it (resume_lost: claude-code, from its checkpointed transcript) is handed
+    to the strategy instead, and nothing is written here. Loop thread only. */
 #define LOG_MODULE "node_recover"
 #include "common/log.h"
 #include "common/util.h"
@@ -42,6 +44,10 @@ static const char s_open_sql[] =
     "f.conversation_id = $1::uuid AND f.seq > t.seq AND f.type IN ('turn.completed', "
     "'turn.failed', 'turn.cancelled'))";
 
+/* The conversation's strategy. $1 conv $2 team. */
+static const char s_strategy_sql[] =
+    "SELECT strategy FROM conversations WHERE id = $1::uuid AND team_id = $2::uuid";
+
 typedef char s_uuid_t[UTIL_UUID_STR_LEN + 1];
 
 typedef struct {
@@ -52,14 +58,15 @@ typedef struct {
 } s_row_t;
 
 typedef struct {
-    node_t *node;        /* borrowed */
-    node_actor_t *actor; /* pinned (LOADING) while the read runs */
-    s_row_t *rows;       /* rows read, oldest first */
-    size_t n;            /* rows used */
-    bool oom;            /* a row could not be kept */
-    bool open;           /* a turn was started and never ended */
-    char open_msg[37];   /* its turn.started's message_id ("" unknown) */
-    char open_user[37];  /* its user_message_id ("" unknown) */
+    node_t *node;                         /* borrowed */
+    node_actor_t *actor;                  /* pinned (LOADING) while the read runs */
+    s_row_t *rows;                        /* rows read, oldest first */
+    size_t n;                             /* rows used */
+    bool oom;                             /* a row could not be kept */
+    bool open;                            /* a turn was started and never ended */
+    char open_msg[37];                    /* its turn.started's message_id ("" unknown) */
+    char open_user[37];                   /* its user_message_id ("" unknown) */
+    char strategy[CFG_FILE_MAX_NAME + 1]; /* the conversation's strategy ("" unknown) */
 } s_ctx_t;
 
 static void s_ctx_free(s_ctx_t *ctx)
@@ -110,6 +117,31 @@ static void s_on_open(void *arg, db_status_t status, const db_result_t *res)
     ctx->open = true;
     snprintf(ctx->open_msg, sizeof ctx->open_msg, "%s", mid ? mid : "");
     snprintf(ctx->open_user, sizeof ctx->open_user, "%s", uid ? uid : "");
+}
+
+static void s_on_strategy(void *arg, db_status_t status, const db_result_t *res)
+{
+    s_ctx_t *ctx = arg;
+    const char *name =
+        status == DB_OK && db_result_rows(res) > 0 ? db_result_value(res, 0, 0) : NULL;
+    snprintf(ctx->strategy, sizeof ctx->strategy, "%s", name ? name : "");
+}
+
+/* One turn was lost with a streaming message: its strategy may take it over (claude-code
+   resumes it from its checkpoint). True when it did; nothing is written here then. */
+static bool s_hand_over(node_t *node, node_actor_t *a, const s_ctx_t *ctx)
+{
+    size_t lost = 0;
+    for (size_t i = 0; i < ctx->n; i++) {
+        lost += ctx->rows[i].assistant;
+    }
+    const node_strategy_if_t *s = node->agents ? node->agents->strategy : NULL;
+    if (lost != 1 || !ctx->strategy[0] || !s || !s->resume_lost ||
+        !s->resume_lost(node, a, ctx->strategy)) {
+        return false;
+    }
+    LOG_N("recovering conversation: the lost turn goes to its strategy strategy=%s", ctx->strategy);
+    return true;
 }
 
 /* Puts the pending user messages in the actor's turn queue, oldest first. */
@@ -168,6 +200,9 @@ static void s_add_failed_turn(
 /* The recovery write: lost turns failed, the next pending message started. */
 static void s_write(node_t *node, node_actor_t *a, s_ctx_t *ctx)
 {
+    if (s_hand_over(node, a, ctx)) {
+        return;
+    }
     s_queue_pending(node, a, ctx);
     node_ws_t *ws = node_ws_new(a, NULL);
     if (!ws) {
@@ -230,7 +265,8 @@ void node_recover_start(node_t *node, node_actor_t *actor)
     s_ctx_t *ctx = calloc(1, sizeof *ctx);
     db_batch_t *b = ctx && !node->closing ? db_batch_new(node->db, false) : NULL;
     if (!b || db_batch_add(b, NULL, s_sql, 3, params, s_on_rows, ctx) < 0 ||
-        db_batch_add(b, NULL, s_open_sql, 2, params, s_on_open, ctx) < 0) {
+        db_batch_add(b, NULL, s_open_sql, 2, params, s_on_open, ctx) < 0 ||
+        db_batch_add(b, NULL, s_strategy_sql, 2, params, s_on_strategy, ctx) < 0) {
         db_batch_destroy(&b);
         free(ctx);
         actor->state = NODE_ACTOR_ABSENT;

@@ -113,6 +113,7 @@ struct node_run_t {
     node_cc_t *cc;                  /* claude-code state (node_strat_claude.c), or NULL */
     const node_strategy_if_t *impl; /* the strategies (the agents' strategy) */
     atomic_bool tools_stop;         /* set when the turn ends: running bash tools are killed */
+    bool lost; /* failing because its node was lost: turn.failed says reason node_lost */
 };
 
 /* Node-wide agent state. */
@@ -182,6 +183,11 @@ struct node_strategy_if_t {
     /* A turn of the responder ended (completed or failed) and its end is stored: the
        conversation's observers may run. NULL: none. */
     void (*turn_ended)(node_t *node, node_actor_t *actor);
+    /* Recovery on activation (node_recover.c) found actor's running turn lost with its
+       node; strategy: the conversation's. True when the strategy takes the turn over: it
+       reads it back, then resumes or fails it, and queues the pending user messages;
+       false: the turn fails (node_lost) as for any strategy. NULL: never. */
+    bool (*resume_lost)(node_t *node, node_actor_t *actor, const char *strategy);
 };
 
 /* ---- the strategies config (node_run.c) -------------------------------------------------- */

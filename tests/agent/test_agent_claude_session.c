@@ -114,3 +114,41 @@ Test(agent_claude_session, session_bundle_round_trip_and_validation)
     }
     free(bundle);
 }
+
+/* A running turn is exported while the CLI appends to its transcript: a line being
+   written (no newline yet) is left out of the bundle, whole lines are kept. */
+Test(agent_claude_session, export_keeps_whole_transcript_lines)
+{
+    char dir[PATH_MAX], path[PATH_MAX + 64], err[512];
+    const char *sid = "0b7e7f4e-2222-4222-8333-944455556666";
+    cr_assert_eq(agent_claude_project_dir(s_dirs.home, s_dirs.wd, dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/.claude", s_dirs.home);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/.claude/projects", s_dirs.home);
+    mkdir(path, 0700);
+    mkdir(dir, 0700);
+    snprintf(path, sizeof path, "%s/%s.jsonl", dir, sid);
+    s_write_file(path, "{\"type\":\"user\"}\n{\"type\":\"assistant\"}\n{\"type\":\"us");
+    char *bundle = NULL;
+    size_t len = 0;
+    cr_assert_eq(
+        agent_claude_session_export(s_dirs.home, s_dirs.wd, sid, 0, &bundle, &len, err, sizeof err),
+        0, "%s", err);
+    const char *want = "BICKY-CLAUDE-SESSION 1\n"
+                       "file 37 0b7e7f4e-2222-4222-8333-944455556666.jsonl\n"
+                       "{\"type\":\"user\"}\n{\"type\":\"assistant\"}\n\nend\n";
+    cr_assert_eq(len, strlen(want));
+    cr_assert_eq(memcmp(bundle, want, len), 0, "%.*s", (int)len, bundle);
+    cr_assert_eq(
+        agent_claude_session_import(s_dirs.home2, s_dirs.wd2, sid, bundle, len, err, sizeof err), 0,
+        "%s", err);
+    free(bundle);
+    /* With no newline at all, the transcript is exported empty (nothing complete yet). */
+    s_write_file(path, "{\"type\":\"us");
+    cr_assert_eq(
+        agent_claude_session_export(s_dirs.home, s_dirs.wd, sid, 0, &bundle, &len, err, sizeof err),
+        0, "%s", err);
+    cr_assert_not_null(
+        strstr(bundle, "file 0 0b7e7f4e-2222-4222-8333-944455556666.jsonl\n\nend\n"));
+    free(bundle);
+}

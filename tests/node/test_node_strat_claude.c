@@ -402,3 +402,33 @@ Test(node_strat_claude, a_restart_while_waiting_then_denied_resumes)
     free(perm);
     nt_assert_gapless(&s_t, conv);
 }
+
+/* While a turn runs, its transcript is checkpointed in Postgres after each completed step
+   (turn_message_id = the running turn's user message), before the turn ends. */
+Test(node_strat_claude, a_running_turn_is_checkpointed_in_postgres)
+{
+    CC_REQUIRE_CLI(cli, s_nothing);
+    s_setup(cli);
+    llm_fake_script(&s_fake, "[{\"kind\":\"tool_call\",\"name\":\"Bash\",\"id\":\"toolu_c1\","
+                             "\"arguments\":{\"command\":\"echo step-one-output\"}},"
+                             "{\"kind\":\"stalled\",\"stall_s\":100}]");
+    uint8_t conv[16];
+    s_post(conv, "two steps", true);
+    json_decref(s_event("tool.completed", NULL));
+    char c[37];
+    util_uuid_format(conv, c);
+    /* Wait (bounded by the suite's timeout) for the checkpoint holding the first step. */
+    long long n = 0;
+    while ((n = nt_sql_ll(&s_t,
+                          "SELECT count(*) FROM claude_sessions s WHERE s.conversation_id = '%s' "
+                          "AND s.turn_message_id = (SELECT id FROM messages WHERE "
+                          "conversation_id = s.conversation_id AND role = 'user') AND "
+                          "position('step-one-output' in convert_from(s.bundle, 'UTF8')) > 0",
+                          c)) == 0) {
+        zclock_sleep(100);
+    }
+    cr_assert_eq(n, 1);
+    nt_rep_t r = nt_call(&s_t, "conv.get", conv, "{}");
+    cr_assert_str_eq(nt_str(r.body, "status", NULL), "processing", "the turn still runs");
+    nt_rep_free(&r);
+}

@@ -307,9 +307,9 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     s_signals();
     imp_t imp = {.team = team, .follow = true, .report = json_array()};
-    imp.units = calloc(IMP_BATCH_UNITS, sizeof *imp.units);
     int code = REG_CTL_EXIT_FAIL;
-    imp.db = imp.units ? imp_db_new(ctl, team, &code) : NULL;
+    /* One stream: each step's counts are printed when its batch is committed. */
+    imp.db = imp_db_new(ctl, &imp, 1, &code);
     if (imp.db && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) {
         s_follow_t f = {.imp = &imp, .url = url, .http = imp_http_new(url, token, &s_stop)};
         code = f.http ? s_run(&f, once) : reg_ctl_fail("out of memory");
@@ -317,7 +317,6 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
         curl_global_cleanup();
     }
     imp_db_destroy(&imp.db);
-    free(imp.units);
     json_decref(imp.report);
     return code;
 }

@@ -91,6 +91,8 @@ typedef struct {
     bool follow;            /* upsert: present conversations are updated, not skipped */
     long long conv_changed; /* present conversations whose fields changed */
     long long msg_changed;  /* present messages whose role, content, status or metadata changed */
+    long long archived;     /* mirrored conversations archived: gone from the old server */
+    const char *url;        /* the old server's URL (legacy_mirror.source_url, borrowed) */
 } imp_t;
 
 /* ---- reg_ctl_import.c ---- */
@@ -132,6 +134,12 @@ int imp_db_row(imp_db_t *self, const char *const *cols);
 int imp_db_flush(imp_db_t *self, imp_t *imp);
 /* Ends the current batch and waits for every stream's. 0 / -1. */
 int imp_db_finish(imp_db_t *self, imp_t *imp);
+/* --follow: archives the team's conversations mirrored from imp->url that
+   are not archived yet and whose id is (in) or is not (!in) in ids, a
+   Postgres uuid[] literal (borrowed), each with a conversation.archived
+   event, in one transaction; adds them to imp->archived. Call it between
+   batches (after imp_db_flush). 0, or -1 after saying why. */
+int imp_db_archive(imp_db_t *self, const char *ids, bool in);
 
 /* ---- reg_ctl_import_http.c: the old server over HTTP (libcurl) ---- */
 #define IMP_SSE_LINE_MAX (1024 * 1024) /* bytes of one SSE line; longer ones are dropped */

@@ -229,6 +229,33 @@ int imp_db_finish(imp_db_t *self, imp_t *imp)
     return rc < 0 || self->failed ? -1 : 0;
 }
 
+/* --follow: the conversations gone from the old server. The event is the one
+   DELETE /api/conversations/:id writes (reversible: reverting it makes the
+   conversation idle again), from the system source "import-follow". */
+static const char s_archive_sql[] =
+    "WITH gone AS (SELECT c.id, c.last_event_seq FROM legacy_mirror l JOIN conversations c"
+    " ON c.id = l.conversation_id WHERE l.team_id = $1::uuid AND l.source_url = $2"
+    " AND c.team_id = $1::uuid AND c.status <> 'archived'"
+    " AND (c.id = ANY($3::uuid[])) = $4::boolean FOR UPDATE OF c),"
+    " e AS (INSERT INTO events (team_id, conversation_id, seq, type, source, action, reversible)"
+    " SELECT $1::uuid, id, last_event_seq + 1, 'conversation.archived',"
+    " '{\"kind\":\"system\",\"id\":\"import-follow\"}', '{}', true FROM gone"
+    " RETURNING conversation_id, id, seq)"
+    " UPDATE conversations c SET status = 'archived', last_event_seq = e.seq,"
+    " last_event_id = e.id, updated_at = now() FROM e WHERE c.id = e.conversation_id";
+
+int imp_db_archive(imp_db_t *self, const char *ids, bool in)
+{
+    const char *p[] = {self->team_id, self->imp->url, ids, in ? "t" : "f"};
+    PGresult *res = s_run(self->st[self->cur].conn, s_archive_sql, 4, p);
+    if (!res) {
+        return -1;
+    }
+    self->imp->archived += atoll(PQcmdTuples(res));
+    PQclear(res);
+    return 0;
+}
+
 /* ---- COPY ---------------------------------------------------------------------------- */
 
 static int s_reserve(imp_stream_t *s, size_t more)

@@ -83,6 +83,11 @@ static const char *const s_upsert_sql[] = {
     " EXCLUDED.content, EXCLUDED.status, EXCLUDED.metadata, EXCLUDED.created_at)"
     " RETURNING xmax = 0 AS ins) SELECT count(*) FILTER (WHERE ins),"
     " count(*) FILTER (WHERE NOT ins) FROM m",
+    /* Which conversations this follower mirrors (it archives them when they
+       are gone from the old server, and only them). */
+    "WITH l AS (INSERT INTO legacy_mirror (conversation_id, team_id, source_url)"
+    " SELECT id, $1::uuid, $2 FROM imp_new ON CONFLICT (conversation_id) DO NOTHING"
+    " RETURNING 1) SELECT 0, count(*) FROM l",
     "WITH x AS (SELECT m.conversation_id AS id, count(*) AS n, max(m.seq) AS mx FROM messages m"
     " JOIN imp_new i ON i.id = m.conversation_id WHERE m.team_id = $1::uuid GROUP BY 1),"
     " u AS (UPDATE conversations c SET message_count = x.n, last_msg_seq = x.mx FROM x"
@@ -238,7 +243,14 @@ static int s_next_write(imp_stream_t *s, int i)
         return s_send(s, IMP_ST_COMMIT, "COMMIT", 0, NULL);
     }
     s->write = i;
-    return s_send(s, IMP_ST_WRITE, s->db->imp->follow ? s_upsert_sql[i] : s_insert_sql[i], 1, p);
+    if (!s->db->imp->follow) {
+        return s_send(s, IMP_ST_WRITE, s_insert_sql[i], 1, p);
+    }
+    /* Only the legacy_mirror statement names the URL ($2): an unused
+       parameter would have no type. */
+    const char *pu[] = {s->db->team_id, s->db->imp->url};
+    bool url = strstr(s_upsert_sql[i], "$2") != NULL;
+    return s_send(s, IMP_ST_WRITE, s_upsert_sql[i], url ? 2 : 1, url ? pu : p);
 }
 
 /* A unique violation or a deadlock with another stream's batch, which can be

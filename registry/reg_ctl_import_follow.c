@@ -365,10 +365,15 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
     token = token ? token : getenv("BICKY_LEGACY_TOKEN");
     setvbuf(stdout, NULL, _IOLBF, 0);
     s_signals();
-    imp_t imp = {.team = team, .follow = true, .url = url, .report = json_array()};
+    /* The URL recorded in legacy_mirror: "http://old:3000/" is "http://old:3000". */
+    char *base = strdup(url);
+    for (size_t n = base ? strlen(base) : 0; n > 1 && base[n - 1] == '/'; n--) {
+        base[n - 1] = 0;
+    }
+    imp_t imp = {.team = team, .follow = true, .url = base, .report = json_array()};
     int code = REG_CTL_EXIT_FAIL;
     /* One stream: each step's counts are printed when its batch is committed. */
-    imp.db = imp_db_new(ctl, &imp, 1, &code);
+    imp.db = base ? imp_db_new(ctl, &imp, 1, &code) : NULL;
     if (imp.db && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) {
         s_follow_t f = {.imp = &imp, .url = url, .http = imp_http_new(url, token, &s_stop)};
         code = f.http ? s_run(&f, once) : reg_ctl_fail("out of memory");
@@ -376,6 +381,7 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
         curl_global_cleanup();
     }
     imp_db_destroy(&imp.db);
+    free(base);
     json_decref(imp.report);
     return code;
 }

@@ -300,8 +300,8 @@ int reg_ctl_import(reg_ctl_t *ctl, int argc, char **argv)
     const cfg_opt_t opts[] = {
         {"--team", NULL, CFG_STR, &team, 0, 0, "team to import into (required; it must exist)"},
         {"--streams", NULL, CFG_INT, &streams, 1, IMP_STREAMS_MAX,
-         "database connections, each COPYing and inserting its own batches of whole "
-         "conversations (default 2)"},
+         "database connections (1-16), each COPYing and inserting its own batches of whole "
+         "conversations"},
         {"--follow", NULL, CFG_STR, &follow, 0, 0,
          "URL: instead of FILE, mirror a running old server (`--follow URL --help`)"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},

@@ -4,24 +4,27 @@
 # of CONVS x MSGS messages with bench/gen_import.py (kept in the work
 # directory, reused when present), imports it into a fresh team, and prints
 # the wall time, messages/s and the importer's peak RSS; then imports it again
-# (everything skipped) and prints that time too. docs/performance.md, "Import".
+# (everything skipped) and prints that time too. --streams N is passed to
+# `bickyctl import` (its default when absent). docs/performance.md, "Import".
 #
-#   bench/import.sh [--bin DIR] [--convs N] [--msgs N] [--format legacy|bicky] [--dir DIR]
+#   bench/import.sh [--bin DIR] [--convs N] [--msgs N] [--format legacy|bicky] [--streams N]
+#                   [--dir DIR]
 set -euo pipefail
 
 BK_TAG=bench-import
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../deploy/local/lib.sh"
 
-BIN=$BK_ROOT/build/bin CONVS=1000 MSGS=1000 FORMAT=legacy DIR=""
+BIN=$BK_ROOT/build/bin CONVS=1000 MSGS=1000 FORMAT=legacy DIR="" STREAMS=()
 while (($#)); do
     case $1 in
         --bin) BIN=$2; shift 2 ;;
         --convs) CONVS=$2; shift 2 ;;
         --msgs) MSGS=$2; shift 2 ;;
         --format) FORMAT=$2; shift 2 ;;
+        --streams) STREAMS=(--streams "$2"); shift 2 ;;
         --dir) DIR=$2; shift 2 ;;
-        -h | --help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
         *) bk_die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -61,7 +64,7 @@ run() {
     local t0 t1
     t0=$(bk_now_ms)
     /usr/bin/time -f '%M %U %S' -o "$DIR/rss" "$BIN/bickyctl" import --team bench --json \
-        "$FILE" >"$DIR/report.json"
+        "${STREAMS[@]}" "$FILE" >"$DIR/report.json"
     t1=$(bk_now_ms)
     echo $((t1 - t0))
 }
@@ -71,8 +74,8 @@ sleep 1 # the backend is reaped
 cpu=$(($(pg_cpu) - cpu0))
 msgs=$(jq -r .imported.messages "$DIR/report.json")
 read -r rss cu cs <"$DIR/rss"
-printf 'import: %s messages (%s) in %.1f s = %d messages/s, peak RSS %d MB, load %s\n' \
-    "$msgs" "$FORMAT" "$(bc -l <<<"$ms/1000")" $((msgs * 1000 / ms)) $((rss / 1024)) \
+printf 'import: %s messages (%s, %s) in %.1f s = %d messages/s, peak RSS %d MB, load %s\n' \
+    "$msgs" "$FORMAT" "${STREAMS[*]:-default streams}" "$(bc -l <<<"$ms/1000")" $((msgs * 1000 / ms)) $((rss / 1024)) \
     "$(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'cpu:    bickyctl %.1f s, Postgres %.1f s = %d messages per CPU second\n' \
     "$(bc -l <<<"$cu+$cs")" "$(bc -l <<<"$cpu/100")" \

@@ -295,15 +295,20 @@ int reg_ctl_import(reg_ctl_t *ctl, int argc, char **argv)
         }
     }
     const char *team = NULL, *follow = NULL;
+    long streams = IMP_STREAMS;
     char **pos = NULL;
     const cfg_opt_t opts[] = {
         {"--team", NULL, CFG_STR, &team, 0, 0, "team to import into (required; it must exist)"},
+        {"--streams", NULL, CFG_INT, &streams, 1, IMP_STREAMS_MAX,
+         "database connections (1-16), each COPYing and inserting its own batches of whole "
+         "conversations"},
         {"--follow", NULL, CFG_STR, &follow, 0, 0,
          "URL: instead of FILE, mirror a running old server (`--follow URL --help`)"},
         {NULL, NULL, CFG_STR, NULL, 0, 0, NULL},
     };
-    int rc = reg_ctl_parse(ctl, "--team NAME FILE (- = stdin) | --team NAME --follow URL", opts,
-                           argc, argv, 1, &pos);
+    int rc =
+        reg_ctl_parse(ctl, "--team NAME [--streams N] FILE (- = stdin) | --team NAME --follow URL",
+                      opts, argc, argv, 1, &pos);
     if (rc >= 0) {
         return rc;
     }
@@ -316,13 +321,13 @@ int reg_ctl_import(reg_ctl_t *ctl, int argc, char **argv)
         return reg_ctl_fail("cannot open %s: %s", pos[0], strerror(errno));
     }
     imp_t imp = {.json = ctl->json, .team = team, .report = json_array()};
-    imp.units = calloc(IMP_BATCH_UNITS, sizeof *imp.units);
     int code = REG_CTL_EXIT_FAIL;
-    imp.db = imp.units ? imp_db_new(ctl, team, &code) : NULL;
+    imp.db = imp_db_new(ctl, &imp, (int)streams, &code);
     if (imp.db) {
         rc = s_read_all(&r, &imp);
         rc = rc == 0 ? imp_unit_end(&imp) : rc;
-        rc = rc == 0 ? imp_db_flush(imp.db, &imp) : rc;
+        /* Even after a failure: the other streams' batches end (commit) first. */
+        rc = imp_db_finish(imp.db, &imp) < 0 ? -1 : rc;
         s_progress(&r, &imp, true);
         if (ferror(r.in)) {
             rc = reg_ctl_fail("cannot read %s: %s", pos[0], strerror(errno));
@@ -335,7 +340,6 @@ int reg_ctl_import(reg_ctl_t *ctl, int argc, char **argv)
         fclose(r.in);
     }
     free(r.buf);
-    free(imp.units);
     json_decref(imp.report);
     return code;
 }

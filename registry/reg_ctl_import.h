@@ -1,10 +1,11 @@
 /*  reg_ctl_import — `bickyctl import`: declarations shared by its files
     (reg_ctl_import.c: reading records, units, the report;
     reg_ctl_import_check.c: checking and mapping records to staged rows;
-    reg_ctl_import_db.c: COPY into the staging table and one transaction per
-    batch; reg_ctl_import_follow.c: --follow URL, mirroring a running old
-    server; reg_ctl_import_http.c: its GETs and SSE stream over libcurl).
-    Single-threaded, blocking libpq and libcurl (the CLI has no loop). */
+    reg_ctl_import_db.c: the streams, COPY into their staging tables;
+    reg_ctl_import_flush.c: one transaction per batch, ended while the next
+    batch is staged on another stream; reg_ctl_import_follow.c: --follow URL, mirroring a running
+   old server; reg_ctl_import_http.c: its GETs and SSE stream over libcurl). Single-threaded,
+   blocking libpq and libcurl (the CLI has no loop). */
 #ifndef BICKY_REG_CTL_IMPORT_H
 #define BICKY_REG_CTL_IMPORT_H
 
@@ -22,6 +23,8 @@
 #define IMP_BATCH_UNITS 5000                /* conversations per transaction at most */
 #define IMP_REPORT_MAX  1000                /* refusals listed in the --json report */
 #define IMP_NCOLS       20                  /* columns of the staging table */
+#define IMP_STREAMS     2                   /* --streams by default */
+#define IMP_STREAMS_MAX 16                  /* --streams at most */
 
 /* Staging columns (imp_rec), in COPY order. */
 enum {
@@ -60,7 +63,7 @@ typedef struct {
 typedef struct imp_db_t imp_db_t;
 
 typedef struct {
-    imp_db_t *db;     /* staging connection */
+    imp_db_t *db;     /* the database's streams */
     bool json;        /* --json report */
     const char *team; /* team name */
     /* the current unit (a conversation being read) */
@@ -75,7 +78,7 @@ typedef struct {
     long long want_evts; /* events announced, -1 unknown */
     long next_unit;      /* unit counter */
     /* the batch */
-    imp_unit_t *units;    /* conversations staged in this batch */
+    imp_unit_t *units;    /* conversations staged in this batch (the stream's, borrowed) */
     size_t nunits;        /* used */
     long long batch_rows; /* rows staged in this batch */
     /* totals */
@@ -88,6 +91,8 @@ typedef struct {
     bool follow;            /* upsert: present conversations are updated, not skipped */
     long long conv_changed; /* present conversations whose fields changed */
     long long msg_changed;  /* present messages whose role, content, status or metadata changed */
+    long long archived;     /* mirrored conversations archived: gone from the old server */
+    const char *url;        /* the old server's URL (legacy_mirror.source_url, borrowed) */
 } imp_t;
 
 /* ---- reg_ctl_import.c ---- */
@@ -112,17 +117,29 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv);
 int imp_record(imp_t *imp, json_t *rec, long line);
 
 /* ---- reg_ctl_import_db.c ---- */
-/* Connects, finds the team, creates the staging tables. NULL after saying why
+/* Opens streams (1..IMP_STREAMS_MAX) connections, finds imp->team, creates
+   each one's staging tables and points imp->units at the first stream's
+   batch; imp (borrowed) must outlive the result. NULL after saying why
    (*exit_code set). */
-imp_db_t *imp_db_new(reg_ctl_t *ctl, const char *team, int *exit_code);
+imp_db_t *imp_db_new(reg_ctl_t *ctl, imp_t *imp, int streams, int *exit_code);
 void imp_db_destroy(imp_db_t **self_p);
-/* Stages one row of IMP_NCOLS values (NULL = SQL NULL); starts the batch's
-   COPY when needed. 0 / -1. */
+/* Stages one row of IMP_NCOLS values (NULL = SQL NULL) in the current batch;
+   starts its COPY when needed. 0 / -1. */
 int imp_db_row(imp_db_t *self, const char *const *cols);
-/* Ends the batch: drops the refused units' rows, checks ids against the
-   database, inserts (imp->follow: upserts), commits; updates imp's totals
-   and reports. 0 / -1. */
+/* Ends the current batch: its stream's backend drops the refused units' rows,
+   checks ids against the database, inserts (imp->follow: upserts) and
+   commits, updating imp's totals and report when done; meanwhile imp moves
+   to the next stream, once that one's last batch is done (with one stream:
+   this batch). 0, or -1 when a batch failed (said why). */
 int imp_db_flush(imp_db_t *self, imp_t *imp);
+/* Ends the current batch and waits for every stream's. 0 / -1. */
+int imp_db_finish(imp_db_t *self, imp_t *imp);
+/* --follow: archives the team's conversations mirrored from imp->url that
+   are not archived yet and whose id is (in) or is not (!in) in ids, a
+   Postgres uuid[] literal (borrowed), each with a conversation.archived
+   event, in one transaction; adds them to imp->archived. Call it between
+   batches (after imp_db_flush). 0, or -1 after saying why. */
+int imp_db_archive(imp_db_t *self, const char *ids, bool in);
 
 /* ---- reg_ctl_import_http.c: the old server over HTTP (libcurl) ---- */
 #define IMP_SSE_LINE_MAX (1024 * 1024) /* bytes of one SSE line; longer ones are dropped */

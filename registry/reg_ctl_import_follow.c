@@ -4,7 +4,11 @@
     each) upserts every interaction; then each interaction:* or message:*
     event re-fetches its interaction (the stream is a trigger, the record is
     the truth) and upserts it. A dropped stream is reopened with back-off,
-    and the pass on opening catches up with what happened meanwhile. Every
+    and the pass on opening catches up with what happened meanwhile. After
+    a whole pass, the conversations mirrored from this URL (legacy_mirror)
+    that the old server no longer lists are archived, as one answering 404
+    is at once: the old server has no delete, it only loses interactions
+    (a restart loses them all), and archiving is Bicky's delete. Every
     record goes through the importer's checks and staging (imp_record) with
     imp->follow set, which makes the batch's end an upsert keyed by the old
     ids. Single-threaded, blocking (the CLI has no loop). */
@@ -44,13 +48,13 @@ static void s_on_signal(int sig)
 
 /* Totals of imp, to print what one step changed. */
 typedef struct {
-    long long convs, msgs, conv_changed, msg_changed, refused;
+    long long convs, msgs, conv_changed, msg_changed, refused, archived;
 } s_counts_t;
 
 static s_counts_t s_counts(const imp_t *imp)
 {
-    return (s_counts_t){imp->conversations, imp->messages, imp->conv_changed, imp->msg_changed,
-                        imp->refused};
+    return (s_counts_t){imp->conversations, imp->messages, imp->conv_changed,
+                        imp->msg_changed,   imp->refused,  imp->archived};
 }
 
 /* "2 new conversations, 5 new messages, …" since before, or "no change". */
@@ -59,10 +63,10 @@ static void s_changes(const imp_t *imp, const s_counts_t *before, char *out, siz
     s_counts_t now = s_counts(imp);
     snprintf(out, len,
              "%lld new conversations, %lld new messages, %lld conversations and %lld messages "
-             "changed, %lld refused",
+             "changed, %lld refused, %lld archived",
              now.convs - before->convs, now.msgs - before->msgs,
              now.conv_changed - before->conv_changed, now.msg_changed - before->msg_changed,
-             now.refused - before->refused);
+             now.refused - before->refused, now.archived - before->archived);
 }
 
 /* Fetches interaction id and stages it. 0 (a refusal included), 1 when the
@@ -91,8 +95,17 @@ static int s_fetch_one(s_follow_t *f, const char *id, long line)
         return 1;
     }
     if (status == 404) {
-        printf("follow: interaction %s is gone from the old server (its mirror is kept)\n", canon);
+        /* Gone from the old server: its mirror is archived (the batch staged so
+           far is committed first, so that it is not archived before it exists). */
+        char ids[40];
+        snprintf(ids, sizeof ids, "{%s}", canon);
         free(body);
+        long long before = f->imp->archived;
+        if (imp_db_flush(f->imp->db, f->imp) < 0 || imp_db_archive(f->imp->db, ids, true) < 0) {
+            return -1;
+        }
+        printf("follow: interaction %s is gone from the old server%s\n", canon,
+               f->imp->archived > before ? ": its conversation is archived" : "");
         return 0;
     }
     json_error_t jerr;
@@ -117,8 +130,50 @@ static int s_fetch_one(s_follow_t *f, const char *id, long line)
     return imp_record(f->imp, rec, line) < 0 ? -1 : 0;
 }
 
-/* One full pass: every interaction the old server lists. 0, 1 when a GET
-   failed, -1 on a database error. */
+/* The ids list (GET /interactions) names, as a Postgres uuid[] literal
+   (caller frees), or NULL on OOM. Ids that are no UUIDs are left out. */
+static char *s_listed(const json_t *list)
+{
+    size_t cap = 3 + json_array_size(list) * 37, n = 0, i;
+    char *out = malloc(cap);
+    json_t *it;
+    if (!out) {
+        return NULL;
+    }
+    out[n++] = '{';
+    json_array_foreach(list, i, it)
+    {
+        uint8_t raw[16];
+        const char *id = json_string_value(json_object_get(it, "id"));
+        if (id && util_uuid_parse(id, raw) == 0) {
+            if (n > 1) {
+                out[n++] = ',';
+            }
+            util_uuid_format(raw, out + n);
+            n += 36;
+        }
+    }
+    snprintf(out + n, cap - n, "}");
+    return out;
+}
+
+/* After a whole pass: archives the mirrored conversations list no longer has
+   (the old server has no delete; an interaction it lost is gone). 0 / -1. */
+static int s_archive_gone(s_follow_t *f, const json_t *list)
+{
+    char *ids = s_listed(list);
+    if (!ids) {
+        reg_ctl_fail("out of memory");
+        return -1;
+    }
+    int rc = imp_db_archive(f->imp->db, ids, false);
+    free(ids);
+    return rc;
+}
+
+/* One full pass: every interaction the old server lists, then the archiving
+   of the mirrored ones it no longer lists. 0, 1 when a GET failed, -1 on a
+   database error. */
 static int s_pass(s_follow_t *f)
 {
     char err[CURL_ERROR_SIZE + 128], why[256];
@@ -156,6 +211,9 @@ static int s_pass(s_follow_t *f)
     }
     int frc = imp_db_flush(f->imp->db, f->imp);
     rc = rc == 0 ? frc : rc;
+    if (rc == 0 && !s_stop) {
+        rc = s_archive_gone(f, list);
+    }
     f->passes++;
     s_changes(f->imp, &before, why, sizeof why);
     printf("follow: pass %ld%s: %zu interactions; %s\n", f->passes,
@@ -274,9 +332,10 @@ static int s_run(s_follow_t *f, bool once)
     }
     const imp_t *imp = f->imp;
     printf("follow: stopped after %ld passes and %lld events: %lld conversations and %lld "
-           "messages new, %lld conversations and %lld messages changed, %lld refused, in team %s\n",
+           "messages new, %lld conversations and %lld messages changed, %lld refused, %lld "
+           "archived, in team %s\n",
            f->passes, f->handled, imp->conversations, imp->messages, imp->conv_changed,
-           imp->msg_changed, imp->refused, imp->team);
+           imp->msg_changed, imp->refused, imp->archived, imp->team);
     return code;
 }
 
@@ -306,10 +365,15 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
     token = token ? token : getenv("BICKY_LEGACY_TOKEN");
     setvbuf(stdout, NULL, _IOLBF, 0);
     s_signals();
-    imp_t imp = {.team = team, .follow = true, .report = json_array()};
-    imp.units = calloc(IMP_BATCH_UNITS, sizeof *imp.units);
+    /* The URL recorded in legacy_mirror: "http://old:3000/" is "http://old:3000". */
+    char *base = strdup(url);
+    for (size_t n = base ? strlen(base) : 0; n > 1 && base[n - 1] == '/'; n--) {
+        base[n - 1] = 0;
+    }
+    imp_t imp = {.team = team, .follow = true, .url = base, .report = json_array()};
     int code = REG_CTL_EXIT_FAIL;
-    imp.db = imp.units ? imp_db_new(ctl, team, &code) : NULL;
+    /* One stream: each step's counts are printed when its batch is committed. */
+    imp.db = base ? imp_db_new(ctl, &imp, 1, &code) : NULL;
     if (imp.db && curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK) {
         s_follow_t f = {.imp = &imp, .url = url, .http = imp_http_new(url, token, &s_stop)};
         code = f.http ? s_run(&f, once) : reg_ctl_fail("out of memory");
@@ -317,7 +381,7 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv)
         curl_global_cleanup();
     }
     imp_db_destroy(&imp.db);
-    free(imp.units);
+    free(base);
     json_decref(imp.report);
     return code;
 }

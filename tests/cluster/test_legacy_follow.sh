@@ -6,8 +6,11 @@
 # bearer token): the initial pass, live changes (new interactions and
 # messages, a message's status and content, an interaction's metadata), a
 # stream dropped and held down while more changes happen (a malformed record
-# among them: reported and skipped), then Bicky's own legacy
-# GET /interactions/:id answers exactly what the fake does, nothing twice;
+# among them: reported and skipped; an interaction deleted: archived in
+# Bicky, with its reversible event, and no other conversation of the team
+# touched),
+# then Bicky's own legacy GET /interactions/:id answers exactly what the
+# fake does, and the team's live conversations are exactly the fake's;
 # SIGTERM stops the follower with exit 0. Bad inputs: an unreachable URL, a
 # wrong token, a missing --team, an unknown team. The haproxy example that
 # splits legacy reads from writes passes `haproxy -c` and, pointed at this
@@ -68,7 +71,8 @@ set_msg() { fake message_update "{\"interactionId\":\"$(uid "$1" 0)\",\"id\":\"$
 project='{interaction: (.interaction | {id, source, type, createdAt, metadata}),
           messages: [.messages[] | {id, interactionId, role, content, timestamp, status}]}'
 # mirror_same: Bicky's legacy GET /interactions/:id equals the fake's record for
-# every interaction, and the team has no other conversation or message.
+# every interaction, and the team has no other live (not archived) mirrored
+# conversation or message ($NATIVE, created through the API, is not the mirror's).
 mirror_same() {
     local dump id got want n
     dump=$(curl -s -m 5 "$FAKE/_ctl/dump") || return 1
@@ -79,8 +83,10 @@ mirror_same() {
         [[ $got == "$want" ]] || { echo "$id: got  $got"; echo "$id: want $want"; return 1; }
     done
     n=$(tc_sql "select (select count(*) from conversations c join teams t on t.id = c.team_id
-                        where t.name = 'mirror') || ' ' || (select count(*) from messages x
-                        join teams t on t.id = x.team_id where t.name = 'mirror')")
+                        where t.name = 'mirror' and c.status <> 'archived' and c.id <> '$NATIVE')
+                        || ' ' || (select count(*) from messages x join conversations c
+                        on c.id = x.conversation_id join teams t on t.id = x.team_id
+                        where t.name = 'mirror' and c.status <> 'archived' and c.id <> '$NATIVE')")
     [[ $n == "$(jq -r '"\(length) \([.[].messages | length] | add // 0)"' <<<"$dump")" ]] ||
         { echo "conversations and messages in the team: $n"; return 1; }
 }
@@ -115,6 +121,9 @@ t_check "--follow into an unknown team exits 1" test $? = 1
 t_check "import --help names --follow" grep -q -- "--follow" "$W/help.txt"
 
 # ---------------------------------------------------------------- the initial pass, then live
+
+# A conversation of the team's own: the follower never archives it.
+NATIVE=$(TC_TOKEN=$MIRROR_TOKEN tc_conv '{"title":"native"}')
 
 BICKY_LEGACY_TOKEN=$OLD_SECRET "$CTL" import --team mirror --follow "$FAKE" \
     >"$W/follow.out" 2>"$W/follow.err" &
@@ -151,6 +160,8 @@ add_msg 5 2 assistant completed
 set_msg 4 1 '"status":"completed"'
 set_msg 4 2 '"status":"failed","content":"it broke"'
 add_msg 2 3 user completed
+gone=$(uid 3 0)
+fake delete "{\"id\":\"$gone\"}"
 bad=$(uid 6 0)
 fake raw "{\"id\":\"$bad\",\"body\":{\"interaction\":{\"id\":\"$bad\",\"createdAt\":\"$(ts 6)\"},
     \"messages\":[{\"id\":\"$(uid 6 1)\",\"role\":\"robot\",\"content\":\"x\",\"timestamp\":\"$(ts 7)\",\"status\":\"completed\"}]}}"
@@ -158,8 +169,17 @@ t_check "while down, Bicky has not seen the new changes" eval '! mirror_same >/d
 fake release '{}'
 t_check "reopened: the pass catches up, Bicky answers exactly the fake's data" wait_same 60
 t_check "… the malformed record reported with its reason, and skipped" \
-    grep -q "^refused  line 6 conversation $bad: messages\[0\]: role must be user, assistant, system or tool" "$W/follow.out"
+    grep -q "^refused  line 5 conversation $bad: messages\[0\]: role must be user, assistant, system or tool" "$W/follow.out"
 t_check "… nothing of it written" test "$(tc_sql "select count(*) from conversations where id = '$bad'")" = 0
+t_check "the interaction deleted while down: its conversation archived, its 4 messages kept" \
+    test "$(tc_sql "select status || ' ' || message_count || ' ' || (select count(*) from messages where conversation_id = c.id) from conversations c where id = '$gone'")" = "archived 4 4"
+arch=$(tc_sql "select e.type || ' ' || e.reversible || ' ' || (e.source->>'id') || ' ' || (c.last_event_id = e.id) from events e join conversations c on c.id = e.conversation_id where e.conversation_id = '$gone'")
+t_check "… by one reversible conversation.archived event, the last of its log ($arch)" \
+    test "$arch" = "conversation.archived true import-follow true"
+t_check "… reported by the pass that saw it gone" \
+    grep -q "^follow: pass 2: .*, 1 archived$" "$W/follow.out"
+t_check "… and the team's own conversation left alone" \
+    test "$(tc_sql "select status from conversations where id = '$NATIVE'")" = idle
 
 fake drop '{}'
 add_msg 5 3 user completed
@@ -171,7 +191,7 @@ before=$(tc_counts)
 "$CTL" import --team mirror --follow "$FAKE" --token "$OLD_SECRET" --once >"$W/once.out" 2>&1
 rc=$?
 t_check "--once over the mirror: nothing new or changed (exit 1: the malformed record)" \
-    eval '[[ $rc == 1 && $(tc_counts) == "$before" ]] && grep -q "0 new conversations, 0 new messages, 0 conversations and 0 messages changed, 1 refused" "$W/once.out"'
+    eval '[[ $rc == 1 && $(tc_counts) == "$before" ]] && grep -q "0 new conversations, 0 new messages, 0 conversations and 0 messages changed, 1 refused, 0 archived" "$W/once.out"'
 
 kill -TERM "$FOLLOW_PID"
 wait "$FOLLOW_PID"

@@ -9,7 +9,9 @@
 # ids, another team's ids, a 10 MB content, bad times, incomplete
 # conversations) are refused one by one with a reason while the rest is
 # imported; imported conversations take new messages with the next seqs; an
-# import killed half-way and run again finishes with nothing duplicated.
+# import killed half-way (4 streams) and run again finishes with nothing
+# duplicated; two streams' batches that both hold one message id: one is
+# refused, the other imported whole; --streams out of range is a usage error.
 # Env: see tests/lib/cluster.sh.
 set -uo pipefail
 
@@ -198,7 +200,8 @@ t_check "nothing of a refused record was written" \
 python3 "$GEN" --convs 100 --msgs 2000 --format legacy --seed killed >"$W/big.jsonl"
 tc_sql "insert into teams (id, name) values (gen_random_uuid(), 'killed')" >/dev/null
 count_in() { tc_sql "select count(*) || ' ' || coalesce(sum(message_count), 0) from conversations c join teams t on t.id = c.team_id where t.name = 'killed'"; }
-"$CTL" import --team killed "$W/big.jsonl" >"$W/k1.out" 2>&1 &
+# 4 streams: 4 batches of 25 conversations in flight at once.
+"$CTL" import --team killed --streams 4 "$W/big.jsonl" >"$W/k1.out" 2>&1 &
 kpid=$!
 bk_wait_for 120 eval '[[ $(count_in) != "0 0" ]]'
 kill -9 "$kpid" 2>/dev/null
@@ -213,5 +216,33 @@ t_check "run again: exit 0, the rest imported, the first part skipped" \
     eval '[[ $rc == 0 && $(jq -r ".imported.conversations + .skipped" "$W/k2.json") == 100 && $(jq -r .skipped "$W/k2.json") == ${partial%% *} ]]'
 t_check "… 100 conversations, 200000 messages, none twice" \
     eval '[[ $(count_in) == "100 200000" && $(tc_sql "select count(*) from messages m join teams t on t.id = m.team_id where t.name = '"'killed'"'") == 200000 ]]'
+
+t_check "… every conversation gapless, its counters matching its rows" tc_gapless
+
+# ---------------------------------------------------------------- streams
+
+"$CTL" import --help >"$W/help.txt" 2>&1
+t_check "import --help names --streams" grep -q -- "--streams" "$W/help.txt"
+"$CTL" import --team killed --streams 0 "$W/big.jsonl" >/dev/null 2>&1
+rc0=$?
+"$CTL" import --team killed --streams 17 "$W/big.jsonl" >/dev/null 2>&1
+rc17=$?
+t_check "--streams 0 or 17: exit 2" eval '[[ $rc0 == 2 && $rc17 == 2 ]]'
+# Conversation A has 50,000 messages (a batch of its own, on stream 1); B, on
+# stream 2 at the same time, reuses A's first message id. Whichever batch
+# commits second collides on the key (or sees the other's row in its check),
+# checks again and is refused; the other is imported whole.
+python3 "$GEN" --convs 1 --msgs 50000 --format legacy --seed race-a >"$W/race.jsonl"
+mid=$(head -c 4000 "$W/race.jsonl" | grep -o '"messages":\[{"id":"[^"]*"' | cut -d'"' -f6)
+python3 "$GEN" --convs 1 --msgs 2 --format legacy --seed race-b | jq -c ".messages[0].id = \"$mid\"" >>"$W/race.jsonl"
+tc_sql "insert into teams (id, name) values (gen_random_uuid(), 'race')" >/dev/null
+"$CTL" import --team race --streams 2 --json "$W/race.jsonl" >"$W/race.json"
+rc=$?
+t_check "a message id in two streams' batches: exit 1, one conversation refused for it" \
+    eval '[[ $rc == 1 && $(jq -r "\"\(.imported.conversations) \(.refused_count)\"" "$W/race.json") == "1 1" &&
+            $(jq -r ".refused[0].reason" "$W/race.json") == "message id $mid "* ]]'
+t_check "… the other imported whole (50,000 or 2 messages), the id once" \
+    eval '[[ $(tc_sql "select message_count from conversations c join teams t on t.id = c.team_id where t.name = '"'race'"'") =~ ^(50000|2)$ &&
+            $(tc_sql "select count(*) from messages where id = '"'$mid'"'") == 1 ]]'
 
 tc_finish legacy_import

@@ -20,6 +20,10 @@ Control routes for the test (POST with a JSON body, answer {"ok": true, ...}):
     /_ctl/message_update      {interactionId, id, status?, content?}
     /_ctl/raw                 {id, body}: /interactions/:id answers body (any JSON) as is,
                               and the list shows id (a malformed record)
+    /_ctl/delete              {id}: the interaction and its messages are gone (list and
+                              record: 404), with no event: the old server has no delete
+                              route or event; its store is in memory, so what it loses
+                              (all of it, on a restart) just stops being listed
     /_ctl/junk                {bytes}: sends every open stream one "data:" line of that many
                               bytes (not JSON), to check a client's bounded line buffer
     /_ctl/drop                {hold?: bool}: closes every open stream; with hold, new
@@ -238,6 +242,14 @@ def c_raw(st, b):
     st.emit("interaction:created", {"interaction": {"id": b["id"]}})
 
 
+def c_delete(st, b):
+    with st.lock:
+        st.order.remove(b["id"])
+        st.inter.pop(b["id"], None)
+        st.msgs.pop(b["id"], None)
+        st.raw.pop(b["id"], None)
+
+
 def c_junk(st, b):
     line = b"data: " + b"x" * int(b["bytes"]) + b"\n\n"
     with st.lock:
@@ -263,7 +275,7 @@ def c_release(st, b):
 
 CONTROLS = {"/_ctl/interaction": c_interaction, "/_ctl/interaction_update": c_interaction_update,
             "/_ctl/message": c_message, "/_ctl/message_update": c_message_update,
-            "/_ctl/raw": c_raw, "/_ctl/junk": c_junk, "/_ctl/drop": c_drop,
+            "/_ctl/raw": c_raw, "/_ctl/delete": c_delete, "/_ctl/junk": c_junk, "/_ctl/drop": c_drop,
             "/_ctl/release": c_release}
 
 

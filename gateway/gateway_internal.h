@@ -365,15 +365,10 @@ void gw_sse_buf_free(gw_sse_buf_t *buf);
 int gw_sse_buf_append(gw_sse_buf_t *buf, const char *data, size_t len);
 /* Moves up to max bytes into dst; returns the count. A drained buffer is freed. */
 size_t gw_sse_buf_read(gw_sse_buf_t *buf, char *dst, size_t max);
-/* The resume rule of a conversation's stream (SSE and Phoenix channel): true
-   when a stored event of per-conversation seq may not be the one after the
-   last sent (last_seq, 0 when none; last_id, the last id sent or the resume
-   point), so the stream must catch up from the store before sending it (an
-   event published while its subscription was still on its way to the node).
-   A resume from 0 expects seq 1 first; a resume from a later id with no seq
-   sent yet does not know, so the store is asked until caught_up (a read of
-   the store began after the event came: whatever comes next is taken). A
-   stream without resume takes its first event as it comes. */
+/* A conversation stream (SSE, Phoenix channel) must catch up from the store
+   before sending the stored event seq: it may not follow last_seq (0: none
+   sent; last_id: last id sent or resume point). From 0, seq 1 comes first;
+   from a later id it is unknown until caught_up (api.md, resume). */
 bool gw_seq_gap(uint64_t seq, uint64_t last_seq, uint64_t last_id, bool resume, bool caught_up);
 
 /* ---- SSE clients (gw_sse.c) ---------------------------------------------- */

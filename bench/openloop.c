@@ -32,6 +32,12 @@
     "tests/overload/run."
 
 #define S_IDLE_NONE SIZE_MAX
+/* A connection idle this long is closed before it is used again: the
+   gateway cuts a keep-alive connection with no request within its
+   --request-deadline-ms (30 s), and a request written as it does so is lost
+   with no answer (the race every HTTP client has; clients keep their idle
+   limit below the server's). */
+#define S_IDLE_REUSE_US (20 * 1000000LL)
 
 /* Why a request got no answer (status 0), counted in the report. */
 enum { S_LOST_CONNECT, S_LOST_WRITE, S_LOST_RESET, S_LOST_EOF, S_LOST_PARSE };
@@ -44,6 +50,7 @@ typedef struct {
     bool probe;      /* carries the probe (phase P) */
     uint64_t n;      /* request number (content "<tag>-<n>") */
     int64_t due_us;  /* when the request was due */
+    int64_t idle_us; /* since when it is idle */
     bc_http_t http;  /* response parser */
 } s_conn_t;
 
@@ -167,6 +174,7 @@ static void s_close(s_run_t *r, size_t i)
 static void s_make_idle(s_run_t *r, size_t i)
 {
     if (!r->c[i].probe) {
+        r->c[i].idle_us = bc_now_us();
         r->idle[r->nidle++] = i;
     }
 }
@@ -221,6 +229,9 @@ static void s_arrival(s_run_t *r, int64_t due_us)
        they reconnect when taken), so the stack and the fresh slots are all. */
     if (r->nidle > 0) {
         i = r->idle[--r->nidle];
+        if (r->c[i].fd >= 0 && !r->c[i].connecting && due_us - r->c[i].idle_us > S_IDLE_REUSE_US) {
+            s_close(r, i); /* reopened by s_send_on */
+        }
     } else if (r->fresh < (size_t)r->max_conns) {
         i = r->fresh++;
     }

@@ -51,6 +51,7 @@ struct agent_claude_run_t {
     bool finished;      /* terminal callback delivered or cancelled */
     bool exited;        /* reaped */
     int exit_status;    /* exit code or 128 + signal */
+    long disk_mb;       /* the disk quota bicky-exec enforces (MiB; 0 = none) */
     bool terminating;   /* stopping: interrupt asked, signals follow */
     bool sigterm_sent;  /* SIGTERM sent to the group and descendants */
     bool killed;        /* SIGKILL sent */

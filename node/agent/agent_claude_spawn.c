@@ -477,7 +477,9 @@ static char **s_wrap(const agent_claude_params_t *p,
         agent_sandbox_limits_t cli = p->rlimits;
         cli.memory_mb = 0;
         agent_sandbox_limits_format(&cli, lim, AGENT_SANDBOX_LIMITS);
-        run = agent_guard_argv_limits(guard, lim, inner, *guarded_p, n + AGENT_GUARD_EXTRA_ARG + 1);
+        /* The disk quota covers both writable trees on disk: cwd and the CLI's HOME. */
+        agent_guard_opts_t o = {.limits = lim, .disk_dirs = {p->cwd, p->home}};
+        run = agent_guard_argv_opts(guard, &o, inner, *guarded_p, n + AGENT_GUARD_EXTRA_ARG + 1);
     }
     argv[0] = first; /* the copies keep their own pointers (prog outlives the spawn) */
     if (!run) {
@@ -571,6 +573,7 @@ int agent_claude_spawn(agent_claude_run_t *run,
     run->in_fd = pp.in[1];
     run->out_fd = pp.out[0];
     run->err_fd = pp.err[0];
+    run->disk_mb = p->rlimits.disk_mb;
     run->pidfd = pidfd_open(run->pid, 0);
     if (run->pidfd >= 0) {
         fcntl(run->pidfd, F_SETFD, FD_CLOEXEC);

@@ -355,6 +355,7 @@ static int s_relay_params(agent_claude_t *self,
     }
     p->base_url = agent_relay_url(self->relay);
     p->api_key = run->token;
+    p->relay_unix = agent_relay_unix_path(self->relay);
     return 0;
 }
 

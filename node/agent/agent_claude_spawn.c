@@ -409,31 +409,6 @@ static int s_which(const char *name, char *out, size_t outlen)
     return ENOENT;
 }
 
-/* The CLI's sandbox around argv (argv[0] resolved): writable cwd and HOME, the
-   install read-only, the network kept (the model API), and for channel mcp the
-   permission server's binary and the node's ipc socket. */
-static char **s_box(const agent_claude_params_t *p, char **argv)
-{
-    char inst[PATH_MAX];
-    if (agent_sandbox_install_dir(argv[0], inst) < 0) {
-        return NULL;
-    }
-    agent_sandbox_spec_t spec = {.bwrap = p->sandbox->bwrap,
-                                 .rw = {p->cwd, p->home},
-                                 .ro = {inst},
-                                 .chdir = p->cwd,
-                                 .network = true,
-                                 .tmp_mb = p->rlimits.tmp_mb};
-    if (p->permission_channel == AGENT_CLAUDE_PERM_MCP && p->mcp.command) {
-        spec.ro[1] = p->mcp.command;
-        const char *ep = p->mcp.endpoint;
-        if (ep && !strncmp(ep, "ipc:///", 7)) {
-            spec.rw[2] = ep + 6;
-        }
-    }
-    return agent_sandbox_argv(&spec, argv);
-}
-
 /* The argv to spawn: argv, or through bicky-exec (with the limits) and in the sandbox.
    prog (PATH_MAX bytes) holds the resolved program and lim (AGENT_SANDBOX_LIMITS) the
    limits, both pointed to by the result; *boxed_p and *guarded_p are
@@ -462,7 +437,7 @@ static char **s_wrap(const agent_claude_params_t *p,
     }
     char *first = argv[0];
     argv[0] = strchr(first, '/') ? first : prog;
-    char **inner = boxed ? (*boxed_p = s_box(p, argv)) : argv;
+    char **inner = boxed ? (*boxed_p = agent_claude_box(p, argv)) : argv;
     size_t n = 0;
     while (inner && inner[n]) {
         n++;

@@ -21,6 +21,7 @@
 #define S_DEFAULT_SB_PROCS   256
 #define S_DEFAULT_SB_FILE_MB 1024
 #define S_DEFAULT_SB_TMP_MB  512
+#define S_DEFAULT_SB_DISK_MB 4096
 #define S_DEFAULT_SB_NOFILE  1024
 
 void cfg_file_item_free(cfg_file_item_t *item)
@@ -78,6 +79,7 @@ cfg_file_item_t *cfg_file_item_new(const char *name, int line)
     s->sandbox_processes = S_DEFAULT_SB_PROCS;
     s->sandbox_file_mb = S_DEFAULT_SB_FILE_MB;
     s->sandbox_tmp_mb = S_DEFAULT_SB_TMP_MB;
+    s->sandbox_disk_mb = S_DEFAULT_SB_DISK_MB;
     s->sandbox_open_files = S_DEFAULT_SB_NOFILE;
     s->line = line;
     return item;

@@ -56,6 +56,7 @@ typedef struct {
     long sandbox_processes;  /* processes in one sandbox (256) */
     long sandbox_file_mb;    /* RLIMIT_FSIZE: largest file written, MiB (1024) */
     long sandbox_tmp_mb;     /* size of each private tmpfs of the sandbox, MiB (512) */
+    long sandbox_disk_mb;    /* disk the worktree (and the CLI's HOME) may take, MiB (4096) */
     long sandbox_open_files; /* RLIMIT_NOFILE (1024) */
     int line;                /* line of the section header; 0 for the built-in default */
 } cfg_strategy_t;

@@ -59,6 +59,7 @@ static const s_key_t s_keys[] = {
     {"sandbox_processes", K_LONG, offsetof(cfg_strategy_t, sandbox_processes), 8, 65536},
     {"sandbox_file_mb", K_LONG, offsetof(cfg_strategy_t, sandbox_file_mb), 1, 1048576},
     {"sandbox_tmp_mb", K_LONG, offsetof(cfg_strategy_t, sandbox_tmp_mb), 1, 1048576},
+    {"sandbox_disk_mb", K_LONG, offsetof(cfg_strategy_t, sandbox_disk_mb), 1, 16777216},
     {"sandbox_open_files", K_LONG, offsetof(cfg_strategy_t, sandbox_open_files), 64, 1048576},
 };
 #define S_NKEYS (sizeof s_keys / sizeof s_keys[0])

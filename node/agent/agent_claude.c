@@ -4,6 +4,7 @@
     memory is freed only on a tick after it died, so a stale zloop pollset
     entry or an ended timer can never reach freed memory. Loop thread only. */
 #define LOG_MODULE "agent_claude"
+#include "common/disk_usage.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "node/agent/agent_claude_internal.h"
@@ -152,8 +153,17 @@ static void s_complete(agent_claude_run_t *run)
     if (!run->result) {
         char tail[512], reason[AGENT_CLAUDE_REASON_MAX];
         agent_claude_io_err_tail(run, tail, sizeof tail);
-        snprintf(reason, sizeof reason, "claude exited with status %d without a result%s%s",
-                 run->exit_status, tail[0] ? ": " : "", tail);
+        if (run->disk_mb > 0 && run->exit_status == DISK_USAGE_EXIT) {
+            /* bicky-exec refused to start it or killed the whole sandbox. */
+            snprintf(reason, sizeof reason,
+                     "disk quota: the working directory and the CLI's HOME passed their disk "
+                     "quota of %ld MiB (sandbox_disk_mb); the CLI was stopped (or not "
+                     "started)%s%s",
+                     run->disk_mb, tail[0] ? ": " : "", tail);
+        } else {
+            snprintf(reason, sizeof reason, "claude exited with status %d without a result%s%s",
+                     run->exit_status, tail[0] ? ": " : "", tail);
+        }
         agent_claude_fail(run, reason);
         return;
     }
@@ -345,6 +355,7 @@ static int s_relay_params(agent_claude_t *self,
     }
     p->base_url = agent_relay_url(self->relay);
     p->api_key = run->token;
+    p->relay_unix = agent_relay_unix_path(self->relay);
     return 0;
 }
 

@@ -85,6 +85,7 @@ typedef struct {
     const agent_sandbox_t *sandbox; /* run in bwrap (needs guard); NULL or disabled = not */
     bool sandbox_off;               /* the strategy opted out (sandbox = false) */
     agent_sandbox_limits_t rlimits; /* bicky-exec --limits (all 0 = none) */
+    const char *relay_unix; /* set by agent_claude_start: the relay's unix socket ("" = none) */
 } agent_claude_params_t;
 
 /* A can_use_tool request (channel stdio). Pointers are borrowed for the call. */

@@ -51,6 +51,7 @@ struct agent_claude_run_t {
     bool finished;      /* terminal callback delivered or cancelled */
     bool exited;        /* reaped */
     int exit_status;    /* exit code or 128 + signal */
+    long disk_mb;       /* the disk quota bicky-exec enforces (MiB; 0 = none) */
     bool terminating;   /* stopping: interrupt asked, signals follow */
     bool sigterm_sent;  /* SIGTERM sent to the group and descendants */
     bool killed;        /* SIGKILL sent */
@@ -70,6 +71,13 @@ int agent_claude_spawn(agent_claude_run_t *run,
                        const agent_claude_params_t *params,
                        char *err,
                        size_t errlen);
+/* agent_claude_box.c: argv (argv[0] resolved) wrapped in the CLI's sandbox: cwd and
+   HOME writable, the install read-only, and no network of its own when the relay
+   has a unix socket (params->relay_unix) and bicky-fwd lies next to bicky-exec: then
+   bicky-fwd, in the sandbox, is the way to the relay and nothing else is reachable.
+   A new argv (agent_sandbox_argv_free), NULL on a bad spec or OOM. */
+char **agent_claude_box(const agent_claude_params_t *params, char **argv);
+
 /* The stream-json user line for params (without '\n'); caller frees. NULL
    with err when neither prompt nor a content array is given. */
 char *agent_claude_user_line(const agent_claude_params_t *params, char *err, size_t errlen);

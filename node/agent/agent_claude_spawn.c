@@ -409,31 +409,6 @@ static int s_which(const char *name, char *out, size_t outlen)
     return ENOENT;
 }
 
-/* The CLI's sandbox around argv (argv[0] resolved): writable cwd and HOME, the
-   install read-only, the network kept (the model API), and for channel mcp the
-   permission server's binary and the node's ipc socket. */
-static char **s_box(const agent_claude_params_t *p, char **argv)
-{
-    char inst[PATH_MAX];
-    if (agent_sandbox_install_dir(argv[0], inst) < 0) {
-        return NULL;
-    }
-    agent_sandbox_spec_t spec = {.bwrap = p->sandbox->bwrap,
-                                 .rw = {p->cwd, p->home},
-                                 .ro = {inst},
-                                 .chdir = p->cwd,
-                                 .network = true,
-                                 .tmp_mb = p->rlimits.tmp_mb};
-    if (p->permission_channel == AGENT_CLAUDE_PERM_MCP && p->mcp.command) {
-        spec.ro[1] = p->mcp.command;
-        const char *ep = p->mcp.endpoint;
-        if (ep && !strncmp(ep, "ipc:///", 7)) {
-            spec.rw[2] = ep + 6;
-        }
-    }
-    return agent_sandbox_argv(&spec, argv);
-}
-
 /* The argv to spawn: argv, or through bicky-exec (with the limits) and in the sandbox.
    prog (PATH_MAX bytes) holds the resolved program and lim (AGENT_SANDBOX_LIMITS) the
    limits, both pointed to by the result; *boxed_p and *guarded_p are
@@ -462,7 +437,7 @@ static char **s_wrap(const agent_claude_params_t *p,
     }
     char *first = argv[0];
     argv[0] = strchr(first, '/') ? first : prog;
-    char **inner = boxed ? (*boxed_p = s_box(p, argv)) : argv;
+    char **inner = boxed ? (*boxed_p = agent_claude_box(p, argv)) : argv;
     size_t n = 0;
     while (inner && inner[n]) {
         n++;
@@ -477,7 +452,9 @@ static char **s_wrap(const agent_claude_params_t *p,
         agent_sandbox_limits_t cli = p->rlimits;
         cli.memory_mb = 0;
         agent_sandbox_limits_format(&cli, lim, AGENT_SANDBOX_LIMITS);
-        run = agent_guard_argv_limits(guard, lim, inner, *guarded_p, n + AGENT_GUARD_EXTRA_ARG + 1);
+        /* The disk quota covers both writable trees on disk: cwd and the CLI's HOME. */
+        agent_guard_opts_t o = {.limits = lim, .disk_dirs = {p->cwd, p->home}};
+        run = agent_guard_argv_opts(guard, &o, inner, *guarded_p, n + AGENT_GUARD_EXTRA_ARG + 1);
     }
     argv[0] = first; /* the copies keep their own pointers (prog outlives the spawn) */
     if (!run) {
@@ -571,6 +548,7 @@ int agent_claude_spawn(agent_claude_run_t *run,
     run->in_fd = pp.in[1];
     run->out_fd = pp.out[0];
     run->err_fd = pp.err[0];
+    run->disk_mb = p->rlimits.disk_mb;
     run->pidfd = pidfd_open(run->pid, 0);
     if (run->pidfd >= 0) {
         fcntl(run->pidfd, F_SETFD, FD_CLOEXEC);

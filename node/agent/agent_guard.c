@@ -121,6 +121,14 @@ char *const *agent_guard_argv(const agent_guard_t *g, char *const *argv, char **
 char *const *agent_guard_argv_limits(
     const agent_guard_t *g, const char *limits, char *const *argv, char **out, size_t cap)
 {
+    agent_guard_opts_t o = {.limits = limits};
+    return agent_guard_argv_opts(g, &o, argv, out, cap);
+}
+
+char *const *agent_guard_argv_opts(
+    const agent_guard_t *g, const agent_guard_opts_t *o, char *const *argv, char **out, size_t cap)
+{
+    const char *limits = o ? o->limits : NULL;
     if (!g || !g->shim[0]) {
         return argv;
     }
@@ -142,6 +150,10 @@ char *const *agent_guard_argv_limits(
     if (limits && *limits) {
         out[n++] = "--limits";
         out[n++] = (char *)limits;
+    }
+    for (size_t i = 0; o && i < AGENT_GUARD_DISK_DIRS && o->disk_dirs[i]; i++) {
+        out[n++] = "--disk-dir";
+        out[n++] = (char *)o->disk_dirs[i];
     }
     out[n++] = "--";
     for (size_t i = 0; i <= argc; i++) {

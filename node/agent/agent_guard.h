@@ -13,13 +13,21 @@
 #include <sys/types.h>
 
 #define AGENT_GUARD_SHIM      "bicky-exec"
-#define AGENT_GUARD_EXTRA_ARG 8 /* argv entries agent_guard_argv puts before the program */
+#define AGENT_GUARD_DISK_DIRS 2  /* --disk-dir trees one child is measured on */
+#define AGENT_GUARD_EXTRA_ARG 12 /* argv entries agent_guard_argv puts before the program */
 
 typedef struct {
     char shim[PATH_MAX];    /* absolute path of bicky-exec; "" = children start unguarded */
     char pid_dir[PATH_MAX]; /* where bicky-exec writes <pid> files; "" = none */
     char parent[16];        /* getpid() of the node, as --parent */
 } agent_guard_t;
+
+/* What bicky-exec applies to one child; strings are borrowed. */
+typedef struct {
+    const char *limits; /* --limits (agent_sandbox_limits_format); NULL or "" = none */
+    const char *disk_dirs[AGENT_GUARD_DISK_DIRS]; /* --disk-dir each (absolute), NULL = end:
+                                                     the trees disk=B bounds together */
+} agent_guard_opts_t;
 
 /* Fills g: shim is the bicky-exec to use (NULL or "" = the one next to
    /proc/self/exe); a shim that is not executable is logged (warning) and
@@ -37,6 +45,11 @@ char *const *agent_guard_argv(const agent_guard_t *g, char *const *argv, char **
    or "" = none): the resource limits the program gets before exec. */
 char *const *agent_guard_argv_limits(
     const agent_guard_t *g, const char *limits, char *const *argv, char **out, size_t cap);
+
+/* The same with every option of o (NULL = none): --limits, then --disk-dir for each
+   tree (bicky-exec refuses to start and kills its program when they pass disk=B). */
+char *const *agent_guard_argv_opts(
+    const agent_guard_t *g, const agent_guard_opts_t *o, char *const *argv, char **out, size_t cap);
 
 /* Kills what a previous process left: every pid file in g->pid_dir whose
    process is a live bicky-exec with the recorded start time and boot id, and

@@ -18,6 +18,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 /* ---- tokens -------------------------------------------------------------------------------- */
 
@@ -375,6 +379,45 @@ static enum MHD_Result s_on_access(void *cls,
 
 /* ---- life ---------------------------------------------------------------------------------- */
 
+/* The same service on a unix socket at path (a stale socket file is replaced), mode
+   0600. A failure is logged and leaves the relay on TCP only. */
+static void s_listen_unix(agent_relay_t *self, const char *path, unsigned flags, unsigned conns)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof a.sun_path) {
+        LOG_W("model relay: unix socket path too long, TCP only path=%s", path);
+        return;
+    }
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        unlink(path);
+    }
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || chmod(path, 0600) != 0 ||
+        listen(fd, 64) != 0) {
+        LOG_W("model relay: cannot listen on a unix socket, TCP only path=%s error=\"%s\"", path,
+              strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return;
+    }
+    self->mhd_unix =
+        MHD_start_daemon(flags, 0, NULL, NULL, s_on_access, self, MHD_OPTION_LISTEN_SOCKET, fd,
+                         MHD_OPTION_CONNECTION_LIMIT, conns, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned)AGENT_RELAY_IDLE_S, MHD_OPTION_URI_LOG_CALLBACK, s_on_uri, self,
+                         MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self, MHD_OPTION_END);
+    if (!self->mhd_unix) {
+        LOG_W("model relay: cannot serve the unix socket, TCP only path=%s", path);
+        close(fd);
+        unlink(path);
+        return;
+    }
+    snprintf(self->unix_path, sizeof self->unix_path, "%s", path);
+    LOG_N("model relay listening unix=%s", path);
+}
+
 agent_relay_t *agent_relay_new(const agent_relay_cfg_t *cfg)
 {
     agent_relay_cfg_t c = cfg ? *cfg : (agent_relay_cfg_t){0};
@@ -405,6 +448,10 @@ agent_relay_t *agent_relay_new(const agent_relay_cfg_t *cfg)
     self->port = info ? info->port : c.port;
     snprintf(self->url, sizeof self->url, "http://127.0.0.1:%d", self->port);
     LOG_N("model relay listening url=%s max_body=%zu", self->url, self->max_body);
+    if (c.unix_path && *c.unix_path) {
+        s_listen_unix(self, c.unix_path, flags,
+                      (unsigned)(c.max_connections ? c.max_connections : AGENT_RELAY_MAX_CONN));
+    }
     return self;
 }
 
@@ -417,6 +464,10 @@ void agent_relay_destroy(agent_relay_t **self_p)
     atomic_store(&self->stopping, true);
     if (self->mhd) {
         MHD_stop_daemon(self->mhd); /* joins the connection threads */
+    }
+    if (self->mhd_unix) {
+        MHD_stop_daemon(self->mhd_unix); /* closes its listening socket */
+        unlink(self->unix_path);
     }
     while (self->grants) {
         agent_relay_grant_t *g = self->grants;
@@ -439,6 +490,11 @@ const char *agent_relay_url(const agent_relay_t *self)
 int agent_relay_port(const agent_relay_t *self)
 {
     return self->port;
+}
+
+const char *agent_relay_unix_path(const agent_relay_t *self)
+{
+    return self->unix_path;
 }
 
 size_t agent_relay_live(agent_relay_t *self)

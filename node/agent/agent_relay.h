@@ -6,6 +6,8 @@
     token for the run's real key (x-api-key or Authorization: Bearer), forwards
     the request to the run's upstream and streams the answer back as it comes
     (SSE included). Anything without a live token gets 401 and reaches nothing.
+    It can also listen on a unix socket (cfg.unix_path): a sandboxed CLI has no
+    network of its own and reaches the relay only there, through bicky-fwd.
     Threads: new and destroy on the owner's thread; grant, revoke and the
     getters from any thread (a mutex guards the token table, which the
     serving threads only read). Requests are served on libmicrohttpd's own
@@ -36,6 +38,8 @@ typedef struct {
     int port;                 /* TCP port on 127.0.0.1; 0 = one the kernel picks */
     size_t max_body;          /* bound on one request body; 0 = AGENT_RELAY_MAX_BODY */
     unsigned max_connections; /* 0 = AGENT_RELAY_MAX_CONN */
+    const char *unix_path;    /* also listen on this unix socket (a sandboxed CLI's only way
+                                 out, through bicky-fwd); NULL = TCP only */
 } agent_relay_cfg_t;
 
 /* Counters since start (each request lands in exactly one of the last five). */
@@ -77,6 +81,9 @@ const char *agent_relay_url(const agent_relay_t *self);
 
 /* The port it listens on. */
 int agent_relay_port(const agent_relay_t *self);
+
+/* The unix socket it also listens on, "" when none (valid until destroy). */
+const char *agent_relay_unix_path(const agent_relay_t *self);
 
 /* Live tokens. */
 size_t agent_relay_live(agent_relay_t *self);

@@ -30,6 +30,8 @@ typedef struct agent_relay_grant_t {
 
 struct agent_relay_t {
     struct MHD_Daemon *mhd;       /* serving threads */
+    struct MHD_Daemon *mhd_unix;  /* the same, on the unix socket (NULL = none) */
+    char unix_path[108];          /* its path; "" = none */
     int port;                     /* bound port */
     char url[48];                 /* http://127.0.0.1:PORT */
     size_t max_body;              /* request body bound */

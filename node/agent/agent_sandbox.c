@@ -193,7 +193,8 @@ void agent_sandbox_limits_default(agent_sandbox_limits_t *out)
                                     .processes = 256,
                                     .file_mb = 1024,
                                     .open_files = 1024,
-                                    .tmp_mb = 512};
+                                    .tmp_mb = 512,
+                                    .disk_mb = 4096};
 }
 
 char *agent_sandbox_limits_format(const agent_sandbox_limits_t *l, char *buf, size_t len)
@@ -201,11 +202,9 @@ char *agent_sandbox_limits_format(const agent_sandbox_limits_t *l, char *buf, si
     const struct {
         const char *name;
         long long v;
-    } f[] = {{"cpu", l->cpu_s},
-             {"as", (long long)l->memory_mb << 20},
-             {"nproc", l->processes},
-             {"fsize", (long long)l->file_mb << 20},
-             {"nofile", l->open_files}};
+    } f[] = {{"cpu", l->cpu_s},         {"as", (long long)l->memory_mb << 20},
+             {"nproc", l->processes},   {"fsize", (long long)l->file_mb << 20},
+             {"nofile", l->open_files}, {"disk", (long long)l->disk_mb << 20}};
     size_t at = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < sizeof f / sizeof f[0] && at < len; i++) {

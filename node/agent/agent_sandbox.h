@@ -30,6 +30,8 @@ typedef struct {
     long open_files; /* RLIMIT_NOFILE */
     long tmp_mb;     /* size of each private tmpfs (/tmp, /var/tmp, /dev/shm), MiB; 0 = the
                         kernel's default (half the RAM: not for production) */
+    long disk_mb;    /* what the writable directories (worktree, the CLI's HOME) may take on
+                        disk together, MiB; bicky-exec measures and enforces it; 0 = no bound */
 } agent_sandbox_limits_t;
 
 /* Node-wide state, filled once at start. */
@@ -55,12 +57,12 @@ typedef struct {
 int agent_sandbox_init(agent_sandbox_t *sb, agent_sandbox_mode_t mode, const char *bwrap);
 
 /* The defaults (cpu 600 s, memory 8192 MiB, 256 processes, files 1024 MiB, 1024
-   open files, tmpfs 512 MiB). */
+   open files, tmpfs 512 MiB, disk 4096 MiB). */
 void agent_sandbox_limits_default(agent_sandbox_limits_t *out);
 
-/* Writes "cpu=N,as=N,nproc=N,fsize=N,nofile=N" (bicky-exec --limits; sizes in
-   bytes; fields at 0 are left out, all 0 gives "") into buf (AGENT_SANDBOX_LIMITS
-   bytes are enough). Returns buf. */
+/* Writes "cpu=N,as=N,nproc=N,fsize=N,nofile=N,disk=N" (bicky-exec --limits; sizes in
+   bytes; fields at 0 are left out, all 0 gives ""; disk needs --disk-dir) into buf
+   (AGENT_SANDBOX_LIMITS bytes are enough). Returns buf. */
 char *agent_sandbox_limits_format(const agent_sandbox_limits_t *l, char *buf, size_t len);
 
 /* A new NULL-terminated argv: bwrap, its options for spec, "--", then argv (copied).

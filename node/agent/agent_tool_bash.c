@@ -8,8 +8,11 @@
     kills what bash left outside its group and dies with the worker thread (the
     pool's workers live as long as the node); with the node's sandbox
     (agent_sandbox.h) bash runs in bwrap, whose PID namespace takes everything
-    with it. limits->cancel kills it early (a turn that ended). Worker threads
-    only. */
+    with it. With a disk quota (rlimits.disk_mb) the call is refused when the
+    worktree is already over it, and bicky-exec kills the whole command once the
+    worktree passes it (the result says so). limits->cancel kills it early (a
+    turn that ended). Worker threads only. */
+#include "common/disk_usage.h"
 #include "common/util.h"
 #include "node/agent/agent_tool_internal.h"
 
@@ -45,6 +48,7 @@ typedef struct {
     bool exited;               /* bash has been reaped */
     bool timed_out;            /* the timeout killed the group */
     bool cancelled;            /* *cancel killed the group */
+    bool disk_over;            /* bicky-exec stopped it: the worktree passed its disk quota */
     const atomic_bool *cancel; /* limits->cancel */
     int64_t started_ms;        /* monotonic start */
 } agent_bash_t;
@@ -106,7 +110,11 @@ static char *const *s_program(agent_tool_ctx_t *ctx,
         return NULL;
     }
     agent_sandbox_limits_format(&l->rlimits, lim, AGENT_SANDBOX_LIMITS);
-    return agent_guard_argv_limits(l->guard, lim, prog, *guarded, n + AGENT_GUARD_EXTRA_ARG + 1);
+    agent_guard_opts_t opts = {.limits = lim};
+    if (l->rlimits.disk_mb > 0) {
+        opts.disk_dirs[0] = ctx->root_real; /* the one writable directory on disk */
+    }
+    return agent_guard_argv_opts(l->guard, &opts, prog, *guarded, n + AGENT_GUARD_EXTRA_ARG + 1);
 }
 
 static int s_spawn(agent_tool_ctx_t *ctx, const char *command, agent_bash_t *b, int pipes[2][2])
@@ -223,6 +231,39 @@ static json_t *s_stream_json(const agent_stream_t *s)
     return agent_json_text(s->buf, s->len);
 }
 
+/* bicky-exec's DISK_USAGE_EXIT is only believed when the worktree really is over the
+   quota (bash itself may exit 122). */
+static bool s_disk_stopped(const agent_tool_ctx_t *ctx, const agent_bash_t *b)
+{
+    long long quota = (long long)ctx->limits->rlimits.disk_mb << 20;
+    return quota > 0 && ctx->limits->guard && ctx->limits->guard->shim[0] && WIFEXITED(b->status) &&
+           WEXITSTATUS(b->status) == DISK_USAGE_EXIT && disk_usage(ctx->root_real, quota) > quota;
+}
+
+/* The disk quota's note, after what the command wrote on stderr. */
+static void s_disk_note(const agent_tool_ctx_t *ctx, agent_bash_t *b, json_t *res)
+{
+    char note[256];
+    int n = snprintf(note, sizeof note,
+                     "%s[bicky] killed: the worktree passed its disk quota of %ld MiB "
+                     "(sandbox_disk_mb); it must shrink below the quota before tools may "
+                     "write to it again\n",
+                     b->err.len && b->err.buf[b->err.len - 1] != '\n' ? "\n" : "",
+                     ctx->limits->rlimits.disk_mb);
+    size_t len = b->err.len + (size_t)n;
+    char *text = malloc(len);
+    if (!text) {
+        return;
+    }
+    memcpy(text, b->err.buf, b->err.len);
+    memcpy(text + b->err.len, note, (size_t)n);
+    json_object_set_new(res, "stderr", agent_json_text(text, len));
+    free(text);
+    json_object_set_new(res, "disk_quota_exceeded", json_true());
+    json_object_set_new(res, "exit_code", json_null());
+    json_object_set_new(res, "signal", json_integer(SIGKILL));
+}
+
 static json_t *s_bash_result(const agent_bash_t *b)
 {
     json_t *res =
@@ -273,7 +314,8 @@ int agent_tool_bash(agent_tool_ctx_t *ctx)
 {
     const char *command;
     int64_t timeout_s;
-    if (s_bash_args(ctx, &command, &timeout_s) != 0) {
+    if (s_bash_args(ctx, &command, &timeout_s) != 0 ||
+        agent_tool_disk_check(ctx, 0, "the command was not run") != 0) {
         return -1;
     }
     size_t cap = ctx->limits->bash_max_output;
@@ -293,6 +335,9 @@ int agent_tool_bash(agent_tool_ctx_t *ctx)
         s_close_pipes(pipes); /* the child holds the write ends now */
         s_supervise(&b, timeout_s * 1000);
         *ctx->result = s_bash_result(&b);
+        if (*ctx->result && s_disk_stopped(ctx, &b)) {
+            s_disk_note(ctx, &b, *ctx->result);
+        }
         rc = 0;
     }
     s_close_pipes(pipes);

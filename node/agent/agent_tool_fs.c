@@ -256,6 +256,9 @@ int agent_tool_write_file(agent_tool_ctx_t *ctx)
     if (strcmp(rel, ".") == 0 || s_touches_git(rel)) {
         return agent_tool_fail(ctx, "writing %s is not allowed", rel);
     }
+    if (agent_tool_disk_check(ctx, (long long)len, "the file was not written") != 0) {
+        return -1;
+    }
     char name[NAME_MAX + 1];
     int dirfd = agent_path_open_parent(ctx->root_real, path, true, name);
     if (dirfd < 0) {

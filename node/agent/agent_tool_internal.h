@@ -22,6 +22,12 @@ typedef struct {
 int agent_tool_fail(agent_tool_ctx_t *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The disk quota (limits->rlimits.disk_mb, 0 = none) before a tool writes: fails
+   (agent_tool_fail, a message naming sandbox_disk_mb) when the worktree already takes
+   more than the quota on disk, or would with adding bytes more. Walks the whole tree
+   (common/disk_usage.h): blocking, worker threads only. Returns 0 or -1. */
+int agent_tool_disk_check(agent_tool_ctx_t *ctx, long long adding, const char *what);
+
 /* Reads string argument key. A missing key gives *out = NULL and 0 unless
    required. Refuses a non-string and a string with an embedded NUL byte.
    *out is borrowed from args. len may be NULL. */

@@ -3,6 +3,7 @@
     helpers every tool uses. agent_tool_run blocks (worker threads only); the
     rest is pure and thread-safe. */
 #define LOG_MODULE "agent_tools"
+#include "common/disk_usage.h"
 #include "common/log.h"
 #include "node/agent/agent_tool_internal.h"
 
@@ -100,6 +101,27 @@ int agent_tool_fail(agent_tool_ctx_t *ctx, const char *fmt, ...)
     free(*ctx->error);
     *ctx->error = strdup(buf);
     return -1;
+}
+
+int agent_tool_disk_check(agent_tool_ctx_t *ctx, long long adding, const char *what)
+{
+    long long quota = (long long)ctx->limits->rlimits.disk_mb << 20;
+    if (quota <= 0) {
+        return 0;
+    }
+    long long used = disk_usage(ctx->root_real, quota);
+    if (used < 0) {
+        return agent_tool_fail(ctx, "cannot measure the worktree's disk use; %s", what);
+    }
+    if (used + adding > quota) {
+        return agent_tool_fail(ctx,
+                               "disk quota: the worktree takes %lld MiB on disk%s; its quota is "
+                               "%lld MiB (sandbox_disk_mb): %s. It must shrink below the quota "
+                               "before tools may write to it again.",
+                               (used + (1 << 20) - 1) >> 20,
+                               adding ? " and this write would pass it" : "", quota >> 20, what);
+    }
+    return 0;
 }
 
 int agent_arg_string(

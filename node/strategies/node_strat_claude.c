@@ -331,7 +331,8 @@ void node_claude_start(node_run_t *run)
                                            .processes = s->sandbox_processes,
                                            .file_mb = s->sandbox_file_mb,
                                            .open_files = s->sandbox_open_files,
-                                           .tmp_mb = s->sandbox_tmp_mb}};
+                                           .tmp_mb = s->sandbox_tmp_mb,
+                                           .disk_mb = s->sandbox_disk_mb}};
     s_uuid_t conv;
     util_uuid_format(run->actor->conv_id, conv);
     if (s->permission_channel == CFG_PERM_MCP) {

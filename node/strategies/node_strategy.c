@@ -92,7 +92,12 @@ static int s_relay(node_agents_t *self, const node_cfg_t *cfg)
     if (!any) {
         return 0;
     }
-    self->relay = agent_relay_new(&(agent_relay_cfg_t){.port = (int)cfg->model_relay_port});
+    /* Its unix socket is what a sandboxed CLI reaches (through bicky-fwd): the CLI's
+       sandbox has no network of its own. */
+    char sock[PATH_MAX];
+    snprintf(sock, sizeof sock, "%.*s/pids/relay-%s.sock", PATH_MAX - 100, self->work_dir, cfg->id);
+    self->relay = agent_relay_new(
+        &(agent_relay_cfg_t){.port = (int)cfg->model_relay_port, .unix_path = sock});
     return self->relay ? 0 : -1;
 }
 

@@ -143,7 +143,8 @@ void node_tools_run(node_run_t *run, size_t i)
                                                          .processes = s->sandbox_processes,
                                                          .file_mb = s->sandbox_file_mb,
                                                          .open_files = s->sandbox_open_files,
-                                                         .tmp_mb = s->sandbox_tmp_mb};
+                                                         .tmp_mb = s->sandbox_tmp_mb,
+                                                         .disk_mb = s->sandbox_disk_mb};
         }
         j->limits.cancel = &run->tools_stop; /* the job holds a reference on run */
     }

@@ -4,7 +4,9 @@
     whole tree when the process that started it is SIGKILLed from a worker
     thread's tool call (the bash tool as the node runs it); the startup sweep
     kills a live leftover shim with its tree, and leaves alone a process
-    whose pid file does not match (not a shim, another start time). */
+    whose pid file does not match (not a shim, another start time); the disk
+    quota (--limits disk, --disk-dir) refuses to start over it and kills a
+    program (and what it started) that writes many small files past it. */
 #include "node/agent/agent_guard.h"
 #include "node/agent/agent_tools.h"
 
@@ -162,6 +164,51 @@ Test(agent_guard, the_shim_passes_the_status_on_and_kills_what_is_left)
     cr_assert_eq(s_read_pids(file, &left, 1), 1);
     cr_assert(s_gone_within(left), "the sleep in its own session was killed");
     cr_assert_eq(agent_guard_sweep(&g), 0, "the shim removed its pid file");
+}
+
+/* bicky-exec --limits disk=1 MiB --disk-dir DIR -- /bin/sh -c script; returns its
+   wait status. */
+static int s_run_disk(const char *dir, const char *script)
+{
+    agent_guard_t g;
+    cr_assert_eq(agent_guard_init(&g, g_shim, g_pids), 0);
+    char *argv[] = {"/bin/sh", "-c", (char *)script, NULL};
+    char *out[24];
+    agent_guard_opts_t o = {.limits = "disk=1048576", .disk_dirs = {dir}};
+    char *const *run = agent_guard_argv_opts(&g, &o, argv, out, 24);
+    cr_assert_not_null(run);
+    int status;
+    pid_t pid = s_spawn(run);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    return status;
+}
+
+Test(agent_guard, the_disk_quota_refuses_a_full_tree_and_kills_a_growing_one)
+{
+    char wt[PATH_MAX + 8], big[PATH_MAX + 16], ran[PATH_MAX + 16], left[PATH_MAX + 16];
+    char script[PATH_MAX * 3 + 200];
+    snprintf(wt, sizeof wt, "%s/wt", g_dir);
+    snprintf(big, sizeof big, "%s/big", wt);
+    snprintf(ran, sizeof ran, "%s/ran", g_dir);
+    snprintf(left, sizeof left, "%s/left", g_dir);
+    cr_assert_eq(mkdir(wt, 0755), 0);
+    snprintf(script, sizeof script, "head -c 2000000 /dev/urandom > %s", big);
+    cr_assert_eq(system(script), 0);
+    snprintf(script, sizeof script, "touch %s", ran);
+    int status = s_run_disk(wt, script);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 122, "over at start: %d", status);
+    cr_assert_neq(access(ran, F_OK), 0, "the program was not run");
+    cr_assert_eq(unlink(big), 0);
+    /* Files of 10 bytes, far below any file size limit, until only the quota ends it. */
+    snprintf(script, sizeof script,
+             "setsid sleep 1000 & echo $! > %s; i=0; while :; do i=$((i+1)); "
+             "echo 123456789 > %s/f$i; done",
+             left, wt);
+    status = s_run_disk(wt, script);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 122, "killed: %d", status);
+    pid_t sleeper;
+    cr_assert_eq(s_read_pids(left, &sleeper, 1), 1);
+    cr_assert(s_gone_within(sleeper), "what it started went with it");
 }
 
 /* A process that runs the bash tool on a thread, as a node's worker does. */

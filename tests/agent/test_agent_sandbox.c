@@ -1,9 +1,9 @@
 /*  test_agent_sandbox — the bwrap argv builder, the limits string, the node-wide
     choice, and the real thing: the bash tool in bwrap under bicky-exec with its
-    limits (files, processes, CPU, memory), the node's /proc, other directories and
-    the network out of sight, and nothing left on the host after exit, timeout or
-    cancel (setsid included). Needs bwrap (skipped without it) and root or
-    unprivileged user namespaces. */
+    limits (files, processes, CPU, memory, the worktree's disk quota), the node's
+    /proc, other directories and the network out of sight, and nothing left on the
+    host after exit, timeout or cancel (setsid included). Needs bwrap (skipped
+    without it) and root or unprivileged user namespaces. */
 #include "node/agent/agent_sandbox.h"
 #include "node/agent/agent_tools.h"
 
@@ -168,11 +168,15 @@ Test(agent_sandbox, limits_format_for_bicky_exec)
     cr_assert_eq(l.file_mb, 1024);
     cr_assert_eq(l.open_files, 1024);
     cr_assert_eq(l.tmp_mb, 512);
+    cr_assert_eq(l.disk_mb, 4096);
     char buf[AGENT_SANDBOX_LIMITS];
     l = (agent_sandbox_limits_t){
         .cpu_s = 5, .memory_mb = 64, .processes = 20, .file_mb = 1, .open_files = 100};
     cr_assert_str_eq(agent_sandbox_limits_format(&l, buf, sizeof buf),
                      "cpu=5,as=67108864,nproc=20,fsize=1048576,nofile=100");
+    l.disk_mb = 3;
+    cr_assert_str_eq(agent_sandbox_limits_format(&l, buf, sizeof buf),
+                     "cpu=5,as=67108864,nproc=20,fsize=1048576,nofile=100,disk=3145728");
 }
 
 Test(agent_sandbox, init_follows_the_mode)
@@ -375,6 +379,65 @@ Test(agent_sandbox, tmpfs_cannot_eat_the_hosts_memory)
     cr_assert_null(strstr(out, "planted"), "/dev is read-only: %s", out);
     cr_assert_not_null(strstr(out, "null-ok"), "its devices still work: %s", out);
     json_decref(res);
+}
+
+/* Runs a tool expected to be refused; returns its error (caller frees). */
+static char *s_refused(const agent_tool_limits_t *l, const char *tool, json_t *args)
+{
+    json_t *res = NULL;
+    char *err = NULL;
+    cr_assert_eq(agent_tool_run(g_root, tool, args, l, &res, &err), -1, "%s ran", tool);
+    cr_assert_null(res);
+    json_decref(args);
+    return err;
+}
+
+Test(agent_sandbox, the_disk_quota_kills_many_small_files_then_refuses)
+{
+    s_need_bwrap();
+    agent_tool_limits_t l;
+    s_limits(&l);
+    l.rlimits.disk_mb = 2;
+    /* Each file is far below sandbox_file_mb: only the quota on the worktree stops it. */
+    json_t *res =
+        s_bash(&l, "i=0; while :; do i=$((i+1)); echo 123456789 > f$i || exit 3; done", 60);
+    cr_assert(json_is_false(json_object_get(res, "timed_out")), "the quota ended it");
+    cr_assert(json_is_true(json_object_get(res, "disk_quota_exceeded")));
+    cr_assert_eq(json_integer_value(json_object_get(res, "signal")), 9);
+    cr_assert_not_null(strstr(s_out(res, "stderr"), "disk quota of 2 MiB (sandbox_disk_mb)"), "%s",
+                       s_out(res, "stderr"));
+    json_decref(res);
+    char *err = s_refused(&l, "bash", json_pack("{s:s}", "command", "touch ran"));
+    cr_assert_not_null(strstr(err, "disk quota"), "%s", err);
+    cr_assert_not_null(strstr(err, "the command was not run"), "%s", err);
+    free(err);
+    char ran[PATH_MAX + 8];
+    snprintf(ran, sizeof ran, "%s/ran", g_root);
+    cr_assert_neq(access(ran, F_OK), 0, "refused: not run");
+    err = s_refused(&l, "write_file", json_pack("{s:s, s:s}", "path", "w", "content", "x"));
+    cr_assert_not_null(strstr(err, "the file was not written"), "%s", err);
+    free(err);
+    /* Emptied (on the host), the worktree takes files again up to the quota. */
+    nftw(g_root, s_rm, 16, FTW_DEPTH | FTW_PHYS);
+    cr_assert_eq(mkdir(g_root, 0700), 0);
+    res = s_bash(&l, "for i in $(seq 1 100); do echo x > g$i; done; echo wrote", 60);
+    cr_assert_str_eq(s_out(res, "stdout"), "wrote\n");
+    cr_assert_null(json_object_get(res, "disk_quota_exceeded"));
+    json_decref(res);
+    size_t n = 1000 * 1024; /* 1.4 MiB with the 100 files, 2.4 with a second one */
+    char *content = malloc(n + 1);
+    cr_assert_not_null(content);
+    memset(content, 'a', n);
+    content[n] = '\0';
+    json_t *args = json_pack("{s:s, s:s}", "path", "a", "content", content);
+    char *e = NULL;
+    cr_assert_eq(agent_tool_run(g_root, "write_file", args, &l, &res, &e), 0, "%s", e ? e : "");
+    json_decref(res);
+    json_decref(args);
+    err = s_refused(&l, "write_file", json_pack("{s:s, s:s}", "path", "b", "content", content));
+    cr_assert_not_null(strstr(err, "this write would pass it"), "%s", err);
+    free(err);
+    free(content);
 }
 
 Test(agent_sandbox, a_fork_bomb_is_bounded_and_leaves_nothing)

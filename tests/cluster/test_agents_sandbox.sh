@@ -9,8 +9,9 @@
 # and cmdline; another conversation's directory and a worktree; Postgres over TCP
 # and its unix socket, n1's ROUTER; writes outside the worktree (checked on the
 # host); a fork bomb (bounded by sandbox_processes); a file past sandbox_file_mb;
-# `setsid sleep` outliving the timeout and a cancel (checked with ps on the host);
-# symlinks out of the worktree.
+# many small files past sandbox_disk_mb (killed, the result says why, the next call
+# refused, files under the quota written again); `setsid sleep` outliving the
+# timeout and a cancel (checked with ps on the host); symlinks out of the worktree.
 # Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7600-7699).
 set -uo pipefail
 
@@ -44,6 +45,7 @@ tools = bash
 timeout_s = 20
 sandbox_file_mb = 4
 sandbox_processes = 64
+sandbox_disk_mb = 16
 EOF
 MARK=sbx-marker-$$-7c1e
 export BICKY_SANDBOX_MARKER=$MARK
@@ -210,6 +212,25 @@ t_check "cancel: the conversation is idle again" tc_wait_status "$conv" idle 15
 w3=8883.$$
 res=$(bash_call "$conv" "setsid sleep $w3 > /dev/null 2>&1 & echo started")
 t_check "exit: no setsid sleep outlives bash" bk_wait_for 5 eval '! host_has $w3'
+
+# ---------------------------------------------------------------- the disk quota
+# Files of 10 bytes, far below sandbox_file_mb: only the quota on the worktree stops it.
+res=$(bash_call "$conv" 'i=0; while :; do i=$((i+1)); echo 123456789 > q$i; done' 60)
+echo "--- disk quota: $(jq -c 'del(.stdout)' <<<"$res" | cut -c1-400)"
+t_check "many small files are killed at sandbox_disk_mb, not by the timeout" \
+    eval '[[ $(jq -r ".disk_quota_exceeded, .timed_out, .signal" <<<"$res" | xargs) == "true false 9" ]]'
+t_check "the result says why" \
+    eval '[[ $(jq -r .stderr <<<"$res") == *"disk quota of 16 MiB (sandbox_disk_mb)"* ]]'
+t_check "n1 unharmed after the disk quota" n1_fine
+res=$(bash_call "$conv" "touch after-quota")
+echo "--- over the quota: $res"
+t_check "the next call is refused with a clear error" \
+    eval '[[ $res == *"disk quota"*"the command was not run"* ]]'
+t_check "and it did not run (host)" test ! -e "$WD/conversations/$conv/after-quota"
+find "$WD/conversations/$conv" -name 'q*' -delete
+res=$(bash_call "$conv" 'for i in $(seq 1 200); do echo x > s$i; done; echo wrote')
+t_check "under the quota, files are written again" \
+    eval '[[ $(jq -r .stdout <<<"$res") == wrote* && -f $WD/conversations/$conv/s200 ]]'
 
 # ---------------------------------------------------------------- nothing leaked
 leaks=$(tc_sql "select (select count(*) from events where action::text like '%$MARK%'

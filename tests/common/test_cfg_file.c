@@ -207,7 +207,8 @@ Test(cfg_file, sandbox_on_by_default_with_its_limits)
                                            "[strategy.b]\nkind = echo\nsandbox = false\n"
                                            "tool_network = true\nsandbox_cpu_s = 5\n"
                                            "sandbox_memory_mb = 64\nsandbox_processes = 8\n"
-                                           "sandbox_file_mb = 1\nsandbox_open_files = 64\n",
+                                           "sandbox_file_mb = 1\nsandbox_open_files = 64\n"
+                                           "sandbox_disk_mb = 8\n",
                                            "t.ini", err, sizeof err);
     cr_assert_not_null(cfg, "%s", err);
     const cfg_strategy_t *a = cfg_file_strategy(cfg, "a"), *b = cfg_file_strategy(cfg, "b");
@@ -217,12 +218,14 @@ Test(cfg_file, sandbox_on_by_default_with_its_limits)
     cr_assert_eq(a->sandbox_processes, 256);
     cr_assert_eq(a->sandbox_file_mb, 1024);
     cr_assert_eq(a->sandbox_open_files, 1024);
+    cr_assert_eq(a->sandbox_disk_mb, 4096);
     cr_assert(!b->sandbox && b->tool_network);
     cr_assert_eq(b->sandbox_cpu_s, 5);
     cr_assert_eq(b->sandbox_memory_mb, 64);
     cr_assert_eq(b->sandbox_processes, 8);
     cr_assert_eq(b->sandbox_file_mb, 1);
     cr_assert_eq(b->sandbox_open_files, 64);
+    cr_assert_eq(b->sandbox_disk_mb, 8);
     cfg_file_destroy(&cfg);
 }
 

@@ -1,7 +1,8 @@
 /*  bicky-exec — the shim a node starts its children through (the claude CLI,
     the bash tool), so that they die with the node, kill -9 included.
 
-    bicky-exec --parent PID [--pid-dir DIR] [--limits LIST] -- PROGRAM [ARG...]
+    bicky-exec --parent PID [--pid-dir DIR] [--limits LIST] [--disk-dir DIR]...
+               -- PROGRAM [ARG...]
 
     It asks the kernel for BICKY_EXEC_PDEATH_SIG when the thread that started
     it exits (PR_SET_PDEATHSIG), then checks that its parent is still PID (a
@@ -17,7 +18,11 @@
     --limits sets resource limits in PROGRAM before exec (cpu=S, as=B, nproc=N,
     fsize=B, nofile=N); with nproc the shim also counts PROGRAM's tree every 50 ms
     when it runs as root (the kernel does not enforce RLIMIT_NPROC for uid 0) and
-    kills it all past N. */
+    kills it all past N. With disk=B it measures the --disk-dir trees (their
+    st_blocks sum, common/disk_usage.h): over B at start it runs nothing, and while
+    PROGRAM runs it measures again every S_DISK_MS (more when a walk is slow) and
+    kills it all once they pass B; both exit DISK_USAGE_EXIT. */
+#include "common/disk_usage.h"
 #include "common/proc_stat.h"
 
 #include <ctype.h>
@@ -37,16 +42,23 @@
 #define S_KILL_ROUNDS 2000 /* rounds of killing descendants (one generation each, 5 ms apart) */
 #define S_TREE_MS     50   /* how often a root shim counts the tree under --limits nproc */
 #define S_TREE_MAX    4096 /* processes one count walks at most */
+#define S_DISK_MS     200  /* how often the --disk-dir trees are measured, at least */
+#define S_DISK_SLOW   4    /* and never more often than this many times a walk's length */
+#define S_DISK_DIRS   4    /* --disk-dir options */
 #define S_USAGE                                                                                    \
-    "usage: bicky-exec --parent PID [--pid-dir DIR] [--limits LIST] -- PROGRAM [ARG...]\n\n"       \
+    "usage: bicky-exec --parent PID [--pid-dir DIR] [--limits LIST] [--disk-dir DIR]...\n"         \
+    "                  -- PROGRAM [ARG...]\n\n"                                                    \
     "Runs PROGRAM so that it dies with PID (the bicky-node that starts it), kill -9\n"             \
     "included: PR_SET_PDEATHSIG, a child subreaper that kills every descendant left\n"             \
     "when PROGRAM exits or PID dies, and a pid file DIR/<pid> (pid, start time, boot\n"            \
     "id, PID and its start time) by which a restarted node finds and kills what a\n"               \
     "previous one left (never the children of a process still alive).\n"                           \
-    "--limits cpu=S,as=BYTES,nproc=N,fsize=BYTES,nofile=N (any subset) sets those\n"               \
-    "resource limits in PROGRAM before exec; as root, where the kernel ignores\n"                  \
+    "--limits cpu=S,as=BYTES,nproc=N,fsize=BYTES,nofile=N,disk=BYTES (any subset) sets\n"          \
+    "those resource limits in PROGRAM before exec; as root, where the kernel ignores\n"            \
     "RLIMIT_NPROC, the shim kills PROGRAM's whole tree once it holds more than N.\n"               \
+    "disk=BYTES bounds what the --disk-dir trees take on disk together: over it at\n"              \
+    "start PROGRAM is not run, and past it while PROGRAM runs everything is killed\n"              \
+    "(exit status 122 for both).\n"                                                                \
     "Exits with PROGRAM's status; 127 when it cannot be run, 2 on a bad command line.\n"
 
 /* The signal the kernel sends when the parent dies: one nobody else sends. */
@@ -201,19 +213,18 @@ static void s_exit_like(int status)
 /* --limits: the resource limits PROGRAM gets (0 = not set). */
 typedef struct {
     rlim_t cpu, as, nproc, fsize, nofile;
+    long long disk; /* not an rlimit: bytes the --disk-dir trees may take */
 } s_limits_t;
 
 /* Parses "cpu=S,as=B,nproc=N,fsize=B,nofile=N" (any subset, each value > 0). */
 static int s_parse_limits(const char *text, s_limits_t *l)
 {
+    rlim_t disk = 0;
     const struct {
         const char *name;
         rlim_t *field;
-    } keys[] = {{"cpu", &l->cpu},
-                {"as", &l->as},
-                {"nproc", &l->nproc},
-                {"fsize", &l->fsize},
-                {"nofile", &l->nofile}};
+    } keys[] = {{"cpu", &l->cpu},     {"as", &l->as},         {"nproc", &l->nproc},
+                {"fsize", &l->fsize}, {"nofile", &l->nofile}, {"disk", &disk}};
     const char *p = text;
     while (*p) {
         size_t klen = strcspn(p, "=,");
@@ -236,6 +247,7 @@ static int s_parse_limits(const char *text, s_limits_t *l)
         *keys[i].field = (rlim_t)v;
         p = *end ? end + 1 : end;
     }
+    l->disk = disk > (rlim_t)(1LL << 60) ? 1LL << 60 : (long long)disk;
     return 0;
 }
 
@@ -300,10 +312,12 @@ static int s_tree_size(pid_t root, int cap)
 }
 
 typedef struct {
-    pid_t parent;        /* --parent */
-    const char *pid_dir; /* --pid-dir or NULL */
-    s_limits_t limits;   /* --limits */
-    char **argv;         /* PROGRAM [ARG...] */
+    pid_t parent;                       /* --parent */
+    const char *pid_dir;                /* --pid-dir or NULL */
+    s_limits_t limits;                  /* --limits */
+    const char *disk_dirs[S_DISK_DIRS]; /* --disk-dir, in order */
+    int ndisk;                          /* entries in disk_dirs */
+    char **argv;                        /* PROGRAM [ARG...] */
 } s_args_t;
 
 static int s_parse(int argc, char **argv, s_args_t *a)
@@ -325,15 +339,53 @@ static int s_parse(int argc, char **argv, s_args_t *a)
             if (s_parse_limits(argv[++i], &a->limits) != 0) {
                 return -1;
             }
+        } else if (i + 1 < argc && !strcmp(argv[i], "--disk-dir") && a->ndisk < S_DISK_DIRS &&
+                   argv[i + 1][0] == '/') {
+            a->disk_dirs[a->ndisk++] = argv[++i];
         } else {
             return -1;
         }
     }
-    if (i + 1 >= argc || a->parent <= 0) {
+    if (i + 1 >= argc || a->parent <= 0 || (a->limits.disk && !a->ndisk)) {
         return -1;
     }
     a->argv = &argv[i + 1];
     return 0;
+}
+
+static long long s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Bytes the --disk-dir trees take together (one that cannot be opened counts 0); the
+   walk stops once they are past the quota. */
+static long long s_disk_used(const s_args_t *a)
+{
+    long long sum = 0;
+    for (int i = 0; i < a->ndisk && sum <= a->limits.disk; i++) {
+        long long left = a->limits.disk - sum;
+        long long n = disk_usage(a->disk_dirs[i], left > 0 ? left : 1);
+        sum += n > 0 ? n : 0;
+    }
+    return sum;
+}
+
+/* True when the trees are over the quota. Measures only once *next_ms is reached, and
+   sets the next time: S_DISK_MS on, or S_DISK_SLOW times as long as the walk took (a
+   huge tree costs the host at most about a fifth of a core). */
+static int s_disk_over(const s_args_t *a, long long *next_ms)
+{
+    long long now = s_mono_ms();
+    if (now < *next_ms) {
+        return 0;
+    }
+    int over = s_disk_used(a) > a->limits.disk;
+    long long took = s_mono_ms() - now;
+    *next_ms = now + took + (took * S_DISK_SLOW > S_DISK_MS ? took * S_DISK_SLOW : S_DISK_MS);
+    return over;
 }
 
 /* Makes fds 0-2 /dev/null in the shim, so that only PROGRAM holds the pipes. */
@@ -367,6 +419,14 @@ int main(int argc, char **argv)
     if (prctl(PR_SET_PDEATHSIG, s_pdeath_sig()) != 0 || getppid() != a.parent) {
         return 127; /* the parent is gone already: run nothing */
     }
+    long long used = a.limits.disk ? s_disk_used(&a) : 0;
+    if (used > a.limits.disk) {
+        fprintf(stderr,
+                "bicky-exec: the sandbox's directories take %lld MiB, over their disk quota "
+                "of %lld MiB: %s was not run\n",
+                (used + (1 << 20) - 1) >> 20, a.limits.disk >> 20, a.argv[0]);
+        return DISK_USAGE_EXIT;
+    }
     prctl(PR_SET_CHILD_SUBREAPER, 1);
     char path[4096] = "";
     if (a.pid_dir && s_pid_file(a.pid_dir, a.parent, path, sizeof path) < 0) {
@@ -385,11 +445,17 @@ int main(int argc, char **argv)
     /* The kernel counts RLIMIT_NPROC for every uid but 0: as root the shim counts. */
     int cap = a.limits.nproc && geteuid() == 0 ? (int)a.limits.nproc : 0;
     struct timespec tick = {0, S_TREE_MS * 1000 * 1000};
+    long long next_disk = s_mono_ms() + S_DISK_MS;
+    int over_disk = 0;
     while (!done) {
         siginfo_t si;
-        int sig = cap ? sigtimedwait(&set, &si, &tick) : sigwaitinfo(&set, &si);
+        int sig = cap || a.limits.disk ? sigtimedwait(&set, &si, &tick) : sigwaitinfo(&set, &si);
         if (sig < 0 && cap && child > 0 && s_tree_size(child, cap) > cap) {
             break; /* too many processes: everything goes */
+        }
+        if (a.limits.disk && child > 0 && s_disk_over(&a, &next_disk)) {
+            over_disk = 1; /* the trees passed the quota: everything goes */
+            break;
         }
         if (sig == SIGCHLD) {
             s_reap(child, &status, &done);
@@ -402,6 +468,9 @@ int main(int argc, char **argv)
     s_kill_all(child > 0 && !done ? child : -1, &status, &done);
     if (path[0]) {
         unlink(path);
+    }
+    if (over_disk) {
+        _exit(DISK_USAGE_EXIT);
     }
     s_exit_like(status);
 }

@@ -24,6 +24,7 @@ typedef struct {
     uint8_t line_len;        /* bytes kept in line */
     bool chunked;            /* Transfer-Encoding: chunked */
     bool have_length;        /* a Content-Length was given */
+    bool close;              /* Connection: close (not to be reused) */
     int status;              /* HTTP status of the response, 0 before the status line */
     int retry_after;         /* Retry-After in seconds, -1 when the response has none */
     int64_t left;            /* body or chunk bytes still to come */

@@ -69,6 +69,8 @@ static void s_header_line(bc_http_t *h)
         h->have_length = true;
     } else if (klen == 17 && strncasecmp(h->line, "transfer-encoding", 17) == 0) {
         h->chunked = strcasestr(v, "chunked") != NULL;
+    } else if (klen == 10 && strncasecmp(h->line, "connection", 10) == 0) {
+        h->close = strcasestr(v, "close") != NULL;
     } else if (klen == 11 && strncasecmp(h->line, "retry-after", 11) == 0) {
         /* Delay-seconds only (what Bicky sends); an HTTP date reads as 0. */
         h->retry_after = (int)strtol(v, NULL, 10);

@@ -283,7 +283,11 @@ static void s_io(s_run_t *r, size_t i)
         return;
     }
     if (done) {
+        bool close_it = c->http.close;
         s_done(r, c, c->http.status, c->http.retry_after);
+        if (close_it) {
+            s_close(r, i); /* Connection: close: the next request opens another */
+        }
         s_make_idle(r, i);
     }
 }

@@ -448,7 +448,11 @@ void gw_req_call(gw_req_t *req, proto_op_id_t op, json_t *args, gw_reply_fn *the
                       .limits = req->has_team ? &req->limits : NULL,
                       .args = text,
                       .deadline_ms = req->deadline_ms,
-                      .shed = true};
+                      /* A token lookup is counted, not shed: refused in the head
+                         call, its 503 would also close the connection (the body
+                         unread), and every token is looked up again each
+                         GW_AUTH_POS_TTL_MS, under overload too. */
+                      .shed = op != PROTO_OP_AUTH};
     req->then = then;
     req->call_id = gw_upstream_call(req->srv->upstream, &call, s_on_reply, req);
     free(text);

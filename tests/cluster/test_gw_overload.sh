@@ -7,6 +7,7 @@
 # instead of joining the line, while n2's conversation is served as usual.
 # When n1 resumes, the three waiting posts are 202; a second round shows the
 # count went back to zero (three wait again, not two, and the fourth is 503).
+# Token lookups (new tokens) wait for n1 like API calls but are never refused.
 # Every 202 is stored. Without the bound the fourth post waits for n1 like the
 # others (curl -m 20 gives up: 000). The request timeout (60 s) and the dead
 # timeout (60 s) are far away. Env: see tests/lib/cluster.sh.
@@ -77,6 +78,32 @@ round() {
 }
 round 1
 round 2
+
+# Token lookups are counted but never refused: with n1 at its bound, posts
+# to n2's conversation with tokens the gateway has not cached (their lookup
+# goes to either node) all end 202; refused, a lookup's 503 would also close
+# the connection, as once at every expiry of a busy token's cache entry.
+kill -STOP "$n1"
+pids=()
+for k in 1 2 3; do
+    post "t-$k" "$a" &
+    pids+=($!)
+done
+bk_wait_for 10 eval '(( $(tc_metric bicky_gateway_upstream_pending) >= 3 ))'
+for k in 1 2 3 4; do
+    tok=$(tc_team_token dev)
+    curl -s -m 30 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" -H "$TC_JSON" \
+        --data-binary "{\"content\":\"f-$k\"}" "$BICKY_URL/api/conversations/$b/messages" \
+        >"$TC_VAR/f-$k.out" &
+    pids+=($!)
+done
+t_check "token lookups wait for n1 instead of being refused" \
+    bk_wait_for 10 eval '(( $(tc_metric bicky_gateway_upstream_pending) >= 4 ))'
+kill -CONT "$n1"
+wait "${pids[@]}"
+got="$(code t-1) $(code t-2) $(code t-3) $(code f-1) $(code f-2) $(code f-3) $(code f-4)"
+t_check "... and every post is 202 once n1 resumes ($got)" \
+    test "$got" = "202 202 202 202 202 202 202"
 
 t_check "the refusals are counted (outcome overloaded)" \
     test "$(tc_metric 'bicky_gateway_upstream_replies_total{outcome="overloaded"}')" -ge 2

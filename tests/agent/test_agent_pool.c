@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 /* Shared by the jobs of one test. */
@@ -243,13 +244,14 @@ typedef struct {
     int rc;         /* agent_tool_run's return */
     bool delivered; /* done_fn ran */
     pthread_t loop; /* the loop thread */
+    char dir[64];   /* the tool's worktree: an empty directory of its own */
     bool on_loop;   /* done_fn ran on the loop thread */
 } tool_call_t;
 
 static void s_tool_work(void *arg)
 {
     tool_call_t *call = arg;
-    call->rc = agent_tool_run("/tmp", "bash", call->args, NULL, &call->result, &call->error);
+    call->rc = agent_tool_run(call->dir, "bash", call->args, NULL, &call->result, &call->error);
 }
 
 static void s_tool_done(void *arg, bool cancelled)
@@ -274,8 +276,12 @@ Test(agent_pool, loop_stays_responsive_while_a_tool_blocks, .timeout = 10)
 {
     zloop_t *loop = zloop_new();
     agent_pool_t *pool = agent_pool_new(loop, 2, 8);
+    /* Not /tmp itself: the default disk quota (sandbox_disk_mb) measures the
+       worktree, and a shared /tmp may be over it. */
     tool_call_t call = {.args = json_pack("{s:s}", "command", "sleep 0.5; echo done"),
-                        .loop = pthread_self()};
+                        .loop = pthread_self(),
+                        .dir = "/tmp/test_agent_pool.XXXXXX"};
+    cr_assert_not_null(mkdtemp(call.dir));
     cr_assert_eq(agent_pool_submit(pool, s_tool_work, s_tool_done, &call), 0);
     int ticks = 0;
     zloop_timer(loop, 10, 0, s_count_tick, &ticks);
@@ -291,4 +297,5 @@ Test(agent_pool, loop_stays_responsive_while_a_tool_blocks, .timeout = 10)
     json_decref(call.args);
     agent_pool_destroy(&pool);
     zloop_destroy(&loop);
+    rmdir(call.dir);
 }

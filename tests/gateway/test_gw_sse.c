@@ -81,64 +81,46 @@ Test(gw_sse, resume_replays_then_goes_live_without_duplicates)
     gwt_stop(&t);
 }
 
-Test(gw_sse, a_missed_seq_is_caught_up_from_the_store)
+/* With the fake in mode cmd (GAP, GAP0: an event published before the
+   stream's subscription counts), a stream resumed from last_id gets the ids
+   first..last once each, in order, the missed one from the store. */
+static void s_resume_with_gap(const char *cmd, long last_id, long first, long last)
 {
     gwt_t t;
     s_ready(&t);
-    s_fake_cmd(&t, "GAP");
+    s_fake_cmd(&t, cmd);
+    char resume[40];
+    snprintf(resume, sizeof resume, "Last-Event-ID: %ld", last_id);
     const char *hdrs[] = {"Authorization: Bearer " FAKE_GOOD_TOKEN, "Accept: text/event-stream",
-                          "Last-Event-ID: 2", NULL};
+                          resume, NULL};
     http_t *r = http_do(&t, "GET", "/api/conversations/44444444-4444-4444-8444-444444444444/events",
                         hdrs, NULL, 1500);
     cr_assert_eq(r->status, 200);
     long ids[64];
     size_t deltas;
     size_t n = s_sse_ids(r->body, ids, 64, &deltas);
-    cr_assert_eq(n, 5, "expected ids 3..7 once each (6 only from the store):\n%s", r->body);
+    cr_assert_eq(n, (size_t)(last - first + 1), "expected ids %ld..%ld once each:\n%s", first, last,
+                 r->body);
     for (size_t i = 0; i < n; i++) {
-        cr_assert_eq(ids[i], (long)(3 + i), "position %zu:\n%s", i, r->body);
+        cr_assert_eq(ids[i], first + (long)i, "position %zu:\n%s", i, r->body);
     }
     free(r);
     gwt_stop(&t);
 }
 
+Test(gw_sse, a_missed_seq_is_caught_up_from_the_store)
+{
+    s_resume_with_gap("GAP", 2, 3, 7);
+}
+
 Test(gw_sse, a_missed_first_event_is_caught_up_from_the_store)
 {
-    gwt_t t;
-    s_ready(&t);
-    s_fake_cmd(&t, "GAP0");
-    const char *hdrs[] = {"Authorization: Bearer " FAKE_GOOD_TOKEN, "Accept: text/event-stream",
-                          NULL};
-    http_t *r =
-        http_do(&t, "GET", "/api/conversations/44444444-4444-4444-8444-444444444444/events?after=0",
-                hdrs, NULL, 1500);
-    cr_assert_eq(r->status, 200);
-    long ids[64];
-    size_t deltas;
-    size_t n = s_sse_ids(r->body, ids, 64, &deltas);
-    cr_assert_eq(n, 2, "expected ids 1 and 2 once each (1 only from the store):\n%s", r->body);
-    cr_assert(ids[0] == 1 && ids[1] == 2, "%s", r->body);
-    free(r);
-    gwt_stop(&t);
+    s_resume_with_gap("GAP0", 0, 1, 2);
 }
 
 Test(gw_sse, a_resume_with_nothing_to_replay_checks_its_first_event)
 {
-    gwt_t t;
-    s_ready(&t);
-    s_fake_cmd(&t, "GAP");
-    const char *hdrs[] = {"Authorization: Bearer " FAKE_GOOD_TOKEN, "Accept: text/event-stream",
-                          "Last-Event-ID: 5", NULL};
-    http_t *r = http_do(&t, "GET", "/api/conversations/44444444-4444-4444-8444-444444444444/events",
-                        hdrs, NULL, 1500);
-    cr_assert_eq(r->status, 200);
-    long ids[64];
-    size_t deltas;
-    size_t n = s_sse_ids(r->body, ids, 64, &deltas);
-    cr_assert_eq(n, 2, "expected ids 6 and 7 once each (6 only from the store):\n%s", r->body);
-    cr_assert(ids[0] == 6 && ids[1] == 7, "%s", r->body);
-    free(r);
-    gwt_stop(&t);
+    s_resume_with_gap("GAP", 5, 6, 7);
 }
 
 Test(gw_sse, team_stream_live_only)

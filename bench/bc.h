@@ -63,6 +63,10 @@ long bc_rss_tree_kb(long pid);
 /* Raises RLIMIT_NOFILE's soft limit to at least want (up to the hard limit);
    returns the resulting soft limit. */
 long bc_raise_nofile(long want);
+/* Reads the conversation ids of path (one UUID a line; other lines skipped)
+   into *ids (malloc'd, caller frees), *n their count; -1 on a read or memory
+   failure (a message on stderr for the first). */
+int bc_load_uuids(const char *path, char (**ids)[37], size_t *n);
 
 /* ---- latency samples --------------------------------------------------------------------- */
 

@@ -5,6 +5,8 @@
     Single-threaded. */
 #include "bench/bc.h"
 
+#include "common/util.h"
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -266,4 +268,34 @@ void bc_samples_free(bc_samples_t *s)
 {
     free(s->v);
     memset(s, 0, sizeof *s);
+}
+
+int bc_load_uuids(const char *path, char (**ids)[37], size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    size_t cap = 0;
+    char line[128];
+    while (fgets(line, sizeof line, f)) {
+        uint8_t id[16];
+        line[strcspn(line, "\r\n")] = 0;
+        if (util_uuid_parse(line, id) < 0) {
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            char(*more)[37] = realloc(*ids, cap * sizeof *more);
+            if (!more) {
+                fclose(f);
+                return -1;
+            }
+            *ids = more;
+        }
+        util_uuid_format(id, (*ids)[(*n)++]);
+    }
+    fclose(f);
+    return 0;
 }

@@ -84,31 +84,9 @@ typedef struct {
 
 static int s_load_ids(s_run_t *r)
 {
-    FILE *f = fopen(r->ids_file, "r");
-    if (!f) {
-        perror(r->ids_file);
+    if (bc_load_uuids(r->ids_file, &r->ids, &r->nids) < 0) {
         return -1;
     }
-    size_t cap = 0;
-    char line[128];
-    while (fgets(line, sizeof line, f)) {
-        uint8_t id[16];
-        line[strcspn(line, "\r\n")] = 0;
-        if (util_uuid_parse(line, id) < 0) {
-            continue;
-        }
-        if (r->nids == cap) {
-            cap = cap ? cap * 2 : 1024;
-            char(*n)[37] = realloc(r->ids, cap * sizeof *n);
-            if (!n) {
-                fclose(f);
-                return -1;
-            }
-            r->ids = n;
-        }
-        util_uuid_format(id, r->ids[r->nids++]);
-    }
-    fclose(f);
     return r->nids > 0 ? 0 : -1;
 }
 

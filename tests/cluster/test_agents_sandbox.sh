@@ -53,13 +53,7 @@ tc_start agents_sandbox
 trap 'rc=$?; ta_teardown; [[ ${BICKY_TEST_KEEP:-0} == 1 ]] || rm -rf "$TA_TMP"; (exit $rc);
       tc_cleanup' EXIT
 
-N1=$(tc_pid n1)
-DBURL=$(tr '\0' '\n' <"/proc/$N1/environ" | sed -n 's/^BICKY_DATABASE_URL=//p')
-ROUTER=$(tr '\0' '\n' <"/proc/$N1/cmdline" | grep -A1 -x -- --bind | tail -n 1)
-ROUTER_PORT=${ROUTER##*:}
-PG_PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$DBURL")
-PG_SOCK=$(ls "$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$DBURL")"/.s.PGSQL.* 2>/dev/null |
-    grep -v lock | head -n 1)
+ta_node_targets n1
 echo "n1=$N1 router=$ROUTER pg_port=$PG_PORT pg_sock=$PG_SOCK"
 t_check "the markers are in n1's environment" \
     eval 'tr "\0" "\n" <"/proc/$N1/environ" | grep -q "^BICKY_SANDBOX_MARKER=$MARK$" &&

@@ -146,3 +146,18 @@ ta_tool_call() {
     jq -cn --arg n "$1" --argjson a "$2" --arg t "${3:-}" \
         '{kind: "tool_call", name: $n, arguments: $a} + (if $t == "" then {} else {text: $t} end)'
 }
+
+# ta_node_targets NODE: what a sandboxed tool must not reach on NODE, read from
+# the running process: sets N1 (its pid), DBURL (its database URL), ROUTER and
+# ROUTER_PORT (its ROUTER's --bind), PG_PORT and PG_SOCK (Postgres's port and
+# unix socket).
+# shellcheck disable=SC2034,SC2010 # the variables are read by the test scripts; ls names one socket
+ta_node_targets() {
+    N1=$(tc_pid "$1")
+    DBURL=$(tr '\0' '\n' <"/proc/$N1/environ" | sed -n 's/^BICKY_DATABASE_URL=//p')
+    ROUTER=$(tr '\0' '\n' <"/proc/$N1/cmdline" | grep -A1 -x -- --bind | tail -n 1)
+    ROUTER_PORT=${ROUTER##*:}
+    PG_PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$DBURL")
+    PG_SOCK=$(ls "$(sed -n 's/.*host=\([^ ]*\).*/\1/p' <<<"$DBURL")"/.s.PGSQL.* 2>/dev/null |
+        grep -v lock | head -n 1)
+}

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/import.sh — the `bickyctl import` rate (issue 14): starts a private
-# Postgres (default durability) on a free port, migrates it, generates a file
-# of CONVS x MSGS messages with bench/gen_import.py (kept in the work
-# directory, reused when present), imports it into a fresh team, and prints
-# the wall time, messages/s and the importer's peak RSS; then imports it again
-# (everything skipped) and prints that time too. --streams N is passed to
-# `bickyctl import` (its default when absent). docs/performance.md, "Import".
+# Postgres on a free port, sized and durable as `deploy/local/up` starts it
+# (bk_pg_size), migrates it, generates a file of CONVS x MSGS messages with
+# bench/gen_import.py (kept in the work directory, reused when present),
+# imports it into a fresh team, and prints the wall time, messages/s and the
+# importer's peak RSS; then imports it again (everything skipped) and prints
+# that time too. --streams N is passed to `bickyctl import` (its default when
+# absent). docs/performance.md, "Import".
 #
 #   bench/import.sh [--bin DIR] [--convs N] [--msgs N] [--format legacy|bicky] [--streams N]
 #                   [--dir DIR]
@@ -24,7 +25,7 @@ while (($#)); do
         --format) FORMAT=$2; shift 2 ;;
         --streams) STREAMS=(--streams "$2"); shift 2 ;;
         --dir) DIR=$2; shift 2 ;;
-        -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
         *) bk_die "unknown argument $1 (see --help)" ;;
     esac
 done
@@ -47,6 +48,7 @@ cleanup() { bk_pg_stop "$PGDIR" || true; rm -rf "$PGDIR"; }
 trap cleanup EXIT
 rm -rf "$PGDIR"
 bk_pg_init "$PGDIR" || true
+bk_pg_size "$PGDIR" >/dev/null # as deploy/local/up sizes it
 bk_pg_start "$PGDIR" "$SOCK" "$PORT"
 bk_pg_createdb "$SOCK" "$PORT" bench
 export BICKY_DATABASE_URL

@@ -35,6 +35,19 @@ static const char s_check_sql[] =
     " (PARTITION BY id ORDER BY unit, seq) AS n FROM imp_rec WHERE kind = 'm') d WHERE n > 1"
     " ORDER BY 1, 4";
 
+/* The first check of a batch (not --follow): its conversations only. Message ids
+   used already, in the database or twice in the batch, are left to the messages'
+   primary key: the insert then fails with a unique violation, the batch rolls
+   back to its savepoint and is checked again with s_check_sql, which names them.
+   A new batch rarely has any, and probing a million ids one by one and sorting
+   them cost more than the inserts' own uniqueness checks. */
+static const char s_check_convs_sql[] =
+    "SELECT r.unit, CASE WHEN c.team_id = $1::uuid THEN 'present' ELSE 'foreign' END, NULL, 0"
+    " FROM imp_rec r JOIN conversations c ON c.id = r.conv WHERE r.kind = 'c'"
+    " UNION ALL SELECT unit, 'duplicate', NULL, 1 FROM (SELECT unit, row_number() OVER"
+    " (PARTITION BY conv ORDER BY unit) AS n FROM imp_rec WHERE kind = 'c') d WHERE n > 1"
+    " ORDER BY 1, 4";
+
 /* --follow: a conversation present in this team is updated, not dropped;
    a message id may exist in the same conversation (it is updated), not in
    another; a message whose seq another message of the conversation holds
@@ -110,13 +123,15 @@ static const char *const s_insert_sql[] = {
     " created_at, updated_at) SELECT r.id, r.conv, $1::uuid, r.seq, r.role, r.content, r.status,"
     " r.metadata, r.created_at, r.updated_at FROM imp_rec r JOIN imp_new n ON n.id = r.conv"
     " WHERE r.kind = 'm'",
-    "WITH e AS (INSERT INTO events (team_id, conversation_id, seq, type, source, action,"
-    " reversible, created_at) SELECT $1::uuid, r.conv, r.seq, r.type, r.source::jsonb, r.action,"
+    "INSERT INTO events (team_id, conversation_id, seq, type, source, action, reversible,"
+    " created_at) SELECT $1::uuid, r.conv, r.seq, r.type, r.source::jsonb, r.action,"
     " r.reversible, r.created_at FROM imp_rec r JOIN imp_new n ON n.id = r.conv"
-    " WHERE r.kind = 'e' ORDER BY r.unit, r.seq RETURNING conversation_id, id)"
-    " , u AS (UPDATE conversations c SET last_event_id = x.mx FROM (SELECT conversation_id AS id,"
-    " max(id) AS mx FROM e GROUP BY 1) x WHERE c.id = x.id AND c.team_id = $1::uuid RETURNING 1)"
-    " SELECT (SELECT count(*) FROM e), (SELECT count(*) FROM u)",
+    " WHERE r.kind = 'e' ORDER BY r.unit, r.seq",
+    /* last_event_id: the id of the event at last_event_seq (set above), one index
+       probe per conversation rather than the inserted ids kept and grouped. */
+    "UPDATE conversations c SET last_event_id = e.id FROM imp_new n JOIN events e"
+    " ON e.conversation_id = n.id WHERE c.id = n.id AND c.team_id = $1::uuid"
+    " AND e.seq = c.last_event_seq AND c.last_event_seq > 0",
     "UPDATE events e SET reverted_by = t.id FROM imp_rec r JOIN imp_new n ON n.id = r.conv"
     " JOIN events t ON t.conversation_id = r.conv AND t.seq = r.reverted_by_seq"
     " WHERE r.kind = 'e' AND r.reverted_by_seq IS NOT NULL AND e.conversation_id = r.conv"
@@ -205,9 +220,7 @@ static void s_written(imp_stream_t *s, PGresult *res)
         s->counts_b[i] = atoll(PQgetvalue(res, 0, 1));
         return;
     }
-    /* The events statement is a SELECT of its count (its last_event_id update
-       rides along); the others report their rows. */
-    s->counts[i] = atoll(PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : PQcmdTuples(res));
+    s->counts[i] = atoll(PQcmdTuples(res));
 }
 
 /* The batch is committed: its counts go to the totals. */
@@ -278,8 +291,11 @@ static int s_advance(imp_stream_t *s, PGresult *res)
         case IMP_ST_ROLLBACK_TO:
             memset(s->counts, 0, sizeof s->counts);
             memset(s->counts_b, 0, sizeof s->counts_b);
-            return s_send(s, IMP_ST_CHECK, s->db->imp->follow ? s_check_follow_sql : s_check_sql, 1,
-                          team);
+            return s_send(s, IMP_ST_CHECK,
+                          s->db->imp->follow ? s_check_follow_sql
+                          : s->retries == 0  ? s_check_convs_sql
+                                             : s_check_sql,
+                          1, team);
         case IMP_ST_CHECK: {
             if (s_checked(s, res) < 0) {
                 return -1;

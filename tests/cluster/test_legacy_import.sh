@@ -194,6 +194,18 @@ t_check "line 14: an incomplete conversation" test "$(reason 14)" = "incomplete:
 t_check "13 refusals in all, each with its line" test "$(jq -r '.refused_count' "$W/bad.json")" = 13
 t_check "nothing of a refused record was written" \
     test "$(tc_sql "select count(*) from conversations where id = '$(rec t5 | jq -r .interaction.id)'")" = 0
+# A new conversation whose message ids an earlier import stored: the batch's
+# insert meets the primary key, rolls back and is checked again, naming them.
+{
+    rec good-b | jq -c '.interaction.id = "6f1f6c2e-0000-4000-8000-000000000003" | .messages[].interactionId = .interaction.id'
+    rec good-c
+} >"$W/reused.jsonl"
+"$CTL" import --team old --json "$W/reused.jsonl" >"$W/reused.json"
+rc=$?
+t_check "message ids stored by an earlier import: refused (exit 1), the other record imported" \
+    eval '[[ $rc == 1 && $(jq -r ".refused[0].reason" "$W/reused.json") == "message id "*" already exists" &&
+            $(jq -r .imported.conversations "$W/reused.json") == 1 &&
+            $(tc_sql "select count(*) from conversations where id = '"'"'6f1f6c2e-0000-4000-8000-000000000003'"'"'") == 0 ]]'
 
 # ---------------------------------------------------------------- a killed import, run again
 

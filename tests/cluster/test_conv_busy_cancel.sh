@@ -121,11 +121,14 @@ tc_post "$c" "still usable" >/dev/null
 t_check "cancel: the conversation stays usable" bk_wait_for 10 eval \
     "[[ \$(tc_sql \"select content from messages where conversation_id = '$c' order by seq desc limit 1\") == 'echo: still usable' ]]"
 
-c=$(tc_conv "{$SLOW}")
+# 24 words at 400 ms: the turn still runs when the cancel comes, however slow
+# the machine is between the posts; the cancel waits for the reply to stream.
+c=$(tc_conv '{"metadata":{"echo":{"delay_ms":400}}}')
 tc_post "$c" "$LONG" >/dev/null
 tc_post "$c" "queued one" >/dev/null
 tc_post "$c" "queued two" >/dev/null
-sleep 0.3
+bk_wait_for 10 eval "[[ -n \$(tc_sql \"select 1 from messages where conversation_id = '$c'
+                                        and role = 'assistant' and status = 'streaming'\") ]]"
 tc_req POST "/api/conversations/$c/cancel"
 t_check "cancel with a queue: 202" test "$TC_CODE" = 202
 tc_wait_status "$c" idle 10

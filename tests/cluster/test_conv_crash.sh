@@ -68,7 +68,9 @@ check_recovered() {
 
 # ---------------------------------------------------------------- 1. kill -9 right after a 202
 
-conv=$(tc_conv '{"title":"crash","metadata":{"echo":{"delay_ms":200}}}')
+# One word a second: the first turn (5 words) is still running when the kill
+# comes, however slow the machine is between the posts and the kill.
+conv=$(tc_conv '{"title":"crash","metadata":{"echo":{"delay_ms":1000}}}')
 owner=$(tc_owner "$conv")
 old=$(tc_pid "$owner")
 u1=$(tc_post "$conv" "first message of five")
@@ -94,7 +96,7 @@ t_check "$owner logged the recovery" grep -q 'recovering conversation: lost turn
 
 # ---------------------------------------------------------------- 2. the owner stays down
 
-conv2=$(tc_conv '{"title":"takeover","metadata":{"echo":{"delay_ms":200}}}')
+conv2=$(tc_conv '{"title":"takeover","metadata":{"echo":{"delay_ms":1000}}}')
 owner2=$(tc_owner "$conv2")
 other=n1
 [[ $owner2 == n1 ]] && other=n2

@@ -68,7 +68,8 @@ static int s_parse(
         {"--model-relay-port", "BICKY_MODEL_RELAY_PORT", CFG_INT, &cfg->model_relay_port, 0, 65535,
          "port of the model relay on 127.0.0.1 (claude-code strategies; 0 = a free one)"},
         {"--exec-bin", "BICKY_EXEC_BIN", CFG_STR, &cfg->exec_bin, 0, 0,
-         "bicky-exec, through which children are started; default: next to bicky-node"},
+         "bicky-exec, through which children are started (a sandboxed claude CLI also needs "
+         "bicky-fwd beside it, else its turns fail); default: next to bicky-node"},
         {"--sandbox", "BICKY_SANDBOX", CFG_STR, &cfg->sandbox, 0, 0,
          "tools and the claude CLI in a bwrap sandbox: auto (when bwrap is installed), on "
          "(required: without bwrap tool calls fail), off (logged as a warning)"},

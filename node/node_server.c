@@ -4,12 +4,15 @@
     the open group commit is sent, in-flight work gets up to NODE_STOP_MS).
     Loop thread only. */
 #define LOG_MODULE "node_server"
+#include "common/cfg_file.h"
 #include "common/endpoint.h"
 #include "common/log.h"
+#include "common/sock_path.h"
 #include "common/util.h"
 #include "common/wire.h"
 #include "node/ops/node_ops.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,9 +131,11 @@ static int s_on_monitor(zloop_t *loop, zsock_t *reader, void *arg)
     return keys_monitor_log((zactor_t *)reader, arg);
 }
 
-/* The local ROUTER of this node's permission servers (CURVE only): an ipc
-   file in the work dir, mode 600, so only this node's user can ask. Named
-   with the pid: two nodes (of two clusters) may share a work dir and an id. */
+/* The local ROUTER of this node's permission servers: an ipc file in the work dir,
+   mode 600, so only this node's user can ask; when that path is too long for a unix
+   socket, the same name in a private directory under /tmp (sock_path.h). Named with
+   the pid: two nodes (of two clusters) may share a work dir and an id. A sandboxed
+   claude CLI (no network) reaches it by its file, bound into the sandbox. */
 static int s_local(node_t *self)
 {
     char dir[PATH_MAX];
@@ -141,9 +146,9 @@ static int s_local(node_t *self)
     }
     char path[PATH_MAX + 96];
     snprintf(path, sizeof path, "%s/perm-%s-%d.ipc", dir, self->cfg->id, (int)getpid());
-    /* sockaddr_un holds 108 bytes. */
-    if (strlen(path) > 100) {
-        LOG_E("permission socket path too long (>100 bytes): %s; use a shorter --work-dir", path);
+    /* libzmq's ipc paths are bounded by sockaddr_un (108 bytes); 100 leaves it room. */
+    if (sock_path_make(&self->local_path, path, 101) < 0) {
+        LOG_E("no permission socket path=%s error=\"%s\"", path, strerror(errno));
         return -1;
     }
     self->local = zsock_new(ZMQ_ROUTER);
@@ -152,12 +157,27 @@ static int s_local(node_t *self)
     }
     zsock_set_linger(self->local, 0);
     zsock_set_maxmsgsize(self->local, (int64_t)PROTO_MAX_FRAME);
-    char ep[sizeof path + 8];
-    snprintf(ep, sizeof ep, "ipc://%s", path);
-    if (s_bind(self->local, ep, NULL, self->local_ep, NULL) < 0 || chmod(path, 0600) < 0) {
+    char ep[sizeof self->local_path.path + 8];
+    snprintf(ep, sizeof ep, "ipc://%s", self->local_path.path);
+    if (s_bind(self->local, ep, NULL, self->local_ep, NULL) < 0 ||
+        chmod(self->local_path.path, 0600) < 0) {
         return -1;
     }
     return zloop_reader(self->loop, self->local, s_on_router, self);
+}
+
+/* Without CURVE the permission servers could ask on the ROUTER, but a sandboxed
+   claude CLI has no network: a TCP (or abstract ipc) ROUTER is out of its reach. So
+   the local socket is made whenever a claude-code strategy asks over channel mcp. */
+static bool s_wants_local(const node_cfg_t *cfg)
+{
+    for (size_t i = 0; cfg->strategies && i < cfg_file_count(cfg->strategies); i++) {
+        const cfg_strategy_t *s = cfg_file_at(cfg->strategies, i);
+        if (s->kind == CFG_STRATEGY_CLAUDE_CODE && s->permission_channel == CFG_PERM_MCP) {
+            return true;
+        }
+    }
+    return false;
 }
 
 /* CURVE: the ZAP handler admits gateway keys only, so only gateways reach the
@@ -190,6 +210,9 @@ static int s_sockets(node_t *self)
         return -1;
     }
     if (self->cfg->keys && s_secure(self) < 0) {
+        return -1;
+    }
+    if (!self->cfg->keys && s_wants_local(self->cfg) && s_local(self) < 0) {
         return -1;
     }
     zsock_set_linger(self->router, 0);
@@ -325,9 +348,7 @@ void node_destroy(node_t **self_p)
     zsock_destroy(&self->router);
     zsock_destroy(&self->pub);
     zsock_destroy(&self->local);
-    if (self->local_ep[0]) {
-        unlink(self->local_ep + strlen("ipc://"));
-    }
+    sock_path_remove(&self->local_path); /* the ipc file, and its private directory if any */
     zloop_destroy(&self->loop);
     metrics_http_stop(&self->metrics_http); /* its thread reads the histograms */
     node_metrics_destroy(&self->metrics);

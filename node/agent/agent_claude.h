@@ -196,6 +196,11 @@ pid_t agent_claude_pid(const agent_claude_run_t *run);
 /* Runs whose process has not been reaped yet (cancelled ones included). */
 size_t agent_claude_active(const agent_claude_t *self);
 
+/* bicky-fwd, the sandboxed CLI's only way to the model relay, is looked for in the
+   directory of guard's bicky-exec (borrowed; NULL or no shim: none): its path goes
+   to out. Returns 0 when it is there and executable, else -1. Any thread. */
+int agent_claude_fwd_path(const agent_guard_t *guard, char out[PATH_MAX]);
+
 /* --- session transcripts (blocking file I/O: worker threads only) --- */
 
 /* True when id is a usable session id: 1–64 bytes of [0-9A-Za-z-]. */

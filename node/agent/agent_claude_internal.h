@@ -71,11 +71,18 @@ int agent_claude_spawn(agent_claude_run_t *run,
                        const agent_claude_params_t *params,
                        char *err,
                        size_t errlen);
-/* agent_claude_box.c: argv (argv[0] resolved) wrapped in the CLI's sandbox: cwd and
-   HOME writable, the install read-only, and no network of its own when the relay
-   has a unix socket (params->relay_unix) and bicky-fwd lies next to bicky-exec: then
-   bicky-fwd, in the sandbox, is the way to the relay and nothing else is reachable.
-   A new argv (agent_sandbox_argv_free), NULL on a bad spec or OOM. */
+/* agent_claude_box.c */
+/* When params run in the sandbox (enabled, not opted out, bwrap and bicky-exec
+   there): whether the CLI can be given the relay-only network, i.e. the relay has a
+   unix socket (params->relay_unix), bicky-fwd lies next to bicky-exec and a channel
+   mcp endpoint is an ipc:/// socket file. 0 when it can (or the sandbox does not
+   apply), else -1 with the cause and its fix in err (logged): the CLI must not run. */
+int agent_claude_box_check(const agent_claude_params_t *params, char *err, size_t errlen);
+/* argv (argv[0] resolved) wrapped in the CLI's sandbox: cwd and HOME writable, the
+   install read-only, no network of its own: bicky-fwd, in the sandbox, is the way to
+   the relay and nothing else is reachable. A new argv (agent_sandbox_argv_free); NULL
+   on a bad spec, OOM, or when agent_claude_box_check fails (never a fallback to the
+   node's network). */
 char **agent_claude_box(const agent_claude_params_t *params, char **argv);
 
 /* The stream-json user line for params (without '\n'); caller frees. NULL

@@ -525,6 +525,9 @@ int agent_claude_spawn(agent_claude_run_t *run,
         snprintf(err, errlen, "out of memory");
         goto out;
     }
+    if (agent_claude_box_check(p, err, errlen) < 0) {
+        goto out; /* sandboxed, but not to be kept off the node's network: not run */
+    }
     if (s_pipes_open(&pp) < 0) {
         snprintf(err, errlen, "pipe: %s", strerror(errno));
         goto out;

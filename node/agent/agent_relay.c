@@ -380,27 +380,34 @@ static enum MHD_Result s_on_access(void *cls,
 /* ---- life ---------------------------------------------------------------------------------- */
 
 /* The same service on a unix socket at path (a stale socket file is replaced), mode
-   0600. A failure is logged and leaves the relay on TCP only. */
+   0600; a path too long for sockaddr_un is replaced by the same name in a private
+   directory under /tmp (sock_path.h). A failure is logged and leaves the relay on TCP
+   only: a sandboxed CLI, which can reach nothing else, then does not run. */
 static void s_listen_unix(agent_relay_t *self, const char *path, unsigned flags, unsigned conns)
 {
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof a.sun_path) {
-        LOG_W("model relay: unix socket path too long, TCP only path=%s", path);
+    sock_path_t *sp = &self->sock;
+    if (sock_path_make(sp, path, 0) < 0) {
+        LOG_E("model relay: no unix socket, TCP only (sandboxed claude-code turns will fail) "
+              "path=%s error=\"%s\"",
+              path, strerror(errno));
         return;
     }
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sp->path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct stat st;
-    if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-        unlink(path);
+    if (lstat(sp->path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        unlink(sp->path);
     }
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || chmod(path, 0600) != 0 ||
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || chmod(sp->path, 0600) != 0 ||
         listen(fd, 64) != 0) {
-        LOG_W("model relay: cannot listen on a unix socket, TCP only path=%s error=\"%s\"", path,
-              strerror(errno));
+        LOG_E("model relay: cannot listen on a unix socket, TCP only (sandboxed claude-code "
+              "turns will fail) path=%s error=\"%s\"",
+              sp->path, strerror(errno));
         if (fd >= 0) {
             close(fd);
         }
+        sock_path_remove(sp);
         return;
     }
     self->mhd_unix =
@@ -409,13 +416,20 @@ static void s_listen_unix(agent_relay_t *self, const char *path, unsigned flags,
                          (unsigned)AGENT_RELAY_IDLE_S, MHD_OPTION_URI_LOG_CALLBACK, s_on_uri, self,
                          MHD_OPTION_NOTIFY_COMPLETED, s_on_completed, self, MHD_OPTION_END);
     if (!self->mhd_unix) {
-        LOG_W("model relay: cannot serve the unix socket, TCP only path=%s", path);
+        LOG_E("model relay: cannot serve the unix socket, TCP only (sandboxed claude-code "
+              "turns will fail) path=%s",
+              sp->path);
         close(fd);
-        unlink(path);
+        sock_path_remove(sp);
         return;
     }
-    snprintf(self->unix_path, sizeof self->unix_path, "%s", path);
-    LOG_N("model relay listening unix=%s", path);
+    if (sp->dir[0]) {
+        LOG_N("model relay listening unix=%s (in a private directory: path=%s is too long for a "
+              "unix socket)",
+              sp->path, path);
+    } else {
+        LOG_N("model relay listening unix=%s", sp->path);
+    }
 }
 
 agent_relay_t *agent_relay_new(const agent_relay_cfg_t *cfg)
@@ -467,8 +481,8 @@ void agent_relay_destroy(agent_relay_t **self_p)
     }
     if (self->mhd_unix) {
         MHD_stop_daemon(self->mhd_unix); /* closes its listening socket */
-        unlink(self->unix_path);
     }
+    sock_path_remove(&self->sock); /* the socket, and its private directory if any */
     while (self->grants) {
         agent_relay_grant_t *g = self->grants;
         self->grants = g->next;
@@ -494,7 +508,7 @@ int agent_relay_port(const agent_relay_t *self)
 
 const char *agent_relay_unix_path(const agent_relay_t *self)
 {
-    return self->unix_path;
+    return self->sock.path;
 }
 
 size_t agent_relay_live(agent_relay_t *self)

@@ -39,7 +39,9 @@ typedef struct {
     size_t max_body;          /* bound on one request body; 0 = AGENT_RELAY_MAX_BODY */
     unsigned max_connections; /* 0 = AGENT_RELAY_MAX_CONN */
     const char *unix_path;    /* also listen on this unix socket (a sandboxed CLI's only way
-                                 out, through bicky-fwd); NULL = TCP only */
+                                 out, through bicky-fwd); NULL = TCP only. When it is too
+                                 long for sockaddr_un, the same name in a private directory
+                                 made under /tmp (mode 0700, removed at destroy) instead */
 } agent_relay_cfg_t;
 
 /* Counters since start (each request lands in exactly one of the last five). */
@@ -82,7 +84,8 @@ const char *agent_relay_url(const agent_relay_t *self);
 /* The port it listens on. */
 int agent_relay_port(const agent_relay_t *self);
 
-/* The unix socket it also listens on, "" when none (valid until destroy). */
+/* The unix socket it also listens on (cfg.unix_path, or its stand-in in a private
+   directory when that path is too long), "" when none (valid until destroy). */
 const char *agent_relay_unix_path(const agent_relay_t *self);
 
 /* Live tokens. */

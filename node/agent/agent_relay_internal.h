@@ -5,6 +5,7 @@
 #ifndef BICKY_AGENT_RELAY_INTERNAL_H
 #define BICKY_AGENT_RELAY_INTERNAL_H
 
+#include "common/sock_path.h"
 #include "node/agent/agent_relay.h"
 
 #include <curl/curl.h>
@@ -31,7 +32,7 @@ typedef struct agent_relay_grant_t {
 struct agent_relay_t {
     struct MHD_Daemon *mhd;       /* serving threads */
     struct MHD_Daemon *mhd_unix;  /* the same, on the unix socket (NULL = none) */
-    char unix_path[108];          /* its path; "" = none */
+    sock_path_t sock;             /* its path ("" = none), in a private dir when long */
     int port;                     /* bound port */
     char url[48];                 /* http://127.0.0.1:PORT */
     size_t max_body;              /* request body bound */

@@ -7,6 +7,7 @@
 #include "common/db_conn.h"
 #include "common/metrics.h"
 #include "common/ring.h"
+#include "common/sock_path.h"
 #include "node/node.h"
 #include "proto/proto.h"
 #include "proto/proto_ops.h"
@@ -48,9 +49,10 @@ struct node_t {
     char router_ep[256];         /* advertised ROUTER endpoint (--advertise, else the bound one) */
     char pub_ep[256];            /* advertised PUB endpoint (--pub-advertise, else the bound one) */
     char router_local[256];      /* bound ROUTER endpoint, wildcard host as loopback (children) */
-    zsock_t *local;              /* with CURVE: ROUTER (ipc, 600) for this node's permission
-                                    servers' permission.ask; NULL without CURVE */
-    char local_ep[256];          /* its endpoint; "" without CURVE */
+    zsock_t *local;              /* ROUTER (ipc, 600) for this node's permission servers'
+                                    permission.ask (with CURVE, or a channel mcp strategy) */
+    char local_ep[256];          /* its endpoint; "" when there is none */
+    sock_path_t local_path;      /* its file (and private directory, when the path is long) */
     zactor_t *mon_router;        /* refused handshakes on router (CURVE only) */
     zactor_t *mon_pub;           /* refused handshakes on pub (CURVE only) */
     db_conn_t *db;               /* the Postgres pipeline connection */

@@ -144,18 +144,18 @@ static int s_admit(node_t *node, node_req_t **req_p, const proto_msg_t *msg)
     return 0;
 }
 
-/* With CURVE: gateways' keys send API ops on the main ROUTER; this node's
-   own permission servers send permission.ask on the local socket (no key:
-   it is an ipc file only this node's user can open). NULL when allowed. */
+/* This node's own permission servers send permission.ask on the local socket (no
+   key: it is an ipc file only this node's user can open), which takes nothing else.
+   With CURVE, gateways' keys send API ops on the main ROUTER. NULL when allowed. */
 static const char *
 s_forbidden(const node_t *node, const zsock_t *sock, const proto_msg_t *msg, const keys_peer_t *who)
 {
-    if (!node->cfg->keys) {
-        return NULL;
-    }
     bool ask = msg->op && !strcmp(msg->op, "permission.ask");
     if (sock == node->local) {
         return ask ? NULL : "the local socket takes permission.ask only";
+    }
+    if (!node->cfg->keys) {
+        return NULL;
     }
     if (ask) {
         return "permission.ask comes from this node's permission server only";

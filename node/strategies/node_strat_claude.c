@@ -344,10 +344,10 @@ void node_claude_start(node_run_t *run)
                                      .conversation_id = conv,
                                      .timeout_s = s->timeout_s};
     }
-    char err[256] = "";
+    char err[512] = "";
     cc->proc = agent_claude_start(run->agents->claude, &p, &cb, run, err, sizeof err);
     if (!cc->proc) {
-        char why[300];
+        char why[560];
         snprintf(why, sizeof why, "claude: %s", err[0] ? err : "the CLI could not start");
         node_run_fail(run, why);
     }

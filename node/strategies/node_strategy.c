@@ -101,6 +101,32 @@ static int s_relay(node_agents_t *self, const node_cfg_t *cfg)
     return self->relay ? 0 : -1;
 }
 
+/* A sandboxed claude CLI has no network but the relay's unix socket, which it reaches
+   through bicky-fwd; without either its turns fail (agent_claude_box_check), never
+   falling back to the node's network. Said once at start, per strategy. */
+static void s_claude_net(node_agents_t *self)
+{
+    char fwd[PATH_MAX];
+    bool fwd_ok = agent_claude_fwd_path(&self->guard, fwd) == 0 || !self->guard.shim[0];
+    bool sock_ok = self->relay && agent_relay_unix_path(self->relay)[0];
+    for (size_t i = 0; self->sandbox.enabled && i < cfg_file_count(self->cfg); i++) {
+        const cfg_strategy_t *s = cfg_file_at(self->cfg, i);
+        if (s->kind != CFG_STRATEGY_CLAUDE_CODE || !s->sandbox) {
+            continue;
+        }
+        if (!fwd_ok) {
+            LOG_E("strategy=%s: its turns will fail: the claude CLI's sandbox reaches the model "
+                  "relay only through bicky-fwd, which is missing next to bicky-exec path=%s",
+                  s->name, fwd);
+        }
+        if (!sock_ok) {
+            LOG_E("strategy=%s: its turns will fail: the claude CLI's sandbox reaches only the "
+                  "model relay's unix socket, and the relay has none (see above)",
+                  s->name);
+        }
+    }
+}
+
 /* Tools and the CLI run in bwrap unless --sandbox off; a strategy that opts out
    (sandbox = false) is named loudly, once, at start. */
 static void s_sandbox(node_agents_t *self, const node_cfg_t *cfg)
@@ -175,6 +201,9 @@ node_agents_t *node_agents_new(node_t *node)
     self->pool = agent_pool_new(node->loop, (int)workers, 256);
     self->http = agent_http_new(node->loop);
     int relay_rc = s_relay(self, node->cfg);
+    if (relay_rc == 0) {
+        s_claude_net(self);
+    }
     self->claude = agent_claude_new(node->loop, self->relay);
     node_claude_mcp_init(self);
     self->observers = node_observers_new(node);

@@ -5,7 +5,10 @@
     ANTHROPIC_API_KEY), no database URL, no BICKY_* variable, no proxy URL;
     the token is live while the run is and dies when it ends; params.env
     cannot put the key back or point the CLI elsewhere; without a relay a
-    key is refused. */
+    key is refused. In the sandbox the CLI has no network but the relay's unix
+    socket through bicky-fwd: without that socket, without bicky-fwd, or with a
+    channel mcp endpoint that is not a socket file, it is not run at all (never
+    with the node's network), and the reason says why. */
 #include "tests/fixtures/claude_cli.h"
 
 #include <criterion/criterion.h>
@@ -200,4 +203,104 @@ Test(agent_claude_spawn, without_a_relay_no_key_is_given)
     agent_claude_cancel(&s_rec.run);
     agent_claude_destroy(&bare);
     cr_assert_null(bare);
+}
+
+/* A file at dir/name that runs (0755) and does what body says. */
+static void s_exe(const char *dir, const char *name, const char *body)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fprintf(f, "#!/bin/sh\n%s\n", body);
+    fclose(f);
+    chmod(path, 0755);
+}
+
+/* Starts p on cc: must fail with why in err, run nothing, leave no token. */
+static void
+s_refused(agent_claude_t *cc, agent_relay_t *relay, agent_claude_params_t *p, const char *why)
+{
+    char err[512] = "";
+    cr_assert_null(agent_claude_start(cc, p, &cc_callbacks, &s_rec, err, sizeof err),
+                   "started although: %s", why);
+    cr_assert_not_null(strstr(err, why), "%s", err);
+    cr_assert_not_null(strstr(err, "not run"), "%s", err);
+    cr_assert_eq(agent_relay_live(relay), 0);
+    cr_assert_neq(access(s_dump, F_OK), 0, "the CLI ran");
+}
+
+Test(agent_claude_spawn, a_sandboxed_cli_never_keeps_the_node_network)
+{
+    /* bicky-exec stand-ins in a directory of their own: never run below. */
+    char bin[PATH_MAX + 16], shim[PATH_MAX + 32], sock[PATH_MAX + 32];
+    snprintf(bin, sizeof bin, "%s/bin", s_dirs.root);
+    cr_assert_eq(mkdir(bin, 0700), 0);
+    s_exe(bin, "bicky-exec", "exit 99");
+    snprintf(shim, sizeof shim, "%s/bicky-exec", bin);
+    agent_guard_t g;
+    cr_assert_eq(agent_guard_init(&g, shim, NULL), 0);
+    agent_sandbox_t sb = {.bwrap = "/usr/bin/bwrap", .enabled = true};
+    snprintf(sock, sizeof sock, "%s/relay.sock", s_dirs.root);
+    agent_relay_t *relay = agent_relay_new(&(agent_relay_cfg_t){.unix_path = sock});
+    cr_assert_not_null(relay);
+    cr_assert_str_eq(agent_relay_unix_path(relay), sock);
+    agent_claude_t *cc = agent_claude_new(s_loop, relay);
+    cr_assert_not_null(cc);
+    agent_claude_params_t p = s_params();
+    p.guard = &g;
+    p.sandbox = &sb;
+    s_refused(cc, relay, &p, "bicky-fwd, which is missing next to bicky-exec");
+    s_exe(bin, "bicky-fwd", "exit 99");
+    /* The suite's relay has no unix socket. */
+    s_refused(s_cc, s_relay, &p, "the relay has none");
+    p.permission_channel = AGENT_CLAUDE_PERM_MCP;
+    /* TCP, and an abstract socket (it lives in the network namespace): out of reach. */
+    const char *eps[] = {"tcp://127.0.0.1:7110", "ipc://@/bicky-abstract"};
+    for (size_t i = 0; i < 2; i++) {
+        p.mcp = (agent_claude_mcp_t){.command = "/bin/true",
+                                     .endpoint = eps[i],
+                                     .conversation_id = "0c5f4e52-4a3b-4f0e-9d1a-7e2b8c9d0a1b"};
+        s_refused(cc, relay, &p, "channel mcp");
+    }
+    /* The strategy's opt-out (sandbox = false) is not this check's business: the run
+       goes to bicky-exec (the stand-in, which fails). */
+    p = s_params();
+    p.guard = &g;
+    p.sandbox = &sb;
+    p.sandbox_off = true;
+    char err[512] = "";
+    s_rec.run = agent_claude_start(cc, &p, &cc_callbacks, &s_rec, err, sizeof err);
+    cr_assert_not_null(s_rec.run, "%s", err);
+    cc_drive(s_loop, cc_rec_ended, &s_rec, 10000);
+    agent_claude_destroy(&cc);
+    agent_relay_destroy(&relay);
+}
+
+Test(agent_claude_spawn, a_sandboxed_cli_reaches_the_relay_through_bicky_fwd)
+{
+    agent_sandbox_t sb;
+    agent_sandbox_init(&sb, AGENT_SANDBOX_AUTO, NULL);
+    if (!sb.enabled) {
+        cr_skip_test("bwrap is not installed (Debian package bubblewrap)");
+    }
+    agent_guard_t g;
+    cr_assert_eq(agent_guard_init(&g, BICKY_BIN_DIR "/bicky-exec", NULL), 0);
+    char fwd[PATH_MAX], sock[PATH_MAX + 32];
+    cr_assert_eq(agent_claude_fwd_path(&g, fwd), 0, "no bicky-fwd next to %s", g.shim);
+    snprintf(sock, sizeof sock, "%s/relay.sock", s_dirs.root);
+    agent_relay_t *relay = agent_relay_new(&(agent_relay_cfg_t){.unix_path = sock});
+    cr_assert_not_null(relay);
+    agent_claude_t *cc = agent_claude_new(s_loop, relay);
+    agent_claude_params_t p = s_params();
+    p.guard = &g;
+    p.sandbox = &sb;
+    char err[512] = "";
+    s_rec.run = agent_claude_start(cc, &p, &cc_callbacks, &s_rec, err, sizeof err);
+    cr_assert_not_null(s_rec.run, "%s", err);
+    cc_drive(s_loop, s_dumped, NULL, 20000);
+    cr_assert_str_eq(s_var(s_read_dump(), "ANTHROPIC_BASE_URL"), agent_relay_url(relay));
+    agent_claude_cancel(&s_rec.run);
+    agent_claude_destroy(&cc);
+    agent_relay_destroy(&relay);
 }

@@ -6,14 +6,17 @@
     upstream; oversized bodies, other methods and paths are refused without
     forwarding; upstream errors pass through, an unreachable upstream is 502;
     a client that goes away, or a token revoked mid-stream, ends the upstream
-    call. */
+    call; the unix socket (the sandboxed CLI's way in) is served even when its
+    path is too long for one, from a private directory that goes at destroy. */
 #include "node/agent/agent_relay.h"
 #include "tests/fixtures/llm_fake.h"
 #include "tests/fixtures/tf_net.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define S_KEY "sk-real-key-MARKER-7f3a"
 
@@ -51,6 +54,7 @@ typedef struct {
     const char *method, *path, *body; /* request (body NULL: none) */
     const char *hdr[4];               /* extra request headers */
     const char *stop_at;              /* hang up once the body holds this */
+    const char *sock;                 /* over this unix socket (NULL: TCP) */
     long status;                      /* answer */
     char ctype[128];                  /* its Content-Type */
     char data[65536];                 /* its body (truncated) */
@@ -93,6 +97,9 @@ static void s_do(s_call_t *c)
     curl_easy_setopt(e, CURLOPT_WRITEDATA, c);
     curl_easy_setopt(e, CURLOPT_TIMEOUT, 30L);
     curl_easy_setopt(e, CURLOPT_NOPROXY, "*");
+    if (c->sock) {
+        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, c->sock);
+    }
     c->t_start = s_now();
     c->rc = curl_easy_perform(e);
     c->t_end = s_now();
@@ -434,4 +441,66 @@ Test(agent_relay, fixed_port_and_busy_port)
     cr_assert_eq(agent_relay_port(r), free_port);
     agent_relay_destroy(&r);
     cr_assert_null(r);
+}
+
+/* The node asks for --work-dir/pids/relay-<id>.sock: past 107 bytes no unix socket
+   can have that path, and the sandboxed CLI would have no way to the relay. */
+Test(agent_relay, a_unix_socket_path_too_long_moves_to_a_private_dir)
+{
+    char wd[160], want[PATH_MAX];
+    snprintf(wd, sizeof wd, "/tmp/bicky-relay-test-%d-%0100d", (int)getpid(), 0);
+    cr_assert_eq(mkdir(wd, 0700), 0);
+    snprintf(want, sizeof want, "%s/relay-n1.sock", wd);
+    cr_assert_gt(strlen(want), 107);
+    agent_relay_destroy(&s_relay);
+    s_relay = agent_relay_new(&(agent_relay_cfg_t){.unix_path = want});
+    cr_assert_not_null(s_relay);
+    char got[128], dir[128];
+    snprintf(got, sizeof got, "%s", agent_relay_unix_path(s_relay));
+    cr_assert_eq(strncmp(got, "/tmp/bicky-", 11), 0, "unix socket: '%s'", got);
+    cr_assert_lt(strlen(got), 108);
+    cr_assert_str_eq(strrchr(got, '/'), "/relay-n1.sock");
+    snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(got, '/') - got), got);
+    struct stat st;
+    cr_assert_eq(stat(dir, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0700, "directory mode %o", st.st_mode & 07777);
+    cr_assert_eq(st.st_uid, getuid());
+    cr_assert_eq(lstat(got, &st), 0);
+    cr_assert(S_ISSOCK(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0600, "socket mode %o", st.st_mode & 0777);
+    cr_assert_neq(access(want, F_OK), 0, "nothing at the long path");
+    /* It is the relay: no token 401, a live one forwarded. */
+    s_call_t bad = {.method = "POST", .path = "/v1/messages", .body = s_msg, .sock = got};
+    s_do(&bad);
+    cr_assert_eq(bad.rc, CURLE_OK, "%s", curl_easy_strerror(bad.rc));
+    cr_assert_eq(bad.status, 401);
+    char token[AGENT_RELAY_TOKEN_LEN + 1], hdr[128];
+    cr_assert_eq(agent_relay_grant(s_relay, s_upstream, S_KEY, AGENT_RELAY_AUTH_X_API_KEY, token),
+                 0);
+    snprintf(hdr, sizeof hdr, "x-api-key: %s", token);
+    s_call_t ok = {
+        .method = "POST", .path = "/v1/messages", .body = s_msg, .hdr = {hdr}, .sock = got};
+    s_do(&ok);
+    cr_assert_eq(ok.status, 200);
+    cr_assert_eq(s_nrequests(), 1);
+    /* Destroy takes the socket and its directory. */
+    agent_relay_destroy(&s_relay);
+    cr_assert_neq(access(got, F_OK), 0, "%s is left", got);
+    cr_assert_neq(access(dir, F_OK), 0, "%s is left", dir);
+    rmdir(wd);
+}
+
+Test(agent_relay, a_short_unix_socket_path_is_used_as_it_is)
+{
+    char want[96];
+    snprintf(want, sizeof want, "/tmp/bicky-relay-short-%d.sock", (int)getpid());
+    agent_relay_destroy(&s_relay);
+    s_relay = agent_relay_new(&(agent_relay_cfg_t){.unix_path = want});
+    cr_assert_not_null(s_relay);
+    cr_assert_str_eq(agent_relay_unix_path(s_relay), want);
+    s_call_t bad = {.method = "POST", .path = "/v1/messages", .body = s_msg, .sock = want};
+    s_do(&bad);
+    cr_assert_eq(bad.status, 401);
+    agent_relay_destroy(&s_relay);
+    cr_assert_neq(access(want, F_OK), 0, "%s is left", want);
 }

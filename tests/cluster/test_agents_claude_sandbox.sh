@@ -14,7 +14,12 @@
 # sandbox_file_mb; a fork bomb (the whole CLI run is killed by sandbox_processes); a
 # `setsid sleep` outliving a cancel (pgrep on the host); many small files past
 # sandbox_disk_mb (the run is killed, the turn's reason says why, the next turn is
-# refused, and after cleaning up the CLI works again).
+# refused, and after cleaning up the CLI works again). The work dir's path is long
+# (--work-dir/pids/relay-n1.sock would pass the 107 bytes of a unix socket path): the
+# relay's socket and the permission socket live in private directories under /tmp,
+# and every check above runs that way. Last, bicky-fwd is removed from beside
+# bicky-exec (a copy of both, --exec-bin): the turn fails, saying why, and nothing runs
+# (no model call, no command), where the CLI used to keep the host's network.
 # Env: see tests/lib/cluster.sh; BICKY_FAKE_LLM_PORTS (7500-7599).
 set -uo pipefail
 
@@ -58,6 +63,13 @@ sandbox_disk_mb = 24
 EOF
 MARK=ccsbx-marker-$$-5d2b
 export BICKY_SANDBOX_MARKER=$MARK
+# A work dir too long for a unix socket under it, and bicky-exec with bicky-fwd in a
+# directory of the test's, so that bicky-fwd can be taken away below.
+BICKY_WORK_DIR=$TA_TMP/work-$(printf 'long%.0s' {1..25})
+export BICKY_WORK_DIR
+mkdir -p "$TA_TMP/bin"
+cp "$BICKY_BIN/bicky-exec" "$BICKY_BIN/bicky-fwd" "$TA_TMP/bin/"
+export BICKY_EXEC_BIN=$TA_TMP/bin/bicky-exec
 tc_start agents_claude_sandbox
 trap 'rc=$?; ta_teardown; [[ ${BICKY_TEST_KEEP:-0} == 1 ]] || rm -rf "$TA_TMP"; (exit $rc);
       tc_cleanup' EXIT
@@ -67,8 +79,21 @@ echo "n1=$N1 router=$ROUTER pg_port=$PG_PORT pg_sock=$PG_SOCK fake=$TA_FAKE_PORT
 t_check "the markers are in n1's environment" \
     eval '[[ -n $DBURL && -n $PG_PORT && -n $ROUTER_PORT && -S $PG_SOCK ]] &&
         tr "\0" "\n" <"/proc/$N1/environ" | grep -q "^BICKY_SANDBOX_MARKER=$MARK$"'
-t_check "n1 serves the relay on a unix socket" \
-    grep -q "model relay listening unix=" "$TC_VAR/log/n1.log"
+relay_tail=/pids/relay-n1.sock
+t_check "n1's relay socket path would be $((${#BICKY_WORK_DIR} + ${#relay_tail})) bytes (> 107)" \
+    test $((${#BICKY_WORK_DIR} + ${#relay_tail})) -gt 107
+RSOCK=$(grep -o 'model relay listening unix=[^ ]*' "$TC_VAR/log/n1.log" | tail -n 1)
+RSOCK=${RSOCK#*unix=}
+echo "relay socket: $RSOCK"
+t_check "n1 serves the relay on a unix socket in a private directory under /tmp" \
+    eval '[[ $RSOCK == /tmp/bicky-*/relay-n1.sock && -S $RSOCK ]]'
+t_check "only n1's user may use it (directory 700, socket 600)" \
+    eval '[[ $(stat -c %a "${RSOCK%/*}") == 700 && $(stat -c %a "$RSOCK") == 600 &&
+        $(stat -c %u "${RSOCK%/*}") == $(id -u) ]]'
+if [[ ${BICKY_INSECURE:-0} != 1 ]]; then # without keys (and channel mcp) there is none
+    t_check "and its permission socket too (the local ipc)" \
+        grep -q "local=ipc:///tmp/bicky-[^/ ]*/perm-n1-[0-9]*\.ipc" "$TC_VAR/log/n1.log"
+fi
 
 conv_on() {
     local c _
@@ -245,6 +270,18 @@ find "$CWD" -name 'q*' -delete
 res=$(cc_call "$conv" 'for i in $(seq 1 200); do echo x > s$i; done; echo wrote')
 t_check "under the quota, the CLI writes files again" \
     eval '[[ $(head -n 1 <<<"$res") == completed && $res == *wrote* && -f $CWD/s200 ]]'
+
+# ---------------------------------------------------------------- no bicky-fwd
+rm -f "$TA_TMP/bin/bicky-fwd"
+res=$(cc_call "$conv" "touch $CWD/nofwd-ran; echo > /dev/tcp/127.0.0.1/$PG_PORT && echo pg-open")
+reason=$(ta_last_action "$conv" turn.failed '.error // .reason // empty')
+echo "--- no bicky-fwd: $(head -n 1 <<<"$res"); reason: $reason"
+t_check "without bicky-fwd the turn fails, naming it and the fix" \
+    eval '[[ $(head -n 1 <<<"$res") == failed &&
+        $reason == *"bicky-fwd, which is missing next to bicky-exec"*"install it"*"not run"* ]]'
+t_check "and nothing ran with the host's network: no model call, no command (host)" \
+    eval '[[ $(ta_requests | jq length) == 0 && ! -e $CWD/nofwd-ran ]]'
+t_check "n1 unharmed without bicky-fwd" n1_fine
 
 # ---------------------------------------------------------------- nothing leaked
 leaks=$(tc_sql "select (select count(*) from events where action::text like '%$MARK%'

@@ -15,6 +15,8 @@ set -euo pipefail
 BK_TAG=bench-import
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../deploy/local/lib.sh"
+# shellcheck source=bench/bench_pg.sh
+source "$BK_ROOT/bench/bench_pg.sh"
 
 BIN=$BK_ROOT/build/bin CONVS=1000 MSGS=1000 FORMAT=legacy DIR="" STREAMS=()
 while (($#)); do
@@ -41,27 +43,8 @@ if [[ ! -s $FILE ]]; then
     python3 "$BK_ROOT/bench/gen_import.py" --convs "$CONVS" --msgs "$MSGS" --format "$FORMAT" \
         --seed bench >"$FILE.tmp" && mv "$FILE.tmp" "$FILE"
 fi
-PGDIR=$DIR/pg
-SOCK=$(bk_pg_sockdir "$DIR")
-PORT=$(bk_free_port 20000 32000)
-cleanup() { bk_pg_stop "$PGDIR" || true; rm -rf "$PGDIR"; }
-trap cleanup EXIT
-rm -rf "$PGDIR"
-bk_pg_init "$PGDIR" || true
-bk_pg_size "$PGDIR" >/dev/null # as deploy/local/up sizes it
-bk_pg_start "$PGDIR" "$SOCK" "$PORT"
-bk_pg_createdb "$SOCK" "$PORT" bench
-export BICKY_DATABASE_URL
-BICKY_DATABASE_URL=$(bk_pg_conninfo "$SOCK" "$PORT" bench)
-"$BIN/bickyctl" migrate >/dev/null
+bench_pg_start "$DIR" "$BIN"
 "$BIN/bickyctl" token create --team bench >/dev/null
-# CPU seconds (x100) Postgres spent so far: the postmaster's own and its reaped
-# children's (the import's backend is reaped when bickyctl disconnects).
-pg_cpu() {
-    local pid
-    pid=$(head -n 1 "$PGDIR/data/postmaster.pid")
-    awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat"
-}
 run() {
     local t0 t1
     t0=$(bk_now_ms)
@@ -70,10 +53,10 @@ run() {
     t1=$(bk_now_ms)
     echo $((t1 - t0))
 }
-cpu0=$(pg_cpu)
+cpu0=$(bench_pg_cpu)
 ms=$(run)
 sleep 1 # the backend is reaped
-cpu=$(($(pg_cpu) - cpu0))
+cpu=$(($(bench_pg_cpu) - cpu0))
 msgs=$(jq -r .imported.messages "$DIR/report.json")
 read -r rss cu cs <"$DIR/rss"
 printf 'import: %s messages (%s, %s) in %.1f s = %d messages/s, peak RSS %d MB, load %s\n' \

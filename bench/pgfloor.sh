@@ -21,6 +21,8 @@ set -euo pipefail
 BK_TAG=bench-pgfloor
 # shellcheck source=deploy/local/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../deploy/local/lib.sh"
+# shellcheck source=bench/bench_pg.sh
+source "$BK_ROOT/bench/bench_pg.sh"
 
 BIN=$BK_ROOT/build/bin SECONDS_=20 CLIENTS=4 GROUP=19 CONVS=10000 MSGS=2 EVTS=4 DIR=""
 while (($#)); do
@@ -45,24 +47,13 @@ done
 ((CONVS >= GROUP)) || bk_die "--convs must be at least --group"
 [[ -x $BIN/bickyctl ]] || bk_die "no bickyctl in $BIN (build first, or --bin DIR)"
 command -v pgbench >/dev/null || bk_die "pgbench is missing (Debian: postgresql-client)"
+drop=
 if [[ -z $DIR ]]; then
-    DIR=$(mktemp -d /tmp/bench-pgfloor.XXXXXX)
+    DIR=$(mktemp -d /tmp/bench-pgfloor.XXXXXX) drop=drop
     chmod 755 "$DIR" # as root, Postgres runs as postgres and must reach DIR/pg
 fi
 mkdir -p "$DIR"
-PGDIR=$DIR/pg
-SOCK=$(bk_pg_sockdir "$DIR")
-PORT=$(bk_free_port 20000 32000)
-cleanup() { bk_pg_stop "$PGDIR" || true; rm -rf "$PGDIR"; }
-trap cleanup EXIT
-rm -rf "$PGDIR"
-bk_pg_init "$PGDIR" || true
-bk_pg_size "$PGDIR" >/dev/null
-bk_pg_start "$PGDIR" "$SOCK" "$PORT"
-bk_pg_createdb "$SOCK" "$PORT" bench
-export BICKY_DATABASE_URL
-BICKY_DATABASE_URL=$(bk_pg_conninfo "$SOCK" "$PORT" bench)
-"$BIN/bickyctl" migrate >/dev/null
+bench_pg_start "$DIR" "$BIN" $drop
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$BICKY_DATABASE_URL" "$@"; }
 
 # The team, its conversations (numbered for the groups) owned by node n1.
@@ -103,11 +94,6 @@ UPDATE conversations AS cv SET last_msg_seq = cv.last_msg_seq + $MSGS, last_even
 COMMIT;
 SQL
 
-pg_cpu() { # CPU seconds x100 of the postmaster and its children so far
-    local pid
-    pid=$(head -n 1 "$PGDIR/data/postmaster.pid")
-    awk '{ print $14 + $15 + $16 + $17 }' "/proc/$pid/stat"
-}
 backends_cpu() { # CPU x100 of the live backends (not yet reaped)
     local p t=0
     for p in $(pgrep -P "$(head -n 1 "$PGDIR/data/postmaster.pid")"); do
@@ -115,12 +101,12 @@ backends_cpu() { # CPU x100 of the live backends (not yet reaped)
     done
     echo "$t"
 }
-cpu0=$(($(pg_cpu) + $(backends_cpu)))
+cpu0=$(($(bench_pg_cpu) + $(backends_cpu)))
 pgbench -n -M prepared -f "$DIR/group.sql" -c "$CLIENTS" -j 2 -T "$SECONDS_" \
-    -h "$SOCK" -p "$PORT" -U postgres bench >"$DIR/pgbench.out" 2>&1 ||
+    "$BICKY_DATABASE_URL" >"$DIR/pgbench.out" 2>&1 ||
     { cat "$DIR/pgbench.out" >&2; bk_die "pgbench failed"; }
 sleep 1 # its backends are reaped
-cpu=$(($(pg_cpu) + $(backends_cpu) - cpu0))
+cpu=$(($(bench_pg_cpu) + $(backends_cpu) - cpu0))
 tps=$(awk '/^tps = / { print $3; exit }' "$DIR/pgbench.out")
 lat=$(awk '/^latency average = / { print $4; exit }' "$DIR/pgbench.out")
 msgs=$(psql -At -c "SELECT count(*) FILTER (WHERE role = 'user') FROM messages")

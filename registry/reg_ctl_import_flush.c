@@ -4,8 +4,9 @@
     inserts a batch the importer stages the next one on another stream. In
     the batch's transaction: the COPY ends, the staged rows are analysed,
     conversations the database already has (in this team: skipped; in
-    another: refused) and message ids already used or repeated are found and
-    their units dropped, then the rest is inserted with INSERT … SELECT:
+    another: refused) are found and their units dropped (after a unique
+    violation, also the units whose message ids are already used or
+    repeated: s_check_convs_sql), then the rest is inserted with INSERT … SELECT:
     conversations (ON CONFLICT DO NOTHING, never owned by a node), their
     messages, their events (new global ids, in seq order), reverted_by links
     and the conversations' counters and last_event_id; then COMMIT. Streams

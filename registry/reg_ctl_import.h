@@ -9,6 +9,7 @@
 #ifndef BICKY_REG_CTL_IMPORT_H
 #define BICKY_REG_CTL_IMPORT_H
 
+#include "common/json_rec.h"
 #include "registry/reg_ctl.h"
 
 #include <jansson.h>
@@ -115,6 +116,24 @@ int imp_follow(reg_ctl_t *ctl, int argc, char **argv);
 /* Handles one parsed record (taken) of either format. 0, or -1 on a
    staging error (fatal). */
 int imp_record(imp_t *imp, json_t *rec, long line);
+/* Counts a message (msg) or event of the current unit (imp->cur) and stages
+   its row, cols (IMP_NCOLS values, borrowed). 0 / -1 (a staging error). */
+int imp_stage_part(imp_t *imp, const char *const *cols, bool msg);
+/* The checks both readers share. */
+size_t imp_chars(const char *s);                    /* code points of UTF-8 s */
+bool imp_is_time(const char *t);                    /* an RFC 3339 date-time */
+bool imp_in(const char *s, const char *const *set); /* s (may be NULL) is in set */
+const char *imp_msg_status(const char *st);         /* the status an import stores */
+extern const char *const imp_roles[];               /* a message's roles (NULL-ended) */
+extern const char *const imp_msg_statuses[];        /* a message's statuses */
+
+/* ---- reg_ctl_import_fast.c ---- */
+/* Handles a message or event record of Bicky's export the fast way (common/
+   json_rec.h) when it is one that is valid and belongs where it is; declines
+   every other record, which imp_record then reads with jansson (and refuses
+   with the reason). buf: the record (len bytes, borrowed); jr: the reader's
+   json_rec_t. 1 staged, 0 declined, -1 a staging error (fatal). */
+int imp_fast_record(imp_t *imp, json_rec_t *jr, const char *buf, size_t len, long line);
 
 /* ---- reg_ctl_import_db.c ---- */
 /* Opens streams (1..IMP_STREAMS_MAX) connections, finds imp->team, creates

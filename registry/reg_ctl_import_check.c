@@ -47,7 +47,7 @@ static void s_row_init(s_row_t *r, imp_t *imp, const char *kind, long line)
 /* ---- value checks: each returns NULL when fine, else why ---------------------------- */
 
 /* Characters (code points) of UTF-8 text. */
-static size_t s_chars(const char *s)
+size_t imp_chars(const char *s)
 {
     size_t n = 0;
     for (; *s; s++) {
@@ -66,7 +66,7 @@ static const char *s_text(const json_t *v, size_t min, size_t max, bool null_ok,
     if (!json_is_string(v)) {
         return why[0];
     }
-    size_t n = s_chars(json_string_value(v));
+    size_t n = imp_chars(json_string_value(v));
     if (n > max) {
         return why[1];
     }
@@ -97,7 +97,7 @@ static int s_num(const char *s, int n)
 }
 
 /* RFC 3339 date-time (fraction optional, Z or ±HH:MM), a real calendar date. */
-static bool s_is_time(const char *t)
+bool imp_is_time(const char *t)
 {
     static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (strlen(t) < 20 || !s_digits(t, 4) || t[4] != '-' || !s_digits(t + 5, 2) || t[7] != '-' ||
@@ -129,10 +129,10 @@ static bool s_is_time(const char *t)
 static const char *s_time(const json_t *v, const char **out)
 {
     *out = json_string_value(v);
-    return *out && s_is_time(*out) ? NULL : "must be an RFC 3339 date-time";
+    return *out && imp_is_time(*out) ? NULL : "must be an RFC 3339 date-time";
 }
 
-static bool s_in(const char *s, const char *const *set)
+bool imp_in(const char *s, const char *const *set)
 {
     for (; s && *set; set++) {
         if (strcmp(s, *set) == 0) {
@@ -153,7 +153,9 @@ static bool s_uuid(const json_t *v, char out[37])
     return true;
 }
 
-static const char *const s_roles[] = {"user", "assistant", "system", "tool", NULL};
+const char *const imp_roles[] = {"user", "assistant", "system", "tool", NULL};
+const char *const imp_msg_statuses[] = {"pending", "streaming", "completed",
+                                        "error",   "cancelled", NULL};
 
 /* ---- Bicky's export --------------------------------------------------------------------- */
 
@@ -161,14 +163,14 @@ static const char *const s_roles[] = {"user", "assistant", "system", "tool", NUL
 static const char *s_conv_status(const char *st)
 {
     static const char *const keep[] = {"idle", "error", "archived", NULL};
-    return s_in(st, keep) ? st : "idle";
+    return imp_in(st, keep) ? st : "idle";
 }
 
 /* A message's status; a turn that was running when exported did not finish here. */
-static const char *s_msg_status(const char *st)
+const char *imp_msg_status(const char *st)
 {
     static const char *const keep[] = {"completed", "error", "cancelled", NULL};
-    return s_in(st, keep) ? st : "cancelled";
+    return imp_in(st, keep) ? st : "cancelled";
 }
 
 #define S_CHECK(expr, field)                                                                       \
@@ -192,8 +194,8 @@ static int s_bicky_conv(const json_t *rec, s_row_t *r, char *why, size_t whylen)
             "strategy");
     const char *st = json_string_value(json_object_get(rec, "status"));
     const char *ob = json_string_value(json_object_get(rec, "on_busy"));
-    S_CHECK(s_in(st, statuses) ? NULL : "is not a conversation status", "status");
-    S_CHECK(s_in(ob, busy) ? NULL : "must be enqueue, reject or interrupt", "on_busy");
+    S_CHECK(imp_in(st, statuses) ? NULL : "is not a conversation status", "status");
+    S_CHECK(imp_in(ob, busy) ? NULL : "must be enqueue, reject or interrupt", "on_busy");
     r->v[IMP_C_STATUS] = s_conv_status(st);
     r->v[IMP_C_ON_BUSY] = ob;
     json_t *meta = json_object_get(rec, "metadata");
@@ -211,14 +213,12 @@ static int s_bicky_msg(imp_t *imp, const json_t *rec, s_row_t *r, char *why, siz
     S_CHECK(s_uuid(json_object_get(rec, "id"), id) ? NULL : "must be a UUID", "id");
     S_CHECK(seq == imp->next_msg ? NULL : "is not the next one (seqs go 1, 2, 3…)", "seq");
     const char *role = json_string_value(json_object_get(rec, "role"));
-    S_CHECK(s_in(role, s_roles) ? NULL : "must be user, assistant, system or tool", "role");
+    S_CHECK(imp_in(role, imp_roles) ? NULL : "must be user, assistant, system or tool", "role");
     S_CHECK(
         s_text(json_object_get(rec, "content"), 0, IMP_CONTENT_MAX, false, &r->v[IMP_C_CONTENT]),
         "content");
-    static const char *const statuses[] = {"pending", "streaming", "completed",
-                                           "error",   "cancelled", NULL};
     const char *st = json_string_value(json_object_get(rec, "status"));
-    S_CHECK(s_in(st, statuses) ? NULL : "is not a message status", "status");
+    S_CHECK(imp_in(st, imp_msg_statuses) ? NULL : "is not a message status", "status");
     json_t *meta = json_object_get(rec, "metadata");
     S_CHECK(json_is_object(meta) ? NULL : "must be an object", "metadata");
     S_CHECK(s_time(json_object_get(rec, "created_at"), &r->v[IMP_C_CREATED]), "created_at");
@@ -228,7 +228,7 @@ static int s_bicky_msg(imp_t *imp, const json_t *rec, s_row_t *r, char *why, siz
     r->v[IMP_C_ID] = r->id;
     r->v[IMP_C_SEQ] = r->seq;
     r->v[IMP_C_ROLE] = role;
-    r->v[IMP_C_STATUS] = s_msg_status(st);
+    r->v[IMP_C_STATUS] = imp_msg_status(st);
     s_row_json(r, IMP_C_METADATA, meta);
     return 0;
 }
@@ -330,12 +330,20 @@ static int s_on_part(imp_t *imp, const json_t *rec, long line, bool msg)
         imp_unit_refuse(imp, line, full);
         return 0;
     }
+    rc = imp_stage_part(imp, r.v, msg);
+    s_row_free(&r);
+    return rc;
+}
+
+int imp_stage_part(imp_t *imp, const char *const *cols, bool msg)
+{
     imp->cur->msgs += msg;
     imp->cur->events += !msg;
     imp->next_msg += msg;
     imp->next_evt += !msg;
     imp->read_msgs += msg;
-    return s_stage(imp, &r);
+    imp->batch_rows++;
+    return imp_db_row(imp->db, cols);
 }
 
 /* ---- the TypeScript server's records ---------------------------------------------------- */
@@ -353,11 +361,11 @@ static int s_old_msg(imp_t *imp, const json_t *m, s_row_t *r, char *why, size_t 
                                                                     : "is not the interaction's",
             "interactionId");
     const char *role = json_string_value(json_object_get(m, "role"));
-    S_CHECK(s_in(role, s_roles) ? NULL : "must be user, assistant, system or tool", "role");
+    S_CHECK(imp_in(role, imp_roles) ? NULL : "must be user, assistant, system or tool", "role");
     S_CHECK(s_text(json_object_get(m, "content"), 0, IMP_CONTENT_MAX, false, &r->v[IMP_C_CONTENT]),
             "content");
     const char *st = json_string_value(json_object_get(m, "status"));
-    S_CHECK(s_in(st, statuses) ? NULL : "must be pending, processing, completed or failed",
+    S_CHECK(imp_in(st, statuses) ? NULL : "must be pending, processing, completed or failed",
             "status");
     S_CHECK(!meta || json_is_object(meta) ? NULL : "must be an object", "metadata");
     S_CHECK(s_time(json_object_get(m, "timestamp"), &r->v[IMP_C_CREATED]), "timestamp");
@@ -404,7 +412,7 @@ static int s_old_conv(const json_t *in, const json_t *msgs, s_row_t *r, char *wh
     /* Last touched: the last message's time when it is a valid one. */
     const char *last = json_string_value(
         json_object_get(json_array_get(msgs, json_array_size(msgs) - 1), "timestamp"));
-    r->v[IMP_C_UPDATED] = last && s_is_time(last) ? last : r->v[IMP_C_CREATED];
+    r->v[IMP_C_UPDATED] = last && imp_is_time(last) ? last : r->v[IMP_C_CREATED];
     return 0;
 }
 

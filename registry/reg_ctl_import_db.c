@@ -285,13 +285,18 @@ static void s_field(imp_stream_t *s, const char *v)
         s->len += 2;
         return;
     }
-    for (; *v; v++) {
-        char c = *v, e = c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : 0;
-        if (e) {
-            s->out[s->len++] = '\\';
-            c = e;
+    for (;;) {
+        /* The run up to the next character to escape, at once. */
+        size_t run = strcspn(v, "\\\t\n\r");
+        memcpy(s->out + s->len, v, run);
+        s->len += run;
+        v += run;
+        if (!*v) {
+            return;
         }
-        s->out[s->len++] = c;
+        char c = *v++;
+        s->out[s->len++] = '\\';
+        s->out[s->len++] = c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
     }
 }
 

@@ -9,7 +9,7 @@ BK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BK_PACKAGES=(libzmq3-dev libczmq-dev libmicrohttpd-dev libpq-dev postgresql libmsgpack-dev
     libcurl4-openssl-dev libcriterion-dev libjansson-dev libgit2-dev libssl-dev uuid-dev
     cmake pkg-config wrk haproxy libinih-dev python3 procps psmisc curl ca-certificates jq
-    build-essential libwslay-dev bubblewrap)
+    build-essential libwslay-dev bubblewrap libjsmn-dev)
 
 # ---------------------------------------------------------------- messages
 

@@ -133,6 +133,7 @@ void imp_db_destroy(imp_db_t **self_p)
             free(s->out);
             free(s->units);
             free(s->drop);
+            imp_direct_free(s);
         }
         free(self->st);
         free(self);
@@ -149,6 +150,18 @@ static void s_pump(imp_stream_t *s)
     if (s->step == IMP_ST_IDLE) {
         return;
     }
+    if (s->feeding) {
+        /* A direct batch's COPY rows (reg_ctl_import_direct.c); its result
+           comes once they are all handed over. */
+        if (imp_direct_feed(s) < 0) {
+            s->db->failed = true;
+            s->step = IMP_ST_IDLE;
+            s->feeding = false;
+        }
+        if (s->feeding || s->step == IMP_ST_IDLE) {
+            return;
+        }
+    }
     if (PQconsumeInput(s->conn) != 1) {
         reg_ctl_fail("database error: %s", PQerrorMessage(s->conn));
         s->db->failed = true;
@@ -157,6 +170,17 @@ static void s_pump(imp_stream_t *s)
     }
     while (s->step != IMP_ST_IDLE && PQisBusy(s->conn) == 0) {
         PGresult *res = PQgetResult(s->conn);
+        if (res && PQresultStatus(res) == PGRES_COPY_IN) {
+            /* A direct batch's COPY is ready for its rows: no NULL follows
+               until they are sent. */
+            PQclear(s->res);
+            s->res = NULL;
+            imp_flush_step(s, res);
+            if (s->feeding) {
+                return;
+            }
+            continue;
+        }
         if (res) {
             /* A statement's result comes before the NULL that ends it; of
                several, the first error is the one to report. */
@@ -186,7 +210,8 @@ static void s_wait(imp_db_t *self, const imp_stream_t *want)
             imp_stream_t *s = &self->st[i];
             s_pump(s);
             if (s->step != IMP_ST_IDLE) {
-                fds[n++] = (struct pollfd){.fd = PQsocket(s->conn), .events = POLLIN};
+                short ev = POLLIN | (s->feeding ? POLLOUT : 0);
+                fds[n++] = (struct pollfd){.fd = PQsocket(s->conn), .events = ev};
             }
         }
         if (want ? want->step == IMP_ST_IDLE : n == 0) {
@@ -207,9 +232,10 @@ int imp_db_flush(imp_db_t *self, imp_t *imp)
         imp->in_unit = false;
         imp->cur = NULL;
     }
-    if (s->in_copy && !self->failed) {
+    if ((s->in_copy || s->len) && !self->failed) {
+        /* A batch still held whole goes straight into the tables. */
         s->nunits = imp->nunits;
-        if (imp_flush_start(s) < 0) {
+        if ((s->in_copy ? imp_flush_start(s) : imp_direct_start(s)) < 0) {
             self->failed = true;
         }
         self->cur = (self->cur + 1) % self->n;
@@ -317,16 +343,19 @@ static int s_send(imp_stream_t *s)
 int imp_db_row(imp_db_t *self, const char *const *cols)
 {
     imp_stream_t *s = &self->st[self->cur];
-    if (!s->in_copy) {
+    size_t need = IMP_NCOLS + 1;
+    for (int i = 0; i < IMP_NCOLS; i++) {
+        need += cols[i] ? 2 * strlen(cols[i]) : 2;
+    }
+    /* A batch is held whole (for reg_ctl_import_direct.c) while it fits in
+       IMP_DIRECT_MAX; a bigger one, or one of --follow (upserts), is staged:
+       its rows go to imp_rec as they come. */
+    if (!s->in_copy && (self->imp->follow || s->len + need > IMP_DIRECT_MAX)) {
         if (self->failed || s_exec(s->conn, "BEGIN") < 0 ||
             s_exec(s->conn, "COPY imp_rec FROM STDIN") < 0) {
             return -1;
         }
         s->in_copy = true;
-    }
-    size_t need = IMP_NCOLS + 1;
-    for (int i = 0; i < IMP_NCOLS; i++) {
-        need += cols[i] ? 2 * strlen(cols[i]) : 2;
     }
     if (s_reserve(s, need) < 0) {
         return -1;
@@ -335,5 +364,5 @@ int imp_db_row(imp_db_t *self, const char *const *cols)
         s_field(s, cols[i]);
         s->out[s->len++] = i + 1 < IMP_NCOLS ? '\t' : '\n';
     }
-    return s->len >= S_COPY_CHUNK ? s_send(s) : 0;
+    return s->in_copy && s->len >= S_COPY_CHUNK ? s_send(s) : 0;
 }

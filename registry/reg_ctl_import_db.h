@@ -22,7 +22,17 @@ typedef enum {
     IMP_ST_WRITE,       /* insert (or upsert) statement number `write` */
     IMP_ST_COMMIT,      /* COMMIT */
     IMP_ST_ROLLBACK_TO, /* ROLLBACK TO SAVEPOINT imp_batch, then the check again */
+    /* a batch that goes straight into the tables (reg_ctl_import_direct.c) */
+    IMP_ST_D_BEGIN,    /* BEGIN */
+    IMP_ST_D_CHECK,    /* which of its conversations the database has */
+    IMP_ST_D_COPY,     /* COPY <table> FROM STDIN sent: its PGRES_COPY_IN awaited */
+    IMP_ST_D_FEED,     /* its rows handed to libpq (s->feeding), then its result */
+    IMP_ST_D_LAST,     /* the conversations' last_event_id */
+    IMP_ST_D_REVERT,   /* the events' reverted_by */
+    IMP_ST_D_ROLLBACK, /* ROLLBACK after a conflict, then the batch the staged way */
 } imp_step_t;
+
+typedef struct imp_direct_t imp_direct_t;
 
 typedef struct {
     imp_db_t *db;          /* owner */
@@ -39,6 +49,9 @@ typedef struct {
     long long counts[5];   /* rows written by each write statement (added at COMMIT) */
     long long counts_b[5]; /* second column of the upserts (changed rows) */
     PGresult *res;         /* the running step's result so far */
+    bool direct;           /* the batch goes straight into the tables, not staged */
+    bool feeding;          /* direct: COPY rows still to hand to libpq (socket writable) */
+    imp_direct_t *d;       /* direct: its state (reg_ctl_import_direct.c) */
 } imp_stream_t;
 
 struct imp_db_t {
@@ -50,7 +63,25 @@ struct imp_db_t {
     bool failed;      /* a batch failed (said why): stop */
 };
 
+/* ---- reg_ctl_import_direct.c ---- */
+/* A batch held whole in s->out (not staged: no COPY open) goes straight into
+   the tables: its conversations are checked, then COPYed with its messages and
+   events, in one transaction; after a unique violation or a deadlock it
+   rolls back and goes the staged way (full check). */
+#define IMP_DIRECT_MAX (32u * 1024 * 1024)
+/* Starts the batch's end. 0 / -1 (said why). */
+int imp_direct_start(imp_stream_t *s);
+/* The result res (taken) of s's running direct step; sends the next one. */
+void imp_direct_step(imp_stream_t *s, PGresult *res);
+/* Hands the running COPY's rows to libpq without blocking (s->feeding is
+   false once all are flushed). 0 / -1 (said why). */
+int imp_direct_feed(imp_stream_t *s);
+void imp_direct_free(imp_stream_t *s);
+
 /* ---- reg_ctl_import_flush.c ---- */
+/* Drops unit u of the batch for a check's reason (code: present, foreign,
+   duplicate, msg_exists, msg_dup, msg_moved; detail: the message id). */
+void imp_unit_dropped(imp_t *imp, imp_unit_t *u, const char *code, const char *detail);
 /* Starts the end of s's batch (its COPY is open): ends the COPY. 0 / -1. */
 int imp_flush_start(imp_stream_t *s);
 /* Handles the result (taken; NULL when the statement gave none) of s's

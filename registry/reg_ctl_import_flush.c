@@ -161,7 +161,7 @@ static imp_unit_t *s_unit(imp_stream_t *s, long n)
 }
 
 /* Reports one row of s_check_sql and marks its unit dropped. */
-static void s_dropped(imp_t *imp, imp_unit_t *u, const char *code, const char *detail)
+void imp_unit_dropped(imp_t *imp, imp_unit_t *u, const char *code, const char *detail)
 {
     u->refused = true;
     if (strcmp(code, "present") == 0) {
@@ -190,7 +190,7 @@ static int s_checked(imp_stream_t *s, const PGresult *res)
     for (int i = 0; i < PQntuples(res); i++) {
         imp_unit_t *u = s_unit(s, atol(PQgetvalue(res, i, 0)));
         if (u && !u->refused) {
-            s_dropped(imp, u, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
+            imp_unit_dropped(imp, u, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
         }
     }
     size_t cap = 3 + s->nunits * 21, n = 0;
@@ -312,6 +312,8 @@ static int s_advance(imp_stream_t *s, PGresult *res)
         case IMP_ST_COMMIT:
             s_committed(s);
             s->step = IMP_ST_IDLE;
+            s->direct = false;
+            s->len = 0; /* a direct batch's rows, held until now */
             return 0;
         default:
             return -1;
@@ -337,6 +339,10 @@ int imp_flush_start(imp_stream_t *s)
 
 void imp_flush_step(imp_stream_t *s, PGresult *res)
 {
+    if (s->step >= IMP_ST_D_BEGIN) {
+        imp_direct_step(s, res);
+        return;
+    }
     ExecStatusType st = PQresultStatus(res);
     int rc = 0;
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {

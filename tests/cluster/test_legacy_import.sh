@@ -11,7 +11,8 @@
 # imported; imported conversations take new messages with the next seqs; an
 # import killed half-way (4 streams) and run again finishes with nothing
 # duplicated; two streams' batches that both hold one message id: one is
-# refused, the other imported whole; --streams out of range is a usage error.
+# refused, the other imported whole; --streams out of range is a usage error;
+# a batch too big to hold in memory is staged, the others are not, both whole.
 # Env: see tests/lib/cluster.sh.
 set -uo pipefail
 
@@ -39,6 +40,10 @@ for i in 1 2 3; do
     tc_wait_status "$c" idle 15
 done
 tc_req PATCH "/api/conversations/$c" '{"title":"renamed"}'
+# A reverted event: the import sets its reverted_by (compared below).
+upd=$(tc_sql "select id from events where conversation_id = '$c' and type = 'conversation.updated'")
+tc_req POST "/api/events/$upd/revert"
+t_check "history: a conversation.updated event reverted (201)" test "$TC_CODE" = 201
 tc_req DELETE "/api/conversations/$c"
 first=$(tc_sql "select id from conversations order by created_at, id limit 1")
 
@@ -212,12 +217,22 @@ t_check "message ids stored by an earlier import: refused (exit 1), the other re
 python3 "$GEN" --convs 100 --msgs 2000 --format legacy --seed killed >"$W/big.jsonl"
 tc_sql "insert into teams (id, name) values (gen_random_uuid(), 'killed')" >/dev/null
 count_in() { tc_sql "select count(*) || ' ' || coalesce(sum(message_count), 0) from conversations c join teams t on t.id = c.team_id where t.name = 'killed'"; }
-# 4 streams: 4 batches of 25 conversations in flight at once.
+# 4 streams: 4 batches of 25 conversations in flight at once. Another
+# session holds the last conversation's id (an uncommitted insert), so the
+# last batch waits on it while the first three commit: the import is killed
+# then, half-way whatever its speed; the holder's transaction goes with it.
+last=$(tail -n 1 "$W/big.jsonl" | jq -r .interaction.id)
+PGAPPNAME=holder psql "$BICKY_DATABASE_URL" -X -q -c "insert into conversations (id, team_id)
+    select '$last', id from teams where name = 'killed'; select pg_sleep(300)" >/dev/null 2>&1 &
+hpid=$!
+bk_wait_for 30 eval '[[ $(tc_sql "select count(*) from pg_stat_activity where application_name = '"'holder'"' and query like '"'%pg_sleep%'"'") == 1 ]]'
 "$CTL" import --team killed --streams 4 "$W/big.jsonl" >"$W/k1.out" 2>&1 &
 kpid=$!
-bk_wait_for 120 eval '[[ $(count_in) != "0 0" ]]'
+bk_wait_for 120 eval '[[ $(count_in) == "75 150000" ]]'
 kill -9 "$kpid" 2>/dev/null
 wait "$kpid" 2>/dev/null
+tc_sql "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'holder'" >/dev/null
+wait "$hpid" 2>/dev/null
 partial=$(count_in)
 t_check "the import was killed half-way ($partial)" eval '[[ $partial != "0 0" && $partial != "100 200000" ]]'
 t_check "… leaving whole conversations only (2000 messages each)" \
@@ -256,5 +271,25 @@ t_check "a message id in two streams' batches: exit 1, one conversation refused 
 t_check "… the other imported whole (50,000 or 2 messages), the id once" \
     eval '[[ $(tc_sql "select message_count from conversations c join teams t on t.id = c.team_id where t.name = '"'race'"'") =~ ^(50000|2)$ &&
             $(tc_sql "select count(*) from messages where id = '"'$mid'"'") == 1 ]]'
+
+# ---------------------------------------------------------------- a batch too big to hold
+
+# A batch is held in memory, then COPYed straight into the tables, while it
+# fits in 32 MB; a conversation of 80,000 messages and 80,000 events (about
+# 39 MB of rows) is staged in imp_rec as it is read instead. Both ways, in
+# one file: everything imported, gapless, its counters and last_event_id right.
+python3 "$GEN" --convs 2 --msgs 3 --format bicky --seed held-a >"$W/mixed.jsonl"
+python3 "$GEN" --convs 1 --msgs 80000 --format bicky --seed staged >>"$W/mixed.jsonl"
+python3 "$GEN" --convs 2 --msgs 3 --format bicky --seed held-b >>"$W/mixed.jsonl"
+tc_sql "insert into teams (id, name) values (gen_random_uuid(), 'mixed')" >/dev/null
+"$CTL" import --team mixed --json "$W/mixed.jsonl" >"$W/mixed.json"
+rc=$?
+t_check "a 39 MB conversation between small ones: exit 0, 5 conversations, 80,012 messages and events" \
+    eval '[[ $rc == 0 && $(jq -r "\"\(.imported.conversations) \(.imported.messages) \(.imported.events)\"" "$W/mixed.json") == "5 80012 80012" ]]'
+t_check "… each one's last_event_id the id of its last event" \
+    test "$(tc_sql "select count(*) from conversations c join teams t on t.id = c.team_id
+                    join events e on e.id = c.last_event_id and e.seq = c.last_event_seq
+                    where t.name = 'mixed'")" = 5
+t_check "… every conversation gapless, its counters matching its rows" tc_gapless
 
 tc_finish legacy_import

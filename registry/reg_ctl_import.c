@@ -2,7 +2,7 @@
     (JSON Lines) or the TypeScript server's ({"interaction", "messages"}
     records, as JSON Lines or as one JSON array, read element by element)
     and imports it into a team in bounded memory: one record at a time
-    (at most IMP_RECORD_MAX bytes), staged with COPY, one transaction per
+    (at most IMP_RECORD_MAX bytes), written with COPY, one transaction per
     batch of whole conversations (reg_ctl_import_db.c). A conversation is
     imported whole or refused whole, with the line and the reason; one whose
     id the database already has in this team is skipped, so a second run (or

@@ -1,11 +1,15 @@
 /*  reg_ctl_import — `bickyctl import`: declarations shared by its files
     (reg_ctl_import.c: reading records, units, the report;
-    reg_ctl_import_check.c: checking and mapping records to staged rows;
-    reg_ctl_import_db.c: the streams, COPY into their staging tables;
-    reg_ctl_import_flush.c: one transaction per batch, ended while the next
-    batch is staged on another stream; reg_ctl_import_follow.c: --follow URL, mirroring a running
-   old server; reg_ctl_import_http.c: its GETs and SSE stream over libcurl). Single-threaded,
-   blocking libpq and libcurl (the CLI has no loop). */
+    reg_ctl_import_fast.c: valid messages and events of Bicky's export read
+    with json_rec; reg_ctl_import_check.c: every other record checked with
+    jansson, and records mapped to rows; reg_ctl_import_db.c: the streams, a
+    batch's rows held or COPYed into a staging table; reg_ctl_import_direct.c:
+    a held batch COPYed straight into the tables; reg_ctl_import_flush.c: a
+    staged batch checked and inserted; each batch one transaction, ended while
+    the next one is read for another stream; reg_ctl_import_follow.c: --follow
+    URL, mirroring a running old server; reg_ctl_import_http.c: its GETs and
+    SSE stream over libcurl). Single-threaded; libpq blocking to stage,
+    asynchronous to end a batch; blocking libcurl (the CLI has no loop). */
 #ifndef BICKY_REG_CTL_IMPORT_H
 #define BICKY_REG_CTL_IMPORT_H
 

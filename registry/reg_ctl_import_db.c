@@ -1,10 +1,11 @@
 /*  reg_ctl_import_db — `bickyctl import`'s database side: N streams (--streams,
     one connection each, with its own temporary staging table imp_rec). The
-    reader stages a batch of whole conversations with COPY on one stream; at
-    the batch's end that stream's backend checks and inserts it in one
-    transaction (reg_ctl_import_flush.c) while the reader stages the next
-    batch on the next stream, waiting only when every stream is busy. A
-    conversation's rows are all in one batch, so its order and its
+    reader puts a batch of whole conversations on one stream: held in memory
+    while it fits in IMP_DIRECT_MAX (then COPYed straight into the tables at
+    its end, reg_ctl_import_direct.c), else staged with COPY into imp_rec as
+    it is read (then checked and inserted, reg_ctl_import_flush.c); meanwhile
+    the reader fills the next stream, waiting only when every stream is busy.
+    A conversation's rows are all in one batch, so its order and its
     all-or-nothing hold; batches commit in any order, so a killed import
     leaves whole conversations, and a re-run skips them. Blocking libpq to
     stage, async libpq to end a batch; single-threaded (the CLI has no loop). */
@@ -364,5 +365,17 @@ int imp_db_row(imp_db_t *self, const char *const *cols)
         s_field(s, cols[i]);
         s->out[s->len++] = i + 1 < IMP_NCOLS ? '\t' : '\n';
     }
-    return s->in_copy && s->len >= S_COPY_CHUNK ? s_send(s) : 0;
+    if (s->in_copy) {
+        return s->len >= S_COPY_CHUNK ? s_send(s) : 0;
+    }
+    /* While a batch is held, the other streams' batches move on too (a
+       direct COPY is fed only when pumped). */
+    self->held += need;
+    if (self->held >= S_COPY_CHUNK) {
+        self->held = 0;
+        for (int i = 0; i < self->n; i++) {
+            s_pump(&self->st[i]);
+        }
+    }
+    return self->failed ? -1 : 0;
 }

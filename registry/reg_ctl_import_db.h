@@ -60,6 +60,7 @@ struct imp_db_t {
     imp_stream_t *st; /* the streams */
     int n;            /* how many */
     int cur;          /* the one staging the current batch */
+    size_t held;      /* bytes held since the streams were last pumped */
     bool failed;      /* a batch failed (said why): stop */
 };
 

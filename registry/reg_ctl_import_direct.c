@@ -113,12 +113,24 @@ static const char *s_array(s_buf_t *b)
 
 /* ---- the batch's rows -------------------------------------------------------------------- */
 
-/* The fields of the row at p (up to its newline): starts and lengths. The row
-   ends at *next. COPY text escapes tabs and newlines, so both split it. */
-static void s_fields(const char *p, const char *end, const char **f, size_t *n, const char **next)
+/* The row at p: where it ends (its newline, or end), its unit number and its
+   kind (the first and third fields; 0 when malformed). COPY text escapes tabs
+   and newlines, so both split it. */
+static const char *s_head(const char *p, const char *end, long *unit, char *kind)
 {
     const char *nl = memchr(p, '\n', (size_t)(end - p));
     nl = nl ? nl : end;
+    char *stop;
+    *unit = strtol(p, &stop, 10);
+    const char *k =
+        stop < nl && *stop == '\t' ? memchr(stop + 1, '\t', (size_t)(nl - stop - 1)) : NULL;
+    *kind = k && k + 2 < nl && k[2] == '\t' ? k[1] : 0;
+    return nl;
+}
+
+/* The fields of the row from p to its newline nl: starts and lengths. */
+static void s_fields(const char *p, const char *nl, const char **f, size_t *n)
+{
     for (int i = 0; i < IMP_NCOLS; i++) {
         const char *tab = i + 1 < IMP_NCOLS ? memchr(p, '\t', (size_t)(nl - p)) : NULL;
         const char *stop = tab ? tab : nl;
@@ -126,16 +138,13 @@ static void s_fields(const char *p, const char *end, const char **f, size_t *n, 
         n[i] = (size_t)(stop - p);
         p = tab ? tab + 1 : nl;
     }
-    *next = nl < end ? nl + 1 : end;
 }
 
 /* The batch's unit of number n, or NULL (units are numbered consecutively). */
-static imp_unit_t *s_unit(imp_stream_t *s, const char *f, size_t n)
+static imp_unit_t *s_unit(imp_stream_t *s, long n)
 {
-    char num[24];
-    snprintf(num, sizeof num, "%.*s", (int)(n < 23 ? n : 23), f);
-    long u = atol(num), first = s->nunits ? s->units[0].unit : 0;
-    return u >= first && u - first < (long)s->nunits ? &s->units[u - first] : NULL;
+    long first = s->nunits ? s->units[0].unit : 0;
+    return n >= first && n - first < (long)s->nunits ? &s->units[n - first] : NULL;
 }
 
 /* Appends the row (fields f, n) of unit u to the COPY of table t. 0 / -1. */
@@ -184,15 +193,19 @@ static int s_convert(imp_stream_t *s)
     imp_direct_t *d = s->d;
     const char *p = s->out + d->src, *end = s->out + s->len;
     while (p < end && d->chunk.len < S_CHUNK) {
-        const char *f[IMP_NCOLS], *next;
-        size_t n[IMP_NCOLS];
-        s_fields(p, end, f, n, &next);
-        const imp_unit_t *u = s_unit(s, f[IMP_C_UNIT], n[IMP_C_UNIT]);
-        if (u && !u->refused && n[IMP_C_KIND] == 1 && f[IMP_C_KIND][0] == kinds[d->table] &&
-            s_row(s, d->table, u, f, n) < 0) {
-            return -1;
+        long unit;
+        char kind;
+        const char *nl = s_head(p, end, &unit, &kind);
+        const imp_unit_t *u = kind == kinds[d->table] ? s_unit(s, unit) : NULL;
+        if (u && !u->refused) {
+            const char *f[IMP_NCOLS];
+            size_t n[IMP_NCOLS];
+            s_fields(p, nl, f, n);
+            if (s_row(s, d->table, u, f, n) < 0) {
+                return -1;
+            }
         }
-        p = next;
+        p = nl < end ? nl + 1 : end;
     }
     d->src = (size_t)(p - s->out);
     return 0;
@@ -259,10 +272,14 @@ static int s_list_convs(imp_stream_t *s)
     d->ids.len = 0;
     const char *p = s->out, *end = s->out + s->len;
     while (p < end) {
-        const char *f[IMP_NCOLS], *next;
+        long unit;
+        char kind;
+        const char *nl = s_head(p, end, &unit, &kind), *f[IMP_NCOLS];
         size_t n[IMP_NCOLS];
-        s_fields(p, end, f, n, &next);
-        if (n[IMP_C_KIND] == 1 && f[IMP_C_KIND][0] == 'c' && n[IMP_C_CONV] == 36) {
+        if (kind == 'c') {
+            s_fields(p, nl, f, n);
+        }
+        if (kind == 'c' && n[IMP_C_CONV] == 36) {
             if (d->nconvs == d->capconvs) {
                 size_t cap = d->capconvs ? d->capconvs * 2 : 256;
                 s_conv_t *grown = realloc(d->convs, cap * sizeof *grown);
@@ -273,23 +290,16 @@ static int s_list_convs(imp_stream_t *s)
                 d->convs = grown;
                 d->capconvs = cap;
             }
-            const imp_unit_t *u = s_unit(s, f[IMP_C_UNIT], n[IMP_C_UNIT]);
+            const imp_unit_t *u = s_unit(s, unit);
             d->convs[d->nconvs++] = (s_conv_t){.conv = f[IMP_C_CONV], .unit = u ? u->unit : -1};
             if (u && !u->refused && s_elem(&d->ids, f[IMP_C_CONV], 36) < 0) {
                 return -1;
             }
         }
-        /* Only a conversation row starts a unit: skip to the next one fast. */
-        p = next;
+        p = nl < end ? nl + 1 : end;
     }
     qsort(d->convs, d->nconvs, sizeof *d->convs, s_conv_cmp);
     return 0;
-}
-
-static imp_unit_t *s_unit_no(imp_stream_t *s, long n)
-{
-    long first = s->nunits ? s->units[0].unit : 0;
-    return n >= first && n - first < (long)s->nunits ? &s->units[n - first] : NULL;
 }
 
 /* Drops the units the check found (present, foreign), then the later ones of
@@ -312,14 +322,14 @@ static int s_checked(imp_stream_t *s, const PGresult *res)
             }
         }
         for (; lo < d->nconvs && memcmp(d->convs[lo].conv, key.conv, 36) == 0; lo++) {
-            imp_unit_t *u = s_unit_no(s, d->convs[lo].unit);
+            imp_unit_t *u = s_unit(s, d->convs[lo].unit);
             if (u && !u->refused) {
                 imp_unit_dropped(imp, u, code, NULL);
             }
         }
     }
     for (size_t i = 1; i < d->nconvs; i++) {
-        imp_unit_t *u = s_unit_no(s, d->convs[i].unit);
+        imp_unit_t *u = s_unit(s, d->convs[i].unit);
         if (memcmp(d->convs[i].conv, d->convs[i - 1].conv, 36) == 0 && u && !u->refused) {
             imp_unit_dropped(imp, u, "duplicate", NULL);
         }

@@ -1,4 +1,6 @@
-/*  reg_ctl_import_flush — the end of one stream's batch, as a chain of
+/*  reg_ctl_import_flush — the end of one stream's staged batch (one bigger
+    than IMP_DIRECT_MAX, one of --follow, or a held one sent back here by
+    reg_ctl_import_direct.c after a conflict), as a chain of
     statements sent with PQsendQueryParams (reg_ctl_import_db.c reads their
     results and calls imp_flush_step), so that while one backend checks and
     inserts a batch the importer stages the next one on another stream. In

@@ -80,6 +80,10 @@ int imp_direct_feed(imp_stream_t *s);
 void imp_direct_free(imp_stream_t *s);
 
 /* ---- reg_ctl_import_flush.c ---- */
+/* Sends sql (n params p) as s's next step; 0, or -1 after saying why. */
+int imp_stream_send(imp_stream_t *s, imp_step_t step, const char *sql, int n, const char *const *p);
+/* The batch's unit of number n, or NULL (units are numbered consecutively). */
+imp_unit_t *imp_stream_unit(imp_stream_t *s, long n);
 /* Drops unit u of the batch for a check's reason (code: present, foreign,
    duplicate, msg_exists, msg_dup, msg_moved; detail: the message id). */
 void imp_unit_dropped(imp_t *imp, imp_unit_t *u, const char *code, const char *detail);

@@ -140,13 +140,6 @@ static void s_fields(const char *p, const char *nl, const char **f, size_t *n)
     }
 }
 
-/* The batch's unit of number n, or NULL (units are numbered consecutively). */
-static imp_unit_t *s_unit(imp_stream_t *s, long n)
-{
-    long first = s->nunits ? s->units[0].unit : 0;
-    return n >= first && n - first < (long)s->nunits ? &s->units[n - first] : NULL;
-}
-
 /* Appends the row (fields f, n) of unit u to the COPY of table t. 0 / -1. */
 static int s_row(imp_stream_t *s, int t, const imp_unit_t *u, const char **f, const size_t *n)
 {
@@ -196,7 +189,7 @@ static int s_convert(imp_stream_t *s)
         long unit;
         char kind;
         const char *nl = s_head(p, end, &unit, &kind);
-        const imp_unit_t *u = kind == kinds[d->table] ? s_unit(s, unit) : NULL;
+        const imp_unit_t *u = kind == kinds[d->table] ? imp_stream_unit(s, unit) : NULL;
         if (u && !u->refused) {
             const char *f[IMP_NCOLS];
             size_t n[IMP_NCOLS];
@@ -290,7 +283,7 @@ static int s_list_convs(imp_stream_t *s)
                 d->convs = grown;
                 d->capconvs = cap;
             }
-            const imp_unit_t *u = s_unit(s, unit);
+            const imp_unit_t *u = imp_stream_unit(s, unit);
             d->convs[d->nconvs++] = (s_conv_t){.conv = f[IMP_C_CONV], .unit = u ? u->unit : -1};
             if (u && !u->refused && s_elem(&d->ids, f[IMP_C_CONV], 36) < 0) {
                 return -1;
@@ -322,14 +315,14 @@ static int s_checked(imp_stream_t *s, const PGresult *res)
             }
         }
         for (; lo < d->nconvs && memcmp(d->convs[lo].conv, key.conv, 36) == 0; lo++) {
-            imp_unit_t *u = s_unit(s, d->convs[lo].unit);
+            imp_unit_t *u = imp_stream_unit(s, d->convs[lo].unit);
             if (u && !u->refused) {
                 imp_unit_dropped(imp, u, code, NULL);
             }
         }
     }
     for (size_t i = 1; i < d->nconvs; i++) {
-        imp_unit_t *u = s_unit(s, d->convs[i].unit);
+        imp_unit_t *u = imp_stream_unit(s, d->convs[i].unit);
         if (memcmp(d->convs[i].conv, d->convs[i - 1].conv, 36) == 0 && u && !u->refused) {
             imp_unit_dropped(imp, u, "duplicate", NULL);
         }
@@ -345,16 +338,6 @@ static int s_checked(imp_stream_t *s, const PGresult *res)
 
 /* ---- steps ------------------------------------------------------------------------------- */
 
-static int s_send(imp_stream_t *s, imp_step_t step, const char *sql, int n, const char *const *p)
-{
-    s->step = step;
-    if (PQsendQueryParams(s->conn, sql, n, NULL, p, NULL, NULL, 0) != 1) {
-        reg_ctl_fail("database error: %s", PQerrorMessage(s->conn));
-        return -1;
-    }
-    return 0;
-}
-
 /* Starts the COPY of table t. */
 static int s_copy(imp_stream_t *s, int t)
 {
@@ -362,7 +345,7 @@ static int s_copy(imp_stream_t *s, int t)
     s->d->src = 0;
     s->d->chunk.len = 0;
     s->d->ended = false;
-    return s_send(s, IMP_ST_D_COPY, s_copy_sql[t], 0, NULL);
+    return imp_stream_send(s, IMP_ST_D_COPY, s_copy_sql[t], 0, NULL);
 }
 
 /* After a conflict (rolled back): the batch goes the staged way, whose full
@@ -398,7 +381,7 @@ int imp_direct_start(imp_stream_t *s)
     d->rconv.len = d->rseq.len = d->rby.len = 0;
     memset(s->counts, 0, sizeof s->counts);
     s->direct = true;
-    return s_send(s, IMP_ST_D_BEGIN, "BEGIN", 0, NULL);
+    return imp_stream_send(s, IMP_ST_D_BEGIN, "BEGIN", 0, NULL);
 }
 
 /* Sends the step after s->step, whose result res was fine. 0 / -1. */
@@ -411,7 +394,7 @@ static int s_advance(imp_stream_t *s, PGresult *res)
             if (!p[1]) {
                 return -1;
             }
-            return s_send(s, IMP_ST_D_CHECK, s_check_sql, 2, p);
+            return imp_stream_send(s, IMP_ST_D_CHECK, s_check_sql, 2, p);
         }
         case IMP_ST_D_CHECK:
             return s_checked(s, res) < 0 ? -1 : s_copy(s, 0);
@@ -430,17 +413,19 @@ static int s_advance(imp_stream_t *s, PGresult *res)
                 return s_copy(s, d->table + 1);
             }
             const char *p[] = {s->db->team_id, s_array(&d->ids)};
-            return p[1] ? s_send(s, IMP_ST_D_LAST, s_last_sql, 2, p) : -1;
+            return p[1] ? imp_stream_send(s, IMP_ST_D_LAST, s_last_sql, 2, p) : -1;
         }
         case IMP_ST_D_LAST:
             if (d->rconv.len) {
                 const char *p[] = {s->db->team_id, s_array(&d->rconv), s_array(&d->rseq),
                                    s_array(&d->rby)};
-                return p[1] && p[2] && p[3] ? s_send(s, IMP_ST_D_REVERT, s_revert_sql, 4, p) : -1;
+                return p[1] && p[2] && p[3]
+                           ? imp_stream_send(s, IMP_ST_D_REVERT, s_revert_sql, 4, p)
+                           : -1;
             }
-            return s_send(s, IMP_ST_COMMIT, "COMMIT", 0, NULL);
+            return imp_stream_send(s, IMP_ST_COMMIT, "COMMIT", 0, NULL);
         case IMP_ST_D_REVERT:
-            return s_send(s, IMP_ST_COMMIT, "COMMIT", 0, NULL);
+            return imp_stream_send(s, IMP_ST_COMMIT, "COMMIT", 0, NULL);
         case IMP_ST_D_ROLLBACK:
             return s_fall_back(s);
         default:
@@ -460,7 +445,7 @@ void imp_direct_step(imp_stream_t *s, PGresult *res)
                (strcmp(state, "23505") == 0 || strcmp(state, "40P01") == 0)) {
         /* A message id used already or twice, or another stream's batch
            with the same ids: this one goes the staged way. */
-        rc = s_send(s, IMP_ST_D_ROLLBACK, "ROLLBACK", 0, NULL);
+        rc = imp_stream_send(s, IMP_ST_D_ROLLBACK, "ROLLBACK", 0, NULL);
     } else {
         reg_ctl_fail("database error: %s",
                      res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));

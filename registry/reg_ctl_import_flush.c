@@ -144,8 +144,7 @@ static const char *const s_insert_sql[] = {
 #define S_NINSERT (int)(sizeof s_insert_sql / sizeof s_insert_sql[0])
 #define S_NUPSERT (int)(sizeof s_upsert_sql / sizeof s_upsert_sql[0])
 
-/* Sends sql as s's next step; 0, or -1 after saying why. */
-static int s_send(imp_stream_t *s, imp_step_t step, const char *sql, int n, const char *const *p)
+int imp_stream_send(imp_stream_t *s, imp_step_t step, const char *sql, int n, const char *const *p)
 {
     s->step = step;
     if (PQsendQueryParams(s->conn, sql, n, NULL, p, NULL, NULL, 0) != 1) {
@@ -155,8 +154,7 @@ static int s_send(imp_stream_t *s, imp_step_t step, const char *sql, int n, cons
     return 0;
 }
 
-/* The batch's unit of number n, or NULL (units are numbered consecutively). */
-static imp_unit_t *s_unit(imp_stream_t *s, long n)
+imp_unit_t *imp_stream_unit(imp_stream_t *s, long n)
 {
     long first = s->nunits ? s->units[0].unit : 0;
     return n >= first && n - first < (long)s->nunits ? &s->units[n - first] : NULL;
@@ -190,7 +188,7 @@ static int s_checked(imp_stream_t *s, const PGresult *res)
 {
     imp_t *imp = s->db->imp;
     for (int i = 0; i < PQntuples(res); i++) {
-        imp_unit_t *u = s_unit(s, atol(PQgetvalue(res, i, 0)));
+        imp_unit_t *u = imp_stream_unit(s, atol(PQgetvalue(res, i, 0)));
         if (u && !u->refused) {
             imp_unit_dropped(imp, u, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2));
         }
@@ -256,17 +254,17 @@ static int s_next_write(imp_stream_t *s, int i)
     const char *p[] = {s->db->team_id};
     int n = s->db->imp->follow ? S_NUPSERT : S_NINSERT;
     if (i >= n) {
-        return s_send(s, IMP_ST_COMMIT, "COMMIT", 0, NULL);
+        return imp_stream_send(s, IMP_ST_COMMIT, "COMMIT", 0, NULL);
     }
     s->write = i;
     if (!s->db->imp->follow) {
-        return s_send(s, IMP_ST_WRITE, s_insert_sql[i], 1, p);
+        return imp_stream_send(s, IMP_ST_WRITE, s_insert_sql[i], 1, p);
     }
     /* Only the legacy_mirror statement names the URL ($2): an unused
        parameter would have no type. */
     const char *pu[] = {s->db->team_id, s->db->imp->url};
     bool url = strstr(s_upsert_sql[i], "$2") != NULL;
-    return s_send(s, IMP_ST_WRITE, s_upsert_sql[i], url ? 2 : 1, url ? pu : p);
+    return imp_stream_send(s, IMP_ST_WRITE, s_upsert_sql[i], url ? 2 : 1, url ? pu : p);
 }
 
 /* A unique violation or a deadlock with another stream's batch, which can be
@@ -287,24 +285,25 @@ static int s_advance(imp_stream_t *s, PGresult *res)
             /* Statistics of the batch, so that the checks probe the big tables'
                indexes instead of scanning them (a temporary table is never
                auto-analysed). */
-            return s_send(s, IMP_ST_ANALYZE, "ANALYZE imp_rec", 0, NULL);
+            return imp_stream_send(s, IMP_ST_ANALYZE, "ANALYZE imp_rec", 0, NULL);
         case IMP_ST_ANALYZE:
-            return s_send(s, IMP_ST_SAVEPOINT, "SAVEPOINT imp_batch", 0, NULL);
+            return imp_stream_send(s, IMP_ST_SAVEPOINT, "SAVEPOINT imp_batch", 0, NULL);
         case IMP_ST_SAVEPOINT:
         case IMP_ST_ROLLBACK_TO:
             memset(s->counts, 0, sizeof s->counts);
             memset(s->counts_b, 0, sizeof s->counts_b);
-            return s_send(s, IMP_ST_CHECK,
-                          s->db->imp->follow ? s_check_follow_sql
-                          : s->retries == 0  ? s_check_convs_sql
-                                             : s_check_sql,
-                          1, team);
+            return imp_stream_send(s, IMP_ST_CHECK,
+                                   s->db->imp->follow ? s_check_follow_sql
+                                   : s->retries == 0  ? s_check_convs_sql
+                                                      : s_check_sql,
+                                   1, team);
         case IMP_ST_CHECK: {
             if (s_checked(s, res) < 0) {
                 return -1;
             }
             const char *d[] = {s->drop};
-            return s_send(s, IMP_ST_DROP, "DELETE FROM imp_rec WHERE unit = ANY($1::int[])", 1, d);
+            return imp_stream_send(s, IMP_ST_DROP,
+                                   "DELETE FROM imp_rec WHERE unit = ANY($1::int[])", 1, d);
         }
         case IMP_ST_DROP:
             return s_next_write(s, 0);
@@ -350,7 +349,7 @@ void imp_flush_step(imp_stream_t *s, PGresult *res)
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         if (s_retryable(s, res)) {
             s->retries++;
-            rc = s_send(s, IMP_ST_ROLLBACK_TO, "ROLLBACK TO SAVEPOINT imp_batch", 0, NULL);
+            rc = imp_stream_send(s, IMP_ST_ROLLBACK_TO, "ROLLBACK TO SAVEPOINT imp_batch", 0, NULL);
         } else {
             reg_ctl_fail("database error: %s",
                          res ? PQresultErrorMessage(res) : PQerrorMessage(s->conn));

@@ -6,13 +6,14 @@
     then the rest is COPYed into conversations (with its counters, known by
     now), messages and events (in seq order, so that their global ids follow
     their seqs), and last_event_id and reverted_by are set. Staging every row
-    in a temporary table and copying it again cost Postgres a fifth of its
-    time. A message id the database has already, or that the batch repeats,
-    breaks the COPY with a unique violation (as does another stream's batch
-    with the same ids, or a deadlock with it): the transaction rolls back and
-    the batch goes the staged way (reg_ctl_import_flush.c), whose full check
-    names the ids. COPY rows are handed to libpq in non-blocking mode, so the
-    importer reads the next batch meanwhile. Single-threaded (the CLI's). */
+    in a temporary table and copying it again took Postgres about 40% more
+    CPU (docs/performance.md, "Import"). A message id the database has
+    already, or that the batch repeats, breaks the COPY with a unique
+    violation (as does another stream's batch with the same ids, or a
+    deadlock with it): the transaction rolls back and the batch goes the
+    staged way (reg_ctl_import_flush.c), whose full check names the ids.
+    COPY rows are handed to libpq in non-blocking mode, so the importer reads
+    the next batch meanwhile. Single-threaded (the CLI's). */
 #include "registry/reg_ctl_import_db.h"
 
 #include <stdlib.h>

@@ -257,13 +257,11 @@ static int s_conv_cmp(const void *a, const void *b)
     return c ? c : (x->unit > y->unit) - (x->unit < y->unit);
 }
 
-/* Lists the batch's conversation rows, sorted by id then unit; their ids
-   (of units not refused) into d->ids. 0 / -1. */
+/* Lists the batch's conversation rows in d->convs, sorted by id then unit. 0 / -1. */
 static int s_list_convs(imp_stream_t *s)
 {
     imp_direct_t *d = s->d;
     d->nconvs = 0;
-    d->ids.len = 0;
     const char *p = s->out, *end = s->out + s->len;
     while (p < end) {
         long unit;
@@ -284,11 +282,7 @@ static int s_list_convs(imp_stream_t *s)
                 d->convs = grown;
                 d->capconvs = cap;
             }
-            const imp_unit_t *u = imp_stream_unit(s, unit);
-            d->convs[d->nconvs++] = (s_conv_t){.conv = f[IMP_C_CONV], .unit = u ? u->unit : -1};
-            if (u && !u->refused && s_elem(&d->ids, f[IMP_C_CONV], 36) < 0) {
-                return -1;
-            }
+            d->convs[d->nconvs++] = (s_conv_t){.conv = f[IMP_C_CONV], .unit = unit};
         }
         p = nl < end ? nl + 1 : end;
     }
@@ -297,8 +291,8 @@ static int s_list_convs(imp_stream_t *s)
 }
 
 /* Drops the units the check found (present, foreign), then the later ones of
-   each repeated id; the kept ones' ids into d->ids. 0 / -1. */
-static int s_checked(imp_stream_t *s, const PGresult *res)
+   each repeated id. */
+static void s_checked(imp_stream_t *s, const PGresult *res)
 {
     imp_direct_t *d = s->d;
     imp_t *imp = s->db->imp;
@@ -328,13 +322,19 @@ static int s_checked(imp_stream_t *s, const PGresult *res)
             imp_unit_dropped(imp, u, "duplicate", NULL);
         }
     }
-    d->ids.len = 0;
+}
+
+/* The ids of the batch's units not refused, a uuid[] literal; NULL on OOM. */
+static const char *s_kept_ids(imp_stream_t *s)
+{
+    s_buf_t *ids = &s->d->ids;
+    ids->len = 0;
     for (size_t i = 0; i < s->nunits; i++) {
-        if (!s->units[i].refused && s_elem(&d->ids, s->units[i].conv, 36) < 0) {
-            return -1;
+        if (!s->units[i].refused && s_elem(ids, s->units[i].conv, 36) < 0) {
+            return NULL;
         }
     }
-    return 0;
+    return s_array(ids);
 }
 
 /* ---- steps ------------------------------------------------------------------------------- */
@@ -391,14 +391,15 @@ static int s_advance(imp_stream_t *s, PGresult *res)
     imp_direct_t *d = s->d;
     switch (s->step) {
         case IMP_ST_D_BEGIN: {
-            const char *p[] = {s->db->team_id, s_list_convs(s) < 0 ? NULL : s_array(&d->ids)};
+            const char *p[] = {s->db->team_id, s_list_convs(s) < 0 ? NULL : s_kept_ids(s)};
             if (!p[1]) {
                 return -1;
             }
             return imp_stream_send(s, IMP_ST_D_CHECK, s_check_sql, 2, p);
         }
         case IMP_ST_D_CHECK:
-            return s_checked(s, res) < 0 ? -1 : s_copy(s, 0);
+            s_checked(s, res);
+            return s_copy(s, 0);
         case IMP_ST_D_COPY:
             /* PGRES_COPY_IN: the rows, without blocking (s_pump goes on). */
             s->step = IMP_ST_D_FEED;
@@ -413,7 +414,7 @@ static int s_advance(imp_stream_t *s, PGresult *res)
             if (d->table < 2) {
                 return s_copy(s, d->table + 1);
             }
-            const char *p[] = {s->db->team_id, s_array(&d->ids)};
+            const char *p[] = {s->db->team_id, s_kept_ids(s)};
             return p[1] ? imp_stream_send(s, IMP_ST_D_LAST, s_last_sql, 2, p) : -1;
         }
         case IMP_ST_D_LAST:
